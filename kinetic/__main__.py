@@ -1,0 +1,5 @@
+import sys
+
+from kinetic.cli import main
+
+sys.exit(main())

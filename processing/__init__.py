@@ -1,0 +1,1 @@
+"""Processing: gait analytics (``processing.analytics``), file readers and the MQTT processing service."""
