@@ -27,7 +27,8 @@ GYRO_COLUMNS = ("gyr_x_dps", "gyr_y_dps", "gyr_z_dps")
 class FootRecording:
     """One insole's samples on a uniform time grid.
 
-    IMU axes are in the insole frame: x anterior (toe-ward), y lateral, z up.
+    IMU axes are one right-handed frame on both feet: x anterior (toe-ward), y to the
+    subject's left, z up. Acceleration in g includes gravity (z = +1 g flat and still).
     """
 
     side: Side
