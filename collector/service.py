@@ -1,0 +1,287 @@
+"""The collector: insole sources -> clock alignment -> batches -> durable outbox -> broker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from collector.clock import ClockAligner
+from collector.outbox import Outbox, OutboxFullError
+from collector.publisher import OutboxPublisher
+from collector.sources.base import DeviceFrames, InsoleSource
+from insole_common import topics
+from insole_common.codec import Batch, encode_batch
+from insole_common.messages import CollectorStatus, InsoleStatus, SessionMessage
+from kinetic.mqtt import MqttSettings, make_client
+
+log = logging.getLogger(__name__)
+SOFTWARE = "kinetic-chain-collector/0.1"
+
+
+@dataclass
+class CollectorConfig:
+    patient: str
+    outbox_path: Path
+    outbox_budget_bytes: int = 512 * 1024 * 1024
+    #: frames per published batch; batch boundaries sit at multiples of this in sequence space
+    frames_per_batch: int = 50
+    status_interval_s: float = 5.0
+    #: how long a clean shutdown waits for the outbox to drain before leaving it for next time
+    drain_timeout_s: float = 10.0
+
+
+def new_session_id() -> str:
+    return time.strftime("s%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+@dataclass
+class _SideState:
+    aligner: ClockAligner = field(default_factory=ClockAligner)
+    pending: list[DeviceFrames] = field(default_factory=list)
+    batches_n: int = 0
+    frames_n: int = 0
+    last_seq: int | None = None
+
+
+class Collector:
+    """Runs a patient's insole sources and forwards everything through the outbox."""
+
+    def __init__(self, config: CollectorConfig, sources: list[InsoleSource], mqtt: MqttSettings, *, client_id: str | None = None) -> None:
+        topics.check_patient(config.patient)
+        self.config = config
+        self.sources = sources
+        self.mqtt = mqtt
+        self.outbox = Outbox(config.outbox_path, budget_bytes=config.outbox_budget_bytes)
+        self.client_id = client_id or f"collector-{config.patient}"
+        will = (topics.collector_status_topic(config.patient), CollectorStatus(online=False).to_json(), 1, True)
+        self.client = make_client(mqtt, client_id=self.client_id, clean_session=True, will=will)
+        self.publisher = OutboxPublisher(self.outbox, self.client)
+        self._sides = {s.side: _SideState() for s in sources}
+        self.lost_outbox_full_n = 0
+        self.session_id: str | None = None
+        on_connect = self.client.on_connect
+
+        def _on_connect(client, userdata, flags, rc, props):
+            on_connect(client, userdata, flags, rc, props)
+            if not getattr(rc, "is_failure", False):
+                self._publish_collector_status(online=True)
+
+        self.client.on_connect = _on_connect
+
+    # status ----------------------------------------------------------------------------
+    def _publish_collector_status(self, *, online: bool) -> None:
+        msg = CollectorStatus(
+            online=online,
+            time_us=time.time_ns() // 1000,
+            software=SOFTWARE,
+            outbox_batches_n=len(self.outbox),
+            outbox_fill_fraction=round(self.outbox.fill_fraction, 4),
+        )
+        self.client.publish(topics.collector_status_topic(self.config.patient), msg.to_json(), qos=1, retain=True)
+
+    def _publish_insole_status(self, source: InsoleSource) -> None:
+        st = source.status
+        state = self._sides[source.side]
+        msg = InsoleStatus(
+            side=source.side,
+            device_id=source.device_id,
+            connected=st.connected,
+            time_us=time.time_ns() // 1000,
+            battery_pct=st.battery_pct,
+            loss_fraction=round(st.loss_fraction, 6),
+            sample_rate_hz=None if state.frames_n == 0 else getattr(source, "sample_rate_hz", None),
+        )
+        self.client.publish(topics.insole_status_topic(self.config.patient, source.side), msg.to_json(), qos=1, retain=True)
+
+    def status_line(self) -> str:
+        """The live one-line status, e.g. ``L: connected 100 Hz loss 0.1% | R: ... | outbox 3``."""
+        parts = []
+        for s in self.sources:
+            st = s.status
+            parts.append(
+                f"{s.side}: {'connected' if st.connected else 'NOT connected'}"
+                f" loss {100 * st.loss_fraction:.1f}% bad {st.bad_packets_n}"
+            )
+        broker = "broker ok" if self.client.is_connected() else "broker unreachable"
+        return " | ".join(parts + [f"outbox {len(self.outbox)} ({100 * self.outbox.fill_fraction:.0f}%)", broker])
+
+    # data path ---------------------------------------------------------------------------
+    def _enqueue(self, topic: str, payload: bytes) -> bool:
+        try:
+            self.outbox.put(topic, payload)
+        except OutboxFullError as exc:
+            self.lost_outbox_full_n += 1
+            log.error("%s", exc)
+            return False
+        self.publisher.notify()
+        return True
+
+    def handle_frames(self, frames: DeviceFrames) -> None:
+        """Align one notification's frames and enqueue every batch they complete."""
+        state = self._sides[frames.side]
+        period_us = 1e6 / frames.sample_rate_hz
+        last_dev_us = frames.device_time_us + int(round((frames.n_frames - 1) * period_us))
+        state.aligner.observe(last_dev_us, frames.arrival_time_us)
+        if state.pending:
+            prev = state.pending[-1]
+            contiguous = prev.first_seq + prev.n_frames == frames.first_seq and _same_format(prev, frames)
+            if not contiguous:
+                self._flush(frames.side)
+        state.pending.append(frames)
+        state.frames_n += frames.n_frames
+        self._flush(frames.side, only_complete=True)
+
+    def _flush(self, side: str, *, only_complete: bool = False) -> None:
+        """Cut pending frames into batches at multiples of frames_per_batch in seq space."""
+        state = self._sides[side]
+        if not state.pending:
+            return
+        fpb = self.config.frames_per_batch
+        head = state.pending[0]
+        pressure = np.concatenate([f.pressure_raw for f in state.pending])
+        imu = None if head.imu_raw is None else np.concatenate([f.imu_raw for f in state.pending])
+        first_seq = head.first_seq
+        n = pressure.shape[0]
+        period_us = 1e6 / head.sample_rate_hz
+        start = 0
+        while start < n:
+            seq = first_seq + start
+            end = min(n, start + fpb - (seq % fpb))
+            if only_complete and (seq + (end - start)) % fpb != 0:
+                break
+            dev_us = head.device_time_us + int(round(start * period_us))
+            batch = Batch(
+                device_id=head.device_id,
+                side=head.side,
+                sample_rate_hz=head.sample_rate_hz,
+                first_seq=seq,
+                device_time_us=dev_us,
+                collector_time_us=state.aligner.to_collector_us(dev_us),
+                pressure_raw=np.ascontiguousarray(pressure[start:end]),
+                layout_id=head.layout_id,
+                pressure_unit=head.pressure_unit,
+                pressure_scale=head.pressure_scale,
+                pressure_offset=head.pressure_offset,
+                imu_raw=None if imu is None else np.ascontiguousarray(imu[start:end]),
+                acc_scale_g=head.acc_scale_g,
+                gyro_scale_dps=head.gyro_scale_dps,
+            )
+            self._enqueue(topics.raw_topic(self.config.patient, side), encode_batch(batch))
+            state.batches_n += 1
+            state.last_seq = batch.last_seq
+            start = end
+        if start >= n:
+            state.pending = []
+        else:
+            rest = DeviceFrames(
+                side=head.side, device_id=head.device_id, first_seq=first_seq + start,
+                device_time_us=head.device_time_us + int(round(start * period_us)),
+                arrival_time_us=state.pending[-1].arrival_time_us, pressure_raw=pressure[start:],
+                sample_rate_hz=head.sample_rate_hz, layout_id=head.layout_id, pressure_unit=head.pressure_unit,
+                pressure_scale=head.pressure_scale, pressure_offset=head.pressure_offset,
+                imu_raw=None if imu is None else imu[start:], acc_scale_g=head.acc_scale_g,
+                gyro_scale_dps=head.gyro_scale_dps, battery_pct=head.battery_pct,
+            )
+            state.pending = [rest]
+
+    def start_session(self, session_id: str | None = None) -> str:
+        self.session_id = session_id or new_session_id()
+        msg = SessionMessage(
+            event="start", session_id=self.session_id, patient=self.config.patient, time_us=time.time_ns() // 1000,
+            devices={s.side: s.device_id for s in self.sources},
+        )
+        self._enqueue(topics.session_topic(self.config.patient), msg.to_json())
+        return self.session_id
+
+    def stop_session(self, reason: str = "stopped") -> None:
+        for side in self._sides:
+            self._flush(side)
+        if self.session_id is None:
+            return
+        msg = SessionMessage(
+            event="stop", session_id=self.session_id, patient=self.config.patient, time_us=time.time_ns() // 1000,
+            devices={s.side: s.device_id for s in self.sources}, reason=reason,
+        )
+        self._enqueue(topics.session_topic(self.config.patient), msg.to_json())
+        self.session_id = None
+
+    # lifecycle ------------------------------------------------------------------------------
+    def connect(self) -> None:
+        """Start talking to the broker in the background; works (and queues) while it is down."""
+        self.client.connect_async(self.mqtt.host, self.mqtt.port, keepalive=self.mqtt.keepalive_s)
+        self.client.loop_start()
+        self.publisher.start()
+
+    async def _pump(self, source: InsoleSource) -> None:
+        async for frames in source.frames():
+            self.handle_frames(frames)
+
+    async def _status_loop(self, on_status) -> None:
+        while True:
+            await asyncio.sleep(self.config.status_interval_s)
+            for s in self.sources:
+                self._publish_insole_status(s)
+            self._publish_collector_status(online=True)
+            if on_status is not None:
+                on_status(self.status_line())
+
+    async def run(self, *, session_id: str | None = None, stop: asyncio.Event | None = None, on_status=None) -> None:
+        """Record one session until every source ends or ``stop`` is set, then drain and shut down."""
+        self.connect()
+        self.start_session(session_id)
+        pumps = [asyncio.create_task(self._pump(s)) for s in self.sources]
+        status = asyncio.create_task(self._status_loop(on_status))
+        waiters = list(pumps)
+        stopper = None
+        if stop is not None:
+            stopper = asyncio.create_task(stop.wait())
+            waiters.append(stopper)
+        try:
+            pending = set(waiters)
+            while pending - {stopper}:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done & set(pumps):
+                    if task.exception() is not None:
+                        log.error("source ended with an error: %s", task.exception())
+                if stopper in done:
+                    break
+        finally:
+            for t in pumps + [status] + ([stopper] if stopper else []):
+                t.cancel()
+            for s in self.sources:
+                await s.aclose()
+                self._publish_insole_status(s)
+            self.stop_session()
+            await asyncio.to_thread(self.shutdown)
+
+    def shutdown(self) -> None:
+        """Wait (bounded) for the outbox to drain, say goodbye, disconnect."""
+        drained = self.publisher.wait_until_empty(self.config.drain_timeout_s)
+        if not drained:
+            log.warning("%d messages stay in the outbox %s and will be sent next time", len(self.outbox), self.outbox.path)
+        if self.client.is_connected():
+            info = self.client.publish(
+                topics.collector_status_topic(self.config.patient), CollectorStatus(online=False, time_us=time.time_ns() // 1000).to_json(), qos=1, retain=True
+            )
+            try:
+                info.wait_for_publish(timeout=2)
+            except (RuntimeError, ValueError):
+                pass
+        self.publisher.stop()
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.outbox.close()
+
+
+def _same_format(a: DeviceFrames, b: DeviceFrames) -> bool:
+    return (
+        a.device_id == b.device_id and a.sample_rate_hz == b.sample_rate_hz and a.pressure_raw.shape[1] == b.pressure_raw.shape[1]
+        and (a.imu_raw is None) == (b.imu_raw is None) and a.pressure_scale == b.pressure_scale
+        and a.layout_id == b.layout_id and a.pressure_unit == b.pressure_unit
+    )

@@ -1,0 +1,286 @@
+"""The processing service: MQTT ingest -> exactly-once raw store -> sessions -> gait analytics.
+
+Message handling is a plain method (:meth:`ProcessingService.handle`) so that the
+logic is the same under the real broker and in tests; :meth:`run` wires it to
+paho with QoS 1, a persistent session (``clean_session=False``, fixed client id)
+and manual acknowledgement: a message is acknowledged only after what it
+carried is committed, so a crash before the commit means redelivery, never loss.
+
+Bad input (undecodable payload, unknown topic, invalid JSON) is counted by
+reason, logged, written to the ``rejections`` audit table and acknowledged, so it
+never blocks the good messages behind it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+
+from insole_common import topics
+from insole_common.codec import Batch, decode_batch
+from insole_common.errors import InsoleError
+from insole_common.layouts import LAYOUTS_BY_WIRE_ID
+from insole_common.messages import SessionMessage, parse_message
+from insole_common.recording import FootRecording, Recording
+from kinetic.mqtt import MqttSettings, connect, make_client
+from processing.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServiceStats:
+    messages_n: int = 0
+    batches_n: int = 0
+    frames_accepted_n: int = 0
+    frames_duplicate_n: int = 0
+    sessions_closed_n: int = 0
+    rejected: Counter = field(default_factory=Counter)
+
+    @property
+    def rejected_n(self) -> int:
+        return sum(self.rejected.values())
+
+
+def day_of(time_us: int) -> str:
+    """Calendar day (UTC) of a timestamp, ``YYYY-MM-DD``."""
+    return datetime.fromtimestamp(time_us / 1e6, tz=timezone.utc).strftime("%Y-%m-%d")
+
+
+class ProcessingService:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        inactivity_s: float = 300.0,
+        partitions: list[int] | None = None,
+        analyze_on_close: bool = True,
+    ) -> None:
+        self.store = store
+        self.inactivity_s = inactivity_s
+        self.partitions = partitions
+        self.analyze_on_close = analyze_on_close
+        self.stats = ServiceStats()
+        self._open: dict[str, str] = {}  # patient -> open session id
+        self._last_data_us: dict[str, int] = {}  # session id -> last collector time seen
+        store.migrate()
+        for row in store.query("SELECT session_id, patient, start_us FROM sessions WHERE state = 'open'").itertuples():
+            self._open[row.patient] = row.session_id
+            self._last_data_us[row.session_id] = int(row.start_us)
+
+    # message handling ---------------------------------------------------------------------
+    def handle(self, topic: str, payload: bytes, *, now_us: int | None = None) -> None:
+        """Process one MQTT message. Never raises for bad input: it is rejected and counted."""
+        now_us = time.time_ns() // 1000 if now_us is None else now_us
+        self.stats.messages_n += 1
+        try:
+            info = topics.parse_topic(topic)
+            if info.kind == "raw":
+                batch = decode_batch(payload)
+                if batch.side != info.sub:
+                    raise _Mismatch(f"batch says side {batch.side} but arrived on the {info.sub} topic")
+                self._on_batch(info.patient, batch)
+            elif info.kind == "session":
+                msg = parse_message(payload)
+                if not isinstance(msg, SessionMessage) or msg.patient != info.patient:
+                    raise _Mismatch("session topic carries a message that is not this patient's session message")
+                self._on_session(msg)
+            elif info.kind in ("status", "strides", "flags", "control"):
+                parse_message(payload)  # validated; the dashboard reads retained status itself
+        except InsoleError as exc:
+            self._reject(topic, exc.reason, str(exc), payload, now_us)
+
+    def _reject(self, topic: str, reason: str, message: str, payload: bytes, now_us: int) -> None:
+        self.stats.rejected[reason] += 1
+        log.warning("rejected message on %s (%s): %s", topic, reason, message)
+        self.store.record_rejection(now_us, topic, reason, message, payload)
+
+    def _on_batch(self, patient: str, batch: Batch) -> None:
+        session_id = self._open.get(patient)
+        if session_id is None:  # data without a start message: open an implicit session
+            session_id = f"auto-{patient}-{batch.collector_time_us // 1_000_000}"
+            self.store.open_session(session_id, patient, batch.collector_time_us, {batch.side: batch.device_id})
+            self._open[patient] = session_id
+        result = self.store.add_raw_batch(batch, patient, session_id)
+        self.stats.batches_n += 1
+        self.stats.frames_accepted_n += result.accepted_frames_n
+        self.stats.frames_duplicate_n += result.duplicate_frames_n
+        end_us = batch.collector_time_us + int(batch.n_frames * 1e6 / batch.sample_rate_hz)
+        self._last_data_us[session_id] = max(self._last_data_us.get(session_id, 0), end_us)
+
+    def _on_session(self, msg: SessionMessage) -> None:
+        if msg.event == "start":
+            previous = self._open.get(msg.patient)
+            if previous is not None and previous != msg.session_id:
+                self.close_session(previous, msg.time_us, "superseded")
+            self.store.open_session(msg.session_id, msg.patient, msg.time_us, dict(msg.devices))
+            self._open[msg.patient] = msg.session_id
+            self._last_data_us.setdefault(msg.session_id, msg.time_us)
+        else:
+            self.close_session(msg.session_id, msg.time_us, msg.reason or "stopped")
+
+    def close_session(self, session_id: str, end_us: int, reason: str) -> None:
+        closed = self.store.close_session(session_id, end_us, reason)
+        for patient, sid in list(self._open.items()):
+            if sid == session_id:
+                del self._open[patient]
+        self._last_data_us.pop(session_id, None)
+        if closed:
+            self.stats.sessions_closed_n += 1
+            if self.analyze_on_close:
+                self.analyze_session(session_id)
+
+    def close_idle_sessions(self, now_us: int) -> None:
+        """Close sessions whose last data is older than ``inactivity_s``."""
+        for session_id, last in list(self._last_data_us.items()):
+            if now_us - last > self.inactivity_s * 1e6:
+                self.close_session(session_id, last, "inactivity")
+
+    # analytics ------------------------------------------------------------------------------
+    def analyze_session(self, session_id: str) -> pd.DataFrame:
+        """Rebuild the session's recording from the raw store, run the analytics, store results."""
+        row = self.store.query("SELECT patient, start_us FROM sessions WHERE session_id = ?", (session_id,)).iloc[0]
+        patient, start_us = str(row.patient), int(row.start_us)
+        recording = recording_from_batches(list(self.store.session_batches(session_id)), origin_us=start_us)
+        day = day_of(start_us)
+        if recording is None:
+            strides, summary = pd.DataFrame(columns=["side", "heel_strike_s"]), {"quality_flags": ["no_data"]}
+        else:
+            strides, summary = run_analytics(recording)
+        summary = dict(summary, session_start_us=start_us)
+        self.store.save_session_results(session_id, patient, day, strides, summary)
+        update_daily_summary(self.store, patient, day)
+        return strides
+
+    # MQTT --------------------------------------------------------------------------------------
+    def run(self, mqtt: MqttSettings, *, client_id: str = "kinetic-processing", stop: threading.Event | None = None,
+            ready: threading.Event | None = None) -> None:
+        """Consume from the broker until ``stop`` is set."""
+        stop = stop or threading.Event()
+        inbox: queue.Queue = queue.Queue(maxsize=10_000)
+        client = make_client(mqtt, client_id=client_id, clean_session=False)
+        client.manual_ack_set(True)
+        filters = [f for kind in ("raw/+", "session") for f in topics.partition_filters(kind, self.partitions)]
+
+        def on_connect(c, _u, _flags, rc, _props):
+            if not getattr(rc, "is_failure", False):
+                c.subscribe([(f, 1) for f in filters])
+
+        def on_message(_c, _u, message):
+            inbox.put((message.topic, bytes(message.payload), message.mid, message.qos))
+
+        client.on_connect = on_connect
+        client.on_message = on_message
+        connect(client, mqtt)
+        if ready is not None:
+            ready.set()
+        try:
+            while not stop.is_set():
+                try:
+                    topic, payload, mid, qos = inbox.get(timeout=0.5)
+                except queue.Empty:
+                    self.close_idle_sessions(time.time_ns() // 1000)
+                    continue
+                self.handle(topic, payload)
+                if qos > 0:
+                    client.ack(mid, qos)
+        finally:
+            client.disconnect()
+            client.loop_stop()
+
+
+class _Mismatch(InsoleError):
+    reason = "inconsistent_message"
+
+
+def recording_from_batches(batches: list[Batch], *, origin_us: int) -> Recording | None:
+    """Place stored batches on one uniform grid per foot (missing frames stay NaN).
+
+    Times are seconds since ``origin_us``. The foot's sample clock is fitted
+    from the batches' aligned collector times (``t = a + seq / rate``), so device
+    clock drift does not pull left and right apart over a long session.
+    """
+    feet: dict[str, FootRecording] = {}
+    for side in ("L", "R"):
+        mine = sorted((b for b in batches if b.side == side), key=lambda b: b.first_seq)
+        if not mine:
+            continue
+        head = mine[0]
+        lo, hi = head.first_seq, max(b.last_seq for b in mine) + 1
+        n = hi - lo
+        pressure = np.full((n, head.n_channels), np.nan)
+        imu = np.full((n, 6), np.nan) if head.has_imu else None
+        for b in mine:
+            i = b.first_seq - lo
+            pressure[i : i + b.n_frames] = b.pressure
+            if imu is not None and b.imu_raw is not None:
+                imu[i : i + b.n_frames, :3] = b.acc_g
+                imu[i : i + b.n_frames, 3:] = b.gyro_dps
+        seq0 = np.array([b.first_seq - lo for b in mine], dtype=np.float64)
+        t0 = np.array([(b.collector_time_us - origin_us) / 1e6 for b in mine])
+        if len(mine) >= 2 and seq0[-1] > seq0[0]:
+            slope, intercept = np.polyfit(seq0, t0, 1)
+            rate = 1.0 / slope if slope > 0 else head.sample_rate_hz
+        else:
+            rate, intercept = head.sample_rate_hz, t0[0]
+        if abs(rate / head.sample_rate_hz - 1) > 0.01:  # implausible: keep the nominal rate
+            rate, intercept = head.sample_rate_hz, float(np.median(t0 - seq0 / head.sample_rate_hz))
+        layout = LAYOUTS_BY_WIRE_ID.get(head.layout_id)
+        feet[side] = FootRecording(
+            side=side,
+            sample_rate_hz=float(rate),
+            t0_s=float(intercept),
+            pressure=pressure,
+            pressure_unit=head.pressure_unit.label,
+            layout=layout if layout is not None and layout.n_channels == head.n_channels else None,
+            acc_g=None if imu is None else imu[:, :3],
+            gyro_dps=None if imu is None else imu[:, 3:],
+            seq=np.arange(lo, hi, dtype=np.uint64),
+            device_id=head.device_id,
+        )
+    if not feet:
+        return None
+    return Recording(feet=feet, source_format="kinetic-stream", meta={"origin_us": origin_us})
+
+
+def run_analytics(recording: Recording) -> tuple[pd.DataFrame, dict]:
+    """Gait analytics on one recording -> (per-stride table, session summary)."""
+    from processing.analytics import analyze
+
+    result = analyze(recording)
+    return result.strides, dict(result.summary)
+
+
+#: per-stride columns summarised per day (median over the day's strides), when present
+DAILY_METRICS = (
+    "stride_time_s", "stance_time_s", "swing_time_s", "stance_pct", "cadence_spm", "stride_length_m",
+    "gait_speed_mps", "ml_cop_fw", "lateral_load_fraction", "heel_load_fraction", "midfoot_load_fraction",
+    "forefoot_load_fraction", "peak_heel_load",
+)
+
+
+def update_daily_summary(store: Store, patient: str, day: str) -> None:
+    """Recompute one patient-day from its stored strides (idempotent)."""
+    import json
+
+    rows = store.query("SELECT session_id, side, metrics_json FROM strides WHERE patient = ? AND day = ?", (patient, day))
+    sessions_n = int(store.query(
+        "SELECT COUNT(*) AS n FROM session_summaries WHERE patient = ? AND day = ?", (patient, day)).iloc[0]["n"])
+    metrics: dict[str, float | None] = {}
+    if len(rows):
+        table = pd.DataFrame([json.loads(m) for m in rows["metrics_json"]])
+        for col in DAILY_METRICS:
+            if col in table:
+                values = pd.to_numeric(table[col], errors="coerce").dropna()
+                metrics[col] = float(values.median()) if len(values) else None
+        for side in ("L", "R"):
+            metrics[f"strides_{side}_n"] = int((table["side"] == side).sum())
+    store.save_daily_summary(patient, day, sessions_n, len(rows), metrics)

@@ -1,0 +1,54 @@
+"""``kinetic process`` — run the processing service against the broker."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+
+from insole_common.topics import N_PARTITIONS, partitions_for_worker
+from kinetic.mqtt import MqttSettings
+from processing.service import ProcessingService
+from processing.store import SQLiteStore
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "process",
+        help="subscribe to every patient's insole streams and store sessions, strides and summaries",
+        description="Run the processing service: MQTT ingest (QoS 1, persistent session), exactly-once raw "
+        "store, session handling and gait analytics into SQLite.",
+    )
+    p.add_argument("--db", default=os.environ.get("KINETIC_DB", "kinetic.sqlite"),
+                   help="SQLite database file (env KINETIC_DB; default: %(default)s)")
+    p.add_argument("--mqtt-url", default=None, help="broker URL (env KINETIC_MQTT_URL; default mqtt://127.0.0.1:1883)")
+    p.add_argument("--worker", default="0/1", metavar="I/N",
+                   help=f"this worker's index and the number of workers; the {N_PARTITIONS} topic partitions are "
+                   "split among workers (default: %(default)s)")
+    p.add_argument("--inactivity-s", type=float, default=300.0,
+                   help="close a session after this many seconds without data (default: %(default)s)")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        index, count = (int(x) for x in args.worker.split("/"))
+        partitions = partitions_for_worker(index, count)
+    except ValueError as exc:
+        raise SystemExit(f"kinetic process: --worker must look like 0/2: {exc}") from None
+    store = SQLiteStore(args.db)
+    service = ProcessingService(store, inactivity_s=args.inactivity_s, partitions=None if count == 1 else partitions)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    mqtt = MqttSettings.from_env(args.mqtt_url)
+    print(f"kinetic process: worker {index}/{count} on {mqtt.url}, partitions {partitions}, database {args.db}", flush=True)
+    service.run(mqtt, client_id=f"kinetic-processing-{index}-of-{count}", stop=stop)
+    s = service.stats
+    print(f"stopped: {s.batches_n} batches, {s.frames_accepted_n} frames stored, {s.frames_duplicate_n} duplicates "
+          f"dropped, {s.rejected_n} messages rejected", flush=True)
+    return 0

@@ -1,0 +1,314 @@
+"""Storage behind one interface. :class:`SQLiteStore` is the embedded default (WAL, so the
+dashboard can read while the service writes); a PostgreSQL implementation follows the
+same interface and migrations.
+
+Tables (migration 1): ``patients``, ``devices``, ``sessions``, ``raw_batches`` (every
+accepted frame exactly once, as wire-format payloads keyed by device and sequence
+range), ``strides``, ``session_summaries``, ``daily_summaries``, ``rejections`` (audit
+of bad input). Times: ``*_us`` integers, microseconds since the Unix epoch.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from insole_common.codec import Batch, decode_batch, encode_batch
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE patients (
+        pseudonym TEXT PRIMARY KEY,
+        created_us BIGINT NOT NULL
+    );
+    CREATE TABLE devices (
+        device_id TEXT PRIMARY KEY,
+        patient TEXT NOT NULL REFERENCES patients(pseudonym),
+        side TEXT NOT NULL CHECK (side IN ('L', 'R')),
+        layout_id INTEGER NOT NULL,
+        first_seen_us BIGINT NOT NULL
+    );
+    CREATE TABLE sessions (
+        session_id TEXT PRIMARY KEY,
+        patient TEXT NOT NULL REFERENCES patients(pseudonym),
+        start_us BIGINT NOT NULL,
+        end_us BIGINT,
+        state TEXT NOT NULL CHECK (state IN ('open', 'closed')),
+        close_reason TEXT,
+        devices_json TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX sessions_patient ON sessions (patient, start_us);
+    CREATE TABLE raw_batches (
+        device_id TEXT NOT NULL,
+        first_seq BIGINT NOT NULL,
+        n_frames INTEGER NOT NULL,
+        session_id TEXT NOT NULL REFERENCES sessions(session_id),
+        side TEXT NOT NULL,
+        collector_time_us BIGINT NOT NULL,
+        payload BYTEA NOT NULL,
+        PRIMARY KEY (device_id, first_seq)
+    );
+    CREATE INDEX raw_batches_session ON raw_batches (session_id, side, first_seq);
+    CREATE TABLE strides (
+        session_id TEXT NOT NULL REFERENCES sessions(session_id),
+        side TEXT NOT NULL,
+        heel_strike_s DOUBLE PRECISION NOT NULL,
+        patient TEXT NOT NULL,
+        day TEXT NOT NULL,
+        metrics_json TEXT NOT NULL,
+        PRIMARY KEY (session_id, side, heel_strike_s)
+    );
+    CREATE TABLE session_summaries (
+        session_id TEXT PRIMARY KEY REFERENCES sessions(session_id),
+        patient TEXT NOT NULL,
+        day TEXT NOT NULL,
+        strides_n INTEGER NOT NULL,
+        summary_json TEXT NOT NULL
+    );
+    CREATE TABLE daily_summaries (
+        patient TEXT NOT NULL,
+        day TEXT NOT NULL,
+        sessions_n INTEGER NOT NULL,
+        strides_n INTEGER NOT NULL,
+        metrics_json TEXT NOT NULL,
+        PRIMARY KEY (patient, day)
+    );
+    CREATE TABLE rejections (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        time_us BIGINT NOT NULL,
+        topic TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        message TEXT NOT NULL,
+        payload_head BYTEA
+    );
+    """,
+)
+
+
+@dataclass(frozen=True)
+class StoredBatchResult:
+    """What :meth:`Store.add_raw_batch` kept of a batch."""
+
+    accepted_frames_n: int
+    duplicate_frames_n: int
+
+
+class Store(abc.ABC):
+    """Everything the processing service and the dashboards persist."""
+
+    @abc.abstractmethod
+    def migrate(self) -> int:
+        """Apply pending migrations; return the schema version."""
+
+    @abc.abstractmethod
+    def open_session(self, session_id: str, patient: str, start_us: int, devices: dict[str, str]) -> bool:
+        """Create the session if new; True when it was created."""
+
+    @abc.abstractmethod
+    def close_session(self, session_id: str, end_us: int, reason: str) -> bool:
+        """Close an open session; True when it was open."""
+
+    @abc.abstractmethod
+    def add_raw_batch(self, batch: Batch, patient: str, session_id: str) -> StoredBatchResult:
+        """Keep every frame of ``batch`` not already stored (exactly once per device and seq)."""
+
+    @abc.abstractmethod
+    def record_rejection(self, time_us: int, topic: str, reason: str, message: str, payload: bytes | None) -> None: ...
+
+    @abc.abstractmethod
+    def session_batches(self, session_id: str) -> Iterator[Batch]:
+        """The session's stored batches, by side then sequence number."""
+
+    @abc.abstractmethod
+    def save_session_results(self, session_id: str, patient: str, day: str, strides: pd.DataFrame, summary: dict) -> None:
+        """Replace the session's strides and summary (idempotent)."""
+
+    @abc.abstractmethod
+    def save_daily_summary(self, patient: str, day: str, sessions_n: int, strides_n: int, metrics: dict) -> None: ...
+
+    @abc.abstractmethod
+    def query(self, sql: str, params: tuple = ()) -> pd.DataFrame:
+        """Read-only query for reports, dashboards and tests."""
+
+
+class SQLiteStore(Store):
+    """SQLite in WAL mode. One writer (the service), any number of readers."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def migrate(self) -> int:
+        with self._tx() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_us BIGINT)")
+            current = db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
+            for version, script in enumerate(MIGRATIONS, start=1):
+                if version <= current:
+                    continue
+                for statement in filter(str.strip, script.split(";")):
+                    db.execute(statement.replace("BYTEA", "BLOB"))
+                db.execute("INSERT INTO schema_migrations VALUES (?, strftime('%s','now') * 1000000)", (version,))
+            return len(MIGRATIONS)
+
+    def _ensure_patient(self, db: sqlite3.Connection, patient: str, time_us: int) -> None:
+        db.execute("INSERT OR IGNORE INTO patients (pseudonym, created_us) VALUES (?, ?)", (patient, time_us))
+
+    def open_session(self, session_id: str, patient: str, start_us: int, devices: dict[str, str]) -> bool:
+        with self._tx() as db:
+            self._ensure_patient(db, patient, start_us)
+            cur = db.execute(
+                "INSERT OR IGNORE INTO sessions (session_id, patient, start_us, state, devices_json) VALUES (?, ?, ?, 'open', ?)",
+                (session_id, patient, start_us, json.dumps(devices, sort_keys=True)),
+            )
+            return cur.rowcount == 1
+
+    def close_session(self, session_id: str, end_us: int, reason: str) -> bool:
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE sessions SET state = 'closed', end_us = ?, close_reason = ? WHERE session_id = ? AND state = 'open'",
+                (end_us, reason, session_id),
+            )
+            return cur.rowcount == 1
+
+    def add_raw_batch(self, batch: Batch, patient: str, session_id: str) -> StoredBatchResult:
+        lo, hi = batch.first_seq, batch.first_seq + batch.n_frames
+        with self._tx() as db:
+            self._ensure_patient(db, patient, batch.collector_time_us)
+            db.execute(
+                "INSERT OR IGNORE INTO devices (device_id, patient, side, layout_id, first_seen_us) VALUES (?, ?, ?, ?, ?)",
+                (batch.device_id, patient, batch.side, batch.layout_id, batch.collector_time_us),
+            )
+            overlaps = db.execute(
+                "SELECT first_seq, first_seq + n_frames FROM raw_batches WHERE device_id = ? AND first_seq < ? "
+                "AND first_seq + n_frames > ? ORDER BY first_seq",
+                (batch.device_id, hi, lo),
+            ).fetchall()
+            pieces = _uncovered(lo, hi, overlaps)
+            kept = 0
+            for a, b in pieces:
+                piece = batch if (a, b) == (lo, hi) else _slice_batch(batch, a - lo, b - lo)
+                db.execute(
+                    "INSERT INTO raw_batches (device_id, first_seq, n_frames, session_id, side, collector_time_us, payload) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (piece.device_id, piece.first_seq, piece.n_frames, session_id, piece.side, piece.collector_time_us,
+                     encode_batch(piece)),
+                )
+                kept += b - a
+        return StoredBatchResult(kept, batch.n_frames - kept)
+
+    def record_rejection(self, time_us: int, topic: str, reason: str, message: str, payload: bytes | None) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO rejections (time_us, topic, reason, message, payload_head) VALUES (?, ?, ?, ?, ?)",
+                (time_us, topic[:500], reason, message[:1000], None if payload is None else bytes(payload[:64])),
+            )
+
+    def session_batches(self, session_id: str) -> Iterator[Batch]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT payload FROM raw_batches WHERE session_id = ? ORDER BY side, first_seq", (session_id,)
+            ).fetchall()
+        for (payload,) in rows:
+            yield decode_batch(payload)
+
+    def save_session_results(self, session_id: str, patient: str, day: str, strides: pd.DataFrame, summary: dict) -> None:
+        rows = [
+            (session_id, r["side"], float(r["heel_strike_s"]), patient, day, json.dumps(_jsonable(r)))
+            for r in strides.to_dict("records")
+        ]
+        with self._tx() as db:
+            db.execute("DELETE FROM strides WHERE session_id = ?", (session_id,))
+            db.executemany(
+                "INSERT INTO strides (session_id, side, heel_strike_s, patient, day, metrics_json) VALUES (?, ?, ?, ?, ?, ?)", rows
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO session_summaries (session_id, patient, day, strides_n, summary_json) VALUES (?, ?, ?, ?, ?)",
+                (session_id, patient, day, len(rows), json.dumps(_jsonable(summary), sort_keys=True)),
+            )
+
+    def save_daily_summary(self, patient: str, day: str, sessions_n: int, strides_n: int, metrics: dict) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO daily_summaries (patient, day, sessions_n, strides_n, metrics_json) VALUES (?, ?, ?, ?, ?)",
+                (patient, day, sessions_n, strides_n, json.dumps(_jsonable(metrics), sort_keys=True)),
+            )
+
+    def query(self, sql: str, params: tuple = ()) -> pd.DataFrame:
+        with self._lock:
+            cur = self._db.execute(sql, params)
+            cols = [d[0] for d in cur.description]
+            return pd.DataFrame(cur.fetchall(), columns=cols)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _uncovered(lo: int, hi: int, covered: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sub-ranges of [lo, hi) not covered by the sorted ranges ``covered``."""
+    out, cursor = [], lo
+    for a, b in covered:
+        if a > cursor:
+            out.append((cursor, min(a, hi)))
+        cursor = max(cursor, b)
+        if cursor >= hi:
+            break
+    if cursor < hi:
+        out.append((cursor, hi))
+    return out
+
+
+def _slice_batch(batch: Batch, start: int, end: int) -> Batch:
+    fields = dict(batch.__dict__)
+    period_us = 1e6 / batch.sample_rate_hz
+    fields.update(
+        first_seq=batch.first_seq + start,
+        device_time_us=batch.device_time_us + int(round(start * period_us)),
+        collector_time_us=batch.collector_time_us + int(round(start * period_us)),
+        pressure_raw=batch.pressure_raw[start:end].copy(),
+        imu_raw=None if batch.imu_raw is None else batch.imu_raw[start:end].copy(),
+    )
+    return Batch(**fields)
+
+
+def _jsonable(obj):
+    """NaN -> None and numpy scalars -> Python, so JSON stays standard."""
+    import math
+
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, (pd.Timestamp,)):
+        return obj.isoformat()
+    return obj

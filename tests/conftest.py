@@ -1,0 +1,60 @@
+"""Shared fixtures: the real Mosquitto and PostgreSQL, found through environment variables.
+
+``KINETIC_MQTT_URL`` (default ``mqtt://127.0.0.1:1883``) and ``KINETIC_TEST_PG_DSN``
+(default ``postgresql://postgres@127.0.0.1:5432/postgres``) are the ones the
+README and ``.ci/run`` use. A service that is down makes its tests *fail*, never
+skip: ``make test`` / ``.ci/run`` start them first.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from kinetic.mqtt import MqttSettings, broker_reachable
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+PG_DSN = os.environ.get("KINETIC_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _version(cmd: list[str]) -> str:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=5)
+        return (out.stdout or out.stderr).strip().splitlines()[0]
+    except (OSError, subprocess.TimeoutExpired, IndexError):
+        return "not found"
+
+
+def pytest_report_header(config) -> list[str]:
+    mqtt = MqttSettings.from_env()
+    return [
+        f"mosquitto: {_version(['mosquitto', '-h'])} at {mqtt.url} "
+        f"({'reachable' if broker_reachable(mqtt) else 'NOT REACHABLE'})",
+        f"postgresql: {_version(['psql', '--version'])} dsn {PG_DSN}",
+        f"shared data: {SHARED_DATA} ({'present' if SHARED_DATA.is_dir() else 'MISSING'})",
+    ]
+
+
+@pytest.fixture(scope="session")
+def mqtt_settings() -> MqttSettings:
+    settings = MqttSettings.from_env()
+    if not broker_reachable(settings):
+        pytest.fail(f"the MQTT broker at {settings.url} is not reachable; start it (make test does) — not skipping")
+    return settings
+
+
+@pytest.fixture
+def patient_id() -> str:
+    """A pseudonym unique to this test, so its topics are its own."""
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"{SHARED_DATA} is missing: the real recordings must sit beside the repository")
+    return SHARED_DATA
