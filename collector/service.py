@@ -6,6 +6,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,8 +53,18 @@ class _SideState:
 class Collector:
     """Runs a patient's insole sources and forwards everything through the outbox."""
 
-    def __init__(self, config: CollectorConfig, sources: list[InsoleSource], mqtt: MqttSettings, *, client_id: str | None = None) -> None:
+    def __init__(
+        self,
+        config: CollectorConfig,
+        sources: list[InsoleSource],
+        mqtt: MqttSettings,
+        *,
+        client_id: str | None = None,
+        clock_us: Callable[[], int] | None = None,
+    ) -> None:
         topics.check_patient(config.patient)
+        #: the collector's wall clock (Unix epoch, us); injectable for replays and simulations
+        self.clock_us = clock_us or (lambda: time.time_ns() // 1000)
         self.config = config
         self.sources = sources
         self.mqtt = mqtt
@@ -78,7 +89,7 @@ class Collector:
     def _publish_collector_status(self, *, online: bool) -> None:
         msg = CollectorStatus(
             online=online,
-            time_us=time.time_ns() // 1000,
+            time_us=self.clock_us(),
             software=SOFTWARE,
             outbox_batches_n=len(self.outbox),
             outbox_fill_fraction=round(self.outbox.fill_fraction, 4),
@@ -92,7 +103,7 @@ class Collector:
             side=source.side,
             device_id=source.device_id,
             connected=st.connected,
-            time_us=time.time_ns() // 1000,
+            time_us=self.clock_us(),
             battery_pct=st.battery_pct,
             loss_fraction=round(st.loss_fraction, 6),
             sample_rate_hz=None if state.frames_n == 0 else getattr(source, "sample_rate_hz", None),
@@ -193,7 +204,7 @@ class Collector:
     def start_session(self, session_id: str | None = None) -> str:
         self.session_id = session_id or new_session_id()
         msg = SessionMessage(
-            event="start", session_id=self.session_id, patient=self.config.patient, time_us=time.time_ns() // 1000,
+            event="start", session_id=self.session_id, patient=self.config.patient, time_us=self.clock_us(),
             devices={s.side: s.device_id for s in self.sources},
         )
         self._enqueue(topics.session_topic(self.config.patient), msg.to_json())
@@ -205,7 +216,7 @@ class Collector:
         if self.session_id is None:
             return
         msg = SessionMessage(
-            event="stop", session_id=self.session_id, patient=self.config.patient, time_us=time.time_ns() // 1000,
+            event="stop", session_id=self.session_id, patient=self.config.patient, time_us=self.clock_us(),
             devices={s.side: s.device_id for s in self.sources}, reason=reason,
         )
         self._enqueue(topics.session_topic(self.config.patient), msg.to_json())
@@ -267,7 +278,7 @@ class Collector:
             log.warning("%d messages stay in the outbox %s and will be sent next time", len(self.outbox), self.outbox.path)
         if self.client.is_connected():
             info = self.client.publish(
-                topics.collector_status_topic(self.config.patient), CollectorStatus(online=False, time_us=time.time_ns() // 1000).to_json(), qos=1, retain=True
+                topics.collector_status_topic(self.config.patient), CollectorStatus(online=False, time_us=self.clock_us()).to_json(), qos=1, retain=True
             )
             try:
                 info.wait_for_publish(timeout=2)
