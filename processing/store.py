@@ -1,6 +1,7 @@
-"""Storage behind one interface. :class:`SQLiteStore` is the embedded default (WAL, so the
-dashboard can read while the service writes); a PostgreSQL implementation follows the
-same interface and migrations.
+"""Storage behind one interface, two real implementations of the same SQL:
+:class:`SQLiteStore`, the embedded default (WAL, so the dashboard can read while the
+service writes), and :class:`PostgresStore` (psycopg 3). Both run the same versioned
+migrations (:data:`MIGRATIONS`, recorded in ``schema_migrations``) and the same test suite.
 
 Tables (migration 1): ``patients``, ``devices``, ``sessions``, ``raw_batches`` (every
 accepted frame exactly once, as wire-format payloads keyed by device and sequence
@@ -82,7 +83,7 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (patient, day)
     );
     CREATE TABLE rejections (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        id {AUTO_ID},
         time_us BIGINT NOT NULL,
         topic TEXT NOT NULL,
         reason TEXT NOT NULL,
@@ -139,56 +140,52 @@ class Store(abc.ABC):
         """Read-only query for reports, dashboards and tests."""
 
 
-class SQLiteStore(Store):
-    """SQLite in WAL mode. One writer (the service), any number of readers."""
+class _SQLStore(Store):
+    """The SQL shared by both databases. Subclasses provide ``_tx()`` and the dialect."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    #: how each dialect spells an auto-increment key and a binary column
+    AUTO_ID = "INTEGER PRIMARY KEY AUTOINCREMENT"
+    BLOB = "BLOB"
+
+    def __init__(self) -> None:
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    @abc.abstractmethod
+    def _tx(self):
+        """Context manager: one transaction, yielding ``execute(sql, params) -> cursor`` (``?`` placeholders)."""
 
     def migrate(self) -> int:
-        with self._tx() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_us BIGINT)")
-            current = db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
+        import time as _time
+
+        with self._tx() as ex:
+            ex("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_us BIGINT NOT NULL)")
+            current = ex("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
             for version, script in enumerate(MIGRATIONS, start=1):
                 if version <= current:
                     continue
+                script = script.replace("{AUTO_ID}", self.AUTO_ID).replace("BYTEA", self.BLOB)
                 for statement in filter(str.strip, script.split(";")):
-                    db.execute(statement.replace("BYTEA", "BLOB"))
-                db.execute("INSERT INTO schema_migrations VALUES (?, strftime('%s','now') * 1000000)", (version,))
-            return len(MIGRATIONS)
+                    ex(statement)
+                ex("INSERT INTO schema_migrations (version, applied_us) VALUES (?, ?)", (version, _time.time_ns() // 1000))
+        return len(MIGRATIONS)
 
-    def _ensure_patient(self, db: sqlite3.Connection, patient: str, time_us: int) -> None:
-        db.execute("INSERT OR IGNORE INTO patients (pseudonym, created_us) VALUES (?, ?)", (patient, time_us))
+    @staticmethod
+    def _ensure_patient(ex, patient: str, time_us: int) -> None:
+        ex("INSERT INTO patients (pseudonym, created_us) VALUES (?, ?) ON CONFLICT (pseudonym) DO NOTHING", (patient, time_us))
 
     def open_session(self, session_id: str, patient: str, start_us: int, devices: dict[str, str]) -> bool:
-        with self._tx() as db:
-            self._ensure_patient(db, patient, start_us)
-            cur = db.execute(
-                "INSERT OR IGNORE INTO sessions (session_id, patient, start_us, state, devices_json) VALUES (?, ?, ?, 'open', ?)",
+        with self._tx() as ex:
+            self._ensure_patient(ex, patient, start_us)
+            cur = ex(
+                "INSERT INTO sessions (session_id, patient, start_us, state, devices_json) VALUES (?, ?, ?, 'open', ?) "
+                "ON CONFLICT (session_id) DO NOTHING",
                 (session_id, patient, start_us, json.dumps(devices, sort_keys=True)),
             )
             return cur.rowcount == 1
 
     def close_session(self, session_id: str, end_us: int, reason: str) -> bool:
-        with self._tx() as db:
-            cur = db.execute(
+        with self._tx() as ex:
+            cur = ex(
                 "UPDATE sessions SET state = 'closed', end_us = ?, close_reason = ? WHERE session_id = ? AND state = 'open'",
                 (end_us, reason, session_id),
             )
@@ -196,22 +193,22 @@ class SQLiteStore(Store):
 
     def add_raw_batch(self, batch: Batch, patient: str, session_id: str) -> StoredBatchResult:
         lo, hi = batch.first_seq, batch.first_seq + batch.n_frames
-        with self._tx() as db:
-            self._ensure_patient(db, patient, batch.collector_time_us)
-            db.execute(
-                "INSERT OR IGNORE INTO devices (device_id, patient, side, layout_id, first_seen_us) VALUES (?, ?, ?, ?, ?)",
+        with self._tx() as ex:
+            self._ensure_patient(ex, patient, batch.collector_time_us)
+            ex(
+                "INSERT INTO devices (device_id, patient, side, layout_id, first_seen_us) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (device_id) DO NOTHING",
                 (batch.device_id, patient, batch.side, batch.layout_id, batch.collector_time_us),
             )
-            overlaps = db.execute(
+            overlaps = ex(
                 "SELECT first_seq, first_seq + n_frames FROM raw_batches WHERE device_id = ? AND first_seq < ? "
                 "AND first_seq + n_frames > ? ORDER BY first_seq",
                 (batch.device_id, hi, lo),
             ).fetchall()
-            pieces = _uncovered(lo, hi, overlaps)
             kept = 0
-            for a, b in pieces:
+            for a, b in _uncovered(lo, hi, [tuple(r) for r in overlaps]):
                 piece = batch if (a, b) == (lo, hi) else _slice_batch(batch, a - lo, b - lo)
-                db.execute(
+                ex(
                     "INSERT INTO raw_batches (device_id, first_seq, n_frames, session_id, side, collector_time_us, payload) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (piece.device_id, piece.first_seq, piece.n_frames, session_id, piece.side, piece.collector_time_us,
@@ -221,51 +218,109 @@ class SQLiteStore(Store):
         return StoredBatchResult(kept, batch.n_frames - kept)
 
     def record_rejection(self, time_us: int, topic: str, reason: str, message: str, payload: bytes | None) -> None:
-        with self._tx() as db:
-            db.execute(
+        with self._tx() as ex:
+            ex(
                 "INSERT INTO rejections (time_us, topic, reason, message, payload_head) VALUES (?, ?, ?, ?, ?)",
                 (time_us, topic[:500], reason, message[:1000], None if payload is None else bytes(payload[:64])),
             )
 
     def session_batches(self, session_id: str) -> Iterator[Batch]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT payload FROM raw_batches WHERE session_id = ? ORDER BY side, first_seq", (session_id,)
-            ).fetchall()
+        with self._tx() as ex:
+            rows = ex("SELECT payload FROM raw_batches WHERE session_id = ? ORDER BY side, first_seq", (session_id,)).fetchall()
         for (payload,) in rows:
-            yield decode_batch(payload)
+            yield decode_batch(bytes(payload))
 
     def save_session_results(self, session_id: str, patient: str, day: str, strides: pd.DataFrame, summary: dict) -> None:
         rows = [
             (session_id, r["side"], float(r["heel_strike_s"]), patient, day, json.dumps(_jsonable(r)))
             for r in strides.to_dict("records")
         ]
-        with self._tx() as db:
-            db.execute("DELETE FROM strides WHERE session_id = ?", (session_id,))
-            db.executemany(
-                "INSERT INTO strides (session_id, side, heel_strike_s, patient, day, metrics_json) VALUES (?, ?, ?, ?, ?, ?)", rows
-            )
-            db.execute(
-                "INSERT OR REPLACE INTO session_summaries (session_id, patient, day, strides_n, summary_json) VALUES (?, ?, ?, ?, ?)",
+        with self._tx() as ex:
+            ex("DELETE FROM strides WHERE session_id = ?", (session_id,))
+            for row in rows:
+                ex("INSERT INTO strides (session_id, side, heel_strike_s, patient, day, metrics_json) VALUES (?, ?, ?, ?, ?, ?)", row)
+            ex(
+                "INSERT INTO session_summaries (session_id, patient, day, strides_n, summary_json) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (session_id) DO UPDATE SET patient = excluded.patient, day = excluded.day, "
+                "strides_n = excluded.strides_n, summary_json = excluded.summary_json",
                 (session_id, patient, day, len(rows), json.dumps(_jsonable(summary), sort_keys=True)),
             )
 
     def save_daily_summary(self, patient: str, day: str, sessions_n: int, strides_n: int, metrics: dict) -> None:
-        with self._tx() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO daily_summaries (patient, day, sessions_n, strides_n, metrics_json) VALUES (?, ?, ?, ?, ?)",
+        with self._tx() as ex:
+            ex(
+                "INSERT INTO daily_summaries (patient, day, sessions_n, strides_n, metrics_json) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (patient, day) DO UPDATE SET sessions_n = excluded.sessions_n, "
+                "strides_n = excluded.strides_n, metrics_json = excluded.metrics_json",
                 (patient, day, sessions_n, strides_n, json.dumps(_jsonable(metrics), sort_keys=True)),
             )
 
     def query(self, sql: str, params: tuple = ()) -> pd.DataFrame:
-        with self._lock:
-            cur = self._db.execute(sql, params)
+        with self._tx() as ex:
+            cur = ex(sql, params)
             cols = [d[0] for d in cur.description]
             return pd.DataFrame(cur.fetchall(), columns=cols)
+
+
+class SQLiteStore(_SQLStore):
+    """SQLite in WAL mode: one writer (the service), any number of readers (the dashboard)."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+
+    @contextmanager
+    def _tx(self):
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db.execute
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class PostgresStore(_SQLStore):
+    """PostgreSQL through psycopg 3. ``schema`` isolates one deployment (or one test)."""
+
+    AUTO_ID = "BIGSERIAL PRIMARY KEY"
+    BLOB = "BYTEA"
+
+    def __init__(self, dsn: str, *, schema: str = "public") -> None:
+        import psycopg
+
+        super().__init__()
+        if not schema.replace("_", "").isalnum():
+            raise ValueError(f"schema name {schema!r} must be letters, digits and underscores")
+        self.schema = schema
+        self._conn = psycopg.connect(dsn, autocommit=True)
+        self._conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        self._conn.execute(f'SET search_path TO "{schema}"')
+
+    @contextmanager
+    def _tx(self):
+        with self._lock, self._conn.transaction():
+            cur = self._conn.cursor()
+
+            def ex(sql: str, params: tuple = ()):
+                cur.execute(sql.replace("?", "%s"), params)
+                return cur
+
+            yield ex
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
 
 
 def _uncovered(lo: int, hi: int, covered: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -1,0 +1,249 @@
+"""``kinetic demo`` — simulated patients through the whole pipeline, with weeks of history.
+
+Three simulated patients walk once a day for ``--days`` days:
+
+* ``demo-steady``   stable gait throughout;
+* ``demo-lateral``  develops a lateral weight shift over the last two weeks;
+* ``demo-short``    shortens the stride (and quickens the cadence) over the last two weeks.
+
+Every day's walk goes the real way: simulator -> simulated insoles -> collector (clock
+alignment, durable outbox) -> MQTT (the configured broker, or an embedded amqtt broker when
+none is reachable) -> processing service (exactly-once store, gait analytics) -> SQLite.
+The simulated insoles drive the collector's clock, so each session carries its own date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import shutil
+import socket
+import threading
+import time
+import uuid
+import zlib
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from kinetic.mqtt import MqttSettings, broker_reachable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DemoPatient:
+    pseudonym: str
+    story: str
+    #: (lateral shift fw, stride length factor, cadence factor) reached on the last day
+    lateral_shift_fw: float = 0.0
+    stride_factor: float = 1.0
+    cadence_factor: float = 1.0
+
+    def params_for_day(self, day_index: int, days_n: int, walk_s: float, seed: int):
+        from simulator import SimulationParams
+
+        onset = max(0, days_n - 14)  # changes develop over the last two weeks
+        progress = 0.0 if day_index < onset else (day_index - onset + 1) / (days_n - onset)
+        return SimulationParams(
+            duration_s=walk_s,
+            cadence_spm=108.0 * (1 + (self.cadence_factor - 1) * progress),
+            stride_length_m=1.32 * (1 + (self.stride_factor - 1) * progress),
+            lateral_shift_fw=self.lateral_shift_fw * progress,
+            imu=True,
+        )
+
+
+PATIENTS = (
+    DemoPatient("demo-steady", "stable gait"),
+    DemoPatient("demo-lateral", "lateral weight shift develops", lateral_shift_fw=0.08),
+    DemoPatient("demo-short", "stride shortens, cadence rises", stride_factor=0.85, cadence_factor=1.06),
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="simulated patients with weeks of history through collector -> MQTT -> processing -> SQLite",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+    )
+    p.add_argument("--mqtt-url", default=None,
+                   help="broker to use if reachable (env KINETIC_MQTT_URL; default mqtt://127.0.0.1:1883); "
+                   "otherwise an embedded broker is started")
+    p.add_argument("--embedded-broker", action="store_true", help="always use the embedded broker")
+    p.add_argument("--out", default="demo-data", help="output folder, replaced on each run (default: %(default)s)")
+    p.add_argument("--days", type=int, default=21, help="days of history per patient (default: %(default)s)")
+    p.add_argument("--walk-s", type=float, default=60.0, help="length of each daily walk in seconds (default: %(default)s)")
+    p.set_defaults(func=run)
+
+
+class EmbeddedBroker:
+    """An amqtt broker on 127.0.0.1 in a background thread (MQTT 3.1.1)."""
+
+    def __init__(self) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self._loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="embedded-broker", daemon=True)
+
+    def _run(self) -> None:
+        from amqtt.broker import Broker
+
+        asyncio.set_event_loop(self._loop)
+        config = {
+            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        }
+        self._broker = Broker(config, loop=self._loop)
+        try:
+            self._loop.run_until_complete(self._broker.start())
+        except BaseException as exc:  # reported to the caller of start()
+            self._error = exc
+            self._started.set()
+            return
+        self._started.set()
+        self._loop.run_forever()
+
+    def start(self) -> MqttSettings:
+        self._thread.start()
+        self._started.wait(15)
+        if self._error is not None:
+            raise RuntimeError(f"the embedded broker did not start: {self._error}") from self._error
+        return MqttSettings(host="127.0.0.1", port=self.port)
+
+    def stop(self) -> None:
+        if self._loop.is_running():
+            fut = asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop)
+            try:
+                fut.result(10)
+            except Exception:  # noqa: BLE001 - shutting down anyway
+                pass
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+
+class _ClockedSource:
+    """Wraps an insole source so that its arrival times drive the collector's clock."""
+
+    def __init__(self, source, clock: list[int]) -> None:
+        self._source, self._clock = source, clock
+        self.side, self.device_id, self.status = source.side, source.device_id, source.status
+        self.sample_rate_hz = source.sample_rate_hz
+
+    async def frames(self):
+        async for f in self._source.frames():
+            self._clock[0] = max(self._clock[0], f.arrival_time_us)
+            yield f
+
+    async def aclose(self) -> None:
+        await self._source.aclose()
+
+
+def stream_walk(patient: str, sim, start_us: int, settings: MqttSettings, outbox_dir: Path, session_id: str) -> None:
+    """One simulated walk through the collector and the broker."""
+    from collector.service import Collector, CollectorConfig
+    from collector.sources.simulated import SimulatedInsoleSource
+
+    clock = [start_us]
+    sources = [
+        _ClockedSource(SimulatedInsoleSource(sim, side, device_id=f"{patient}-{side}", start_time_us=start_us,
+                                             seed=zlib.crc32(session_id.encode())), clock)
+        for side in ("L", "R")
+    ]
+    collector = Collector(
+        CollectorConfig(patient=patient, outbox_path=outbox_dir / f"outbox-{patient}.sqlite", drain_timeout_s=60),
+        sources, settings, client_id=f"demo-collector-{patient}", clock_us=lambda: clock[0],
+    )
+    asyncio.run(collector.run(session_id=session_id))
+
+
+def run(args: argparse.Namespace) -> int:
+    from processing.service import ProcessingService
+    from processing.store import SQLiteStore
+    from simulator import simulate
+
+    out = Path(args.out)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    settings = MqttSettings.from_env(args.mqtt_url)
+    broker = None
+    if args.embedded_broker or not broker_reachable(settings):
+        if not args.embedded_broker:
+            print(f"no broker at {settings.url}; starting an embedded one")
+        broker = EmbeddedBroker()
+        settings = broker.start()
+        print(f"embedded broker (amqtt) on {settings.url}")
+    else:
+        print(f"using the broker at {settings.url}")
+
+    store = SQLiteStore(out / "kinetic.sqlite")
+    service = ProcessingService(store, analyze_on_close=True)
+    stop, ready = threading.Event(), threading.Event()
+    worker = threading.Thread(
+        target=service.run, args=(settings,),
+        kwargs=dict(client_id=f"kinetic-demo-processing-{uuid.uuid4().hex[:6]}", stop=stop, ready=ready), daemon=True,
+    )
+    worker.start()
+    if not ready.wait(15):
+        print("the processing service could not connect to the broker")
+        return 1
+
+    t_start = time.monotonic()
+    today = datetime.now(timezone.utc).date()
+    expected = 0
+    try:
+        for day_index in range(args.days):
+            day = today - timedelta(days=args.days - 1 - day_index)
+            for k, patient in enumerate(PATIENTS):
+                seed = zlib.crc32(f"{patient.pseudonym}/{day}".encode())
+                sim = simulate(patient.params_for_day(day_index, args.days, args.walk_s, seed), seed=seed)
+                start = datetime(day.year, day.month, day.day, 9 + 2 * k, 0, tzinfo=timezone.utc)
+                session_id = f"demo-{patient.pseudonym}-{day:%Y%m%d}"
+                stream_walk(patient.pseudonym, sim, int(start.timestamp() * 1e6), settings, out, session_id)
+                expected += 1
+            print(f"  streamed {day}  ({expected} sessions, {time.monotonic() - t_start:.0f} s)", flush=True)
+        deadline = time.monotonic() + 120
+        while service.stats.sessions_closed_n < expected and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        worker.join(10)
+        if broker is not None:
+            broker.stop()
+
+    s = service.stats
+    print(f"\nprocessed {s.sessions_closed_n}/{expected} sessions: {s.frames_accepted_n} frames stored exactly once, "
+          f"{s.frames_duplicate_n} duplicates dropped, {s.rejected_n} messages rejected "
+          f"({time.monotonic() - t_start:.0f} s)\n")
+    print(weekly_report(store))
+    print(f"""
+Where to look:
+  database    {out / 'kinetic.sqlite'}  (SQLite; tables sessions, strides, session_summaries, daily_summaries, raw_batches)
+  e.g.        sqlite3 {out / 'kinetic.sqlite'} "SELECT patient, day, strides_n, metrics_json FROM daily_summaries ORDER BY patient, day"
+  one walk    kinetic simulate --out walk && kinetic analyze walk --out walk-analysis
+""")
+    return 0 if s.sessions_closed_n == expected else 1
+
+
+def weekly_report(store) -> str:
+    """Per patient and ISO week: medians of the daily summaries."""
+    daily = store.query("SELECT patient, day, strides_n, metrics_json FROM daily_summaries ORDER BY patient, day")
+    if daily.empty:
+        return "(no daily summaries)"
+    metrics = pd.DataFrame([json.loads(m) for m in daily["metrics_json"]])
+    table = pd.concat([daily[["patient", "day", "strides_n"]], metrics], axis=1)
+    iso = pd.to_datetime(table["day"]).dt.isocalendar()
+    table["week"] = iso["year"].astype(str) + "-W" + iso["week"].astype(str).str.zfill(2)
+    cols = [c for c in ("cadence_spm", "stride_time_s", "stride_length_m", "ml_cop_fw", "heel_load_fraction") if c in table]
+    weekly = table.groupby(["patient", "week"])[["strides_n"] + cols].median().round(3)
+    return "Weekly medians per patient:\n" + weekly.to_string()
+
+
