@@ -31,6 +31,7 @@ from insole_common.layouts import LAYOUTS_BY_WIRE_ID
 from insole_common.messages import SessionMessage, parse_message
 from insole_common.recording import FootRecording, Recording
 from kinetic.mqtt import MqttSettings, connect, make_client
+from processing.archive import RawArchive
 from processing.store import Store
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,10 @@ class ProcessingService:
         inactivity_s: float = 300.0,
         partitions: list[int] | None = None,
         analyze_on_close: bool = True,
+        archive: RawArchive | None = None,
     ) -> None:
         self.store = store
+        self.archive = archive
         self.inactivity_s = inactivity_s
         self.partitions = partitions
         self.analyze_on_close = analyze_on_close
@@ -135,8 +138,8 @@ class ProcessingService:
         self._last_data_us.pop(session_id, None)
         if closed:
             self.stats.sessions_closed_n += 1
-            if self.analyze_on_close:
-                self.analyze_session(session_id)
+            if self.analyze_on_close or self.archive is not None:
+                self.finish_session(session_id)
 
     def close_idle_sessions(self, now_us: int) -> None:
         """Close sessions whose last data is older than ``inactivity_s``."""
@@ -145,12 +148,21 @@ class ProcessingService:
                 self.close_session(session_id, last, "inactivity")
 
     # analytics ------------------------------------------------------------------------------
-    def analyze_session(self, session_id: str) -> pd.DataFrame:
-        """Rebuild the session's recording from the raw store, run the analytics, store results."""
+    def finish_session(self, session_id: str) -> pd.DataFrame | None:
+        """Archive the session's raw frames, then run the analytics and store the results.
+
+        Both steps read the de-duplicated raw store and overwrite their previous output, so
+        running this twice (e.g. after a crash and redelivery) gives the same result.
+        """
         row = self.store.query("SELECT patient, start_us FROM sessions WHERE session_id = ?", (session_id,)).iloc[0]
         patient, start_us = str(row.patient), int(row.start_us)
-        recording = recording_from_batches(list(self.store.session_batches(session_id)), origin_us=start_us)
+        batches = list(self.store.session_batches(session_id))
         day = day_of(start_us)
+        if self.archive is not None and batches:
+            self.archive.write_session(patient, day, session_id, batches)
+        if not self.analyze_on_close:
+            return None
+        recording = recording_from_batches(batches, origin_us=start_us)
         if recording is None:
             strides, summary = pd.DataFrame(columns=["side", "heel_strike_s"]), {"quality_flags": ["no_data"]}
         else:

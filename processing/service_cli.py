@@ -10,6 +10,7 @@ import threading
 
 from insole_common.topics import N_PARTITIONS, partitions_for_worker
 from kinetic.mqtt import MqttSettings
+from processing.archive import RawArchive
 from processing.service import ProcessingService
 from processing.store import SQLiteStore
 
@@ -25,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--db", default=os.environ.get("KINETIC_DB", "kinetic.sqlite"),
                    help="SQLite database file (env KINETIC_DB; default: %(default)s)")
+    p.add_argument("--archive", default=os.environ.get("KINETIC_ARCHIVE", "kinetic-archive"),
+                   help="raw session archive folder, Parquet partitioned by patient and day "
+                   "(env KINETIC_ARCHIVE; default: %(default)s)")
     p.add_argument("--mqtt-url", default=None, help="broker URL (env KINETIC_MQTT_URL; default mqtt://127.0.0.1:1883)")
     p.add_argument("--worker", default="0/1", metavar="I/N",
                    help=f"this worker's index and the number of workers; the {N_PARTITIONS} topic partitions are "
@@ -41,7 +45,8 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise SystemExit(f"kinetic process: --worker must look like 0/2: {exc}") from None
     store = SQLiteStore(args.db)
-    service = ProcessingService(store, inactivity_s=args.inactivity_s, partitions=None if count == 1 else partitions)
+    service = ProcessingService(store, inactivity_s=args.inactivity_s, partitions=None if count == 1 else partitions,
+                                archive=RawArchive(args.archive))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -21,6 +21,7 @@ from insole_common import topics
 from insole_common.codec import PressureUnit, decode_batch
 from kinetic.mqtt import connect, make_client
 from processing.service import ProcessingService
+from processing.archive import RawArchive, archive_metadata
 from processing.store import SQLiteStore
 
 pytestmark = pytest.mark.services
@@ -59,7 +60,7 @@ def synthetic_frames(side: str, device_id: str, n_notifications: int, *, per: in
 @pytest.fixture
 def service(tmp_path, mqtt_settings):
     store = SQLiteStore(tmp_path / "kc.sqlite")
-    svc = ProcessingService(store, analyze_on_close=False)
+    svc = ProcessingService(store, analyze_on_close=False, archive=RawArchive(tmp_path / "archive"))
     stop, ready = threading.Event(), threading.Event()
     thread = threading.Thread(
         target=svc.run, args=(mqtt_settings,), kwargs=dict(client_id=f"test-proc-{uuid.uuid4().hex[:8]}", stop=stop, ready=ready),
@@ -105,6 +106,23 @@ def test_every_frame_exactly_once_and_gaps_kept(tmp_path, mqtt_settings, patient
     first = left[0]
     np.testing.assert_array_equal(stored[first.first_seq].pressure_raw[: first.n_frames], first.pressure_raw)
     assert service.stats.rejected_n == 0
+    # the raw archive holds the same frames, once, with physical units and metadata
+    archived = service.archive.read(patient=patient_id)
+    for device_id, frames in sent.items():
+        expected = [f.first_seq + i for f in frames for i in range(f.n_frames)]
+        assert archived.loc[archived["device_id"] == device_id, "seq"].tolist() == expected
+    left_rows = archived[archived["device_id"] == f"{patient_id}-L"].set_index("seq")
+    np.testing.assert_allclose(left_rows.loc[first.first_seq, ["p01_kpa", "p02_kpa"]].to_numpy(float),
+                               first.pressure_raw[0, :2] * np.float32(0.1), rtol=1e-6)
+    assert archived.loc[archived["device_id"] == f"{patient_id}-L", "acc_x_g"].notna().all()
+    path = next(service.archive.root.rglob("*_L.parquet"))
+    meta = archive_metadata(path)
+    assert meta["kinetic.sample_rate_hz"] == "100.0" and meta["kinetic.layout"] == "kc16"
+    assert meta["kinetic.pressure_unit"] == "kPa"
+    # finishing the session again (a redelivered stop) rewrites identical files
+    before = path.read_bytes()
+    service.finish_session(collector_session(service.store, patient_id))
+    assert len(service.archive.read(patient=patient_id)) == len(archived) and path.read_bytes() == before
 
 
 def collector_session(store: SQLiteStore, patient: str) -> str:
