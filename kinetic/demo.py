@@ -189,7 +189,8 @@ def run(args: argparse.Namespace) -> int:
     stop, ready = threading.Event(), threading.Event()
     worker = threading.Thread(
         target=service.run, args=(settings,),
-        kwargs=dict(client_id=f"kinetic-demo-processing-{uuid.uuid4().hex[:6]}", stop=stop, ready=ready), daemon=True,
+        kwargs=dict(client_id=f"kinetic-demo-processing-{uuid.uuid4().hex[:6]}", stop=stop, ready=ready, persistent=False),
+        daemon=True,
     )
     worker.start()
     if not ready.wait(15):

@@ -139,3 +139,11 @@ def broker_reachable(settings: MqttSettings, *, timeout_s: float = 2.0) -> bool:
             return True
     except OSError:
         return False
+
+
+def purge_session(settings: MqttSettings, client_id: str, *, timeout_s: float = 5.0) -> None:
+    """Discard the broker's persistent session of ``client_id`` (connect once with a clean session)."""
+    client = make_client(settings, client_id=client_id, clean_session=True)
+    connect(client, settings, timeout_s=timeout_s)
+    client.disconnect()
+    client.loop_stop()

@@ -174,24 +174,39 @@ class ProcessingService:
 
     # MQTT --------------------------------------------------------------------------------------
     def run(self, mqtt: MqttSettings, *, client_id: str = "kinetic-processing", stop: threading.Event | None = None,
-            ready: threading.Event | None = None) -> None:
-        """Consume from the broker until ``stop`` is set."""
+            ready: threading.Event | None = None, persistent: bool = True) -> None:
+        """Consume from the broker until ``stop`` is set.
+
+        ``persistent`` keeps a broker-side session under ``client_id`` (QoS 1 messages wait
+        for the worker while it is down); one-off runs and tests pass False.
+        """
         stop = stop or threading.Event()
         inbox: queue.Queue = queue.Queue(maxsize=10_000)
-        client = make_client(mqtt, client_id=client_id, clean_session=False)
+        client = make_client(mqtt, client_id=client_id, clean_session=not persistent)
         client.manual_ack_set(True)
         filters = [f for kind in ("raw/+", "session") for f in topics.partition_filters(kind, self.partitions)]
+
+        subscribed = threading.Event()
 
         def on_connect(c, _u, _flags, rc, _props):
             if not getattr(rc, "is_failure", False):
                 c.subscribe([(f, 1) for f in filters])
 
+        def on_subscribe(_c, _u, _mid, reason_codes, _props):
+            failed = [rc for rc in reason_codes if getattr(rc, "is_failure", False)]
+            if failed:
+                log.error("the broker refused subscriptions: %s", failed)
+            subscribed.set()
+
         def on_message(_c, _u, message):
             inbox.put((message.topic, bytes(message.payload), message.mid, message.qos))
 
         client.on_connect = on_connect
+        client.on_subscribe = on_subscribe
         client.on_message = on_message
         connect(client, mqtt)
+        if not subscribed.wait(10):
+            log.warning("no SUBACK from the broker within 10 s; continuing")
         if ready is not None:
             ready.set()
         try:

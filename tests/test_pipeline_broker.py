@@ -63,7 +63,7 @@ def service(tmp_path, mqtt_settings):
     svc = ProcessingService(store, analyze_on_close=False, archive=RawArchive(tmp_path / "archive"))
     stop, ready = threading.Event(), threading.Event()
     thread = threading.Thread(
-        target=svc.run, args=(mqtt_settings,), kwargs=dict(client_id=f"test-proc-{uuid.uuid4().hex[:8]}", stop=stop, ready=ready),
+        target=svc.run, args=(mqtt_settings,), kwargs=dict(client_id=f"test-proc-{uuid.uuid4().hex[:8]}", stop=stop, ready=ready, persistent=False),
         daemon=True,
     )
     thread.start()
