@@ -32,7 +32,7 @@ from insole_common.messages import SessionMessage, parse_message
 from insole_common.recording import FootRecording, Recording
 from kinetic.mqtt import MqttSettings, connect, make_client
 from processing.archive import RawArchive
-from processing.store import Store
+from processing.store import Store, StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class ServiceStats:
     frames_accepted_n: int = 0
     frames_duplicate_n: int = 0
     sessions_closed_n: int = 0
+    store_retries_n: int = 0
     rejected: Counter = field(default_factory=Counter)
 
     @property
@@ -98,6 +99,8 @@ class ProcessingService:
                 self._on_session(msg)
             elif info.kind in ("status", "strides", "flags", "control"):
                 parse_message(payload)  # validated; the dashboard reads retained status itself
+        except StoreUnavailableError:
+            raise  # not the message's fault: the caller retries it
         except InsoleError as exc:
             self._reject(topic, exc.reason, str(exc), payload, now_us)
 
@@ -138,8 +141,15 @@ class ProcessingService:
         self._last_data_us.pop(session_id, None)
         if closed:
             self.stats.sessions_closed_n += 1
-            if self.analyze_on_close or self.archive is not None:
+        finished = not self.store.query(
+            "SELECT 1 AS x FROM session_summaries WHERE session_id = ?", (session_id,)).empty
+        # also when a previous attempt closed the session but failed before storing its results
+        if (closed or not finished) and (self.analyze_on_close or self.archive is not None):
+            if closed or self._session_exists(session_id):
                 self.finish_session(session_id)
+
+    def _session_exists(self, session_id: str) -> bool:
+        return not self.store.query("SELECT 1 AS x FROM sessions WHERE session_id = ?", (session_id,)).empty
 
     def close_idle_sessions(self, now_us: int) -> None:
         """Close sessions whose last data is older than ``inactivity_s``."""
@@ -209,14 +219,30 @@ class ProcessingService:
             log.warning("no SUBACK from the broker within 10 s; continuing")
         if ready is not None:
             ready.set()
+        retry: tuple | None = None
+        backoff_s = 0.5
         try:
             while not stop.is_set():
                 try:
-                    topic, payload, mid, qos = inbox.get(timeout=0.5)
+                    item = retry or inbox.get(timeout=0.5)
                 except queue.Empty:
-                    self.close_idle_sessions(time.time_ns() // 1000)
+                    try:
+                        self.close_idle_sessions(time.time_ns() // 1000)
+                    except StoreUnavailableError as exc:
+                        log.warning("database unavailable while closing idle sessions: %s", exc)
                     continue
-                self.handle(topic, payload)
+                topic, payload, mid, qos = item
+                try:
+                    self.handle(topic, payload)
+                except StoreUnavailableError as exc:
+                    # keep it unacknowledged and retry; paho stops reading once the inbox is full
+                    self.stats.store_retries_n += 1
+                    log.warning("database unavailable (%s); retrying in %.1f s", exc, backoff_s)
+                    retry = item
+                    stop.wait(backoff_s)
+                    backoff_s = min(backoff_s * 2, 10.0)
+                    continue
+                retry, backoff_s = None, 0.5
                 if qos > 0:
                     client.ack(mid, qos)
         finally:

@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from insole_common.codec import Batch, decode_batch, encode_batch
+from insole_common.errors import InsoleError
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -92,6 +93,16 @@ MIGRATIONS: tuple[str, ...] = (
     );
     """,
 )
+
+
+class StoreUnavailableError(InsoleError):
+    """The database cannot be reached or written right now; the caller should retry later.
+
+    Raised instead of the driver's own error for connection-level failures, so that the
+    service keeps the message unacknowledged and tries again rather than dropping it.
+    """
+
+    reason = "store_unavailable"
 
 
 @dataclass(frozen=True)
@@ -277,9 +288,15 @@ class SQLiteStore(_SQLStore):
     @contextmanager
     def _tx(self):
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:  # locked by another writer, disk I/O error
+                raise StoreUnavailableError(f"SQLite {self.path}: {exc}") from exc
             try:
                 yield self._db.execute
+            except sqlite3.OperationalError as exc:
+                self._db.execute("ROLLBACK")
+                raise StoreUnavailableError(f"SQLite {self.path}: {exc}") from exc
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -297,26 +314,44 @@ class PostgresStore(_SQLStore):
     BLOB = "BYTEA"
 
     def __init__(self, dsn: str, *, schema: str = "public") -> None:
-        import psycopg
-
         super().__init__()
         if not schema.replace("_", "").isalnum():
             raise ValueError(f"schema name {schema!r} must be letters, digits and underscores")
+        self.dsn = dsn
         self.schema = schema
-        self._conn = psycopg.connect(dsn, autocommit=True)
-        self._conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-        self._conn.execute(f'SET search_path TO "{schema}"')
+        self._conn = None
+        self._connect()
+
+    def _connect(self):
+        import psycopg
+
+        try:
+            conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=5)
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            conn.execute(f'SET search_path TO "{self.schema}"')
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailableError(f"PostgreSQL: {exc}") from exc
+        self._conn = conn
+        return conn
 
     @contextmanager
     def _tx(self):
-        with self._lock, self._conn.transaction():
-            cur = self._conn.cursor()
+        import psycopg
 
-            def ex(sql: str, params: tuple = ()):
-                cur.execute(sql.replace("?", "%s"), params)
-                return cur
+        with self._lock:
+            conn = self._conn if self._conn is not None and not self._conn.closed else self._connect()
+            try:
+                with conn.transaction():
+                    cur = conn.cursor()
 
-            yield ex
+                    def ex(sql: str, params: tuple = ()):
+                        cur.execute(sql.replace("?", "%s"), params)
+                        return cur
+
+                    yield ex
+            except psycopg.OperationalError as exc:
+                conn.close()  # reconnect on the next call
+                raise StoreUnavailableError(f"PostgreSQL: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:
