@@ -1,0 +1,31 @@
+"""Gait analytics core: numpy/pandas only, no I/O.
+
+Public API
+----------
+``analyze(recording, *, calibration=None, detector=None) -> GaitResult``
+    Whole-recording analysis of a :class:`insole_common.recording.Recording`.
+``GaitResult``
+    ``.strides`` (DataFrame, one row per stride; columns in :mod:`processing.analytics.consts`,
+    times in seconds on the recording's time base, side ``"L"``/``"R"``), ``.bouts``
+    (start_s, end_s, activity in walking/standing/sitting/shuffling/turning, n_strides) and
+    ``.summary`` (JSON-ready dict: means per side, cadence, symmetry indices, ``data_quality``, ``flags``).
+``StreamingAnalyzer(sides, *, calibration=None)`` / ``StreamingAnalyzer.like(recording)``
+    ``.feed(side, t0_s, pressure, *, total_force_n=None, acc_g=None, gyro_dps=None, cop_ap=None, cop_ml=None)``
+    returns the strides completed by that chunk; ``.finish() -> GaitResult`` equals ``analyze`` on the same data.
+``Calibration(stride_length_m, stride_time_s, exponent=1.0)`` / ``Calibration.from_walk(strides, distance_m=10.0)``
+    stride length for insoles without an IMU (calibration walk, e.g. a 10-metre walk test).
+``LoadEventDetector(*, ...)`` with ``.detect(load, *, sampling_rate_hz, t0_s=0.0) -> self`` and ``.events_``
+    the heel-strike / toe-off detector on its own.
+``symmetry_index(left, right)``
+    Robinson symmetry index in percent.
+
+Unusable input raises :class:`insole_common.errors.ValidationError` (with ``reason``);
+usable-but-poor input yields flags in ``summary["flags"]`` (``no_walking``, ``few_strides``,
+``dropped_samples_L``, ``saturated_channel_R``, ...). Methods: docs/analytics.md.
+"""
+
+from processing.analytics.events import LoadEventDetector
+from processing.analytics.pipeline import Calibration, GaitResult, analyze, symmetry_index
+from processing.analytics.streaming import StreamingAnalyzer
+
+__all__ = ["analyze", "GaitResult", "StreamingAnalyzer", "Calibration", "LoadEventDetector", "symmetry_index"]

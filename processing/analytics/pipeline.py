@@ -1,0 +1,380 @@
+"""Whole-recording analysis and the per-foot engine shared with the streaming analyser."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from insole_common.errors import ValidationError
+from insole_common.layouts import SensorLayout
+from insole_common.recording import Recording
+from processing.analytics import consts as C
+from processing.analytics.bouts import detect_bouts
+from processing.analytics.events import LoadEventDetector, SpanDetector
+from processing.analytics.strides import empty_strides, stride_rows
+
+#: a zero-based load unit: 0 means "foot in the air"
+ZERO_BASED_UNITS = {"N", "kPa", "N/cm^2"}
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Stride length from a calibration walk (e.g. a 10-metre walk test) for insoles without an IMU.
+
+    ``stride_length_m`` and ``stride_time_s`` are the calibration walk's mean
+    stride. Other strides are scaled as ``L = L_cal * (T_cal / T) ** exponent``:
+    with the default exponent 1 the distance covered per unit time of a stride
+    is constant. A coarse model; docs/analytics.md discusses its error.
+    """
+
+    stride_length_m: float
+    stride_time_s: float
+    exponent: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (self.stride_length_m > 0 and self.stride_time_s > 0):
+            raise ValidationError("calibration stride length and time must be positive", reason="bad_calibration")
+
+    @classmethod
+    def from_walk(cls, strides: pd.DataFrame, *, distance_m: float, n_strides: float | None = None,
+                  exponent: float = 1.0) -> "Calibration":
+        """From the strides of a walk over ``distance_m`` (``n_strides`` counted strides; default: the
+        number of complete strides per foot detected)."""
+        if strides.empty:
+            raise ValidationError("calibration walk has no strides", reason="bad_calibration")
+        n = n_strides if n_strides is not None else strides.groupby(C.SIDE).size().mean()
+        return cls(stride_length_m=distance_m / float(n), stride_time_s=float(strides[C.STRIDE_TIME_S].mean()),
+                   exponent=exponent)
+
+    def stride_length(self, stride_time_s: np.ndarray) -> np.ndarray:
+        return self.stride_length_m * (self.stride_time_s / np.asarray(stride_time_s)) ** self.exponent
+
+
+@dataclass
+class GaitResult:
+    """Output of :func:`analyze`: ``strides`` (one row per stride, columns in consts),
+    ``bouts`` (start_s, end_s, activity, n_strides), ``summary`` (JSON-ready dict)."""
+
+    strides: pd.DataFrame
+    bouts: pd.DataFrame
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+class FootEngine:
+    """Incremental per-foot analysis; :func:`analyze` feeds it everything at once, the stream chunk by chunk."""
+
+    def __init__(self, side: str, *, sampling_rate_hz: float, t0_s: float, layout: SensorLayout | None,
+                 pressure_unit: str, n_channels: int, zero_based: bool | None = None,
+                 detector: LoadEventDetector | None = None) -> None:
+        self.side = side
+        self.fs = float(sampling_rate_hz)
+        self.t0_s = float(t0_s)
+        self.layout = layout
+        self.unit = pressure_unit
+        self.n_channels = n_channels
+        det = detector or LoadEventDetector()
+        self.uses_total_force: bool | None = None
+        self._zero_based = zero_based
+        self._det = det
+        self._span: SpanDetector | None = None
+        self._chunks: dict[str, list[np.ndarray]] = {}
+        self._buf: dict[str, np.ndarray | None] = {}
+        self.abs0 = 0  # absolute index of the buffer's first sample
+        self.n_abs = 0
+        self.start = 0
+        self.state0 = math.nan
+        self.strides: list[pd.DataFrame] = []
+        self.finished = False
+        self.stats = {"samples_n": 0, "missing_n": 0, "saturated_n": 0}
+        self._sec_n = max(int(round(self.fs)), 1)
+        self._sec_done = 0  # absolute sample index up to which per-second summaries exist
+        self._sec_load: list[np.ndarray] = []
+        self._sec_yaw: list[np.ndarray] = []
+
+    # ---- input ----
+    def feed(self, pressure: np.ndarray, *, total_force_n=None, acc_g=None, gyro_dps=None, cop_ap=None,
+             cop_ml=None) -> pd.DataFrame:
+        if self.finished:
+            raise ValidationError(f"{self.side}: stream already finished", reason="finished")
+        p = np.asarray(pressure, dtype=np.float64)
+        if p.ndim == 1:
+            p = p[:, None]
+        if p.ndim != 2 or p.shape[1] != self.n_channels:
+            raise ValidationError(f"{self.side}: expected (n, {self.n_channels}) pressure, got {p.shape}", reason="bad_shape")
+        n = p.shape[0]
+        use_total = total_force_n is not None
+        if self.uses_total_force is None:
+            self.uses_total_force = use_total
+        elif self.uses_total_force != use_total:
+            raise ValidationError(f"{self.side}: total force present in some chunks only", reason="inconsistent_stream")
+        parts = {"p": p, "f": None if total_force_n is None else np.asarray(total_force_n, float).reshape(n),
+                 "acc": None if acc_g is None else np.asarray(acc_g, float).reshape(n, 3),
+                 "gyr": None if gyro_dps is None else np.asarray(gyro_dps, float).reshape(n, 3),
+                 "cap": None if cop_ap is None else np.asarray(cop_ap, float).reshape(n),
+                 "cml": None if cop_ml is None else np.asarray(cop_ml, float).reshape(n)}
+        for k, v in parts.items():
+            if v is not None:
+                self._chunks.setdefault(k, []).append(v)
+            elif k in self._chunks:
+                raise ValidationError(f"{self.side}: channel {k} missing from a chunk", reason="inconsistent_stream")
+        self.n_abs += n
+        self.stats["samples_n"] += n
+        self.stats["missing_n"] += int(np.isnan(p).all(axis=1).sum())
+        return self._process(final=False)
+
+    def finish(self) -> pd.DataFrame:
+        out = self._process(final=True)
+        self.finished = True
+        return out
+
+    # ---- core ----
+    def _consolidate(self) -> None:
+        for k, chunks in self._chunks.items():
+            if chunks:
+                prev = self._buf.get(k)
+                arrs = ([prev] if prev is not None else []) + chunks
+                self._buf[k] = arrs[0] if len(arrs) == 1 else np.concatenate(arrs)
+                self._chunks[k] = []
+
+    def _load(self) -> np.ndarray:
+        f = self._buf.get("f")
+        if f is not None:
+            return f
+        return self._buf["p"].sum(axis=1)
+
+    def _process(self, *, final: bool) -> pd.DataFrame:
+        self._consolidate()
+        if self._buf.get("p") is None:
+            return empty_strides()
+        if self._span is None:
+            zb = self._zero_based
+            if zb is None:
+                zb = self.unit in ZERO_BASED_UNITS
+            det = self._det
+            p = det.params(self.fs)
+            self._span = SpanDetector(type(p)(**{**p.__dict__, "zero_based": bool(zb)}))
+        load = self._load()
+        self._seconds(load, final)
+        res = self._span.run(load, abs0=self.abs0, start=self.start, state0=self.state0, final=final)
+        c = res.contacts
+        n_str = max(c["hs_i"].size - 1, 0)
+        new = empty_strides()
+        if n_str > 0:
+            new = stride_rows(
+                self.side, c, fs=self.fs, t0_s=self.t0_s, abs0=self.abs0, pressure=self._buf["p"],
+                layout=self.layout, load_unit=self.unit,
+                cop_ap=self._buf.get("cap"), cop_ml=self._buf.get("cml"), acc_g=self._buf.get("acc"),
+                gyro_dps=self._buf.get("gyr"), n_strides=n_str)
+            self.strides.append(new)
+            self.start = int(c["on_i"][n_str])
+            self.state0 = 0.0
+        elif c["hs_i"].size == 0 and not final:
+            # nothing pending: jump the state machine forward when the foot is surely in swing
+            pass
+        if not final:
+            self._trim()
+        return new
+
+    def _seconds(self, load: np.ndarray, final: bool) -> None:
+        """Per-second mean load and mean |yaw rate| (for activity labels), for whole seconds received."""
+        S = self._sec_n
+        end = self.n_abs if final else (self.n_abs // S) * S
+        if end <= self._sec_done:
+            return
+        a, b = self._sec_done - self.abs0, end - self.abs0
+        seg = load[a:b]
+        m = -(-seg.size // S)
+        pad = np.full(m * S, np.nan)
+        pad[: seg.size] = seg
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            self._sec_load.append(np.nanmean(pad.reshape(m, S), axis=1))
+            gyr = self._buf.get("gyr")
+            if gyr is not None:
+                g = np.full(m * S, np.nan)
+                g[: seg.size] = np.abs(gyr[a:b, 2])
+                self._sec_yaw.append(np.nanmean(g.reshape(m, S), axis=1))
+            else:
+                self._sec_yaw.append(np.full(m, np.nan))
+        self._sec_done = end
+
+    def seconds(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        load = np.concatenate(self._sec_load) if self._sec_load else np.zeros(0)
+        yaw = np.concatenate(self._sec_yaw) if self._sec_yaw else np.zeros(0)
+        return self.t0_s + np.arange(load.size), load, yaw
+
+    def _trim(self) -> None:
+        B = self._span.p.block_n
+        keep_from = max((self.start - self._span.p.search_n) // B - 3, 0) * B
+        # blocks needed for levels still to be computed
+        next_level_block = self._span.last_final_block(self.n_abs) + 1
+        keep_from = min(keep_from, max(next_level_block - 1, 0) * B, (self._sec_done // B) * B)
+        cut = keep_from - self.abs0
+        if cut <= 0:
+            return
+        for k, v in self._buf.items():
+            if v is not None:
+                self._buf[k] = v[cut:].copy()
+        self.abs0 = keep_from
+
+    def stride_table(self) -> pd.DataFrame:
+        if not self.strides:
+            return empty_strides()
+        frames = [s for s in self.strides if not s.empty]
+        return pd.concat(frames, ignore_index=True) if frames else empty_strides()
+
+
+def engines_for(recording: Recording, detector: LoadEventDetector | None = None) -> dict[str, FootEngine]:
+    return {side: FootEngine(side, sampling_rate_hz=foot.sample_rate_hz, t0_s=foot.t0_s, layout=foot.layout,
+                             pressure_unit=foot.pressure_unit, n_channels=foot.pressure.shape[1], detector=detector)
+            for side, foot in recording.feet.items()}
+
+
+def analyze(recording: Recording, *, calibration: Calibration | None = None,
+            detector: LoadEventDetector | None = None) -> GaitResult:
+    """Analyse a whole recording. Raises ValidationError for unusable input (empty, no finite data)."""
+    _check_recording(recording)
+    engines = engines_for(recording, detector)
+    for side, foot in recording.feet.items():
+        e = engines[side]
+        e.feed(foot.pressure, total_force_n=foot.total_force_n, acc_g=foot.acc_g, gyro_dps=foot.gyro_dps,
+               cop_ap=foot.cop_ap, cop_ml=foot.cop_ml)
+        e.finish()
+        e.stats["saturated_n"] = _saturated_samples(foot.pressure)
+    return finalize(engines, calibration=calibration, meta={"source_format": recording.source_format,
+                                                            "has_imu": {s: f.has_imu for s, f in recording.feet.items()}})
+
+
+def _check_recording(recording: Recording) -> None:
+    for side, foot in recording.feet.items():
+        if foot.n_samples == 0:
+            raise ValidationError(f"{side}: recording has no samples", reason="empty")
+        if not np.isfinite(foot.pressure).any():
+            raise ValidationError(f"{side}: recording has no finite samples", reason="no_data")
+
+
+def _saturated_samples(pressure: np.ndarray, *, min_run_n: int = 10) -> int:
+    """Samples where a loaded channel is stuck at its own maximum for ``min_run_n`` samples or more (clipping)."""
+    p = pressure
+    if p.shape[0] < min_run_n:
+        return 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mx = np.nanmax(p, axis=0)
+    at_max = (p == mx) & (mx > 0)
+    k = np.ones(min_run_n)
+    hits = np.zeros(p.shape[0], bool)
+    for c in np.where(at_max.any(axis=0))[0]:  # loop over channels, not samples
+        run = np.convolve(at_max[:, c].astype(float), k, mode="same") >= min_run_n - 0.5
+        hits |= run
+    return int(hits.sum())
+
+
+def finalize(engines: dict[str, FootEngine], *, calibration: Calibration | None, meta: dict) -> GaitResult:
+    """Combine the per-foot stride tables: double support, stride length, bouts, symmetry, summary."""
+    tables = {s: e.stride_table() for s, e in engines.items()}
+    frames = [t for t in tables.values() if not t.empty]
+    strides = pd.concat(frames, ignore_index=True) if frames else empty_strides()
+    strides = strides.sort_values([C.HEEL_STRIKE_S, C.SIDE], kind="mergesort").reset_index(drop=True)
+    _double_support(strides)
+    if calibration is not None and len(strides):
+        need = ~np.isfinite(strides[C.STRIDE_LENGTH_M].to_numpy(float))
+        strides.loc[need, C.STRIDE_LENGTH_M] = calibration.stride_length(strides.loc[need, C.STRIDE_TIME_S].to_numpy())
+        strides.loc[need, C.STRIDE_LENGTH_SOURCE] = "calibration"
+    strides[C.GAIT_SPEED_M_S] = strides[C.STRIDE_LENGTH_M] / strides[C.STRIDE_TIME_S]
+    n_candidates = len(strides)
+    bouts, bout_id = detect_bouts(strides, engines)
+    strides[C.BOUT_ID] = bout_id
+    rejected = int((bout_id < 0).sum())
+    strides = strides[bout_id >= 0].reset_index(drop=True)
+    summary = _summary(strides, bouts, engines, meta, n_candidates=n_candidates, rejected=rejected)
+    return GaitResult(strides=strides[C.STRIDE_COLS], bouts=bouts, summary=summary)
+
+
+def _double_support(strides: pd.DataFrame) -> None:
+    if strides.empty or strides[C.SIDE].nunique() < 2:
+        return
+    for side, other in (("L", "R"), ("R", "L")):
+        me = strides[C.SIDE] == side
+        o = strides[strides[C.SIDE] == other]
+        o_hs = np.sort(o[C.HEEL_STRIKE_S].to_numpy())
+        o_to = np.sort(o[C.TOE_OFF_S].to_numpy())
+        hs = strides.loc[me, C.HEEL_STRIKE_S].to_numpy()
+        to = strides.loc[me, C.TOE_OFF_S].to_numpy()
+        # initial double support: from my heel strike to the other foot's next toe off
+        j = np.searchsorted(o_to, hs)
+        ini = np.where(j < o_to.size, o_to[np.minimum(j, o_to.size - 1)] - hs, np.nan)
+        ini = np.where((ini >= 0) & (ini < to - hs), ini, np.nan)
+        # terminal double support: from the other foot's heel strike (within my stance) to my toe off
+        k = np.searchsorted(o_hs, hs, side="right")
+        ths = np.where(k < o_hs.size, o_hs[np.minimum(k, o_hs.size - 1)], np.nan)
+        ter = np.where((ths < to), to - ths, np.nan)
+        ds = ini + ter
+        strides.loc[me, C.DOUBLE_SUPPORT_S] = ds
+        strides.loc[me, C.DOUBLE_SUPPORT_PCT] = 100 * ds / strides.loc[me, C.STRIDE_TIME_S].to_numpy()
+
+
+def symmetry_index(left: float, right: float) -> float:
+    """Robinson symmetry index in percent: 100 * (L - R) / (0.5 * (L + R)); 0 = symmetric."""
+    if not (np.isfinite(left) and np.isfinite(right)) or (left + right) == 0:
+        return float("nan")
+    return float(100.0 * (left - right) / (0.5 * (left + right)))
+
+
+def _f(x: Any) -> Any:
+    if isinstance(x, (float, np.floating)):
+        return None if not np.isfinite(x) else round(float(x), 6)
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    return x
+
+
+def _summary(strides, bouts, engines, meta, *, n_candidates, rejected) -> dict[str, Any]:
+    s: dict[str, Any] = {"source_format": meta.get("source_format"), "strides_n": int(len(strides)),
+                         "stride_candidates_n": int(n_candidates), "strides_rejected_outside_bouts_n": rejected}
+    per_side = {}
+    cols = [C.STRIDE_TIME_S, C.STANCE_TIME_S, C.SWING_TIME_S, C.STANCE_PCT, C.DOUBLE_SUPPORT_S,
+            C.CADENCE_STEPS_PER_MIN, C.STRIDE_LENGTH_M, C.GAIT_SPEED_M_S, C.COP_ML_MEAN_FW,
+            C.LATERAL_LOAD_FRACTION, C.HEEL_LOAD_FRACTION, C.MIDFOOT_LOAD_FRACTION, C.FOREFOOT_LOAD_FRACTION,
+            C.PEAK_HEEL_LOAD]
+    for side in ("L", "R"):
+        t = strides[strides[C.SIDE] == side]
+        per_side[side] = {"strides_n": int(len(t)), **{f"mean_{c}": _f(t[c].astype(float).mean()) if len(t) else None for c in cols}}
+    s["per_side"] = per_side
+    if len(strides):
+        s["mean_stride_time_s"] = _f(strides[C.STRIDE_TIME_S].mean())
+        s["cadence_steps_per_min"] = _f(120.0 / strides[C.STRIDE_TIME_S].median())
+        s["mean_stride_length_m"] = _f(strides[C.STRIDE_LENGTH_M].astype(float).mean())
+        s["mean_gait_speed_m_s"] = _f(strides[C.GAIT_SPEED_M_S].astype(float).mean())
+        s["stride_time_cv_pct"] = _f(100 * strides[C.STRIDE_TIME_S].std() / strides[C.STRIDE_TIME_S].mean()) if len(strides) > 2 else None
+    s["symmetry_index_pct"] = {c: _f(symmetry_index(per_side["L"][f"mean_{c}"] or np.nan, per_side["R"][f"mean_{c}"] or np.nan))
+                               for c in (C.STRIDE_TIME_S, C.STANCE_TIME_S, C.SWING_TIME_S, C.STRIDE_LENGTH_M,
+                                         C.PEAK_HEEL_LOAD)}
+    s["walking_time_s"] = _f(float((bouts.loc[bouts.activity == "walking", "end_s"] - bouts.loc[bouts.activity == "walking", "start_s"]).sum())) if len(bouts) else 0.0
+    s["bouts_n"] = int((bouts.activity == "walking").sum()) if len(bouts) else 0
+    flags = []
+    q = {}
+    for side, e in engines.items():
+        n = max(e.stats["samples_n"], 1)
+        q[side] = {"samples_n": e.stats["samples_n"], "missing_fraction": round(e.stats["missing_n"] / n, 6),
+                   "saturated_fraction": round(e.stats["saturated_n"] / n, 6)}
+        if e.stats["missing_n"] / n > 0.01:
+            flags.append(f"dropped_samples_{side}")
+        if e.stats["saturated_n"] / n > 0.01:
+            flags.append(f"saturated_channel_{side}")
+    if len(engines) < 2:
+        flags.append("single_foot")
+    if len(strides) == 0:
+        flags.append("no_walking" if n_candidates == 0 else "no_walking_bout")
+    elif len(strides) < 4:
+        flags.append("few_strides")
+    if not np.isfinite(strides[C.STRIDE_LENGTH_M].astype(float)).any():
+        flags.append("no_stride_length")
+    s["data_quality"] = q
+    s["flags"] = flags
+    return s

@@ -1,0 +1,89 @@
+"""Reader for PhysioNet gaitndd (WFDB header ``.hea`` + format-212 ``.let`` / ``.rit``).
+
+One force-sensitive resistor per foot, 300 Hz, 12-bit ADC. The signal is kept
+in ADC units (``pressure_unit="adc"``, one channel named ``fsr``); WFDB's
+invalid-sample value (ADC -2048) becomes NaN. The ``.ts`` reference intervals
+are read by :func:`read_gaitndd_ts` (used by the validation tests).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from insole_common.errors import ValidationError
+from insole_common.recording import FootRecording, Recording
+
+#: WFDB format 212 invalid-sample marker (12-bit)
+INVALID_ADC = -2048
+TS_COLUMNS = (
+    "time_s", "stride_l_s", "stride_r_s", "swing_l_s", "swing_r_s", "swing_l_pct", "swing_r_pct",
+    "stance_l_s", "stance_r_s", "stance_l_pct", "stance_r_pct", "double_support_s", "double_support_pct",
+)
+
+
+def decode_format_212(raw: bytes) -> np.ndarray:
+    """Decode WFDB format-212 bytes (two 12-bit samples per 3 bytes) into int16 samples."""
+    b = np.frombuffer(raw[: len(raw) - len(raw) % 3], dtype=np.uint8).reshape(-1, 3).astype(np.int16)
+    s0 = b[:, 0] | ((b[:, 1] & 0x0F) << 8)
+    s1 = b[:, 2] | ((b[:, 1] & 0xF0) << 4)
+    out = np.empty(2 * len(b), dtype=np.int16)
+    out[0::2] = s0
+    out[1::2] = s1
+    out[out > 2047] -= 4096
+    return out
+
+
+def _header_path(path: Path) -> Path:
+    return path if path.suffix == ".hea" else path.with_suffix(".hea")
+
+
+def read_gaitndd(path: str | Path) -> Recording:
+    """Read one gaitndd record from its ``.hea`` (or any file of the record)."""
+    hea = _header_path(Path(path))
+    try:
+        lines = [ln.split() for ln in hea.read_text(errors="replace").splitlines() if ln.strip() and not ln.startswith("#")]
+    except OSError as exc:
+        raise ValidationError(f"{hea}: cannot read WFDB header ({exc})", reason="bad_file") from exc
+    try:
+        name, n_sig, rate_hz, n_samples = lines[0][0], int(lines[0][1]), float(lines[0][2]), int(lines[0][3])
+        signals = lines[1 : 1 + n_sig]
+        if len(signals) != n_sig:
+            raise IndexError
+    except (IndexError, ValueError):
+        raise ValidationError(f"{hea}: malformed WFDB header", reason="bad_header") from None
+    feet: dict[str, FootRecording] = {}
+    for sig in signals:
+        fname, fmt, desc = sig[0], sig[1], " ".join(sig[8:]).lower()
+        if fmt != "212":
+            raise ValidationError(f"{hea}: signal {fname} has WFDB format {fmt}; only 212 is supported", reason="unsupported")
+        side = "L" if ("left" in desc or fname.endswith(".let")) else "R" if ("right" in desc or fname.endswith(".rit")) else None
+        if side is None:
+            raise ValidationError(f"{hea}: cannot tell which foot {fname} is", reason="bad_header")
+        try:
+            raw = (hea.parent / fname).read_bytes()
+        except OSError as exc:
+            raise ValidationError(f"{hea.parent / fname}: cannot read ({exc})", reason="bad_file") from exc
+        adc = decode_format_212(raw)[:n_samples].astype(np.float64)
+        if adc.size == 0:
+            raise ValidationError(f"{hea.parent / fname}: no samples", reason="empty")
+        adc[adc == INVALID_ADC] = np.nan
+        feet[side] = FootRecording(side=side, sample_rate_hz=rate_hz, t0_s=0.0, pressure=adc[:, None], pressure_unit="adc",
+                                   channel_names=("fsr",), device_id=f"{name}.{fname.rsplit('.', 1)[-1]}")
+    if not feet:
+        raise ValidationError(f"{hea}: no signals", reason="empty")
+    n = min(f.n_samples for f in feet.values())
+    meta = {"record": name, "declared_samples": n_samples, "truncated": n < n_samples}
+    return Recording(feet=feet, source_format="gaitndd", meta=meta)
+
+
+def read_gaitndd_ts(path: str | Path) -> pd.DataFrame:
+    """Read a gaitndd ``.ts`` file of reference stride intervals (one row per left stride)."""
+    p = Path(path)
+    try:
+        df = pd.read_csv(p, sep=r"\s+", header=None, names=list(TS_COLUMNS), engine="c")
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise ValidationError(f"{p}: cannot read .ts reference ({exc})", reason="bad_file") from exc
+    return df

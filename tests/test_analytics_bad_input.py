@@ -1,0 +1,130 @@
+"""Bad input never crashes and never invents strides: a typed error or a data-quality flag."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from insole_common.errors import ValidationError
+from insole_common.layouts import KC16
+from insole_common.recording import FootRecording, Recording
+from processing.analytics import analyze
+from processing.readers.auto import read_any
+
+FS = 100.0
+
+
+def gait_load(duration_s: float, *, stride_s: float = 1.1, stance_frac: float = 0.62, phase_s: float = 0.0,
+              peak: float = 700.0) -> np.ndarray:
+    """A plain double-hump stance / zero swing total force, for edge cases (not a physiological model)."""
+    t = np.arange(int(duration_s * FS)) / FS
+    ph = ((t - phase_s) % stride_s) / (stride_s * stance_frac)
+    hump = np.where(ph < 1, np.sin(np.pi * np.clip(ph, 0, 1)) * (1 - 0.3 * np.sin(2 * np.pi * np.clip(ph, 0, 1)) ** 2), 0.0)
+    return peak * hump
+
+
+def rec_from_loads(l_load: np.ndarray, r_load: np.ndarray) -> Recording:
+    feet = {}
+    for s, load in (("L", l_load), ("R", r_load)):
+        p = np.outer(load, np.full(16, 1 / 16.0))
+        feet[s] = FootRecording(s, FS, 0.0, p, "kPa", layout=KC16)
+    return Recording(feet=feet, source_format="test")
+
+
+def walking(duration_s=40.0):
+    return rec_from_loads(gait_load(duration_s), gait_load(duration_s, phase_s=0.55))
+
+
+def test_clean_synthetic_walk_gives_strides():
+    res = analyze(walking())
+    assert len(res.strides) > 50
+    assert np.allclose(res.strides.stride_time_s.median(), 1.1, atol=0.01)
+
+
+def test_empty_file(tmp_path: Path):
+    f = tmp_path / "empty.txt"
+    f.write_text("")
+    with pytest.raises(ValidationError):
+        read_any(f, "gaitpdb")
+    with pytest.raises(ValidationError):
+        read_any(f)
+
+
+def test_truncated_gaitpdb_row_is_dropped(tmp_path: Path):
+    src = Path(__file__).resolve().parents[2] / "shared" / "data" / "physionet-gaitpdb" / "GaCo01_01.txt"
+    if not src.exists():
+        pytest.fail("gaitpdb recordings are missing from ../shared/data")
+    text = src.read_text()[:200_000]
+    f = tmp_path / "trunc.txt"
+    f.write_text(text[: text.rfind("\t")])
+    rec = read_any(f, "gaitpdb")
+    assert rec.feet["L"].n_samples > 100
+    analyze(rec)
+
+
+def test_truncated_gaitndd_signal(tmp_path: Path):
+    src = Path(__file__).resolve().parents[2] / "shared" / "data" / "physionet-gaitndd"
+    if not src.exists():
+        pytest.fail("gaitndd recordings are missing from ../shared/data")
+    for ext in ("hea", "let", "rit"):
+        data = (src / f"control1.{ext}").read_bytes()
+        (tmp_path / f"control1.{ext}").write_bytes(data[: 30_000] if ext != "hea" else data)
+    rec = read_any(tmp_path / "control1.hea")
+    assert rec.meta["truncated"]
+    res = analyze(rec)
+    assert len(res.strides) > 10
+
+
+def test_all_nan_is_an_error():
+    rec = rec_from_loads(np.full(1000, np.nan), np.full(1000, np.nan))
+    with pytest.raises(ValidationError):
+        analyze(rec)
+
+
+def test_nan_gaps_are_flagged_and_strides_never_span_them():
+    rec = walking()
+    for f in rec.feet.values():
+        f.pressure[1500:1800] = np.nan  # 3 s dropout
+        f.pressure[2500:2503] = np.nan  # short dropout, interpolated
+    res = analyze(rec)
+    assert "dropped_samples_L" in res.summary["flags"]
+    s = res.strides
+    assert not ((s.heel_strike_s < 18.0) & (s.next_heel_strike_s > 15.0)).any()
+    assert len(s) > 30
+
+
+def test_saturated_channel_flagged():
+    rec = walking()
+    p = rec.feet["R"].pressure
+    p[:, 3] = np.minimum(p[:, 3], 20.0)  # clipped at 20 kPa
+    res = analyze(rec)
+    assert "saturated_channel_R" in res.summary["flags"]
+    assert len(res.strides) > 50
+
+
+def test_standing_only_no_strides():
+    rng = np.random.default_rng(1)
+    t = np.arange(6000) / FS
+    sway = 350 + 60 * np.sin(2 * np.pi * 0.3 * t) + rng.normal(0, 5, t.size)
+    res = analyze(rec_from_loads(sway, 700 - sway))
+    assert len(res.strides) == 0
+    assert "no_walking" in res.summary["flags"] or "no_walking_bout" in res.summary["flags"]
+
+
+def test_single_step_no_strides():
+    load = np.zeros(3000)
+    load[1000:1070] = gait_load(0.7)[:70]
+    res = analyze(rec_from_loads(np.full(3000, 400.0), load))
+    assert len(res.strides) == 0
+
+
+def test_dropped_samples_in_reader_become_nan(tmp_path: Path):
+    rows = [f"{i / 100:.4f}\t" + "\t".join(["10"] * 16) + "\t80\t80" for i in range(300) if i not in (100, 101)]
+    f = tmp_path / "x.txt"
+    f.write_text("\r\n".join(rows) + "\r\n")
+    rec = read_any(f)
+    assert rec.source_format == "gaitpdb"
+    assert rec.feet["L"].n_samples == 300
+    assert rec.feet["L"].missing.sum() == 2
