@@ -31,6 +31,7 @@ from insole_common.layouts import LAYOUTS_BY_WIRE_ID
 from insole_common.messages import SessionMessage, parse_message
 from insole_common.recording import FootRecording, Recording
 from kinetic.mqtt import MqttSettings, connect, make_client
+from processing.analytics import consts as C
 from processing.archive import RawArchive
 from processing.store import Store, StoreUnavailableError
 
@@ -314,9 +315,9 @@ def run_analytics(recording: Recording) -> tuple[pd.DataFrame, dict]:
 
 #: per-stride columns summarised per day (median over the day's strides), when present
 DAILY_METRICS = (
-    "stride_time_s", "stance_time_s", "swing_time_s", "stance_pct", "cadence_spm", "stride_length_m",
-    "gait_speed_mps", "ml_cop_fw", "lateral_load_fraction", "heel_load_fraction", "midfoot_load_fraction",
-    "forefoot_load_fraction", "peak_heel_load",
+    C.STRIDE_TIME_S, C.STANCE_TIME_S, C.SWING_TIME_S, C.STANCE_PCT, C.DOUBLE_SUPPORT_PCT, C.CADENCE_STEPS_PER_MIN,
+    C.STRIDE_LENGTH_M, C.GAIT_SPEED_M_S, C.COP_ML_MEAN_FW, C.LATERAL_LOAD_FRACTION, C.HEEL_LOAD_FRACTION,
+    C.MIDFOOT_LOAD_FRACTION, C.FOREFOOT_LOAD_FRACTION, C.PEAK_HEEL_LOAD,
 )
 
 

@@ -37,6 +37,7 @@ class SimulatedInsoleSource(InsoleSource):
         realtime: bool = False,
         frames_per_notification: int = 5,
         latency_ms: tuple[float, float] = (8.0, 40.0),
+        seq_offset: int = 0,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -54,6 +55,9 @@ class SimulatedInsoleSource(InsoleSource):
         self.realtime = realtime
         self.frames_per_notification = frames_per_notification
         self.latency_ms = latency_ms
+        #: added to the simulation's frame counter (which starts at 0), so that a device that keeps
+        #: counting across sessions can be emulated; (device_id, seq) must never repeat
+        self.seq_offset = seq_offset
         self._rng = np.random.default_rng(seed + (0 if side == "L" else 1))
 
     async def frames(self) -> AsyncIterator[DeviceFrames]:
@@ -73,17 +77,18 @@ class SimulatedInsoleSource(InsoleSource):
                     await asyncio.sleep(0)  # let the rest of the collector run
                 latency_us = self._rng.uniform(*self.latency_ms) * 1000
                 arrival_us = self.start_time_us + int(round((self._t0_s + true_end_s) * 1e6 + latency_us))
-                if expected_seq is not None and block.first_seq > expected_seq:
-                    missing = block.first_seq - expected_seq
+                first_seq = self.seq_offset + block.first_seq
+                if expected_seq is not None and first_seq > expected_seq:
+                    missing = first_seq - expected_seq
                     self.status.frames_missing_n += missing
                     self.status.gaps.append((expected_seq, missing))
                 n = block.pressure_counts.shape[0]
-                expected_seq = block.first_seq + n
+                expected_seq = first_seq + n
                 self.status.frames_received_n += n
                 yield DeviceFrames(
                     side=self.side,
                     device_id=self.device_id,
-                    first_seq=block.first_seq,
+                    first_seq=first_seq,
                     device_time_us=block.device_time_us,
                     arrival_time_us=arrival_us,
                     pressure_raw=block.pressure_counts,
