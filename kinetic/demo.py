@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -78,6 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="demo-data", help="output folder, replaced on each run (default: %(default)s)")
     p.add_argument("--days", type=int, default=21, help="days of history per patient (default: %(default)s)")
     p.add_argument("--walk-s", type=float, default=60.0, help="length of each daily walk in seconds (default: %(default)s)")
+    p.add_argument("--tag", default="", help="suffix for the demo pseudonyms, to run several demos against one broker")
     p.set_defaults(func=run)
 
 
@@ -205,7 +206,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         for day_index in range(args.days):
             day = today - timedelta(days=args.days - 1 - day_index)
-            for k, patient in enumerate(PATIENTS):
+            for k, base in enumerate(PATIENTS):
+                patient = replace(base, pseudonym=f"{base.pseudonym}{'-' + args.tag if args.tag else ''}")
                 seed = zlib.crc32(f"{patient.pseudonym}/{day}".encode())
                 sim = simulate(patient.params_for_day(day_index, args.days, args.walk_s, seed), seed=seed)
                 start = datetime(day.year, day.month, day.day, 9 + 2 * k, 0, tzinfo=timezone.utc)

@@ -332,9 +332,13 @@ def update_daily_summary(store: Store, patient: str, day: str) -> None:
     if len(rows):
         table = pd.DataFrame([json.loads(m) for m in rows["metrics_json"]])
         for col in DAILY_METRICS:
-            if col in table:
-                values = pd.to_numeric(table[col], errors="coerce").dropna()
-                metrics[col] = float(values.median()) if len(values) else None
+            if col not in table:
+                continue
+            values = pd.to_numeric(table[col], errors="coerce")
+            metrics[col] = float(values.median()) if values.notna().any() else None
+            for side in ("L", "R"):  # per side too: limp and asymmetry need them
+                side_values = values[table["side"] == side].dropna()
+                metrics[f"{col}_{side}"] = float(side_values.median()) if len(side_values) else None
         for side in ("L", "R"):
             metrics[f"strides_{side}_n"] = int((table["side"] == side).sum())
     store.save_daily_summary(patient, day, sessions_n, len(rows), metrics)

@@ -3,10 +3,11 @@
 service writes), and :class:`PostgresStore` (psycopg 3). Both run the same versioned
 migrations (:data:`MIGRATIONS`, recorded in ``schema_migrations``) and the same test suite.
 
-Tables (migration 1): ``patients``, ``devices``, ``sessions``, ``raw_batches`` (every
+Tables, migration 1: ``patients``, ``devices``, ``sessions``, ``raw_batches`` (every
 accepted frame exactly once, as wire-format payloads keyed by device and sequence
 range), ``strides``, ``session_summaries``, ``daily_summaries``, ``rejections`` (audit
-of bad input). Times: ``*_us`` integers, microseconds since the Unix epoch.
+of bad input). Migration 2: ``accounts``, ``therapist_patients``, ``notes``,
+``baselines``, ``flags``. Times: ``*_us`` integers, microseconds since the Unix epoch.
 """
 
 from __future__ import annotations
@@ -92,6 +93,59 @@ MIGRATIONS: tuple[str, ...] = (
         payload_head BYTEA
     );
     """,
+    # 2: people and clinical state (dashboards, compensation detection)
+    """
+    CREATE TABLE accounts (
+        username TEXT PRIMARY KEY,
+        role TEXT NOT NULL CHECK (role IN ('therapist', 'patient', 'researcher', 'admin')),
+        password_hash TEXT NOT NULL,
+        display_name TEXT NOT NULL DEFAULT '',
+        patient TEXT REFERENCES patients(pseudonym),
+        created_us BIGINT NOT NULL,
+        disabled INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE therapist_patients (
+        therapist TEXT NOT NULL REFERENCES accounts(username),
+        patient TEXT NOT NULL REFERENCES patients(pseudonym),
+        PRIMARY KEY (therapist, patient)
+    );
+    CREATE TABLE notes (
+        id {AUTO_ID},
+        patient TEXT NOT NULL REFERENCES patients(pseudonym),
+        author TEXT NOT NULL,
+        time_us BIGINT NOT NULL,
+        text TEXT NOT NULL
+    );
+    CREATE TABLE baselines (
+        patient TEXT NOT NULL REFERENCES patients(pseudonym),
+        metric TEXT NOT NULL,
+        start_day TEXT NOT NULL,
+        end_day TEXT NOT NULL,
+        mean DOUBLE PRECISION NOT NULL,
+        sd DOUBLE PRECISION NOT NULL,
+        days_n INTEGER NOT NULL,
+        source TEXT NOT NULL CHECK (source IN ('auto', 'therapist')),
+        set_by TEXT,
+        updated_us BIGINT NOT NULL,
+        PRIMARY KEY (patient, metric)
+    );
+    CREATE TABLE flags (
+        id {AUTO_ID},
+        patient TEXT NOT NULL REFERENCES patients(pseudonym),
+        kind TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('raised', 'cleared', 'improved')),
+        day TEXT NOT NULL,
+        baseline DOUBLE PRECISION NOT NULL,
+        current DOUBLE PRECISION NOT NULL,
+        threshold DOUBLE PRECISION NOT NULL,
+        effect_size DOUBLE PRECISION NOT NULL,
+        days_n INTEGER NOT NULL,
+        evidence_json TEXT NOT NULL,
+        created_us BIGINT NOT NULL
+    );
+    CREATE INDEX flags_patient ON flags (patient, day)
+    """,
 )
 
 
@@ -148,7 +202,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def query(self, sql: str, params: tuple = ()) -> pd.DataFrame:
-        """Read-only query for reports, dashboards and tests."""
+        """Read-only query for reports, dashboards and tests (``?`` placeholders)."""
+
+    @abc.abstractmethod
+    def execute(self, sql: str, params: tuple = ()) -> int:
+        """One write statement in its own transaction (``?`` placeholders); returns the row count."""
 
 
 class _SQLStore(Store):
@@ -271,6 +329,11 @@ class _SQLStore(Store):
             cur = ex(sql, params)
             cols = [d[0] for d in cur.description]
             return pd.DataFrame(cur.fetchall(), columns=cols)
+
+
+    def execute(self, sql: str, params: tuple = ()) -> int:
+        with self._tx() as ex:
+            return ex(sql, params).rowcount
 
 
 class SQLiteStore(_SQLStore):

@@ -90,7 +90,8 @@ def test_simulated_insoles_end_to_end(tmp_path, mqtt_settings, patient_id, walk)
 @pytest.mark.parametrize("broker", ["configured", "embedded"])
 def test_demo_command_runs(tmp_path, mqtt_settings, broker) -> None:
     """The README's demo command, shortened: with the configured broker and with the embedded one."""
-    args = [sys.executable, "-m", "kinetic", "demo", "--days", "2", "--walk-s", "20", "--out", str(tmp_path / "demo")]
+    args = [sys.executable, "-m", "kinetic", "demo", "--days", "2", "--walk-s", "20", "--out", str(tmp_path / "demo"),
+            "--tag", uuid.uuid4().hex[:6]]
     if broker == "embedded":
         args.append("--embedded-broker")
     done = subprocess.run(args, capture_output=True, text=True, timeout=300)

@@ -99,3 +99,18 @@ def test_rejections_are_audited(store) -> None:
     rows = store.query("SELECT id, reason, payload_head FROM rejections ORDER BY id")
     assert rows["reason"].tolist() == ["truncated", "bad_checksum"]
     assert bytes(rows["payload_head"][0]) == b"abc" and rows["id"][1] > rows["id"][0]
+
+
+def test_clinical_tables_and_execute(store) -> None:
+    store.migrate()
+    store.open_session("s1", "p1", 0, {})
+    assert store.execute("INSERT INTO accounts (username, role, password_hash, created_us) VALUES (?, ?, ?, ?)",
+                         ("ther1", "therapist", "x", 1)) == 1
+    store.execute("INSERT INTO therapist_patients (therapist, patient) VALUES (?, ?)", ("ther1", "p1"))
+    store.execute("INSERT INTO flags (patient, kind, metric, state, day, baseline, current, threshold, effect_size, "
+                  "days_n, evidence_json, created_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                  ("p1", "lateral_shift", "cop_ml_mean_fw", "raised", "2026-11-24", 0.02, 0.07, 0.02, 3.1, 4, "{}", 5))
+    assert store.query("SELECT kind FROM flags")["kind"].tolist() == ["lateral_shift"]
+    with pytest.raises(Exception):  # the role is constrained
+        store.execute("INSERT INTO accounts (username, role, password_hash, created_us) VALUES (?, ?, ?, ?)",
+                      ("x", "superuser", "x", 1))
