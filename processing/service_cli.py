@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--worker", default="0/1", metavar="I/N",
                    help=f"this worker's index and the number of workers; the {N_PARTITIONS} topic partitions are "
                    "split among workers (default: %(default)s)")
+    p.add_argument("--client-id", default=None,
+                   help="MQTT client id of this worker's persistent session (default: kinetic-processing-I-of-N); "
+                   "keep it stable across restarts so that queued messages are delivered")
     p.add_argument("--inactivity-s", type=float, default=300.0,
                    help="close a session after this many seconds without data (default: %(default)s)")
     p.set_defaults(func=_run)
@@ -52,7 +55,14 @@ def _run(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     mqtt = MqttSettings.from_env(args.mqtt_url)
     print(f"kinetic process: worker {index}/{count} on {mqtt.url}, partitions {partitions}, database {args.db}", flush=True)
-    service.run(mqtt, client_id=f"kinetic-processing-{index}-of-{count}", stop=stop)
+    ready = threading.Event()
+
+    def announce() -> None:
+        if ready.wait(60):
+            print("ready: subscribed, processing", flush=True)
+
+    threading.Thread(target=announce, daemon=True).start()
+    service.run(mqtt, client_id=args.client_id or f"kinetic-processing-{index}-of-{count}", stop=stop, ready=ready)
     s = service.stats
     print(f"stopped: {s.batches_n} batches, {s.frames_accepted_n} frames stored, {s.frames_duplicate_n} duplicates "
           f"dropped, {s.rejected_n} messages rejected", flush=True)
