@@ -13,6 +13,7 @@ never blocks the good messages behind it.
 
 from __future__ import annotations
 
+import copy
 import logging
 import queue
 import threading
@@ -67,9 +68,12 @@ class ProcessingService:
         partitions: list[int] | None = None,
         analyze_on_close: bool = True,
         archive: RawArchive | None = None,
+        group_commit_n: int = 256,
     ) -> None:
         self.store = store
         self.archive = archive
+        #: at most this many queued messages are handled in one transaction and acknowledged together
+        self.group_commit_n = group_commit_n
         self.inactivity_s = inactivity_s
         self.partitions = partitions
         self.analyze_on_close = analyze_on_close
@@ -92,7 +96,7 @@ class ProcessingService:
                 batch = decode_batch(payload)
                 if batch.side != info.sub:
                     raise _Mismatch(f"batch says side {batch.side} but arrived on the {info.sub} topic")
-                self._on_batch(info.patient, batch)
+                self._on_batch(info.patient, batch, payload)
             elif info.kind == "session":
                 msg = parse_message(payload)
                 if not isinstance(msg, SessionMessage) or msg.patient != info.patient:
@@ -110,13 +114,13 @@ class ProcessingService:
         log.warning("rejected message on %s (%s): %s", topic, reason, message)
         self.store.record_rejection(now_us, topic, reason, message, payload)
 
-    def _on_batch(self, patient: str, batch: Batch) -> None:
+    def _on_batch(self, patient: str, batch: Batch, payload: bytes | None = None) -> None:
         session_id = self._open.get(patient)
         if session_id is None:  # data without a start message: open an implicit session
             session_id = f"auto-{patient}-{batch.collector_time_us // 1_000_000}"
             self.store.open_session(session_id, patient, batch.collector_time_us, {batch.side: batch.device_id})
             self._open[patient] = session_id
-        result = self.store.add_raw_batch(batch, patient, session_id)
+        result = self.store.add_raw_batch(batch, patient, session_id, payload=payload)
         self.stats.batches_n += 1
         self.stats.frames_accepted_n += result.accepted_frames_n
         self.stats.frames_duplicate_n += result.duplicate_frames_n
@@ -151,6 +155,14 @@ class ProcessingService:
 
     def _session_exists(self, session_id: str) -> bool:
         return not self.store.query("SELECT 1 AS x FROM sessions WHERE session_id = ?", (session_id,)).empty
+
+    def _save_state(self) -> tuple:
+        return dict(self._open), dict(self._last_data_us), copy.deepcopy(self.stats)
+
+    def _restore_state(self, saved: tuple) -> None:
+        self._open, self._last_data_us, stats = dict(saved[0]), dict(saved[1]), saved[2]
+        stats.store_retries_n = self.stats.store_retries_n
+        self.stats = stats
 
     def close_idle_sessions(self, now_us: int) -> None:
         """Close sessions whose last data is older than ``inactivity_s``."""
@@ -220,7 +232,7 @@ class ProcessingService:
             log.warning("no SUBACK from the broker within 10 s; continuing")
         if ready is not None:
             ready.set()
-        retry: tuple | None = None
+        retry: list | None = None
         backoff_s = 0.5
         try:
             while not stop.is_set():
@@ -232,20 +244,31 @@ class ProcessingService:
                     except StoreUnavailableError as exc:
                         log.warning("database unavailable while closing idle sessions: %s", exc)
                     continue
-                topic, payload, mid, qos = item
+                group = item if retry else [item]
+                while not retry and len(group) < self.group_commit_n:  # group commit: one transaction
+                    try:
+                        group.append(inbox.get_nowait())
+                    except queue.Empty:
+                        break
+                saved = self._save_state()
                 try:
-                    self.handle(topic, payload)
+                    with self.store.transaction():
+                        for topic, payload, _mid, _qos in group:
+                            self.handle(topic, payload)
                 except StoreUnavailableError as exc:
-                    # keep it unacknowledged and retry; paho stops reading once the inbox is full
+                    # nothing of the group was committed: forget its effects, keep it unacknowledged,
+                    # retry; paho stops reading once the inbox is full
+                    self._restore_state(saved)
                     self.stats.store_retries_n += 1
-                    log.warning("database unavailable (%s); retrying in %.1f s", exc, backoff_s)
-                    retry = item
+                    log.warning("database unavailable (%s); retrying %d messages in %.1f s", exc, len(group), backoff_s)
+                    retry = group
                     stop.wait(backoff_s)
                     backoff_s = min(backoff_s * 2, 10.0)
                     continue
                 retry, backoff_s = None, 0.5
-                if qos > 0:
-                    client.ack(mid, qos)
+                for _topic, _payload, mid, qos in group:  # acknowledged only after the commit
+                    if qos > 0:
+                        client.ack(mid, qos)
         finally:
             client.disconnect()
             client.loop_stop()

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from insole_common.codec import Batch, decode_batch, encode_batch
+from insole_common.codec import MAX_FRAMES, Batch, decode_batch, encode_batch
 from insole_common.errors import InsoleError
 
 MIGRATIONS: tuple[str, ...] = (
@@ -183,7 +183,7 @@ class Store(abc.ABC):
         """Close an open session; True when it was open."""
 
     @abc.abstractmethod
-    def add_raw_batch(self, batch: Batch, patient: str, session_id: str) -> StoredBatchResult:
+    def add_raw_batch(self, batch: Batch, patient: str, session_id: str, *, payload: bytes | None = None) -> StoredBatchResult:
         """Keep every frame of ``batch`` not already stored (exactly once per device and seq)."""
 
     @abc.abstractmethod
@@ -205,6 +205,10 @@ class Store(abc.ABC):
         """Read-only query for reports, dashboards and tests (``?`` placeholders)."""
 
     @abc.abstractmethod
+    def transaction(self):
+        """Context manager grouping several calls into one transaction."""
+
+    @abc.abstractmethod
     def execute(self, sql: str, params: tuple = ()) -> int:
         """One write statement in its own transaction (``?`` placeholders); returns the row count."""
 
@@ -218,6 +222,8 @@ class _SQLStore(Store):
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
+        #: devices (and so their patients) known to be stored; forgotten when a transaction rolls back
+        self._known_devices: set[str] = set()
 
     @abc.abstractmethod
     def _tx(self):
@@ -260,28 +266,33 @@ class _SQLStore(Store):
             )
             return cur.rowcount == 1
 
-    def add_raw_batch(self, batch: Batch, patient: str, session_id: str) -> StoredBatchResult:
+    def add_raw_batch(self, batch: Batch, patient: str, session_id: str, *, payload: bytes | None = None) -> StoredBatchResult:
+        """``payload``, when given, is the batch's own wire encoding (stored as is when nothing overlaps)."""
         lo, hi = batch.first_seq, batch.first_seq + batch.n_frames
         with self._tx() as ex:
-            self._ensure_patient(ex, patient, batch.collector_time_us)
-            ex(
-                "INSERT INTO devices (device_id, patient, side, layout_id, first_seen_us) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (device_id) DO NOTHING",
-                (batch.device_id, patient, batch.side, batch.layout_id, batch.collector_time_us),
-            )
+            if batch.device_id not in self._known_devices:
+                self._ensure_patient(ex, patient, batch.collector_time_us)
+                ex(
+                    "INSERT INTO devices (device_id, patient, side, layout_id, first_seen_us) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (device_id) DO NOTHING",
+                    (batch.device_id, patient, batch.side, batch.layout_id, batch.collector_time_us),
+                )
+                self._known_devices.add(batch.device_id)
+            # a stored batch overlapping [lo, hi) starts after lo - MAX_FRAMES: a bounded index range
             overlaps = ex(
-                "SELECT first_seq, first_seq + n_frames FROM raw_batches WHERE device_id = ? AND first_seq < ? "
-                "AND first_seq + n_frames > ? ORDER BY first_seq",
-                (batch.device_id, hi, lo),
+                "SELECT first_seq, first_seq + n_frames FROM raw_batches WHERE device_id = ? AND first_seq > ? "
+                "AND first_seq < ? AND first_seq + n_frames > ? ORDER BY first_seq",
+                (batch.device_id, lo - MAX_FRAMES, hi, lo),
             ).fetchall()
             kept = 0
             for a, b in _uncovered(lo, hi, [tuple(r) for r in overlaps]):
-                piece = batch if (a, b) == (lo, hi) else _slice_batch(batch, a - lo, b - lo)
+                whole = (a, b) == (lo, hi)
+                piece = batch if whole else _slice_batch(batch, a - lo, b - lo)
                 ex(
                     "INSERT INTO raw_batches (device_id, first_seq, n_frames, session_id, side, collector_time_us, payload) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (piece.device_id, piece.first_seq, piece.n_frames, session_id, piece.side, piece.collector_time_us,
-                     encode_batch(piece)),
+                     payload if whole and payload is not None else encode_batch(piece)),
                 )
                 kept += b - a
         return StoredBatchResult(kept, batch.n_frames - kept)
@@ -335,6 +346,12 @@ class _SQLStore(Store):
         with self._tx() as ex:
             return ex(sql, params).rowcount
 
+    @contextmanager
+    def transaction(self):
+        """Group several calls into one transaction (one commit); calls inside join it."""
+        with self._tx():
+            yield
+
 
 class SQLiteStore(_SQLStore):
     """SQLite in WAL mode: one writer (the service), any number of readers (the dashboard)."""
@@ -344,6 +361,7 @@ class SQLiteStore(_SQLStore):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._depth = 0
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -351,19 +369,36 @@ class SQLiteStore(_SQLStore):
     @contextmanager
     def _tx(self):
         with self._lock:
+            if self._depth:  # inside transaction(): join it
+                self._depth += 1
+                try:
+                    yield self._db.execute
+                finally:
+                    self._depth -= 1
+                return
             try:
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:  # locked by another writer, disk I/O error
                 raise StoreUnavailableError(f"SQLite {self.path}: {exc}") from exc
+            self._depth = 1
             try:
                 yield self._db.execute
             except sqlite3.OperationalError as exc:
                 self._db.execute("ROLLBACK")
+                self._known_devices.clear()
                 raise StoreUnavailableError(f"SQLite {self.path}: {exc}") from exc
             except BaseException:
                 self._db.execute("ROLLBACK")
+                self._known_devices.clear()
                 raise
-            self._db.execute("COMMIT")
+            finally:
+                self._depth = 0
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                self._db.execute("ROLLBACK")
+                self._known_devices.clear()
+                raise StoreUnavailableError(f"SQLite {self.path}: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:
@@ -412,7 +447,10 @@ class PostgresStore(_SQLStore):
                         return cur
 
                     yield ex
-            except psycopg.OperationalError as exc:
+            except BaseException as exc:
+                self._known_devices.clear()
+                if not isinstance(exc, psycopg.OperationalError):
+                    raise
                 conn.close()  # reconnect on the next call
                 raise StoreUnavailableError(f"PostgreSQL: {exc}") from exc
 
