@@ -29,7 +29,7 @@ from insole_common import topics
 from insole_common.codec import Batch, decode_batch
 from insole_common.errors import InsoleError
 from insole_common.layouts import LAYOUTS_BY_WIRE_ID
-from insole_common.messages import SessionMessage, parse_message
+from insole_common.messages import SessionMessage, StrideRecord, StridesMessage, parse_message
 from insole_common.recording import FootRecording, Recording
 from kinetic.mqtt import MqttSettings, connect, make_client
 from processing.analytics import consts as C
@@ -47,6 +47,7 @@ class ServiceStats:
     frames_duplicate_n: int = 0
     sessions_closed_n: int = 0
     store_retries_n: int = 0
+    live_strides_n: int = 0
     rejected: Counter = field(default_factory=Counter)
 
     @property
@@ -59,6 +60,51 @@ def day_of(time_us: int) -> str:
     return datetime.fromtimestamp(time_us / 1e6, tz=timezone.utc).strftime("%Y-%m-%d")
 
 
+@dataclass
+class _LiveSide:
+    seq0: int
+    t0_s: float
+    next_seq: int
+
+
+class _LiveSession:
+    """Provisional strides while a session runs: the stream fed in sequence order, gaps as NaN."""
+
+    def __init__(self, origin_us: int, first: Batch) -> None:
+        from processing.analytics import StreamingAnalyzer
+
+        self.origin_us = origin_us
+        layout = LAYOUTS_BY_WIRE_ID.get(first.layout_id)
+        layout = layout if layout is not None and layout.n_channels == first.n_channels else None
+        cfg = dict(sampling_rate_hz=first.sample_rate_hz, layout=layout, pressure_unit=first.pressure_unit.label,
+                   n_channels=first.n_channels)
+        self.rate_hz = first.sample_rate_hz
+        self.analyzer = StreamingAnalyzer({side: dict(cfg, t0_s=0.0) for side in ("L", "R")})
+        self.sides: dict[str, _LiveSide] = {}
+
+    def feed(self, batch: Batch) -> pd.DataFrame | None:
+        side = self.sides.get(batch.side)
+        if side is None:
+            t0 = (batch.collector_time_us - self.origin_us) / 1e6
+            # every foot's grid starts at 0 s; shift this foot's first frame onto it with NaN lead-in
+            lead = max(0, int(round(t0 * self.rate_hz)))
+            side = self.sides[batch.side] = _LiveSide(seq0=batch.first_seq - lead, t0_s=0.0, next_seq=batch.first_seq - lead)
+        if batch.first_seq + batch.n_frames <= side.next_seq or batch.sample_rate_hz != self.rate_hz:
+            return None  # already fed (a duplicate or a late, reordered batch): the final analysis has it
+        skip = max(0, side.next_seq - batch.first_seq)
+        gap = max(0, batch.first_seq - side.next_seq)
+        pressure = batch.pressure[skip:]
+        acc = batch.acc_g[skip:] if batch.acc_g is not None else None
+        gyro = batch.gyro_dps[skip:] if batch.gyro_dps is not None else None
+        if gap:
+            pressure = np.vstack([np.full((gap, batch.n_channels), np.nan), pressure])
+            acc = None if acc is None else np.vstack([np.full((gap, 3), np.nan), acc])
+            gyro = None if gyro is None else np.vstack([np.full((gap, 3), np.nan), gyro])
+        t0_s = (side.next_seq - side.seq0) / self.rate_hz
+        side.next_seq += pressure.shape[0]
+        return self.analyzer.feed(batch.side, t0_s, pressure, acc_g=acc, gyro_dps=gyro)
+
+
 class ProcessingService:
     def __init__(
         self,
@@ -69,16 +115,21 @@ class ProcessingService:
         analyze_on_close: bool = True,
         archive: RawArchive | None = None,
         group_commit_n: int = 256,
+        live_strides: bool = True,
     ) -> None:
         self.store = store
         self.archive = archive
         #: at most this many queued messages are handled in one transaction and acknowledged together
         self.group_commit_n = group_commit_n
+        self.live_strides = live_strides
         self.inactivity_s = inactivity_s
         self.partitions = partitions
         self.analyze_on_close = analyze_on_close
         self.stats = ServiceStats()
         self._open: dict[str, str] = {}  # patient -> open session id
+        self._live: dict[str, _LiveSession] = {}  # session id -> provisional live analysis
+        #: called with (patient, session_id, strides DataFrame) for provisional strides; set by run()
+        self.on_live_strides = None
         self._last_data_us: dict[str, int] = {}  # session id -> last collector time seen
         store.migrate()
         for row in store.query("SELECT session_id, patient, start_us FROM sessions WHERE state = 'open'").itertuples():
@@ -126,6 +177,23 @@ class ProcessingService:
         self.stats.frames_duplicate_n += result.duplicate_frames_n
         end_us = batch.collector_time_us + int(batch.n_frames * 1e6 / batch.sample_rate_hz)
         self._last_data_us[session_id] = max(self._last_data_us.get(session_id, 0), end_us)
+        if self.live_strides and result.accepted_frames_n:
+            self._feed_live(patient, session_id, batch)
+
+    def _feed_live(self, patient: str, session_id: str, batch: Batch) -> None:
+        """Provisional strides; never allowed to disturb ingest (the final analysis is at close)."""
+        try:
+            live = self._live.get(session_id)
+            if live is None:  # also after a restart: provisional strides resume with the next data
+                live = self._live[session_id] = _LiveSession(batch.collector_time_us, batch)
+            strides = live.feed(batch)
+        except (InsoleError, ValueError, IndexError) as exc:
+            log.warning("live analysis of %s stopped: %s", session_id, exc)
+            self._live.pop(session_id, None)
+            return
+        if strides is not None and len(strides) and self.on_live_strides is not None:
+            self.stats.live_strides_n += len(strides)
+            self.on_live_strides(patient, session_id, live.origin_us, strides)
 
     def _on_session(self, msg: SessionMessage) -> None:
         if msg.event == "start":
@@ -144,6 +212,7 @@ class ProcessingService:
             if sid == session_id:
                 del self._open[patient]
         self._last_data_us.pop(session_id, None)
+        self._live.pop(session_id, None)
         if closed:
             self.stats.sessions_closed_n += 1
         finished = not self.store.query(
@@ -224,6 +293,19 @@ class ProcessingService:
         def on_message(_c, _u, message):
             inbox.put((message.topic, bytes(message.payload), message.mid, message.qos))
 
+        def publish_strides(patient: str, session_id: str, origin_us: int, strides: pd.DataFrame) -> None:
+            records = []
+            for r in strides.to_dict("records"):
+                try:  # times on the collector time base (Unix seconds), as the contract says
+                    records.append(StrideRecord(**{k: (v + origin_us / 1e6 if k in _TIME_COLS else v)
+                                                   for k, v in r.items() if _finite(v)}))
+                except ValueError:
+                    continue  # a stride whose core fields are not finite is not published
+            if records:
+                msg = StridesMessage(session_id=session_id, strides=records)
+                client.publish(topics.strides_topic(patient), msg.to_json(), qos=1)
+
+        self.on_live_strides = publish_strides
         client.on_connect = on_connect
         client.on_subscribe = on_subscribe
         client.on_message = on_message
@@ -272,6 +354,15 @@ class ProcessingService:
         finally:
             client.disconnect()
             client.loop_stop()
+
+
+_TIME_COLS = {"heel_strike_s", "toe_off_s", "next_heel_strike_s"}
+
+
+def _finite(v) -> bool:
+    if isinstance(v, (float, np.floating)):
+        return bool(np.isfinite(v))
+    return v is not None and not isinstance(v, (pd.Timestamp,))
 
 
 class _Mismatch(InsoleError):

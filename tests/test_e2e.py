@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 import uuid
 
 import numpy as np
@@ -19,6 +20,9 @@ import pytest
 
 from collector.service import Collector, CollectorConfig
 from collector.sources.simulated import SimulatedInsoleSource
+from insole_common import topics
+from insole_common.messages import parse_message
+from kinetic.mqtt import connect, make_client
 from processing.service import ProcessingService
 from processing.store import SQLiteStore
 from simulator import SimulationParams, simulate
@@ -50,10 +54,18 @@ def test_simulated_insoles_end_to_end(tmp_path, mqtt_settings, patient_id, walk)
                for side in ("L", "R")]
     collector = Collector(CollectorConfig(patient=patient_id, outbox_path=tmp_path / "outbox.sqlite"), sources,
                           mqtt_settings, clock_us=lambda: START_US)
+    live = []
+    listener = make_client(mqtt_settings)
+    listener.on_message = lambda _c, _u, m: live.append(parse_message(m.payload))
+    connect(listener, mqtt_settings)
+    listener.subscribe(topics.strides_topic(patient_id), qos=1)
+    time.sleep(0.3)
     asyncio.run(collector.run(session_id="e2e-session"))
     assert wait_for(lambda: service.stats.sessions_closed_n == 1, 60)
     stop.set()
     worker.join(10)
+    listener.disconnect()
+    listener.loop_stop()
 
     # 1. every delivered sample exactly once, nothing invented, values exact
     for side in ("L", "R"):
@@ -83,6 +95,15 @@ def test_simulated_insoles_end_to_end(tmp_path, mqtt_settings, patient_id, walk)
     assert summary["strides_n"][0] >= 0.8 * len(truth_walk)
     assert got["mean_stride_time_s"] == pytest.approx(truth_walk["stride_time_s"].mean(), rel=0.03)
     assert got["mean_stride_length_m"] == pytest.approx(truth_walk["stride_length_m"].mean(), rel=0.05)
+    # 4. provisional strides were published live, on the collector time base, matching the final ones
+    live_hs = np.array(sorted(st.heel_strike_s for msg in live for st in msg.strides))
+    final = store.query("SELECT heel_strike_s FROM strides WHERE session_id = ?", ("e2e-session",))
+    final_hs = np.sort(final["heel_strike_s"].to_numpy() + json.loads(summary["summary_json"][0])["session_start_us"] / 1e6)
+    print(f"live strides {len(live_hs)} of {len(final_hs)} final; ", end="")
+    assert len(live_hs) >= 0.7 * len(final_hs)
+    nearest_ms = np.array([np.min(np.abs(final_hs - t)) for t in live_hs]) * 1000
+    print(f"median |live - final| heel strike {np.median(nearest_ms):.2f} ms, max {np.max(nearest_ms):.1f} ms")
+    assert np.median(nearest_ms) < 20, np.median(nearest_ms)
     daily = store.query("SELECT strides_n FROM daily_summaries")
     assert len(daily) == 1 and daily["strides_n"][0] == summary["strides_n"][0]
 
