@@ -63,45 +63,59 @@ def day_of(time_us: int) -> str:
 @dataclass
 class _LiveSide:
     seq0: int
-    t0_s: float
     next_seq: int
+    pending: list = field(default_factory=list)  # (pressure, acc, gyro) chunks not yet fed
+    pending_n: int = 0
+    fed_seq: int = 0  # seq (grid index) where the pending data starts
 
 
 class _LiveSession:
-    """Provisional strides while a session runs: the stream fed in sequence order, gaps as NaN."""
+    """Provisional strides while a session runs: the stream in sequence order, gaps as NaN rows,
+    fed to the streaming analyzer in chunks of ``chunk_s`` (small chunks cost ~5 ms each)."""
 
-    def __init__(self, origin_us: int, first: Batch) -> None:
+    def __init__(self, origin_us: int, first: Batch, *, chunk_s: float) -> None:
         from processing.analytics import StreamingAnalyzer
 
         self.origin_us = origin_us
         layout = LAYOUTS_BY_WIRE_ID.get(first.layout_id)
         layout = layout if layout is not None and layout.n_channels == first.n_channels else None
         cfg = dict(sampling_rate_hz=first.sample_rate_hz, layout=layout, pressure_unit=first.pressure_unit.label,
-                   n_channels=first.n_channels)
+                   n_channels=first.n_channels, t0_s=0.0)
         self.rate_hz = first.sample_rate_hz
-        self.analyzer = StreamingAnalyzer({side: dict(cfg, t0_s=0.0) for side in ("L", "R")})
+        self.chunk_n = max(1, int(chunk_s * self.rate_hz))
+        self.analyzer = StreamingAnalyzer({side: dict(cfg) for side in ("L", "R")})
         self.sides: dict[str, _LiveSide] = {}
 
     def feed(self, batch: Batch) -> pd.DataFrame | None:
         side = self.sides.get(batch.side)
         if side is None:
-            t0 = (batch.collector_time_us - self.origin_us) / 1e6
-            # every foot's grid starts at 0 s; shift this foot's first frame onto it with NaN lead-in
-            lead = max(0, int(round(t0 * self.rate_hz)))
-            side = self.sides[batch.side] = _LiveSide(seq0=batch.first_seq - lead, t0_s=0.0, next_seq=batch.first_seq - lead)
+            # both feet share a grid starting at the session's first batch; NaN lead-in for the later foot
+            lead = max(0, int(round((batch.collector_time_us - self.origin_us) / 1e6 * self.rate_hz)))
+            seq0 = batch.first_seq - lead
+            side = self.sides[batch.side] = _LiveSide(seq0=seq0, next_seq=seq0, fed_seq=seq0)
         if batch.first_seq + batch.n_frames <= side.next_seq or batch.sample_rate_hz != self.rate_hz:
-            return None  # already fed (a duplicate or a late, reordered batch): the final analysis has it
+            return None  # already seen (a duplicate or a late, reordered batch): the final analysis has it
         skip = max(0, side.next_seq - batch.first_seq)
         gap = max(0, batch.first_seq - side.next_seq)
-        pressure = batch.pressure[skip:]
-        acc = batch.acc_g[skip:] if batch.acc_g is not None else None
-        gyro = batch.gyro_dps[skip:] if batch.gyro_dps is not None else None
+        n_ch = batch.n_channels
         if gap:
-            pressure = np.vstack([np.full((gap, batch.n_channels), np.nan), pressure])
-            acc = None if acc is None else np.vstack([np.full((gap, 3), np.nan), acc])
-            gyro = None if gyro is None else np.vstack([np.full((gap, 3), np.nan), gyro])
-        t0_s = (side.next_seq - side.seq0) / self.rate_hz
-        side.next_seq += pressure.shape[0]
+            side.pending.append((np.full((gap, n_ch), np.nan),
+                                 None if batch.imu_raw is None else np.full((gap, 3), np.nan),
+                                 None if batch.imu_raw is None else np.full((gap, 3), np.nan)))
+        side.pending.append((batch.pressure[skip:], None if batch.imu_raw is None else batch.acc_g[skip:],
+                             None if batch.imu_raw is None else batch.gyro_dps[skip:]))
+        added = gap + batch.n_frames - skip
+        side.next_seq += added
+        side.pending_n += added
+        if side.pending_n < self.chunk_n:
+            return None
+        pressure = np.vstack([p for p, _, _ in side.pending])
+        imu = side.pending[0][1] is not None and all(a is not None for _, a, _ in side.pending)
+        acc = np.vstack([a for _, a, _ in side.pending]) if imu else None
+        gyro = np.vstack([g for _, _, g in side.pending]) if imu else None
+        t0_s = (side.fed_seq - side.seq0) / self.rate_hz
+        side.fed_seq += side.pending_n
+        side.pending, side.pending_n = [], 0
         return self.analyzer.feed(batch.side, t0_s, pressure, acc_g=acc, gyro_dps=gyro)
 
 
@@ -116,12 +130,14 @@ class ProcessingService:
         archive: RawArchive | None = None,
         group_commit_n: int = 256,
         live_strides: bool = True,
+        live_chunk_s: float = 5.0,
     ) -> None:
         self.store = store
         self.archive = archive
         #: at most this many queued messages are handled in one transaction and acknowledged together
         self.group_commit_n = group_commit_n
         self.live_strides = live_strides
+        self.live_chunk_s = live_chunk_s
         self.inactivity_s = inactivity_s
         self.partitions = partitions
         self.analyze_on_close = analyze_on_close
@@ -185,7 +201,7 @@ class ProcessingService:
         try:
             live = self._live.get(session_id)
             if live is None:  # also after a restart: provisional strides resume with the next data
-                live = self._live[session_id] = _LiveSession(batch.collector_time_us, batch)
+                live = self._live[session_id] = _LiveSession(batch.collector_time_us, batch, chunk_s=self.live_chunk_s)
             strides = live.feed(batch)
         except (InsoleError, ValueError, IndexError) as exc:
             log.warning("live analysis of %s stopped: %s", session_id, exc)

@@ -36,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--client-id", default=None,
                    help="MQTT client id of this worker's persistent session (default: kinetic-processing-I-of-N); "
                    "keep it stable across restarts so that queued messages are delivered")
+    p.add_argument("--no-live", action="store_true",
+                   help="do not publish provisional strides while sessions run (saves CPU; final results are "
+                   "computed at session close either way)")
     p.add_argument("--inactivity-s", type=float, default=300.0,
                    help="close a session after this many seconds without data (default: %(default)s)")
     p.set_defaults(func=_run)
@@ -49,6 +52,7 @@ def _run(args: argparse.Namespace) -> int:
         raise SystemExit(f"kinetic process: --worker must look like 0/2: {exc}") from None
     store = SQLiteStore(args.db)
     service = ProcessingService(store, inactivity_s=args.inactivity_s, partitions=None if count == 1 else partitions,
+                                live_strides=not args.no_live,
                                 archive=RawArchive(args.archive))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
