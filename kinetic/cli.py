@@ -11,12 +11,14 @@ import importlib
 import logging
 import sys
 
-#: (module, description) of every subcommand module; each defines register(subparsers)
+#: every subcommand module; each defines register(subparsers)
 SUBCOMMAND_MODULES = (
     "simulator.cli",
     "processing.analyze_cli",
     "processing.service_cli",
+    "processing.detection_cli",
     "collector.cli",
+    "dashboards.cli",
     "kinetic.demo",
 )
 
