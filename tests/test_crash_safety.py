@@ -25,7 +25,7 @@ from kinetic.mqtt import purge_session
 from processing.service import ProcessingService
 from processing.store import SQLiteStore
 from simulator import SimulationParams, simulate
-from tests.test_pipeline_broker import wait_for
+from tests.helpers import running_service, wait_for
 
 pytestmark = pytest.mark.services
 START_US = 1_796_000_000_000_000
@@ -81,14 +81,22 @@ def snapshot(db, patient: str) -> dict:
 def test_sigkill_mid_session_then_restart_gives_identical_results(tmp_path, mqtt_settings, patient_id) -> None:
     sim = simulate(SimulationParams(schedule=(("standing", 3.0), ("walking", 60.0)), imu=True), seed=5)
     # the uninterrupted reference
-    ref_store = SQLiteStore(tmp_path / "ref.sqlite")
-    reference = ProcessingService(ref_store)
-    stop, ready = threading.Event(), threading.Event()
-    ref_thread = threading.Thread(target=reference.run, args=(mqtt_settings,), daemon=True,
-                                  kwargs=dict(client_id=f"test-ref-{uuid.uuid4().hex[:6]}", stop=stop, ready=ready,
-                                              persistent=False))
-    ref_thread.start()
-    assert ready.wait(10)
+    reference = ProcessingService(SQLiteStore(tmp_path / "ref.sqlite"))
+    with running_service(reference, mqtt_settings, name="test-ref"):
+        killed = run_and_kill(tmp_path, mqtt_settings, patient_id, sim, reference)
+    total = _raw_count(tmp_path / "ref.sqlite", patient_id)
+    print(f"victim killed after {killed['at_batches']} of {total} batches")
+    assert 20 <= killed["at_batches"] < total, (killed["at_batches"], total)  # it really died mid-session
+    got, want = snapshot(tmp_path / "victim.sqlite", patient_id), snapshot(tmp_path / "ref.sqlite", patient_id)
+    assert got["raw"] == want["raw"]
+    assert len(want["strides"]) > 40 and got["strides"] == want["strides"]
+    assert got["summary"] == want["summary"]
+    assert got["daily"] == want["daily"]
+    assert got["sessions"] == want["sessions"]
+
+
+def run_and_kill(tmp_path, mqtt_settings, patient_id, sim, reference):
+    """Stream a session; SIGKILL the victim service once it stored part of it, restart it; wait for both."""
     victim_id = f"test-victim-{uuid.uuid4().hex[:6]}"
     victim_db = tmp_path / "victim.sqlite"
     victim = start_victim(victim_db, tmp_path / "archive", victim_id, mqtt_settings)
@@ -116,22 +124,12 @@ def test_sigkill_mid_session_then_restart_gives_identical_results(tmp_path, mqtt
         assert wait_for(lambda: _closed(victim_db, patient_id), 60)
         time.sleep(0.5)  # let the restarted victim finish writing the session's results
     finally:
-        stop.set()
-        ref_thread.join(10)
         for proc in (victim, killed.get("restarted")):
             if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(10)
         purge_session(mqtt_settings, victim_id)
-    total = _raw_count(tmp_path / "ref.sqlite", patient_id)
-    print(f"victim killed after {killed['at_batches']} of {total} batches")
-    assert 20 <= killed["at_batches"] < total, (killed["at_batches"], total)  # it really died mid-session
-    got, want = snapshot(victim_db, patient_id), snapshot(tmp_path / "ref.sqlite", patient_id)
-    assert got["raw"] == want["raw"]
-    assert len(want["strides"]) > 40 and got["strides"] == want["strides"]
-    assert got["summary"] == want["summary"]
-    assert got["daily"] == want["daily"]
-    assert got["sessions"] == want["sessions"]
+    return killed
 
 
 def _raw_count(db, patient: str) -> int:

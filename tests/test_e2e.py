@@ -11,7 +11,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import threading
 import time
 import uuid
 
@@ -26,7 +25,7 @@ from kinetic.mqtt import connect, make_client
 from processing.service import ProcessingService
 from processing.store import SQLiteStore
 from simulator import SimulationParams, simulate
-from tests.test_pipeline_broker import wait_for
+from tests.helpers import running_service, wait_for
 
 pytestmark = pytest.mark.services
 START_US = 1_795_000_000_000_000
@@ -44,12 +43,6 @@ def walk():
 def test_simulated_insoles_end_to_end(tmp_path, mqtt_settings, patient_id, walk) -> None:
     store = SQLiteStore(tmp_path / "kinetic.sqlite")
     service = ProcessingService(store)
-    stop, ready = threading.Event(), threading.Event()
-    worker = threading.Thread(target=service.run, args=(mqtt_settings,), daemon=True,
-                              kwargs=dict(client_id=f"test-e2e-{uuid.uuid4().hex[:6]}", stop=stop, ready=ready,
-                                          persistent=False))
-    worker.start()
-    assert ready.wait(10)
     sources = [SimulatedInsoleSource(walk, side, device_id=f"{patient_id}-{side}", start_time_us=START_US, seed=3)
                for side in ("L", "R")]
     collector = Collector(CollectorConfig(patient=patient_id, outbox_path=tmp_path / "outbox.sqlite"), sources,
@@ -60,10 +53,9 @@ def test_simulated_insoles_end_to_end(tmp_path, mqtt_settings, patient_id, walk)
     connect(listener, mqtt_settings)
     listener.subscribe(topics.strides_topic(patient_id), qos=1)
     time.sleep(0.3)
-    asyncio.run(collector.run(session_id="e2e-session"))
-    assert wait_for(lambda: service.stats.sessions_closed_n == 1, 60)
-    stop.set()
-    worker.join(10)
+    with running_service(service, mqtt_settings, name="test-e2e"):
+        asyncio.run(collector.run(session_id="e2e-session"))
+        assert wait_for(lambda: service.stats.sessions_closed_n == 1, 60)
     listener.disconnect()
     listener.loop_stop()
 

@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import os
 import struct
-import threading
-import uuid
 import zlib
 
 import numpy as np
 import pytest
 
 from insole_common import topics
-from insole_common.codec import HEADER_SIZE, Batch, PressureUnit, encode_batch
+from insole_common.codec import Batch, PressureUnit, encode_batch
 from kinetic.mqtt import connect, make_client
 from processing.service import ProcessingService
 from processing.store import SQLiteStore
-from tests.test_pipeline_broker import wait_for
+from tests.helpers import running_service, wait_for
 
 pytestmark = pytest.mark.services
 
@@ -65,19 +63,8 @@ def mutate(good: bytes, rng) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def test_fuzzed_payloads_are_rejected_and_good_data_kept(tmp_path, mqtt_settings, patient_id) -> None:
-    store = SQLiteStore(tmp_path / "kc.sqlite")
-    service = ProcessingService(store, analyze_on_close=False)
-    stop, ready = threading.Event(), threading.Event()
-    worker = threading.Thread(target=service.run, args=(mqtt_settings,), daemon=True,
-                              kwargs=dict(client_id=f"test-fuzz-{uuid.uuid4().hex[:6]}", stop=stop, ready=ready,
-                                          persistent=False))
-    worker.start()
-    assert ready.wait(10)
-    rng = np.random.default_rng(2026)
-    device = f"{patient_id}-L"
-    topic = topics.raw_topic(patient_id, "L")
-    good = [valid_batch(device, 50 * k, rng) for k in range(200)]
+def publish_fuzz(service, mqtt_settings, topic: str, good: list[bytes], rng) -> None:
+    """FUZZ_N malformed payloads with the valid batches interleaved; waits until all are handled."""
     client = make_client(mqtt_settings)
     client.max_inflight_messages_set(1000)
     connect(client, mqtt_settings)
@@ -100,11 +87,17 @@ def test_fuzzed_payloads_are_rejected_and_good_data_kept(tmp_path, mqtt_settings
         info.wait_for_publish(30)
     client.disconnect()
     client.loop_stop()
-    assert wait_for(lambda: service.stats.messages_n >= FUZZ_N + sent_good, 300), service.stats
-    stop.set()
-    worker.join(10)
-    assert worker.is_alive() is False
     assert sent_good == len(good)
+    assert wait_for(lambda: service.stats.messages_n >= FUZZ_N + sent_good, 300), service.stats
+
+
+def test_fuzzed_payloads_are_rejected_and_good_data_kept(tmp_path, mqtt_settings, patient_id) -> None:
+    store = SQLiteStore(tmp_path / "kc.sqlite")
+    service = ProcessingService(store, analyze_on_close=False)
+    rng = np.random.default_rng(2026)
+    good = [valid_batch(f"{patient_id}-L", 50 * k, rng) for k in range(200)]
+    with running_service(service, mqtt_settings, name="test-fuzz"):
+        publish_fuzz(service, mqtt_settings, topics.raw_topic(patient_id, "L"), good, rng)
     assert service.stats.rejected_n == FUZZ_N
     audit = store.query("SELECT reason, COUNT(*) AS n FROM rejections GROUP BY reason")
     assert audit["n"].sum() == FUZZ_N

@@ -8,10 +8,6 @@ payloads rejected with a reason while the good data around them is kept.
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
-import uuid
-
 import numpy as np
 import pytest
 
@@ -23,6 +19,7 @@ from kinetic.mqtt import connect, make_client
 from processing.service import ProcessingService
 from processing.archive import RawArchive, archive_metadata
 from processing.store import SQLiteStore
+from tests.helpers import running_service, wait_for
 
 pytestmark = pytest.mark.services
 
@@ -59,27 +56,10 @@ def synthetic_frames(side: str, device_id: str, n_notifications: int, *, per: in
 
 @pytest.fixture
 def service(tmp_path, mqtt_settings):
-    store = SQLiteStore(tmp_path / "kc.sqlite")
-    svc = ProcessingService(store, analyze_on_close=False, archive=RawArchive(tmp_path / "archive"))
-    stop, ready = threading.Event(), threading.Event()
-    thread = threading.Thread(
-        target=svc.run, args=(mqtt_settings,), kwargs=dict(client_id=f"test-proc-{uuid.uuid4().hex[:8]}", stop=stop, ready=ready, persistent=False),
-        daemon=True,
-    )
-    thread.start()
-    assert ready.wait(10)
-    yield svc
-    stop.set()
-    thread.join(10)
-
-
-def wait_for(predicate, timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
+    svc = ProcessingService(SQLiteStore(tmp_path / "kc.sqlite"), analyze_on_close=False,
+                            archive=RawArchive(tmp_path / "archive"))
+    with running_service(svc, mqtt_settings, name="test-proc"):
+        yield svc
 
 
 def stored_seqs(store: SQLiteStore, device_id: str) -> list[int]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 import uuid
 
 import psycopg
@@ -18,7 +17,8 @@ from insole_common.topics import partition_of, partitions_for_worker
 from processing.service import ProcessingService
 from processing.store import PostgresStore
 from tests.conftest import PG_DSN
-from tests.test_pipeline_broker import FramesSource, synthetic_frames, wait_for
+from tests.helpers import wait_for
+from tests.test_pipeline_broker import FramesSource, synthetic_frames
 
 pytestmark = pytest.mark.services
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import uuid
 
@@ -14,7 +13,8 @@ from collector.service import Collector, CollectorConfig
 from processing.service import ProcessingService
 from processing.store import PostgresStore
 from tests.conftest import PG_DSN
-from tests.test_pipeline_broker import FramesSource, synthetic_frames, wait_for
+from tests.helpers import running_service, wait_for
+from tests.test_pipeline_broker import FramesSource, synthetic_frames
 
 pytestmark = pytest.mark.services
 
@@ -47,24 +47,17 @@ def test_database_outage_loses_nothing(mqtt_settings, patient_id, tmp_path, pg_r
     role, dsn, _ = pg_role
     store = PostgresStore(dsn, schema=role)
     service = ProcessingService(store, analyze_on_close=False)
-    stop, ready = threading.Event(), threading.Event()
-    worker = threading.Thread(target=service.run, args=(mqtt_settings,), daemon=True,
-                              kwargs=dict(client_id=f"test-outage-{uuid.uuid4().hex[:6]}", stop=stop, ready=ready,
-                                          persistent=False))
-    worker.start()
-    assert ready.wait(10)
-    set_outage(role, down=True)
     frames = synthetic_frames("L", f"{patient_id}-L", 100)
     collector = Collector(CollectorConfig(patient=patient_id, outbox_path=tmp_path / "o.sqlite"),
                           [FramesSource("L", f"{patient_id}-L", frames)], mqtt_settings)
-    asyncio.run(collector.run())  # everything reaches the broker while the database is down
-    assert wait_for(lambda: service.stats.store_retries_n >= 2, 15)
-    time.sleep(1.0)
-    assert service.stats.sessions_closed_n == 0
-    set_outage(role, down=False)
-    assert wait_for(lambda: service.stats.sessions_closed_n == 1, 40)
-    stop.set()
-    worker.join(10)
+    with running_service(service, mqtt_settings, name="test-outage"):
+        set_outage(role, down=True)
+        asyncio.run(collector.run())  # everything reaches the broker while the database is down
+        assert wait_for(lambda: service.stats.store_retries_n >= 2, 15)
+        time.sleep(1.0)
+        assert service.stats.sessions_closed_n == 0
+        set_outage(role, down=False)
+        assert wait_for(lambda: service.stats.sessions_closed_n == 1, 40)
     rows = store.query("SELECT first_seq, n_frames FROM raw_batches ORDER BY first_seq")
     stored = [s for r in rows.itertuples() for s in range(r.first_seq, r.first_seq + r.n_frames)]
     assert stored == [f.first_seq + i for f in frames for i in range(f.n_frames)]
