@@ -8,6 +8,16 @@ by a byte budget: past :data:`WARN_FRACTIONS` it logs a warning (and reports its
 fill level in the collector status); when full it refuses new messages with
 :class:`OutboxFullError`, which the collector counts as loss and tells the
 patient about, rather than silently dropping older data.
+
+Staging: frames decoded but not yet a whole batch are kept in the ``staged``
+table (one row per key, e.g. per insole side), replaced on every notification
+and removed in the same transaction that puts the completed batch in the
+outbox (:meth:`Outbox.commit`). Staging writes use ``synchronous=NORMAL``: in
+WAL mode a committed row survives the process being killed (SIGKILL, crash),
+though the last fraction of a second may be lost to a power cut; the next
+``synchronous=FULL`` commit makes them power-safe too. After a restart,
+:meth:`Outbox.recover_staged` turns staged rows into outbox rows, ahead of
+anything new.
 """
 
 from __future__ import annotations
@@ -34,6 +44,12 @@ CREATE TABLE IF NOT EXISTS outbox (
     retain INTEGER NOT NULL,
     created_us INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS staged (
+    key TEXT PRIMARY KEY,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    updated_us INTEGER NOT NULL
+);
 """
 
 
@@ -59,15 +75,18 @@ class Outbox:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.budget_bytes = budget_bytes
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
-        row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(payload) + LENGTH(topic)), 0) FROM outbox").fetchone()
-        self._count, self._bytes = int(row[0]), int(row[1])
+        self._recount()
         self._warned = 0.0
         self.refused_n = 0
+
+    def _recount(self) -> None:
+        row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(payload) + LENGTH(topic)), 0) FROM outbox").fetchone()
+        self._count, self._bytes = int(row[0]), int(row[1])
 
     def put(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> int:
         """Store one message durably and return its id. Raises OutboxFullError past the budget."""
@@ -88,12 +107,82 @@ class Outbox:
             self._check_fill()
             return int(cur.lastrowid)
 
+    def commit(self, rows: list[tuple[str, bytes]], *, stage_key: str, staged: tuple[str, bytes] | None,
+               qos: int = 1) -> None:
+        """In one transaction: append ``rows`` to the outbox and set (or clear) the staged row ``stage_key``.
+
+        Raises OutboxFullError (storing nothing of ``rows``, but still updating the staged row) past the budget.
+        """
+        size = sum(len(p) + len(t) for t, p in rows)
+        now_us = time.time_ns() // 1000
+        with self._lock:
+            full = self._bytes + size > self.budget_bytes
+            if full:
+                self.refused_n += len(rows)
+                rows = []
+            db = self._db
+            if not rows:
+                db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                for t, p in rows:  # every row enters through put(), here inside this transaction
+                    self.put(t, p, qos=qos)
+                if staged is None:
+                    db.execute("DELETE FROM staged WHERE key = ?", (stage_key,))
+                else:
+                    db.execute(
+                        "INSERT INTO staged (key, topic, payload, updated_us) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT(key) DO UPDATE SET topic = excluded.topic, payload = excluded.payload, "
+                        "updated_us = excluded.updated_us",
+                        (stage_key, staged[0], staged[1], now_us),
+                    )
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                self._recount()
+                raise
+            finally:
+                if not rows:
+                    db.execute("PRAGMA synchronous=FULL")
+        if full:
+            raise OutboxFullError(
+                f"outbox {self.path} is full ({self._bytes} of {self.budget_bytes} bytes); "
+                "the broker has been unreachable too long, new data is not being kept"
+            )
+
+    def staged(self) -> list[tuple[str, str, bytes]]:
+        """Staged rows as (key, topic, payload)."""
+        with self._lock:
+            rows = self._db.execute("SELECT key, topic, payload FROM staged ORDER BY key").fetchall()
+        return [(r[0], r[1], bytes(r[2])) for r in rows]
+
+    def recover_staged(self) -> int:
+        """Move every staged row into the outbox (after a crash); return how many were moved."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            rows = db.execute("SELECT topic, payload FROM staged ORDER BY updated_us").fetchall()
+            now_us = time.time_ns() // 1000
+            db.executemany("INSERT INTO outbox (topic, payload, qos, retain, created_us) VALUES (?, ?, 1, 0, ?)",
+                           [(r[0], r[1], now_us) for r in rows])
+            db.execute("DELETE FROM staged")
+            db.execute("COMMIT")
+            self._count += len(rows)
+            self._bytes += sum(len(r[0]) + len(r[1]) for r in rows)
+        return len(rows)
+
     def _check_fill(self) -> None:
         fill = self.fill_fraction
         for level in WARN_FRACTIONS:
             if fill >= level > self._warned:
                 self._warned = level
-                log.warning("outbox %s is %.0f%% full (%d messages waiting for the broker)", self.path, 100 * fill, self._count)
+                log.warning(
+                    "outbox %s is %.0f%% full: the server has been unreachable for a while; recordings are kept "
+                    "on this computer until it is back (%d messages waiting, %.0f of %.0f MB)%s",
+                    self.path, 100 * fill, self._count, self._bytes / 2**20, self.budget_bytes / 2**20,
+                    "; when it is full, new recordings cannot be kept" if level >= 0.8 else "",
+                )
         if fill < WARN_FRACTIONS[0]:
             self._warned = 0.0
 

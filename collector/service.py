@@ -35,6 +35,9 @@ class CollectorConfig:
     status_interval_s: float = 5.0
     #: how long a clean shutdown waits for the outbox to drain before leaving it for next time
     drain_timeout_s: float = 10.0
+    #: frames not yet a whole batch are written to disk (staged) at least this often: a crash or SIGKILL
+    #: loses at most the frames decoded in the last stage_interval_s (0 = after every notification)
+    stage_interval_s: float = 0.2
 
 
 def new_session_id() -> str:
@@ -48,6 +51,7 @@ class _SideState:
     batches_n: int = 0
     frames_n: int = 0
     last_seq: int | None = None
+    staged_at: float = float("-inf")
 
 
 class Collector:
@@ -76,6 +80,14 @@ class Collector:
         self._sides = {s.side: _SideState() for s in sources}
         self.lost_outbox_full_n = 0
         self.session_id: str | None = None
+        self._window: dict[str, tuple[float, float | None]] = {}  # side -> (loss fraction, rate Hz) last window
+        self._window_counts: dict[str, tuple[int, int, float]] = {}
+        #: partial batches a previous run had decoded but not finished (crash / SIGKILL), now in the outbox
+        self.recovered_n = self.outbox.recover_staged()
+        if self.recovered_n:
+            log.warning("recovered %d partial batches decoded before the collector was stopped abruptly", self.recovered_n)
+        for s in sources:
+            s.on_status_change = (lambda src=s: self._publish_insole_status(src))
         on_connect = self.client.on_connect
 
         def _on_connect(client, userdata, flags, rc, props):
@@ -105,7 +117,7 @@ class Collector:
             connected=st.connected,
             time_us=self.clock_us(),
             battery_pct=st.battery_pct,
-            loss_fraction=round(st.loss_fraction, 6),
+            loss_fraction=round(self._window.get(source.side, (st.loss_fraction, None))[0], 6),
             sample_rate_hz=None if state.frames_n == 0 else getattr(source, "sample_rate_hz", None),
         )
         self.client.publish(topics.insole_status_topic(self.config.patient, source.side), msg.to_json(), qos=1, retain=True)
@@ -115,9 +127,11 @@ class Collector:
         parts = []
         for s in self.sources:
             st = s.status
+            loss, rate = self._window.get(s.side, (st.loss_fraction, None))
+            rate_txt = "" if rate is None else f" {rate:.0f} Hz"
             parts.append(
-                f"{s.side}: {'connected' if st.connected else 'NOT connected'}"
-                f" loss {100 * st.loss_fraction:.1f}% bad {st.bad_packets_n}"
+                f"{s.side}: {'connected' if st.connected else 'NOT connected'}{rate_txt}"
+                f" loss {100 * loss:.1f}% bad {st.bad_packets_n}"
             )
         broker = "broker ok" if self.client.is_connected() else "broker unreachable"
         return " | ".join(parts + [f"outbox {len(self.outbox)} ({100 * self.outbox.fill_fraction:.0f}%)", broker])
@@ -142,17 +156,70 @@ class Collector:
         if state.pending:
             prev = state.pending[-1]
             contiguous = prev.first_seq + prev.n_frames == frames.first_seq and _same_format(prev, frames)
-            if not contiguous:
-                self._flush(frames.side)
+            rows = [] if contiguous else self._flush(frames.side)
+        else:
+            rows = []
         state.pending.append(frames)
         state.frames_n += frames.n_frames
-        self._flush(frames.side, only_complete=True)
+        fpb = self.config.frames_per_batch
+        end_seq = frames.first_seq + frames.n_frames
+        if (end_seq // fpb) * fpb > state.pending[0].first_seq:  # a batch boundary was reached: cut
+            rows += self._flush(frames.side, only_complete=True)
+        self._commit(frames.side, rows)
 
-    def _flush(self, side: str, *, only_complete: bool = False) -> None:
-        """Cut pending frames into batches at multiples of frames_per_batch in seq space."""
+    def _commit(self, side: str, rows: list[tuple[str, bytes]], *, force: bool = False) -> None:
+        """Store completed batches and stage the unfinished tail, in one outbox transaction."""
+        state = self._sides[side]
+        now = time.monotonic()
+        if not rows and not force and now - state.staged_at < self.config.stage_interval_s:
+            return  # staged again soon: one SQLite transaction per notification costs more CPU than it is worth
+        state.staged_at = now
+        staged = self._pending_payload(side)
+        try:
+            self.outbox.commit(rows, stage_key=side, staged=staged)
+        except OutboxFullError as exc:
+            self.lost_outbox_full_n += len(rows)
+            log.error("%s", exc)
+        if rows:
+            self.publisher.notify()
+
+    def _pending_payload(self, side: str) -> tuple[str, bytes] | None:
         state = self._sides[side]
         if not state.pending:
-            return
+            return None
+        head = state.pending[0]
+        pressure = np.concatenate([f.pressure_raw for f in state.pending]) if len(state.pending) > 1 else head.pressure_raw
+        imu = None
+        if head.imu_raw is not None:
+            imu = np.concatenate([f.imu_raw for f in state.pending]) if len(state.pending) > 1 else head.imu_raw
+        batch = self._batch(head, side, head.first_seq, head.device_time_us, pressure, imu)
+        return topics.raw_topic(self.config.patient, side), encode_batch(batch)
+
+    def _batch(self, head: DeviceFrames, side: str, seq: int, dev_us: int, pressure: np.ndarray,
+               imu: np.ndarray | None) -> Batch:
+        return Batch(
+            device_id=head.device_id,
+            side=head.side,
+            sample_rate_hz=head.sample_rate_hz,
+            first_seq=seq,
+            device_time_us=dev_us,
+            collector_time_us=self._sides[side].aligner.to_collector_us(dev_us),
+            pressure_raw=np.ascontiguousarray(pressure),
+            layout_id=head.layout_id,
+            pressure_unit=head.pressure_unit,
+            pressure_scale=head.pressure_scale,
+            pressure_offset=head.pressure_offset,
+            imu_raw=None if imu is None else np.ascontiguousarray(imu),
+            acc_scale_g=head.acc_scale_g,
+            gyro_scale_dps=head.gyro_scale_dps,
+        )
+
+    def _flush(self, side: str, *, only_complete: bool = False) -> list[tuple[str, bytes]]:
+        """Cut pending frames into batches at multiples of frames_per_batch in seq space; return them encoded."""
+        state = self._sides[side]
+        rows: list[tuple[str, bytes]] = []
+        if not state.pending:
+            return rows
         fpb = self.config.frames_per_batch
         head = state.pending[0]
         pressure = np.concatenate([f.pressure_raw for f in state.pending])
@@ -167,23 +234,8 @@ class Collector:
             if only_complete and (seq + (end - start)) % fpb != 0:
                 break
             dev_us = head.device_time_us + int(round(start * period_us))
-            batch = Batch(
-                device_id=head.device_id,
-                side=head.side,
-                sample_rate_hz=head.sample_rate_hz,
-                first_seq=seq,
-                device_time_us=dev_us,
-                collector_time_us=state.aligner.to_collector_us(dev_us),
-                pressure_raw=np.ascontiguousarray(pressure[start:end]),
-                layout_id=head.layout_id,
-                pressure_unit=head.pressure_unit,
-                pressure_scale=head.pressure_scale,
-                pressure_offset=head.pressure_offset,
-                imu_raw=None if imu is None else np.ascontiguousarray(imu[start:end]),
-                acc_scale_g=head.acc_scale_g,
-                gyro_scale_dps=head.gyro_scale_dps,
-            )
-            self._enqueue(topics.raw_topic(self.config.patient, side), encode_batch(batch))
+            batch = self._batch(head, side, seq, dev_us, pressure[start:end], None if imu is None else imu[start:end])
+            rows.append((topics.raw_topic(self.config.patient, side), encode_batch(batch)))
             state.batches_n += 1
             state.last_seq = batch.last_seq
             start = end
@@ -200,6 +252,7 @@ class Collector:
                 gyro_scale_dps=head.gyro_scale_dps, battery_pct=head.battery_pct,
             )
             state.pending = [rest]
+        return rows
 
     def start_session(self, session_id: str | None = None) -> str:
         self.session_id = session_id or new_session_id()
@@ -212,7 +265,7 @@ class Collector:
 
     def stop_session(self, reason: str = "stopped") -> None:
         for side in self._sides:
-            self._flush(side)
+            self._commit(side, self._flush(side), force=True)
         if self.session_id is None:
             return
         msg = SessionMessage(
@@ -233,9 +286,26 @@ class Collector:
         async for frames in source.frames():
             self.handle_frames(frames)
 
+    def _update_window(self) -> None:
+        """Loss fraction and measured rate of each insole since the previous call."""
+        now = time.monotonic()
+        for s in self.sources:
+            st = s.status
+            prev = self._window_counts.get(s.side)
+            self._window_counts[s.side] = (st.frames_received_n, st.frames_missing_n, now)
+            if prev is None:
+                continue
+            got, missed, dt = st.frames_received_n - prev[0], st.frames_missing_n - prev[1], now - prev[2]
+            loss = missed / (got + missed) if got + missed else 0.0
+            rate = got / dt if dt > 0 else None
+            st.rate_hz = rate
+            self._window[s.side] = (loss, rate)
+
     async def _status_loop(self, on_status) -> None:
+        self._update_window()
         while True:
             await asyncio.sleep(self.config.status_interval_s)
+            self._update_window()
             for s in self.sources:
                 self._publish_insole_status(s)
             self._publish_collector_status(online=True)

@@ -51,6 +51,14 @@ class SourceStatus:
     bad_packet_reasons: dict[str, int] = field(default_factory=dict)
     #: gaps in the device's frame counter, as (first missing seq, count)
     gaps: list[tuple[int, int]] = field(default_factory=list)
+    #: notifications that repeated frames already received (dropped, not counted as bad)
+    duplicate_packets_n: int = 0
+    #: notifications that arrived after a later one had already been released (their frames stay a gap)
+    late_packets_n: int = 0
+    #: link outages on the collector clock (Unix us): (disconnected, reconnected or None while down)
+    outages: list[tuple[int, int | None]] = field(default_factory=list)
+    #: measured frame rate over the last status window (frames per second)
+    rate_hz: float | None = None
 
     @property
     def loss_fraction(self) -> float:
@@ -70,6 +78,12 @@ class InsoleSource(abc.ABC):
 
     def __init__(self) -> None:
         self.status = SourceStatus()
+        #: called (no arguments) when ``status.connected`` changes; the collector publishes at once
+        self.on_status_change = None
+
+    def _status_changed(self) -> None:
+        if self.on_status_change is not None:
+            self.on_status_change()
 
     @abc.abstractmethod
     def frames(self) -> AsyncIterator[DeviceFrames]:
