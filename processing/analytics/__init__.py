@@ -15,7 +15,9 @@ Public API
 ``Calibration(stride_length_m, stride_time_s, exponent=1.0)`` / ``Calibration.from_walk(strides, distance_m=10.0)``
     stride length for insoles without an IMU (calibration walk, e.g. a 10-metre walk test).
 ``LoadEventDetector(*, ...)`` with ``.detect(load, *, sampling_rate_hz, t0_s=0.0) -> self`` and ``.events_``
-    the heel-strike / toe-off detector on its own.
+    the heel-strike / toe-off detector on its own; pass one to ``analyze(..., detector=...)`` to change settings.
+    ``LoadEventDetector(**OPENGO_EVENT_LEVELS)`` reports load-insole events at Moticon OpenGo's definition
+    (6 % / 12 % of the loaded level) instead of at contact (2 %, the default).
 ``symmetry_index(left, right)``
     Robinson symmetry index in percent.
 
@@ -24,8 +26,9 @@ usable-but-poor input yields flags in ``summary["flags"]`` (``no_walking``, ``fe
 ``dropped_samples_L``, ``saturated_channel_R``, ...). Methods: docs/analytics.md.
 """
 
-from processing.analytics.events import LoadEventDetector
+from processing.analytics.events import OPENGO_EVENT_LEVELS, LoadEventDetector
 from processing.analytics.pipeline import Calibration, GaitResult, analyze, symmetry_index
 from processing.analytics.streaming import StreamingAnalyzer
 
-__all__ = ["analyze", "GaitResult", "StreamingAnalyzer", "Calibration", "LoadEventDetector", "symmetry_index"]
+__all__ = ["analyze", "GaitResult", "StreamingAnalyzer", "Calibration", "LoadEventDetector", "OPENGO_EVENT_LEVELS",
+           "symmetry_index"]

@@ -2,8 +2,11 @@
 
 * A **walking bout** is a run of strides of one foot, each starting at the
   previous one's end heel strike, at least ``MIN_CHAIN_STRIDES`` long, that
-  overlaps such a run of the other foot (steps alternate). Strides outside
-  bouts are rejected, so a lone step or a weight shift never becomes a stride.
+  overlaps such a run of the other foot (steps alternate). Where the other
+  foot's sensor is flat (dead or disconnected: ``FootEngine.flat_intervals_s``),
+  a run of at least ``MIN_CHAIN_STRIDES + 1`` strides lying within that span
+  stands on its own, as for a single-foot recording. Strides outside bouts are
+  rejected, so a lone step or a weight shift never becomes a stride.
 * Inside a bout, seconds whose mean absolute yaw rate (IMU z gyro, both feet)
   exceeds ``TURN_YAW_DPS`` are labelled **turning**.
 * Between bouts, per-second loads decide: both feet loaded -> **standing**,
@@ -44,16 +47,20 @@ def detect_bouts(strides: pd.DataFrame, engines: dict) -> tuple[pd.DataFrame, np
     for side in sides:
         idx = np.where(strides[C.SIDE].to_numpy() == side)[0]
         t = strides.iloc[idx]
+        hs, nhs = t[C.HEEL_STRIKE_S].to_numpy(float), t[C.NEXT_HEEL_STRIKE_S].to_numpy(float)
         out = []
         for a, b in _chains(t):
             if b - a + 1 >= (MIN_CHAIN_STRIDES if bilateral else MIN_CHAIN_STRIDES + 1):
-                out.append((float(t[C.HEEL_STRIKE_S].iloc[a]), float(t[C.NEXT_HEEL_STRIKE_S].iloc[b]), idx[a : b + 1]))
+                out.append((float(hs[a]), float(nhs[b]), idx[a : b + 1]))
         intervals[side] = out
+    flat = {s: e.flat_intervals_s() for s, e in engines.items()} if bilateral else {}
     kept: list[tuple[float, float, np.ndarray]] = []
     for side, chains in intervals.items():
         others = [iv for s2, ivs in intervals.items() if s2 != side for iv in ivs]
+        other_flat = [iv for s2, ivs in flat.items() if s2 != side for iv in ivs]
         for s, e, rows in chains:
-            if not bilateral or any(s < e2 and s2 < e for s2, e2, _ in others):
+            alone = len(rows) >= MIN_CHAIN_STRIDES + 1 and any(a <= s and e <= b for a, b in other_flat)
+            if not bilateral or alone or any(s < e2 and s2 < e for s2, e2, _ in others):
                 kept.append((s, e, rows))
     kept.sort(key=lambda r: r[0])
     merged: list[list] = []

@@ -7,7 +7,12 @@ Method (docs/analytics.md):
    ``high_pct`` percentiles of blocks *j-1 .. j+1*; per-sample levels are linearly
    interpolated between block centres. This follows slow baseline drift (FSR
    sensors drift by more than half their range over minutes) and makes the
-   detector indifferent to units and offsets.
+   detector indifferent to units and offsets. Samples in *flat* seconds (range
+   below ``flat_fraction`` of the largest amplitude seen: a dead or
+   disconnected sensor, e.g. als5.rit at the ADC floor for its last 132 s) are
+   left out of the percentiles, and blocks made mostly of them are reported
+   (``SpanDetector.flat``) so that the other foot may walk on alone.
+   Percentiles are computed from partial sorts, vectorised over blocks.
 2. **Gait-capable blocks.** A block can hold steps only if its amplitude is at
    least ``min_relative_amplitude`` of the largest amplitude seen so far (up to
    block *j+1*), and, for load signals whose zero means "unloaded" (newtons,
@@ -19,17 +24,23 @@ Method (docs/analytics.md):
    noise), contacts shorter than ``min_stance_ms`` dropped.
 4. **Sub-sample events, zero-based load** (newtons, kPa: zero means unloaded).
    Heel strike is where the load leaves ``zero_level_fraction`` of the
-   amplitude above the unloaded level, toe off where it returns to it,
-   interpolated linearly between samples.
+   amplitude above the unloaded level, toe off where it returns to
+   ``to_level_fraction`` (default: the same level), interpolated linearly
+   between samples. The default 2 % of the loaded level is about 20 N for an
+   adult (the usual force-plate contact threshold); ``OPENGO_EVENT_LEVELS``
+   gives the later heel strike / earlier toe off of Moticon's gait report.
 5. **Sub-sample events, offset load** (raw FSR ADC with drifting baseline). The event is the onset of the loading (unloading)
    edge: walking back from the hysteresis crossing, heel strike is where the
    load's rate of rise falls below ``hs_slope_per_s`` (in amplitudes per
    second); toe off is where, after the crossing, the rate of fall first eases
-   to ``to_slope_per_s``. The crossing of the rate threshold is interpolated
-   linearly between samples. Slopes in amplitudes per second do not depend on
-   the sampling rate, so 100 Hz and 300 Hz data use the same settings.
+   to ``to_slope_per_s``. Rates are differences over ``slope_span_ms`` (an odd
+   number of sample intervals: 5 at 300 Hz, 1 at 100 Hz), which keeps a
+   single noisy sample from ending the walk-back early; the crossing of the
+   rate threshold is interpolated linearly between samples. Rates in
+   amplitudes per second do not depend on the sampling rate, so 100 Hz and
+   300 Hz data use the same settings.
 
-Everything is vectorised over samples; per-block work loops over blocks.
+Everything is vectorised over samples; per-block work is vectorised over blocks.
 The core works on a span of a longer signal (absolute sample indices), which is
 what lets :class:`processing.analytics.streaming.StreamingAnalyzer` reproduce
 the batch result exactly.
@@ -37,6 +48,7 @@ the batch result exactly.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Self
 
@@ -64,10 +76,30 @@ class _Params:
     max_unloaded_fraction: float
     zero_level_fraction: float
     fs: float
+    to_level_fraction: float = 0.02
+    slope_half_n: int = 0
+    sec_n: int = 1
+    sub_n: int = 1
+    flat_fraction: float = 0.01
+
+
+#: heel-strike / toe-off levels (fractions of the foot's loaded amplitude above its unloaded level) at which
+#: Moticon's OpenGo gait report marks its events: the load at the vendor's marked samples of the three sample
+#: walks has a median of 5.9 % (heel strike) and 11.6 % (toe off) of the amplitude (docs/validation.md).
+#: ``LoadEventDetector(**OPENGO_EVENT_LEVELS)`` reports events at that definition instead of at contact.
+OPENGO_EVENT_LEVELS = {"zero_level_fraction": 0.06, "to_level_fraction": 0.12}
 
 
 class LoadEventDetector:
     """Heel strike / toe off from a 1-D load signal (any unit, any offset).
+
+    Settings (see the module docstring for the method): ``zero_level_fraction`` /
+    ``to_level_fraction`` are the heel-strike / toe-off levels of zero-based loads
+    (fractions of the amplitude; ``to_level_fraction=None`` = the same level);
+    ``hs_slope_per_s`` / ``to_slope_per_s`` the rate thresholds of offset (FSR)
+    loads in amplitudes per second, measured over ``slope_span_ms``;
+    ``flat_fraction`` the range, as a fraction of the largest amplitude seen,
+    below which a second of signal counts as flat (dead sensor).
 
     Results after :meth:`detect`: ``events_`` (DataFrame with ``heel_strike_s``,
     ``toe_off_s``, and the integer hysteresis crossings ``on_i``/``off_i``),
@@ -82,7 +114,7 @@ class LoadEventDetector:
         high_pct: float = 97.0,
         on_fraction: float = 0.30,
         off_fraction: float = 0.10,
-        hs_slope_per_s: float = 3.3,
+        hs_slope_per_s: float = 2.5,
         to_slope_per_s: float = 3.0,
         min_stance_ms: float = 150.0,
         min_swing_ms: float = 120.0,
@@ -92,8 +124,14 @@ class LoadEventDetector:
         min_relative_amplitude: float = 0.25,
         max_unloaded_fraction: float = 0.2,
         zero_level_fraction: float = 0.02,
+        to_level_fraction: float | None = None,
+        slope_span_ms: float = 15.0,
+        flat_fraction: float = 0.01,
     ) -> None:
+        self.flat_fraction = flat_fraction
         self.zero_level_fraction = zero_level_fraction
+        self.to_level_fraction = to_level_fraction
+        self.slope_span_ms = slope_span_ms
         self.block_s = block_s
         self.low_pct = low_pct
         self.high_pct = high_pct
@@ -129,6 +167,11 @@ class LoadEventDetector:
             max_unloaded_fraction=self.max_unloaded_fraction,
             zero_level_fraction=self.zero_level_fraction,
             fs=fs,
+            to_level_fraction=self.zero_level_fraction if self.to_level_fraction is None else self.to_level_fraction,
+            slope_half_n=max(int(round((self.slope_span_ms / 1000 * fs - 1) / 2)), 0),
+            sec_n=max(int(round(fs)), 1),
+            sub_n=math.gcd(max(int(round(self.block_s * fs)), 8), max(int(round(fs)) // 10, 1)),
+            flat_fraction=self.flat_fraction,
         )
 
     def detect(self, data: np.ndarray, *, sampling_rate_hz: float, t0_s: float = 0.0) -> Self:
@@ -156,6 +199,33 @@ class SpanResult:
     horizon: int
     #: filled load (short gaps interpolated) for the buffer, and per-sample amplitude
     x: np.ndarray
+
+
+def _columns_reduce(op: np.ufunc, a: np.ndarray) -> np.ndarray:
+    """``op.reduce(a, axis=1)`` for a short second axis, as a loop over its columns (much faster)."""
+    out = a[:, 0].copy()
+    for i in range(1, a.shape[1]):
+        op(out, a[:, i], out=out)
+    return out
+
+
+def _sliding(op: np.ufunc, a: np.ndarray, k: int) -> np.ndarray:
+    """``op`` over every window of ``k`` consecutive elements (length ``len(a) - k + 1``), k passes."""
+    n = max(a.size - k + 1, 0)
+    out = a[:n].copy()
+    for i in range(1, k):
+        op(out, a[i : i + n], out=out)
+    return out
+
+
+def _row_percentile(srt: np.ndarray, cnt: np.ndarray, pct: float) -> np.ndarray:
+    """``np.percentile(..., method="linear")`` of the first ``cnt[r]`` values of each sorted row ``srt[r]``."""
+    pos = (np.maximum(cnt, 1) - 1) * (pct / 100.0)
+    i0 = np.floor(pos).astype(np.int64)
+    i1 = np.minimum(i0 + 1, np.maximum(cnt - 1, 0))
+    r = np.arange(srt.shape[0])
+    v0, v1 = srt[r, i0], srt[r, i1]
+    return v0 + (v1 - v0) * (pos - i0)
 
 
 def fill_short_gaps(x: np.ndarray, max_gap_n: int) -> np.ndarray:
@@ -186,6 +256,8 @@ class SpanDetector:
         self.lo: dict[int, float] = {}
         self.hi: dict[int, float] = {}
         self.amp_max: dict[int, float] = {}  # running max of amplitude up to and including block j
+        self.flat: dict[int, float] = {}  # share of block j's finite samples that lie in flat (dead-sensor) seconds
+        self.rr_max: dict[int, float] = {}  # running max of the raw window range (reference of the flat test)
 
     def block_table(self) -> pd.DataFrame:
         j = sorted(self.lo)
@@ -193,43 +265,116 @@ class SpanDetector:
 
     # -- levels ---------------------------------------------------------------------------------
     def _levels(self, x: np.ndarray, abs0: int, n_abs: int, final: bool) -> None:
-        """Compute levels of every block whose window is complete (or all, when final)."""
-        B = self.p.block_n
+        """Compute levels of every block whose window is complete (or all, when final); vectorised over blocks."""
+        p = self.p
+        B = p.block_n
         n_blocks_total = -(-n_abs // B)
         last = n_blocks_total - 1 if final else self.last_final_block(n_abs)
         first = max(abs0 // B + 1, 0) if abs0 > 0 else 0
-        for j in range(first, last + 1):
-            if j in self.lo:
-                continue
-            a, b = max((j - 1) * B, 0), min((j + 2) * B, n_abs)
-            if a < abs0:
-                continue  # not enough context in this buffer; computed in an earlier pass
-            w = x[a - abs0 : b - abs0]
-            w = w[np.isfinite(w)]
-            if w.size < B // 2:
-                lo = hi = np.nan
-            else:
-                lo, hi = np.percentile(w, [self.p.low_pct, self.p.high_pct])
-            self.lo[j], self.hi[j] = float(lo), float(hi)
-            amp = hi - lo if np.isfinite(hi - lo) else 0.0
-            prev = self.amp_max.get(j - 1, 0.0)
-            self.amp_max[j] = max(prev, amp)
+        # a block's window [(j-1)B, (j+2)B) needs one more second before it for the flat test
+        todo = np.array([j for j in range(first, last + 1)
+                         if j not in self.lo and not ((j - 1) * B > 0 and (j - 1) * B - p.sec_n < abs0)], dtype=np.int64)
+        if todo.size == 0:
+            return
+        n = x.size
+        q = p.sub_n  # divides B, and abs0 is a multiple of B: sub-blocks are aligned to absolute sample 0
+        K = max(p.sec_n // q, 1)
+        nb = -(-n // B)  # blocks in the buffer
+        # buffer laid out as blocks, with one NaN block before and two after (window edges)
+        ext = np.full((nb + 3) * B, np.nan)
+        ext[B : B + n] = x
+        E = ext.reshape(nb + 3, B)
+        # ---- flat seconds: range of every whole second, in steps of q samples ----
+        sub = ext.reshape(-1, q)
+        smx, smn = _columns_reduce(np.fmax, sub), _columns_reduce(np.fmin, sub)  # NaN only if all are
+        sfin = np.isfinite(smx)
+        smx, smn = np.where(sfin, smx, -np.inf), np.where(sfin, smn, np.inf)
+        wr = _sliding(np.maximum, smx, K) - _sliding(np.minimum, smn, K)  # range of the second from sub-block k
+        wr[_sliding(np.minimum, sfin.view(np.uint8), K) == 0] = np.inf  # (a second with a missing sub-block)
+        pw = np.r_[np.full(K - 1, np.inf), wr, np.full(K - 1, np.inf)]
+        rmin = _sliding(np.minimum, pw, K)[: sub.shape[0]].reshape(nb + 3, B // q)  # least range of a second around
+        # ---- per window [(j-1)B, (j+2)B): raw range, flat mask, robust levels without flat / missing samples ----
+        W = 3 * B
+        r = todo - abs0 // B + 1  # row of block j in E
+        bmx, bmn = smx.reshape(nb + 3, B // q).max(axis=1), smn.reshape(nb + 3, B // q).min(axis=1)
+        raw_range = np.maximum(np.maximum(bmx[r - 1], bmx[r]), bmx[r + 1]) - np.minimum(np.minimum(bmn[r - 1], bmn[r]),
+                                                                                        bmn[r + 1])
+        raw_range = np.where(np.isfinite(raw_range), raw_range, 0.0)
+        ref = np.maximum.accumulate(np.r_[self.rr_max.get(int(todo[0]) - 1, 0.0), raw_range])[1:]
+        thr = p.flat_fraction * ref
+        # flat and finite bookkeeping per sub-block (q samples), per window of 3 * B / q sub-blocks
+        sub_fin = np.isfinite(sub).astype(np.float64) @ np.ones(q)  # finite samples per sub-block
+        sfc = sub_fin.reshape(nb + 3, B // q)
+        rw = np.concatenate([rmin[r - 1], rmin[r], rmin[r + 1]], axis=1)
+        fw = rw <= thr[:, None]  # flat sub-blocks of each window
+        fc = np.concatenate([sfc[r - 1], sfc[r], sfc[r + 1]], axis=1)
+        nsb = B // q
+        own_fin = fc[:, nsb : 2 * nsb].sum(axis=1)
+        flat_share = np.where(own_fin > 0, (fc * fw)[:, nsb : 2 * nsb].sum(axis=1) / np.maximum(own_fin, 1), 0.0)
+        cnt = (fc * ~fw).sum(axis=1).astype(np.int64)  # usable samples per window
+        lo, hi = np.empty(todo.size), np.empty(todo.size)
+        full = cnt == W
+        if full.any():
+            lo[full], hi[full] = self._full_window_levels(E, r[full], W)
+        if (~full).any():  # windows with missing or flat samples (few): full sort without them
+            rr = r[~full]
+            win = np.concatenate([E[rr - 1], E[rr], E[rr + 1]], axis=1)
+            win[np.repeat(fw[~full], q, axis=1)] = np.nan
+            srt = np.sort(win, axis=1)  # NaN last
+            lo[~full] = _row_percentile(srt, cnt[~full], p.low_pct)
+            hi[~full] = _row_percentile(srt, cnt[~full], p.high_pct)
+        few = cnt < B // 2
+        lo[few] = np.nan
+        hi[few] = np.nan
+        amp = np.where(np.isfinite(hi - lo), hi - lo, 0.0)
+        amax = np.maximum.accumulate(np.r_[self.amp_max.get(int(todo[0]) - 1, 0.0), amp])[1:]
+        for k, j in enumerate(todo.tolist()):  # bookkeeping per block (a few hundred per hour)
+            self.lo[j], self.hi[j] = float(lo[k]), float(hi[k])
+            self.amp_max[j] = float(amax[k])
+            self.rr_max[j] = float(ref[k])
+            self.flat[j] = float(flat_share[k])
+
+    def _full_window_levels(self, E: np.ndarray, r: np.ndarray, W: int) -> tuple[np.ndarray, np.ndarray]:
+        """Low / high percentiles of windows of three complete blocks (rows r-1, r, r+1 of ``E``), exactly as
+        ``np.percentile`` but from partial sorts: a window's k-th smallest value is among the k smallest of each
+        of its blocks, so each block is partitioned once and only those candidates are merged per window."""
+        p = self.p
+        B = E.shape[1]
+        blocks = np.unique(np.r_[r - 1, r, r + 1])
+        pos_lo, pos_hi = (W - 1) * p.low_pct / 100.0, (W - 1) * p.high_pct / 100.0
+        i_lo, i_hi = int(np.floor(pos_lo)), int(np.floor(pos_hi))
+        k_lo = min(i_lo + 2, B)  # ranks i_lo, i_lo + 1 from the bottom
+        k_hi = min(W - i_hi, B)  # ranks i_hi, i_hi + 1 counted from the top
+        part = np.partition(E[blocks], sorted({k_lo - 1, B - k_hi}), axis=1)
+        small = np.full((E.shape[0], k_lo), np.nan)
+        large = np.full((E.shape[0], k_hi), np.nan)
+        small[blocks], large[blocks] = part[:, :k_lo], part[:, B - k_hi :]
+        cand_lo = np.concatenate([small[r - 1], small[r], small[r + 1]], axis=1)
+        cand_hi = np.concatenate([large[r - 1], large[r], large[r + 1]], axis=1)
+        off = W - cand_hi.shape[1]  # window rank of cand_hi's smallest element
+        lo_k = sorted({i_lo, min(i_lo + 1, W - 1)})
+        hi_k = sorted({i_hi - off, min(i_hi + 1, W - 1) - off})
+        a = np.partition(cand_lo, lo_k, axis=1)
+        b = np.partition(cand_hi, hi_k, axis=1)
+        lo = a[:, i_lo] + (a[:, min(i_lo + 1, W - 1)] - a[:, i_lo]) * (pos_lo - i_lo)
+        hi = b[:, i_hi - off] + (b[:, min(i_hi + 1, W - 1) - off] - b[:, i_hi - off]) * (pos_hi - i_hi)
+        return lo, hi
 
     def last_final_block(self, n_abs: int) -> int:
-        """Last block whose level cannot change any more (its window, plus room for gap filling, has arrived)."""
-        return (n_abs - self.p.max_gap_n - 1) // self.p.block_n - 2
+        """Last block whose level cannot change any more (its window, one second for the flat test and room
+        for gap filling have arrived)."""
+        return (n_abs - self.p.max_gap_n - self.p.sec_n - 1) // self.p.block_n - 2
 
-    def _capable(self, j: int, last_final: int) -> bool:
-        lo, hi = self.lo.get(j, np.nan), self.hi.get(j, np.nan)
+    def _capable_blocks(self, lo: np.ndarray, hi: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        """Vectorised :meth:`_capable` for blocks with levels ``lo``/``hi`` and reference amplitude ``ref``."""
         amp = hi - lo
-        if not (np.isfinite(amp) and amp > 0):
-            return False
-        ref = self.amp_max.get(min(j + 1, last_final), self.amp_max.get(j, amp))
-        if amp < self.p.min_relative_amplitude * ref:
-            return False
-        if self.p.zero_based and not (lo <= self.p.max_unloaded_fraction * hi and hi > 0):
-            return False
-        return True
+        with np.errstate(invalid="ignore"):
+            ok = np.isfinite(amp) & (amp > 0)
+            ref = np.where(np.isfinite(ref), ref, amp)
+            ok &= ~(amp < self.p.min_relative_amplitude * ref)
+            if self.p.zero_based:
+                ok &= (lo <= self.p.max_unloaded_fraction * hi) & (hi > 0)
+        return ok
 
     # -- contacts -------------------------------------------------------------------------------
     def run(self, x_raw: np.ndarray, *, abs0: int, start: int, state0: float, final: bool) -> SpanResult:
@@ -261,21 +406,30 @@ class SpanDetector:
         lo_b = np.array([self.lo[j] for j in blocks])
         hi_b = np.array([self.hi[j] for j in blocks])
         last_final = max(self.lo)
-        cap_b = np.array([self._capable(j, last_final) for j in blocks])
+        ref_b = np.array([self.amp_max.get(min(j + 1, last_final), self.amp_max.get(j, np.nan)) for j in blocks.tolist()])
+        cap_b = self._capable_blocks(lo_b, hi_b, ref_b)
         ok_b = np.isfinite(lo_b) & np.isfinite(hi_b)
-        idx_abs = np.arange(s0, horizon)
-        lo_s = np.interp(idx_abs, centres[ok_b], lo_b[ok_b]) if ok_b.any() else np.full(idx_abs.size, np.nan)
-        hi_s = np.interp(idx_abs, centres[ok_b], hi_b[ok_b]) if ok_b.any() else np.full(idx_abs.size, np.nan)
-        amp_s = hi_s - lo_s
-        blk = idx_abs // B
-        cap_lookup = np.zeros(int(blk.max()) + 2 - int(blocks.min()), dtype=bool) if blk.size else np.zeros(0, bool)
-        cap_lookup[blocks - blocks.min()] = cap_b
-        bi = blk - blocks.min()
-        cap_s = np.where((bi >= 0) & (bi < cap_lookup.size), cap_lookup[np.clip(bi, 0, cap_lookup.size - 1)], False)
+        # (the full-length temporaries below are deleted as soon as they are used: a lower peak keeps the
+        # allocator from mapping and page-faulting fresh memory on every call)
+        pos_f = np.arange(s0, horizon, dtype=np.float64)
+        if ok_b.any():
+            lo_s = np.interp(pos_f, centres[ok_b], lo_b[ok_b])
+            amp_s = np.interp(pos_f, centres[ok_b], hi_b[ok_b])
+            amp_s -= lo_s
+        else:
+            lo_s, amp_s = np.full(pos_f.size, np.nan), np.full(pos_f.size, np.nan)
+        del pos_f
+        # gait-capable flag per sample, from the per-block flags
+        b0 = s0 // B
+        cap_blk = np.zeros((horizon - 1) // B - b0 + 1, dtype=bool)
+        sel = (blocks >= b0) & (blocks - b0 < cap_blk.size)
+        cap_blk[blocks[sel] - b0] = cap_b[sel]
+        cap_s = np.repeat(cap_blk, B)[s0 - b0 * B : horizon - b0 * B]
         xs = x[s0 - abs0 : horizon - abs0]
+        v = xs - lo_s
         with np.errstate(invalid="ignore", divide="ignore"):
-            v = (xs - lo_s) / amp_s
-        # hysteresis state from `start`
+            v /= amp_s
+        # hysteresis state from `start`: forward-fill the last threshold crossing
         off_i0 = start - s0
         vv = v[off_i0:]
         st = np.full(vv.size + 1, np.nan)
@@ -283,12 +437,16 @@ class SpanDetector:
         st[1:][vv > p.on_fraction] = 1.0
         st[1:][vv < p.off_fraction] = 0.0
         st[1:][~cap_s[off_i0:]] = 0.0
-        fill = np.where(np.isnan(st), 0, np.arange(st.size))
+        del vv
+        fill = np.arange(st.size)
+        fill[np.isnan(st)] = 0
         np.maximum.accumulate(fill, out=fill)
         st = st[fill]
+        del fill
         prev, cur = st[:-1], st[1:]
-        on = np.where((prev == 0) & (cur == 1))[0] + start  # absolute
-        off = np.where((prev == 1) & (cur == 0))[0] + start
+        on = np.flatnonzero((prev == 0) & (cur == 1)) + start  # absolute
+        off = np.flatnonzero((prev == 1) & (cur == 0)) + start
+        del st, prev, cur
         if on.size == 0:
             return SpanResult(empty, horizon, x)
         # pair each on with the next off (open contact: off = -1)
@@ -313,17 +471,28 @@ class SpanDetector:
         if on_m.size == 0:
             return SpanResult(empty, horizon, x)
         # ---- sub-sample refinement on slopes (amplitudes per second) ----
+        nd = xs.size - 1
+        h = p.slope_half_n
+        dx = np.full(nd, np.nan)  # dx[i]: rate over samples i-h .. i+1+h, at relative time i + 0.5
+        if nd > 2 * h:
+            np.subtract(xs[1 + 2 * h :], xs[: xs.size - 1 - 2 * h], out=dx[h : nd - h])
+            if h:  # the first / last h rates use the one-sample difference
+                dx[:h] = xs[1 : h + 1] - xs[:h]
+                dx[nd - h :] = xs[nd - h + 1 :] - xs[nd - h : nd]
+                dx[h : nd - h] /= 2 * h + 1
+        dx *= p.fs
         with np.errstate(invalid="ignore", divide="ignore"):
-            dx = np.diff(xs) * p.fs / amp_s[:-1]  # dx[i] at relative time i + 0.5
-        nd = dx.size
-        ar = np.arange(nd)
+            dx /= amp_s[:-1]
         # heel strike: last i < on with dx[i] < thr, not before previous off / search window
-        below = np.where(dx < p.hs_slope_per_s, ar, -1)
+        below = np.arange(nd)
+        below[~(dx < p.hs_slope_per_s)] = -1
         np.maximum.accumulate(below, out=below)
         on_r = on_m - s0
         prev_off_r = np.r_[-1, np.where(off_m[:-1] >= 0, off_m[:-1] - s0, -1)]
         floor_r = np.maximum(on_r - p.search_n, prev_off_r)
+        del v
         kk = below[np.clip(on_r - 1, 0, nd - 1)]
+        del below
         ok = (kk >= floor_r) & (kk >= 0) & (kk + 1 < nd)
         kk = np.where(ok, kk, np.clip(on_r - 1, 0, nd - 2))
         d0, d1 = dx[kk], dx[kk + 1]
@@ -332,12 +501,16 @@ class SpanDetector:
         frac = np.where(np.isfinite(frac), frac, 0.5)
         hs = np.where(ok, kk + 0.5 + frac, on_r - 0.5) + s0
         # toe off: first i >= off-1 with dx[i] > -thr, before the next on
-        above = np.where(dx > -p.to_slope_per_s, ar, nd)
-        nxt = np.minimum.accumulate(above[::-1])[::-1]
+        nxt = np.arange(nd)
+        nxt[~(dx > -p.to_slope_per_s)] = nd
+        nxt = nxt[::-1]
+        np.minimum.accumulate(nxt, out=nxt)
+        nxt = nxt[::-1]
         off_r = np.where(off_m >= 0, off_m - s0, -1)
         has_off = off_r >= 0
         q = np.clip(off_r - 1, 0, nd - 1)
         k2 = nxt[q]
+        del nxt
         next_on_r = np.r_[on_r[1:], horizon - s0]
         ok2 = has_off & (k2 < nd) & (k2 >= 1) & (k2 < np.minimum(next_on_r, off_r + p.search_n))
         k2c = np.clip(k2, 1, nd - 1)
@@ -347,8 +520,11 @@ class SpanDetector:
         frac2 = np.where(np.isfinite(frac2), frac2, 0.5)
         to = np.where(ok2, k2c - 0.5 + frac2, np.where(has_off, off_r - 0.5, np.nan)) + s0
         # a contact is usable when the stride it starts (to the next on) has no long gap and lies in gait-capable data
-        bad = np.isnan(xs) | ~cap_s
-        cbad = np.r_[0, np.cumsum(bad)]
+        bad = np.isnan(xs)
+        bad |= ~cap_s
+        cbad = np.zeros(bad.size + 1, dtype=np.int64)
+        np.cumsum(bad, out=cbad[1:])
+        del bad
         seg_end = np.minimum(np.r_[on_r[1:], np.where(off_r[-1:] >= 0, off_r[-1:], horizon - s0)] + 1, xs.size)
         seg_start = np.maximum(on_r - 1, 0)
         ok_c = (cbad[seg_end] - cbad[seg_start]) == 0
@@ -356,17 +532,25 @@ class SpanDetector:
             # a true zero exists: contact begins / ends where the load leaves / returns to a small
             # fraction of the amplitude above the unloaded level (sub-sample linear interpolation)
             lvl = lo_s + p.zero_level_fraction * amp_s
-            under = np.where(xs < lvl, np.arange(xs.size), -1)
+            under = np.arange(xs.size)
+            under[~(xs < lvl)] = -1
             np.maximum.accumulate(under, out=under)
             u = under[np.clip(on_r, 0, xs.size - 1)]
+            del under
             okz = (u >= floor_r) & (u >= 0) & (u + 1 < xs.size)
             u = np.clip(u, 0, xs.size - 2)
             with np.errstate(invalid="ignore", divide="ignore"):
                 fz = np.clip((lvl[u] - xs[u]) / (xs[u + 1] - xs[u]), 0.0, 1.0)
             hs = np.where(okz & np.isfinite(fz), u + fz + s0, hs)
-            over = np.where(xs < lvl, np.arange(xs.size), xs.size)
-            nxt2 = np.minimum.accumulate(over[::-1])[::-1]
+            if p.to_level_fraction != p.zero_level_fraction:
+                lvl = lo_s + p.to_level_fraction * amp_s
+            nxt2 = np.arange(xs.size)
+            nxt2[~(xs < lvl)] = xs.size
+            nxt2 = nxt2[::-1]
+            np.minimum.accumulate(nxt2, out=nxt2)
+            nxt2 = nxt2[::-1]
             w = nxt2[np.clip(off_r, 0, xs.size - 1)]
+            del nxt2
             okw = has_off & (w < xs.size) & (w >= 1) & (w < next_on_r)
             w = np.clip(w, 1, xs.size - 1)
             with np.errstate(invalid="ignore", divide="ignore"):

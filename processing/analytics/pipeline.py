@@ -16,7 +16,7 @@ from insole_common.recording import Recording
 from processing.analytics import consts as C
 from processing.analytics.bouts import detect_bouts
 from processing.analytics.events import LoadEventDetector, SpanDetector
-from processing.analytics.strides import empty_strides, stride_rows
+from processing.analytics.strides import channel_sums, empty_strides, stride_rows
 
 #: a zero-based load unit: 0 means "foot in the air"
 ZERO_BASED_UNITS = {"N", "kPa", "N/cm^2"}
@@ -124,7 +124,12 @@ class FootEngine:
                 raise ValidationError(f"{self.side}: channel {k} missing from a chunk", reason="inconsistent_stream")
         self.n_abs += n
         self.stats["samples_n"] += n
-        self.stats["missing_n"] += int(np.isnan(p).all(axis=1).sum())
+        psum, q = channel_sums(p, self.layout)  # one pass over the channels for the load and stance sums
+        self._chunks.setdefault("psum", []).append(psum)
+        if q is not None:
+            self._chunks.setdefault("q", []).append(q)
+        cand = np.isnan(psum)  # a missing sample has every channel NaN: check only rows with a NaN
+        self.stats["missing_n"] += int(np.isnan(p[cand]).all(axis=1).sum()) if cand.any() else 0
         return self._process(final=False)
 
     def finish(self) -> pd.DataFrame:
@@ -145,7 +150,7 @@ class FootEngine:
         f = self._buf.get("f")
         if f is not None:
             return f
-        return self._buf["p"].sum(axis=1)
+        return self._buf["psum"]
 
     def _process(self, *, final: bool) -> pd.DataFrame:
         self._consolidate()
@@ -163,13 +168,13 @@ class FootEngine:
         res = self._span.run(load, abs0=self.abs0, start=self.start, state0=self.state0, final=final)
         c = res.contacts
         n_str = max(c["hs_i"].size - 1, 0)
-        new = empty_strides()
+        new = None
         if n_str > 0:
             new = stride_rows(
                 self.side, c, fs=self.fs, t0_s=self.t0_s, abs0=self.abs0, pressure=self._buf["p"],
                 layout=self.layout, load_unit=self.unit,
                 cop_ap=self._buf.get("cap"), cop_ml=self._buf.get("cml"), acc_g=self._buf.get("acc"),
-                gyro_dps=self._buf.get("gyr"), n_strides=n_str)
+                gyro_dps=self._buf.get("gyr"), n_strides=n_str, channel_q=self._buf.get("q"))
             self.strides.append(new)
             self.start = int(c["on_i"][n_str])
             self.state0 = 0.0
@@ -178,7 +183,7 @@ class FootEngine:
             pass
         if not final:
             self._trim()
-        return new
+        return new if new is not None else empty_strides()
 
     def _seconds(self, load: np.ndarray, final: bool) -> None:
         """Per-second mean load and mean |yaw rate| (for activity labels), for whole seconds received."""
@@ -191,16 +196,14 @@ class FootEngine:
         m = -(-seg.size // S)
         pad = np.full(m * S, np.nan)
         pad[: seg.size] = seg
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            self._sec_load.append(np.nanmean(pad.reshape(m, S), axis=1))
-            gyr = self._buf.get("gyr")
-            if gyr is not None:
-                g = np.full(m * S, np.nan)
-                g[: seg.size] = np.abs(gyr[a:b, 2])
-                self._sec_yaw.append(np.nanmean(g.reshape(m, S), axis=1))
-            else:
-                self._sec_yaw.append(np.full(m, np.nan))
+        self._sec_load.append(_row_nanmean(pad.reshape(m, S)))
+        gyr = self._buf.get("gyr")
+        if gyr is not None:
+            g = np.full(m * S, np.nan)
+            g[: seg.size] = np.abs(gyr[a:b, 2])
+            self._sec_yaw.append(_row_nanmean(g.reshape(m, S)))
+        else:
+            self._sec_yaw.append(np.full(m, np.nan))
         self._sec_done = end
 
     def seconds(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -213,7 +216,7 @@ class FootEngine:
         keep_from = max((self.start - self._span.p.search_n) // B - 3, 0) * B
         # blocks needed for levels still to be computed
         next_level_block = self._span.last_final_block(self.n_abs) + 1
-        keep_from = min(keep_from, max(next_level_block - 1, 0) * B, (self._sec_done // B) * B)
+        keep_from = min(keep_from, max(next_level_block - 2, 0) * B, (self._sec_done // B) * B)
         cut = keep_from - self.abs0
         if cut <= 0:
             return
@@ -222,11 +225,37 @@ class FootEngine:
                 self._buf[k] = v[cut:].copy()
         self.abs0 = keep_from
 
+    def flat_intervals_s(self, *, min_share: float = 0.5) -> list[tuple[float, float]]:
+        """Time spans (s) of blocks mostly made of flat seconds (dead or disconnected sensor, see
+        ``SpanDetector._levels``)."""
+        sp = self._span
+        if sp is None or not sp.flat:
+            return []
+        B = sp.p.block_n
+        out: list[tuple[float, float]] = []
+        for j in sorted(sp.flat):
+            if sp.flat[j] >= min_share:
+                a, b = self.t0_s + j * B / self.fs, self.t0_s + (j + 1) * B / self.fs
+                if out and abs(out[-1][1] - a) < 1e-9:
+                    out[-1] = (out[-1][0], b)
+                else:
+                    out.append((a, b))
+        return out
+
     def stride_table(self) -> pd.DataFrame:
         if not self.strides:
             return empty_strides()
         frames = [s for s in self.strides if not s.empty]
         return pd.concat(frames, ignore_index=True) if frames else empty_strides()
+
+
+def _row_nanmean(x: np.ndarray) -> np.ndarray:
+    """``np.nanmean(x, axis=1)`` (NaN for all-NaN rows) via two matrix-vector products."""
+    ok = np.isfinite(x)
+    ones = np.ones(x.shape[1])
+    n = ok.astype(np.float64) @ ones
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, np.where(ok, x, 0.0) @ ones / n, np.nan)
 
 
 def engines_for(recording: Recording, detector: LoadEventDetector | None = None) -> dict[str, FootEngine]:
@@ -254,24 +283,54 @@ def _check_recording(recording: Recording) -> None:
     for side, foot in recording.feet.items():
         if foot.n_samples == 0:
             raise ValidationError(f"{side}: recording has no samples", reason="empty")
-        if not np.isfinite(foot.pressure).any():
+        if not (np.isfinite(foot.pressure[:1000]).any() or np.isfinite(foot.pressure).any()):
             raise ValidationError(f"{side}: recording has no finite samples", reason="no_data")
 
 
+def _column_max(p: np.ndarray, rows_per_pass: int = 64) -> np.ndarray:
+    """Per-column maximum ignoring NaN of a C-ordered (n, c) array. Reducing a wide view
+    ``(n / k, k * c)`` is several times faster than ``axis=0`` on the narrow array."""
+    n, c = p.shape
+    k = rows_per_pass
+    m = (n // k) * k
+    parts = []
+    if m:
+        parts.append(np.fmax.reduce(p[:m].reshape(-1, k * c), axis=0).reshape(k, c))
+    if n > m:
+        parts.append(p[m:])
+    return np.fmax.reduce(np.concatenate(parts), axis=0)
+
+
 def _saturated_samples(pressure: np.ndarray, *, min_run_n: int = 10) -> int:
-    """Samples where a loaded channel is stuck at its own maximum for ``min_run_n`` samples or more (clipping)."""
-    p = pressure
+    """Samples whose centred window of ``min_run_n`` samples has a loaded channel stuck at its own maximum
+    (clipping); the same count as a moving-window test per channel, found from the few samples at the maximum."""
+    p = np.ascontiguousarray(pressure)
     if p.shape[0] < min_run_n:
         return 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mx = np.nanmax(p, axis=0)
-    at_max = (p == mx) & (mx > 0)
-    k = np.ones(min_run_n)
+    mx = _column_max(p)
+    thr = np.where(mx > 0, mx, np.inf)
+    # a run of >= min_run_n samples contains a row whose index is a multiple of `step`: look for candidates on
+    # those rows only, then examine the full signal around them
+    step = max(min_run_n - 1, 1)
+    hit = np.flatnonzero(p[::step] == thr)
     hits = np.zeros(p.shape[0], bool)
-    for c in np.where(at_max.any(axis=0))[0]:  # loop over channels, not samples
-        run = np.convolve(at_max[:, c].astype(float), k, mode="same") >= min_run_n - 0.5
-        hits |= run
+    if hit.size == 0:
+        return 0
+    rows, chans = np.divmod(hit, p.shape[1])
+    rows *= step
+    for c in np.unique(chans):  # loop over channels, not samples
+        near = np.unique((rows[chans == c][:, None] + np.arange(-step, step + 1)[None, :]).ravel())
+        near = near[(near >= 0) & (near < p.shape[0])]
+        pos = near[p[near, c] == thr[c]]
+        if pos.size < min_run_n:
+            continue
+        brk = np.flatnonzero(np.diff(pos) != 1)
+        st, en = np.r_[0, brk + 1], np.r_[brk, pos.size - 1]
+        h1 = min_run_n // 2
+        h2 = min_run_n - 1 - h1
+        for a, b in zip(pos[st], pos[en]):  # runs at the maximum (few)
+            if b - a + 1 >= min_run_n:
+                hits[a + h1 : b - h2 + 1] = True  # samples whose centred min_run_n window is all at the maximum
     return int(hits.sum())
 
 
@@ -297,15 +356,18 @@ def finalize(engines: dict[str, FootEngine], *, calibration: Calibration | None,
 
 
 def _double_support(strides: pd.DataFrame) -> None:
-    if strides.empty or strides[C.SIDE].nunique() < 2:
+    if strides.empty:
         return
-    for side, other in (("L", "R"), ("R", "L")):
-        me = strides[C.SIDE] == side
-        o = strides[strides[C.SIDE] == other]
-        o_hs = np.sort(o[C.HEEL_STRIKE_S].to_numpy())
-        o_to = np.sort(o[C.TOE_OFF_S].to_numpy())
-        hs = strides.loc[me, C.HEEL_STRIKE_S].to_numpy()
-        to = strides.loc[me, C.TOE_OFF_S].to_numpy()
+    side = strides[C.SIDE].to_numpy(dtype=object)
+    if len(set(side.tolist())) < 2:
+        return
+    hs_all = strides[C.HEEL_STRIKE_S].to_numpy(float)
+    to_all = strides[C.TOE_OFF_S].to_numpy(float)
+    ds_all = np.full(hs_all.size, np.nan)
+    for me_side, other in (("L", "R"), ("R", "L")):
+        me, o = side == me_side, side == other
+        o_hs, o_to = np.sort(hs_all[o]), np.sort(to_all[o])
+        hs, to = hs_all[me], to_all[me]
         # initial double support: from my heel strike to the other foot's next toe off
         j = np.searchsorted(o_to, hs)
         ini = np.where(j < o_to.size, o_to[np.minimum(j, o_to.size - 1)] - hs, np.nan)
@@ -314,9 +376,9 @@ def _double_support(strides: pd.DataFrame) -> None:
         k = np.searchsorted(o_hs, hs, side="right")
         ths = np.where(k < o_hs.size, o_hs[np.minimum(k, o_hs.size - 1)], np.nan)
         ter = np.where((ths < to), to - ths, np.nan)
-        ds = ini + ter
-        strides.loc[me, C.DOUBLE_SUPPORT_S] = ds
-        strides.loc[me, C.DOUBLE_SUPPORT_PCT] = 100 * ds / strides.loc[me, C.STRIDE_TIME_S].to_numpy()
+        ds_all[me] = ini + ter
+    strides[C.DOUBLE_SUPPORT_S] = ds_all
+    strides[C.DOUBLE_SUPPORT_PCT] = 100 * ds_all / strides[C.STRIDE_TIME_S].to_numpy(float)
 
 
 def symmetry_index(left: float, right: float) -> float:
@@ -342,9 +404,15 @@ def _summary(strides, bouts, engines, meta, *, n_candidates, rejected) -> dict[s
             C.CADENCE_STEPS_PER_MIN, C.STRIDE_LENGTH_M, C.GAIT_SPEED_M_S, C.COP_ML_MEAN_FW,
             C.LATERAL_LOAD_FRACTION, C.HEEL_LOAD_FRACTION, C.MIDFOOT_LOAD_FRACTION, C.FOREFOOT_LOAD_FRACTION,
             C.PEAK_HEEL_LOAD]
+    side_arr = strides[C.SIDE].to_numpy(dtype=object)
+    vals = strides[cols].to_numpy(dtype=np.float64)
     for side in ("L", "R"):
-        t = strides[strides[C.SIDE] == side]
-        per_side[side] = {"strides_n": int(len(t)), **{f"mean_{c}": _f(t[c].astype(float).mean()) if len(t) else None for c in cols}}
+        v = vals[side_arr == side]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN column: mean is NaN, reported as None
+            means = np.nanmean(v, axis=0) if len(v) else None
+        per_side[side] = {"strides_n": int(len(v)),
+                          **{f"mean_{c}": _f(means[i]) if len(v) else None for i, c in enumerate(cols)}}
     s["per_side"] = per_side
     if len(strides):
         s["mean_stride_time_s"] = _f(strides[C.STRIDE_TIME_S].mean())
@@ -367,6 +435,9 @@ def _summary(strides, bouts, engines, meta, *, n_candidates, rejected) -> dict[s
             flags.append(f"dropped_samples_{side}")
         if e.stats["saturated_n"] / n > 0.01:
             flags.append(f"saturated_channel_{side}")
+    for side, e in engines.items():
+        if e.flat_intervals_s():
+            flags.append(f"flat_sensor_{side}")
     if len(engines) < 2:
         flags.append("single_foot")
     if len(strides) == 0:

@@ -5,7 +5,7 @@ The stream runs the very same per-foot engine as :func:`processing.analytics.ana
 the contact state machine restarts at the last unfinished stride, and only
 results that later data can no longer change are emitted. So the final table
 equals the batch table on the same data, however the data is chunked.
-Latency: a stride is emitted about ``2 * block_s`` (10 s) after it ends.
+Latency: a stride is emitted about ``2 * block_s`` + 1 s (11 s) after it ends.
 Double support, stride length from a calibration, bout labels and the summary
 need both feet and are filled in by :meth:`StreamingAnalyzer.finish`.
 """

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from insole_common.layouts import SensorLayout, centre_of_pressure
+from insole_common.layouts import SensorLayout
 from processing.analytics import consts as C
 
 G_M_S2 = 9.80665
@@ -23,6 +23,26 @@ def foot_load(pressure: np.ndarray, total_force_n: np.ndarray | None) -> tuple[n
     if total_force_n is not None and np.isfinite(total_force_n).any():
         return np.asarray(total_force_n, dtype=np.float64), True
     return pressure.sum(axis=1), False
+
+
+#: rows of :func:`channel_sums`' weighted sums
+Q_HEEL, Q_MIDFOOT, Q_FOREFOOT, Q_LATERAL, Q_MEDIAL, Q_TOTAL, Q_ML_LOADED, Q_AP_MOMENT, Q_ML_MOMENT = range(9)
+
+
+def channel_sums(pressure: np.ndarray, layout: SensorLayout | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-sample sum of the channels (NaN if any channel is) and, with a layout, the ``(n, 9)`` weighted
+    channel sums of the clipped (>= 0) pressures that the stance features need (rows ``Q_*``): one matrix
+    product reads the 16 channels once. The array is column-major, so each quantity is contiguous."""
+    ones = np.ones(pressure.shape[1])
+    if layout is None:
+        return pressure @ ones, None
+    clip = not (pressure.min() >= 0)  # (NaN min: clip, and sum the raw channels separately)
+    p = np.maximum(pressure, 0.0) if clip else pressure
+    regions = [layout.region_mask(r) for r in ("heel", "midfoot", "forefoot")]
+    M = np.column_stack(regions + [layout.lateral_mask, layout.medial_mask, np.ones(layout.n_channels, bool),
+                                   np.zeros(layout.n_channels), layout.ap_array, layout.ml_array]).astype(np.float64)
+    q = (M.T @ p.T).T
+    return (pressure @ ones if clip else q[:, Q_TOTAL].copy()), q
 
 
 def stride_rows(
@@ -40,6 +60,7 @@ def stride_rows(
     acc_g: np.ndarray | None = None,
     gyro_dps: np.ndarray | None = None,
     n_strides: int | None = None,
+    channel_q: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Strides starting at contacts ``0 .. n_strides-1`` (each ends at the next contact's heel strike).
 
@@ -58,7 +79,7 @@ def stride_rows(
     hs, to, nhs = hs[keep], to[keep], nhs[keep]
     stride_t, stance_t, swing_t = stride_t[keep], stance_t[keep], swing_t[keep]
     n = hs.size
-    df = pd.DataFrame({
+    cols: dict[str, np.ndarray] = {
         C.SIDE: np.full(n, side, dtype=object),
         C.HEEL_STRIKE_S: t0_s + hs / fs,
         C.TOE_OFF_S: t0_s + to / fs,
@@ -68,24 +89,24 @@ def stride_rows(
         C.SWING_TIME_S: swing_t,
         C.STANCE_PCT: 100.0 * stance_t / stride_t,
         C.CADENCE_STEPS_PER_MIN: 120.0 / stride_t,
-    })
+    }
     for col in C.STRIDE_OPTIONAL_COLS:
-        df[col] = np.nan
-    df[C.STRIDE_LENGTH_SOURCE] = ""
-    df[C.LOAD_UNIT] = load_unit
-    df[C.BOUT_ID] = -1
-    if n == 0:
-        return df
-    # stance sample segments [a, b) in buffer-relative indices
-    a = np.ceil(hs).astype(np.int64) - abs0
-    b = np.floor(to).astype(np.int64) + 1 - abs0
-    b = np.maximum(b, a + 1)
-    _stance_features(df, a, b, pressure, layout, cop_ap, cop_ml)
-    if acc_g is not None and gyro_dps is not None:
-        sl = zupt_stride_length(hs - abs0, to - abs0, nhs - abs0, acc_g, gyro_dps, fs)
-        df[C.STRIDE_LENGTH_M] = sl
-        df.loc[np.isfinite(sl), C.STRIDE_LENGTH_SOURCE] = "imu_zupt"
-    return df
+        cols[col] = np.full(n, np.nan)
+    cols[C.STRIDE_LENGTH_SOURCE] = np.full(n, "", dtype=object)
+    cols[C.LOAD_UNIT] = np.full(n, load_unit, dtype=object)
+    cols[C.BOUT_ID] = np.full(n, -1, dtype=np.int64)
+    if n:
+        # stance sample segments [a, b) in buffer-relative indices
+        a = np.ceil(hs).astype(np.int64) - abs0
+        b = np.floor(to).astype(np.int64) + 1 - abs0
+        b = np.maximum(b, a + 1)
+        _stance_features(cols, a, b, pressure, layout, cop_ap, cop_ml, channel_q)
+        if acc_g is not None and gyro_dps is not None:
+            sl = zupt_stride_length(hs - abs0, to - abs0, nhs - abs0, acc_g, gyro_dps, fs)
+            cols[C.STRIDE_LENGTH_M] = sl
+            cols[C.STRIDE_LENGTH_SOURCE] = np.where(np.isfinite(sl), "imu_zupt", "").astype(object)
+    return pd.DataFrame(cols, columns=C.STRIDE_CORE_COLS + C.STRIDE_OPTIONAL_COLS
+                        + [C.STRIDE_LENGTH_SOURCE, C.LOAD_UNIT, C.BOUT_ID])
 
 
 def empty_strides() -> pd.DataFrame:
@@ -97,80 +118,90 @@ def empty_strides() -> pd.DataFrame:
     return df
 
 
+def _segment_reduce(op: np.ufunc, values: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``op`` over ``values[..., a_k:b_k]`` for every k, along the last axis (needs a_k < b_k <= n): one
+    ``reduceat`` over the interleaved bounds, reading only the segments."""
+    n = values.shape[-1]
+    idx = np.c_[a, np.minimum(b, n - 1)].ravel()
+    out = op.reduceat(values, idx, axis=-1)[..., ::2]
+    end = (b >= n) & (a < n - 1)  # a segment running to the end: reduceat stopped one short
+    if end.any():
+        out[..., end] = op(out[..., end], values[..., n - 1 : n])
+    return out
+
+
 def _segment_sum(values: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Sum of ``values[a_k:b_k]`` for every k (NaN treated as 0), via a cumulative sum."""
-    cs = np.concatenate([np.zeros((1,) + values.shape[1:]), np.cumsum(np.nan_to_num(values), axis=0)])
-    return cs[b] - cs[a]
+    """Sum of 1-D ``values[a_k:b_k]`` for every k (NaN treated as 0)."""
+    return _segment_reduce(np.add, np.nan_to_num(values), a, b)
 
 
-def _stance_features(df, a, b, pressure, layout, cop_ap, cop_ml) -> None:
+def _stance_features(df: dict, a, b, pressure, layout, cop_ap, cop_ml, channel_q=None) -> None:
+    """Fill the stance columns of ``df`` (a dict of per-stride arrays)."""
     n_rows = pressure.shape[0]
     a = np.clip(a, 0, n_rows - 1)
     b = np.clip(b, 1, n_rows)
     if layout is not None:
-        p = np.clip(pressure, 0.0, None)
-        region = np.column_stack([p[:, layout.region_mask(r)].sum(axis=1) for r in ("heel", "midfoot", "forefoot")])
-        lat = p[:, layout.lateral_mask].sum(axis=1)
-        med = p[:, layout.medial_mask].sum(axis=1)
-        tot = p.sum(axis=1)
-        ap, ml = centre_of_pressure(layout, p)
-        s_reg = _segment_sum(region, a, b)
-        s_tot = _segment_sum(tot, a, b)
-        s_lat, s_med = _segment_sum(lat, a, b), _segment_sum(med, a, b)
+        # every per-sample quantity is a weighted channel sum (see channel_sums), one quantity per row so that
+        # the per-stance reductions run along contiguous memory
+        # (rows 6 and missing samples are rewritten in place: idempotent, so the engine's buffer may be passed)
+        Q = np.ascontiguousarray((channel_q if channel_q is not None else channel_sums(pressure, layout)[1]).T)
+        tot = Q[5]
+        missing = np.isnan(tot)
+        if missing.any():
+            Q[:, missing] = 0.0  # missing rows weigh nothing (and have no COP)
+        loaded = tot > 1e-9
+        ap, ml = np.full(tot.size, np.nan), np.full(tot.size, np.nan)
+        np.divide(Q[7], tot, out=ap, where=loaded)
+        np.divide(Q[8], tot, out=ml, where=loaded)
+        np.multiply(Q[8], loaded, out=Q[6])  # ml * total where the COP exists
+        S = _segment_reduce(np.add, Q[:7], a, b)
+        s_tot = S[5]
         with np.errstate(invalid="ignore", divide="ignore"):
-            df[C.HEEL_LOAD_FRACTION] = s_reg[:, 0] / s_tot
-            df[C.MIDFOOT_LOAD_FRACTION] = s_reg[:, 1] / s_tot
-            df[C.FOREFOOT_LOAD_FRACTION] = s_reg[:, 2] / s_tot
-            df[C.LATERAL_LOAD_FRACTION] = s_lat / (s_lat + s_med)
-            df[C.MEDIAL_LOAD_FRACTION] = s_med / (s_lat + s_med)
-            df[C.COP_ML_MEAN_FW] = _segment_sum(np.nan_to_num(ml) * tot, a, b) / s_tot
-        weight = tot
+            df[C.HEEL_LOAD_FRACTION] = S[0] / s_tot
+            df[C.MIDFOOT_LOAD_FRACTION] = S[1] / s_tot
+            df[C.FOREFOOT_LOAD_FRACTION] = S[2] / s_tot
+            df[C.LATERAL_LOAD_FRACTION] = S[3] / (S[3] + S[4])
+            df[C.MEDIAL_LOAD_FRACTION] = S[4] / (S[3] + S[4])
+            df[C.COP_ML_MEAN_FW] = S[6] / s_tot
+        _gait_line(df, a, b, ap, ml)
+        pk = _segment_reduce(np.fmax, Q[[0, 5]], a, b)
+        df[C.PEAK_HEEL_LOAD] = pk[0]
+        df[C.PEAK_LOAD] = pk[1]
     elif cop_ap is not None and cop_ml is not None:
-        ap, ml = cop_ap, cop_ml
-        weight = np.where(np.isfinite(ml), np.clip(pressure.sum(axis=1), 0, None), 0.0)
+        load = np.clip(pressure.sum(axis=1), 0, None)
+        weight = np.where(np.isfinite(cop_ml), load, 0.0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            df[C.COP_ML_MEAN_FW] = _segment_sum(np.nan_to_num(ml) * weight, a, b) / _segment_sum(weight, a, b)
-    else:
-        return
-    _gait_line(df, a, b, ap, ml)
-    if layout is not None:
-        pk = _segment_max(region[:, 0], a, b)
-        df[C.PEAK_HEEL_LOAD] = pk
+            df[C.COP_ML_MEAN_FW] = _segment_sum(np.nan_to_num(cop_ml) * weight, a, b) / _segment_sum(weight, a, b)
+        _gait_line(df, a, b, cop_ap, cop_ml)
         df[C.PEAK_LOAD] = _segment_max(weight, a, b)
     else:
         df[C.PEAK_LOAD] = _segment_max(np.clip(pressure.sum(axis=1), 0, None), a, b)
 
 
 def _segment_max(values: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """max of values[a_k:b_k]; segments may not overlap (stance phases of one foot never do)."""
-    v = np.nan_to_num(values, nan=-np.inf)
-    out = np.maximum.reduceat(np.r_[v, -np.inf], np.c_[a, b].ravel())[::2]
-    return np.where(np.isfinite(out), out, np.nan)
+    """max of 1-D ``values[a_k:b_k]`` ignoring NaN (NaN when the segment has no finite value)."""
+    return _segment_reduce(np.fmax, values, a, b)
 
 
 def _gait_line(df, a, b, ap, ml) -> None:
     valid = np.isfinite(ap) & np.isfinite(ml)
     ap0, ml0 = np.where(valid, ap, np.nan), np.where(valid, ml, np.nan)
-    # first/last valid COP sample within each stance segment
-    idx = np.arange(ap.size)
-    first_valid = np.where(valid, idx, ap.size)
-    nxt = np.minimum.accumulate(first_valid[::-1])[::-1]
-    last_valid = np.where(valid, idx, -1)
-    prv = np.maximum.accumulate(last_valid)
-    f = nxt[a]
-    l_ = prv[b - 1]
+    n = ap.size
+    # first / last valid COP sample within each stance segment
+    idx = np.arange(n)
+    f = _segment_reduce(np.minimum, np.where(valid, idx, n), a, b)
+    l_ = _segment_reduce(np.maximum, np.where(valid, idx, -1), a, b)
     good = (f < b) & (l_ >= a)
-    fi, li = np.clip(f, 0, ap.size - 1), np.clip(l_, 0, ap.size - 1)
+    fi, li = np.clip(f, 0, n - 1), np.clip(l_, 0, n - 1)
     df[C.COP_AP_START_FL] = np.where(good, ap0[fi], np.nan)
     df[C.COP_ML_START_FW] = np.where(good, ml0[fi], np.nan)
     df[C.COP_AP_END_FL] = np.where(good, ap0[li], np.nan)
     df[C.COP_ML_END_FW] = np.where(good, ml0[li], np.nan)
-    hi_ap = _segment_max(np.where(valid, ap, -np.inf), a, b)
-    lo_ap = -_segment_max(np.where(valid, -ap, -np.inf), a, b)
-    hi_ml = _segment_max(np.where(valid, ml, -np.inf), a, b)
-    lo_ml = -_segment_max(np.where(valid, -ml, -np.inf), a, b)
-    df[C.GAIT_LINE_LENGTH_FL] = np.where(good, hi_ap - lo_ap, np.nan)
-    df[C.GAIT_LINE_WIDTH_FW] = np.where(good, hi_ml - lo_ml, np.nan)
+    both = np.vstack([ap0, ml0])
+    hi = _segment_reduce(np.fmax, both, a, b)
+    lo = _segment_reduce(np.fmin, both, a, b)
+    df[C.GAIT_LINE_LENGTH_FL] = np.where(good, hi[0] - lo[0], np.nan)
+    df[C.GAIT_LINE_WIDTH_FW] = np.where(good, hi[1] - lo[1], np.nan)
 
 
 def _ragged(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -183,12 +214,16 @@ def _ragged(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def _segment_argmin(values: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Index of the minimum of ``values[a_k:b_k]`` for every k (vectorised)."""
+    """Index of the (first) minimum of ``values[a_k:b_k]`` for every k (vectorised, O(total length))."""
     idx, seg, _ = _ragged(a, b - a)
     v = values[idx]
-    order = np.lexsort((v, seg))  # by segment, then value
     firsts = np.r_[0, np.cumsum(b - a)[:-1]]
-    return idx[order[firsts]]
+    mins = np.minimum.reduceat(v, firsts)
+    hit = np.flatnonzero(v == mins[seg])
+    _, first_hit = np.unique(seg[hit], return_index=True)
+    out = idx[firsts].copy()  # segments whose minimum is NaN: their first sample
+    out[seg[hit[first_hit]]] = idx[hit[first_hit]]
+    return out
 
 
 def zupt_stride_length(hs: np.ndarray, to: np.ndarray, nhs: np.ndarray, acc_g: np.ndarray, gyro_dps: np.ndarray,
@@ -214,7 +249,8 @@ def zupt_stride_length(hs: np.ndarray, to: np.ndarray, nhs: np.ndarray, acc_g: n
     if not ok.any():
         return out
     k = np.where(ok)[0]
-    wmag = np.sqrt(np.sum(np.nan_to_num(gyro_dps, nan=np.inf) ** 2, axis=1))
+    wmag = gyro_dps[:, 0] ** 2 + gyro_dps[:, 1] ** 2 + gyro_dps[:, 2] ** 2  # squared angular rate: same argmin
+    wmag[np.isnan(wmag)] = np.inf
     s = _segment_argmin(wmag, a0[k], b0[k])
     e = _segment_argmin(wmag, a1[k], b1[k])
     good = e - s >= 4
@@ -223,24 +259,35 @@ def zupt_stride_length(hs: np.ndarray, to: np.ndarray, nhs: np.ndarray, acc_g: n
         return out
     L = e - s + 1
     idx, seg, pos = _ragged(s, L)
-    acc = acc_g[idx]
+    firsts = np.r_[0, np.cumsum(L)[:-1]]
+    last = firsts + L - 1
+    ax, az = acc_g[idx, 0], acc_g[idx, 2]  # sagittal plane: x anterior, z up
     gy = gyro_dps[idx, 1]
-    finite = np.isfinite(acc).all(axis=1) & np.isfinite(gy)
-    seg_ok = np.bincount(seg, weights=~finite, minlength=k.size) == 0
+    finite = np.isfinite(ax) & np.isfinite(az) & np.isfinite(gy)
+    seg_ok = np.ones(k.size, bool)
+    if not finite.all():
+        seg_ok = np.bincount(seg, weights=~finite, minlength=k.size) == 0
+        ax, az, gy = np.nan_to_num(ax), np.nan_to_num(az), np.nan_to_num(gy)
     dt = 1.0 / fs
     theta0 = np.arctan2(-acc_g[s, 0], acc_g[s, 2])
-    # trapezoid cumulative integral within each segment (first element 0)
-    def seg_cumtrapz(y: np.ndarray) -> np.ndarray:
-        inc = np.r_[0.0, (y[1:] + y[:-1]) * 0.5 * dt]
-        inc[pos == 0] = 0.0
-        c = np.cumsum(inc)
-        return c - c[np.r_[0, np.cumsum(L)[:-1]]][seg]
-    y = np.nan_to_num(gy)
-    theta = theta0[seg] + seg_cumtrapz(y) * np.pi / 180.0
-    a_fwd = (np.nan_to_num(acc[:, 0]) * np.cos(theta) + np.nan_to_num(acc[:, 2]) * np.sin(theta)) * G_M_S2
-    vel = seg_cumtrapz(a_fwd)
-    last = np.cumsum(L) - 1
-    vel = vel - vel[last][seg] * pos / (L[seg] - 1)
-    disp = seg_cumtrapz(vel)[last]
+
+    def run_trapz(y: np.ndarray) -> np.ndarray:
+        """Running trapezoid integral over the concatenated segments; segment-relative values are
+        ``c - c[firsts][seg]`` (the increment into each segment's first sample is zeroed)."""
+        inc = np.empty_like(y)
+        inc[0] = 0.0
+        np.add(y[1:], y[:-1], out=inc[1:])
+        inc *= 0.5 * dt
+        inc[firsts] = 0.0
+        return np.cumsum(inc)
+
+    cg = run_trapz(gy)
+    theta = (theta0 - cg[firsts] * np.pi / 180.0)[seg] + cg * (np.pi / 180.0)
+    a_fwd = (ax * np.cos(theta) + az * np.sin(theta)) * G_M_S2
+    c = run_trapz(a_fwd)  # velocity (before drift removal) = c - c[first] within a segment
+    c0, c1 = c[firsts], c[last]
+    # forward displacement = trapezoid integral of the drift-corrected velocity v_i = (c_i - c0) - (c1 - c0) * pos / (L-1);
+    # v is 0 at both ends, so the trapezoid sum is dt * sum(v) = dt * (sum(c) - L * c0 - (c1 - c0) * L / 2)
+    disp = dt * (np.add.reduceat(c, firsts) - L * c0 - (c1 - c0) * L / 2.0)
     out[k] = np.where(seg_ok, np.abs(disp), np.nan)
     return out

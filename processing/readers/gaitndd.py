@@ -1,8 +1,13 @@
 """Reader for PhysioNet gaitndd (WFDB header ``.hea`` + format-212 ``.let`` / ``.rit``).
 
 One force-sensitive resistor per foot, 300 Hz, 12-bit ADC. The signal is kept
-in ADC units (``pressure_unit="adc"``, one channel named ``fsr``); WFDB's
-invalid-sample value (ADC -2048) becomes NaN. The ``.ts`` reference intervals
+in ADC units (``pressure_unit="adc"``, one channel named ``fsr``). ADC -2048 is both WFDB's
+invalid-sample value and the lowest code of the 12-bit converter: an FSR whose
+unloaded output sits at the bottom of the range clips there (als5.rit: 26,546
+samples in 12,464 runs, every run entered from -2047/-2046). A run of -2048
+that touches a sample within ``CLIP_MARGIN_ADC`` of the floor is clipping and
+kept at -2048; any other -2048 (e.g. the first sample of records whose header
+gives -32768 as first value) becomes NaN. The ``.ts`` reference intervals
 are read by :func:`read_gaitndd_ts` (used by the validation tests).
 """
 
@@ -16,8 +21,10 @@ import pandas as pd
 from insole_common.errors import ValidationError
 from insole_common.recording import FootRecording, Recording
 
-#: WFDB format 212 invalid-sample marker (12-bit)
+#: WFDB format 212 invalid-sample marker (12-bit), also the converter's lowest code
 INVALID_ADC = -2048
+#: a -2048 run next to a sample this close to the floor is clipping, not missing data
+CLIP_MARGIN_ADC = 64
 TS_COLUMNS = (
     "time_s", "stride_l_s", "stride_r_s", "swing_l_s", "swing_r_s", "swing_l_pct", "swing_r_pct",
     "stance_l_s", "stance_r_s", "stance_l_pct", "stance_r_pct", "double_support_s", "double_support_pct",
@@ -33,6 +40,23 @@ def decode_format_212(raw: bytes) -> np.ndarray:
     out[0::2] = s0
     out[1::2] = s1
     out[out > 2047] -= 4096
+    return out
+
+
+def invalid_samples(adc: np.ndarray) -> np.ndarray:
+    """Mask of WFDB invalid samples: runs of -2048 not entered from / left to a near-floor value (clipping)."""
+    at = adc == INVALID_ADC
+    if not at.any():
+        return at
+    d = np.diff(np.r_[0, at.view(np.int8), 0])
+    starts, ends = np.where(d == 1)[0], np.where(d == -1)[0]
+    before = adc[np.maximum(starts - 1, 0)]
+    after = adc[np.minimum(ends, adc.size - 1)]
+    near = lambda v: (v > INVALID_ADC) & (v <= INVALID_ADC + CLIP_MARGIN_ADC)  # noqa: E731
+    clipped = (near(before) & (starts > 0)) | (near(after) & (ends < adc.size))
+    out = np.zeros(adc.size, dtype=bool)
+    for s, e in zip(starts[~clipped], ends[~clipped]):  # loop over invalid runs (few), not samples
+        out[s:e] = True
     return out
 
 
@@ -69,7 +93,7 @@ def read_gaitndd(path: str | Path) -> Recording:
         adc = decode_format_212(raw)[:n_samples].astype(np.float64)
         if adc.size == 0:
             raise ValidationError(f"{hea.parent / fname}: no samples", reason="empty")
-        adc[adc == INVALID_ADC] = np.nan
+        adc[invalid_samples(adc)] = np.nan
         feet[side] = FootRecording(side=side, sample_rate_hz=rate_hz, t0_s=0.0, pressure=adc[:, None], pressure_unit="adc",
                                    channel_names=("fsr",), device_id=f"{name}.{fname.rsplit('.', 1)[-1]}")
     if not feet:
