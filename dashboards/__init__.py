@@ -1,4 +1,17 @@
-"""Dashboards (therapist, patient, researcher): not built yet — see the dashboards issue.
+"""Dashboards: the web app behind ``kinetic dashboard`` (docs/dashboards.md).
 
-They will read the same storage as the processing service (``processing.store``).
+Therapists see their patients' weekly trends against baseline, flags with evidence,
+notes, session pressure maps and gait lines, and a live view; patients see plainly whether
+their insoles record and how their walking goes; researchers list and download
+de-identified sessions. It reads the processing service's storage (``processing.store``)
+and hears collector status and live frames from the broker (``dashboards.live``).
+
+Modules: ``app`` (routes and access rules), ``auth`` (accounts, Argon2 passwords),
+``data`` (queries), ``plots`` (heat maps, gait lines), ``export`` (de-identified
+downloads), ``live`` (MQTT status and frames), ``schema`` (the dashboards' own tables),
+``testing`` (fixture data), ``cli``.
 """
+
+from dashboards.app import create_app
+
+__all__ = ["create_app"]

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The two commands of the README:
 #   bash scripts/run.sh demo   -> virtual environment + dependencies, then `kinetic demo`
-#   bash scripts/run.sh test   -> the same, plus Mosquitto and PostgreSQL (installed with apt-get
-#                                 when absent, started when down), then the whole test suite
+#   bash scripts/run.sh test   -> the same, plus Mosquitto, PostgreSQL and headless Chromium
+#                                 (installed with apt-get when absent; the services started when
+#                                 down), then the whole test suite
 # Extra arguments go to `kinetic demo` or to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -81,6 +82,12 @@ ensure_postgres() {
   wait_port "$PG_HOST" "$PG_PORT" || { say "PostgreSQL did not come up on $PG_HOST:$PG_PORT"; exit 1; }
 }
 
+ensure_chromium() {
+  # the dashboard tests drive Debian's headless Chromium through its chromedriver
+  if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then return 0; fi
+  apt_install chromium chromium-driver
+}
+
 cmd=${1:-}
 shift || true
 case "$cmd" in
@@ -92,6 +99,7 @@ case "$cmd" in
     ensure_venv
     ensure_mosquitto
     ensure_postgres
+    ensure_chromium
     export KINETIC_MQTT_URL=${KINETIC_MQTT_URL:-mqtt://$MQTT_HOST:$MQTT_PORT}
     export KINETIC_TEST_PG_DSN=${KINETIC_TEST_PG_DSN:-postgresql://postgres@$PG_HOST:$PG_PORT/postgres}
     exec "$VENV/bin/python" -m pytest "$@"

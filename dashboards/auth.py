@@ -1,0 +1,111 @@
+"""Accounts, passwords and who is asking.
+
+Passwords are hashed with Argon2id (argon2-cffi); the hash is all that is stored.
+There is no default account: accounts are created with ``kinetic dashboard add-user``.
+A signed-in browser carries a signed session cookie (Starlette's SessionMiddleware,
+itsdangerous) holding only the username and a CSRF token; the account is read back
+from the database on every request, so disabling it takes effect at once.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from insole_common.errors import InsoleError
+from processing.store import Store
+
+ROLES = ("therapist", "patient", "researcher", "admin")
+MIN_PASSWORD_CHARS = 10
+
+_hasher = PasswordHasher()
+#: verified against when the username does not exist, so both cases take the same time
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+class AccountError(InsoleError):
+    """An account cannot be created or changed as asked (bad role, weak password, unknown patient)."""
+
+    reason = "account"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The signed-in account behind a request."""
+
+    username: str
+    role: str
+    display_name: str = ""
+    #: the patient's own pseudonym, for role ``patient``
+    patient: str | None = None
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def add_account(store: Store, username: str, role: str, password: str, *, display_name: str = "",
+                patient: str | None = None) -> None:
+    """Create an account; raises :class:`AccountError` when the request is not acceptable."""
+    if role not in ROLES:
+        raise AccountError(f"role must be one of {ROLES}, got {role!r}")
+    if not username or not username.replace("_", "").replace("-", "").replace(".", "").isalnum() or len(username) > 64:
+        raise AccountError("username: 1-64 letters, digits, '.', '_' or '-'")
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise AccountError(f"password must have at least {MIN_PASSWORD_CHARS} characters")
+    if role == "patient":
+        if not patient:
+            raise AccountError("a patient account needs --patient PSEUDONYM")
+        if store.query("SELECT 1 AS x FROM patients WHERE pseudonym = ?", (patient,)).empty:
+            store.execute("INSERT INTO patients (pseudonym, created_us) VALUES (?, ?) ON CONFLICT (pseudonym) DO NOTHING",
+                          (patient, time.time_ns() // 1000))
+    elif patient:
+        raise AccountError("only patient accounts are linked to a pseudonym")
+    if not store.query("SELECT 1 AS x FROM accounts WHERE username = ?", (username,)).empty:
+        raise AccountError(f"account {username!r} exists already")
+    store.execute(
+        "INSERT INTO accounts (username, role, password_hash, display_name, patient, created_us) VALUES (?, ?, ?, ?, ?, ?)",
+        (username, role, hash_password(password), display_name, patient, time.time_ns() // 1000))
+
+
+def assign_patient(store: Store, therapist: str, patient: str) -> None:
+    """Let ``therapist`` see ``patient``."""
+    acc = store.query("SELECT role FROM accounts WHERE username = ?", (therapist,))
+    if acc.empty or acc.iloc[0]["role"] != "therapist":
+        raise AccountError(f"{therapist!r} is not a therapist account")
+    if store.query("SELECT 1 AS x FROM patients WHERE pseudonym = ?", (patient,)).empty:
+        raise AccountError(f"unknown patient {patient!r}")
+    store.execute("INSERT INTO therapist_patients (therapist, patient) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                  (therapist, patient))
+
+
+def set_disabled(store: Store, username: str, disabled: bool) -> bool:
+    return store.execute("UPDATE accounts SET disabled = ? WHERE username = ?", (int(disabled), username)) == 1
+
+
+def authenticate(store: Store, username: str, password: str) -> Actor | None:
+    """The account when ``password`` is right and the account enabled, else None."""
+    rows = store.query("SELECT password_hash, disabled FROM accounts WHERE username = ?", (username,))
+    stored = str(rows.iloc[0]["password_hash"]) if len(rows) else _DUMMY_HASH
+    try:
+        _hasher.verify(stored, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return None
+    if rows.empty or int(rows.iloc[0]["disabled"]):
+        return None
+    if _hasher.check_needs_rehash(stored):
+        store.execute("UPDATE accounts SET password_hash = ? WHERE username = ?", (hash_password(password), username))
+    return load_actor(store, username)
+
+
+def load_actor(store: Store, username: str) -> Actor | None:
+    rows = store.query("SELECT username, role, display_name, patient, disabled FROM accounts WHERE username = ?", (username,))
+    if rows.empty or int(rows.iloc[0]["disabled"]):
+        return None
+    r = rows.iloc[0]
+    return Actor(username=str(r["username"]), role=str(r["role"]), display_name=str(r["display_name"] or ""),
+                 patient=None if r["patient"] is None else str(r["patient"]))

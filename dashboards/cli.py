@@ -1,0 +1,170 @@
+"""``kinetic dashboard`` — serve the dashboards, and manage their accounts.
+
+::
+
+    kinetic dashboard --db kinetic.sqlite [--host 127.0.0.1] [--port 8080]   serve
+    kinetic dashboard add-user NAME --role therapist|patient|researcher|admin [--patient P] [--display-name D]
+    kinetic dashboard assign THERAPIST PATIENT                               let a therapist see a patient
+    kinetic dashboard set-cohort PATIENT COHORT                              research cohort of a patient
+    kinetic dashboard disable-user NAME / enable-user NAME
+
+Environment: ``KINETIC_DASHBOARD_SECRET`` (required to serve; at least 32 characters, e.g.
+``python -c 'import secrets; print(secrets.token_urlsafe(48))'``), ``KINETIC_DB`` (default
+database), ``KINETIC_DATABASE_URL`` (``postgresql://...``: use PostgreSQL instead of SQLite),
+``KINETIC_MQTT_URL`` (broker for collector status and the live view). New passwords are
+read from the terminal, or from standard input with ``--password-stdin``; never from arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", default=argparse.SUPPRESS,
+                        help="SQLite database of the processing service (env KINETIC_DB; default kinetic.sqlite)")
+    common.add_argument("--dsn", default=argparse.SUPPRESS,
+                        help="PostgreSQL DSN instead of --db (env KINETIC_DATABASE_URL)")
+    common.add_argument("--pg-schema", default=argparse.SUPPRESS, help="PostgreSQL schema (default public)")
+
+    p = sub.add_parser("dashboard", parents=[common], help="therapist, patient and researcher dashboards (web app)",
+                       description=__doc__.split("\n\n")[0], epilog=__doc__.split("::")[1] if __doc__ else None,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    p.add_argument("--port", type=int, default=8080, help="port (default %(default)s)")
+    p.add_argument("--mqtt-url", default=None, help="broker for status and live view (env KINETIC_MQTT_URL)")
+    p.add_argument("--no-mqtt", action="store_true", help="do not connect to a broker (status shows as unknown)")
+    p.add_argument("--https-only-cookies", action="store_true", help="mark the session cookie Secure (behind HTTPS)")
+    p.set_defaults(func=serve)
+    acts = p.add_subparsers(dest="action", metavar="ACTION")
+
+    a = acts.add_parser("add-user", parents=[common], help="create an account (password asked, never an argument)")
+    a.add_argument("username")
+    a.add_argument("--role", required=True, choices=("therapist", "patient", "researcher", "admin"))
+    a.add_argument("--patient", help="the patient's pseudonym (role patient)")
+    a.add_argument("--display-name", default="")
+    a.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    a.set_defaults(func=add_user)
+
+    s = acts.add_parser("assign", parents=[common], help="let a therapist see a patient")
+    s.add_argument("therapist")
+    s.add_argument("patient")
+    s.set_defaults(func=assign)
+
+    c = acts.add_parser("set-cohort", parents=[common], help="put a patient into a research cohort")
+    c.add_argument("patient")
+    c.add_argument("cohort")
+    c.set_defaults(func=set_cohort)
+
+    for name, flag in (("disable-user", True), ("enable-user", False)):
+        d = acts.add_parser(name, parents=[common], help=f"{name.split('-')[0]} an account")
+        d.add_argument("username")
+        d.set_defaults(func=lambda args, flag=flag: toggle(args, flag))
+
+
+def open_store(args: argparse.Namespace):
+    from dashboards.schema import migrate
+    from processing.store import PostgresStore, SQLiteStore
+
+    dsn = getattr(args, "dsn", None) or (None if getattr(args, "db", None) else os.environ.get("KINETIC_DATABASE_URL"))
+    if dsn:
+        store = PostgresStore(dsn, schema=getattr(args, "pg_schema", None) or "public")
+    else:
+        store = SQLiteStore(getattr(args, "db", None) or os.environ.get("KINETIC_DB", "kinetic.sqlite"))
+    migrate(store)
+    return store
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from dashboards.app import MIN_SECRET_CHARS, create_app
+    from dashboards.live import LiveFeed, MqttLiveFeed
+    from kinetic.mqtt import MqttError, MqttSettings
+
+    secret = os.environ.get("KINETIC_DASHBOARD_SECRET", "")
+    if len(secret) < MIN_SECRET_CHARS:
+        print(f"set KINETIC_DASHBOARD_SECRET to a random string of at least {MIN_SECRET_CHARS} characters, e.g.\n"
+              "  export KINETIC_DASHBOARD_SECRET=$(python -c 'import secrets; print(secrets.token_urlsafe(48))')",
+              file=sys.stderr)
+        return 2
+    store = open_store(args)
+    feed: LiveFeed = LiveFeed()
+    if not args.no_mqtt:
+        settings = MqttSettings.from_env(args.mqtt_url)
+        try:
+            mqtt_feed = MqttLiveFeed(settings, client_id="kinetic-dashboard-" + os.urandom(3).hex())
+            mqtt_feed.start()
+            feed = mqtt_feed
+        except MqttError as exc:
+            print(f"warning: {exc}; collector status and live view are unavailable", file=sys.stderr)
+    if store.query("SELECT COUNT(*) AS n FROM accounts").iloc[0]["n"] == 0:
+        print("no accounts yet: create one with  kinetic dashboard add-user NAME --role therapist", file=sys.stderr)
+    app = create_app(store, secret=secret, feed=feed, https_only=args.https_only_cookies)
+    print(f"kinetic dashboard on http://{args.host}:{args.port}/  (API docs: /api/docs)", flush=True)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", proxy_headers=False)
+    finally:
+        feed.stop()
+    return 0
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("new password: ")
+    if first != getpass.getpass("again: "):
+        raise SystemExit("the passwords differ")
+    return first
+
+
+def add_user(args: argparse.Namespace) -> int:
+    from dashboards.auth import AccountError, add_account
+
+    store = open_store(args)
+    try:
+        add_account(store, args.username, args.role, _read_password(args), display_name=args.display_name,
+                    patient=args.patient)
+    except AccountError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"created {args.role} account {args.username!r}")
+    return 0
+
+
+def assign(args: argparse.Namespace) -> int:
+    from dashboards.auth import AccountError, assign_patient
+
+    try:
+        assign_patient(open_store(args), args.therapist, args.patient)
+    except AccountError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.therapist} now sees {args.patient}")
+    return 0
+
+
+def set_cohort(args: argparse.Namespace) -> int:
+    from dashboards.schema import set_cohort as _set
+
+    store = open_store(args)
+    if store.query("SELECT 1 AS x FROM patients WHERE pseudonym = ?", (args.patient,)).empty:
+        print(f"error: unknown patient {args.patient!r}", file=sys.stderr)
+        return 1
+    _set(store, args.patient, args.cohort)
+    print(f"{args.patient} is in cohort {args.cohort!r}")
+    return 0
+
+
+def toggle(args: argparse.Namespace, disabled: bool) -> int:
+    from dashboards.auth import set_disabled
+
+    if not set_disabled(open_store(args), args.username, disabled):
+        print(f"error: no account {args.username!r}", file=sys.stderr)
+        return 1
+    print(f"{args.username} {'disabled' if disabled else 'enabled'}")
+    return 0

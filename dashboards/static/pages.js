@@ -1,0 +1,157 @@
+/* Page controllers: each page reads the JSON API and draws with charts.js. All text goes in via textContent. */
+(function () {
+  "use strict";
+  const body = document.body, page = body.dataset.page;
+  async function api(url, init) {
+    const r = await fetch(url, Object.assign({ credentials: "same-origin", headers: { Accept: "application/json" } }, init || {}));
+    if (r.status === 401) { location.href = "/login?next=" + encodeURIComponent(location.pathname); throw new Error("sign in"); }
+    if (!r.ok) throw new Error(`${url}: ${r.status}`);
+    return r.json();
+  }
+  function h(tag, attrs, ...kids) {
+    const e = document.createElement(tag);
+    for (const k in attrs || {}) { if (k === "class") e.className = attrs[k]; else e.setAttribute(k, attrs[k]); }
+    kids.flat(Infinity).forEach(k => e.appendChild(typeof k === "string" || typeof k === "number" ? document.createTextNode(String(k)) : k));
+    return e;
+  }
+  const fmt = (v, d) => window.KC.fmt(v, d);
+  const enc = encodeURIComponent;
+  function fail(where, err) { const n = document.getElementById(where); if (n) n.textContent = "Could not load: " + err.message; body.dataset.error = err.message; }
+  function done() { body.dataset.ready = "1"; }
+  function hours(hh) { const m = Math.round(hh * 60); return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, "0")} min`; }
+
+  async function therapistList() {
+    const d = await api("/api/therapist/patients");
+    document.getElementById("today").textContent = d.today;
+    const tb = document.querySelector("#patients tbody"); tb.textContent = "";
+    if (!d.patients.length) tb.appendChild(h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No patients are assigned to you yet.")));
+    d.patients.forEach(p => {
+      const flags = p.flags.length ? p.flags.map(f => h("span", { class: "tag " + f.state }, `${f.metric_label} ${f.state}`)) : [h("span", { class: "muted" }, "none")];
+      tb.appendChild(h("tr", { "data-patient": p.patient },
+        h("td", {}, h("a", { href: "/therapist/patients/" + enc(p.patient) }, p.patient), p.display_name ? h("div", { class: "muted" }, p.display_name) : ""),
+        h("td", {}, flags), h("td", { class: "num" }, hours(p.wearing_h)), h("td", { class: "num" }, p.steps_week),
+        h("td", {}, p.last_day || "–"), h("td", {}, h("a", { href: "/therapist/live/" + enc(p.patient) }, "live"))));
+    });
+  }
+
+  function flagBox(f) {
+    const ev = Object.entries(f.evidence || {}).map(([k, v]) => [h("dt", {}, k), h("dd", {}, typeof v === "object" ? JSON.stringify(v) : String(v))]);
+    return h("div", { class: "flag " + f.state, "data-flag": f.id },
+      h("strong", {}, `${f.metric_label}: ${f.state}`), ` on ${f.day} (${f.kind})`,
+      h("dl", {}, h("dt", {}, "baseline"), h("dd", {}, `${fmt(f.baseline, 3)} ${f.unit}`), h("dt", {}, "current"), h("dd", {}, `${fmt(f.current, 3)} ${f.unit}`),
+        h("dt", {}, "real-change threshold"), h("dd", {}, `± ${fmt(f.threshold, 3)}`), h("dt", {}, "effect size"), h("dd", {}, fmt(f.effect_size, 2)),
+        h("dt", {}, "days"), h("dd", {}, String(f.days_n)), ev));
+  }
+
+  async function therapistPatient() {
+    const p = body.dataset.patient, base = "/api/patients/" + enc(p);
+    const [facts, tr, fl, notes, sess] = await Promise.all([api(base), api(base + "/trends"), api(base + "/flags"), api(base + "/notes"), api(base + "/sessions?limit=20")]);
+    const st = facts.status.collector ? (facts.status.collector.online ? "hub online" : "hub offline") : "hub status unknown";
+    document.getElementById("facts").textContent = `This week: ${hours(facts.wearing_h)} worn, ${facts.week.reduce((a, d) => a + d.steps, 0)} steps · ${st}`;
+    const box = document.getElementById("trends"); box.textContent = "";
+    tr.metrics.forEach(m => {
+      const last = (m.weekly || []).filter(w => w.value !== null).slice(-1)[0];
+      const b = m.baseline;
+      const note = b ? `baseline ${fmt(b.mean, m.decimals)} ± ${fmt(b.sd, m.decimals)} (${b.start_day} – ${b.end_day}, ${b.source})` +
+        (m.threshold !== null ? `; real change ± ${fmt(m.threshold, m.decimals)}${m.threshold_source === "default" ? " (default 2.77 SD)" : ""}` : "") : "no baseline yet";
+      box.appendChild(h("div", { class: "chart", "data-metric": m.key },
+        h("h3", {}, `${m.label} `, h("span", { class: "muted" }, `(${m.unit})${last ? " · last week " + fmt(last.value, m.decimals) : ""}`)),
+        window.KC.trendChart(m), h("div", { class: "note" }, note)));
+    });
+    const flags = document.getElementById("flags"); flags.textContent = ""; flags.className = "";
+    if (!fl.flags.length) flags.appendChild(h("p", { class: "muted" }, "No flags."));
+    fl.flags.forEach(f => flags.appendChild(flagBox(f)));
+    const tb = document.querySelector("#sessions tbody"); tb.textContent = "";
+    sess.sessions.forEach(s => tb.appendChild(h("tr", {},
+      h("td", {}, h("a", { href: "/therapist/sessions/" + enc(s.session_id) }, s.day)), h("td", { class: "num" }, s.duration_s === null ? "open" : (s.duration_s < 120 ? `${Math.round(s.duration_s)} s` : `${Math.round(s.duration_s / 60)} min`)),
+      h("td", { class: "num" }, s.strides_n === null ? "–" : s.strides_n), h("td", { class: "num" }, s.walking_time_s === null ? "–" : `${Math.round(s.walking_time_s)} s`),
+      h("td", { class: "num" }, fmt(s.cadence_steps_per_min, 1)), h("td", {}, s.state))));
+    const ul = document.getElementById("note-list"); ul.textContent = "";
+    notes.notes.forEach(n => ul.appendChild(h("li", {}, h("div", { class: "muted" }, `${new Date(n.time_us / 1000).toISOString().slice(0, 16).replace("T", " ")} · ${n.author}`), n.text)));
+  }
+
+  async function therapistSession() {
+    const sid = body.dataset.session, base = "/api/sessions/" + enc(sid);
+    const [s, pr] = await Promise.all([api(base), api(base + "/pressure")]);
+    const sm = s.summary || {};
+    document.getElementById("facts").textContent = `${s.day} · ${s.strides.length} strides · cadence ${fmt(sm.cadence_steps_per_min, 1)} steps/min · mean stride ${fmt(sm.mean_stride_length_m, 2)} m · walking ${fmt(sm.walking_time_s, 0)} s`;
+    const feet = document.getElementById("feet"); feet.textContent = "";
+    const vmax = Math.max(1e-9, ...Object.values(pr.feet).flatMap(f => f.grid.map(r => Math.max(...r))));
+    ["L", "R"].forEach(side => {
+      const f = pr.feet[side];
+      if (!f) { feet.appendChild(h("div", { class: "foot muted" }, `${side}: no data`)); return; }
+      feet.appendChild(h("div", { class: "foot", "data-side": side }, h("div", {}, side === "L" ? "Left" : "Right"),
+        window.KC.footMap(f, side, pr.outline, { vmax: vmax }),
+        h("div", { class: "muted" }, `${f.gait_line.strides_n} steps · max ${fmt(Math.max(...f.values.filter(v => v !== null)), 0)} ${f.unit}`)));
+    });
+    const thead = document.querySelector("#strides thead"), tb = document.querySelector("#strides tbody");
+    thead.textContent = ""; tb.textContent = "";
+    thead.appendChild(h("tr", {}, s.stride_columns.map(c => h("th", {}, c))));
+    s.strides.forEach(r => tb.appendChild(h("tr", {}, r.map(v => h("td", { class: typeof v === "number" ? "num" : "" }, typeof v === "number" ? fmt(v, 3) : (v === null ? "–" : v))))));
+  }
+
+  function live() {
+    const p = body.dataset.patient, state = document.getElementById("live-state"), feet = document.getElementById("feet");
+    let frames = 0;
+    const src = new EventSource("/api/patients/" + enc(p) + "/live/stream");
+    src.addEventListener("frame", ev => {
+      const d = JSON.parse(ev.data); frames += 1;
+      const sides = Object.keys(d.feet);
+      const hub = d.status && d.status.collector ? (d.status.collector.online ? "hub online" : "hub offline") : "hub status unknown";
+      state.textContent = sides.length ? `Receiving ${sides.join(" + ")} · ${hub}` : `Waiting for data from the insoles · ${hub}`;
+      body.dataset.frames = String(frames);
+      feet.textContent = "";
+      const vmax = Math.max(200, ...Object.values(d.feet).flatMap(f => f.grid.map(r => Math.max(...r))));
+      ["L", "R"].forEach(side => { const f = d.feet[side]; if (f) feet.appendChild(h("div", { class: "foot", "data-side": side }, h("div", {}, side === "L" ? "Left" : "Right"), window.KC.footMap(f, side, d.outline, { vmax: vmax, height: 320 }))); });
+      body.dataset.liveSides = sides.join("");
+    });
+    src.onerror = () => { state.textContent = "Connection lost; retrying…"; };
+    window.addEventListener("beforeunload", () => src.close());
+  }
+
+  async function me() {
+    const d = await api("/api/me/overview");
+    const s = document.getElementById("status"); s.textContent = d.status.headline; s.className = "big status-" + d.status.level;
+    document.getElementById("battery").textContent = d.status.battery_note || "";
+    document.getElementById("week-total").textContent = `${d.steps.toLocaleString("en-GB")} steps, about ${Math.round(d.walking_min)} minutes of walking in the last seven days.`;
+    const c = document.getElementById("week-chart"); c.textContent = ""; c.appendChild(window.KC.barChart(d.week, "steps", "Steps per day"));
+    const ul = document.getElementById("trend"); ul.textContent = ""; d.trend.forEach(t => ul.appendChild(h("li", {}, t)));
+  }
+
+  async function research() {
+    const sel = document.getElementById("cohort");
+    const c = await api("/api/research/cohorts");
+    c.cohorts.forEach(x => sel.appendChild(h("option", { value: x }, x)));
+    async function load() {
+      const q = new URLSearchParams();
+      ["cohort", "from_day", "to_day"].forEach(k => { const v = document.getElementById(k).value; if (v) q.set(k, v); });
+      const d = await api("/api/research/sessions?" + q.toString());
+      document.getElementById("count").textContent = `${d.sessions.length} sessions`;
+      const tb = document.querySelector("#research-sessions tbody"); tb.textContent = "";
+      d.sessions.forEach(s => tb.appendChild(h("tr", { "data-session": s.session },
+        h("td", { class: "mono" }, s.session), h("td", { class: "mono" }, s.subject), h("td", {}, s.cohort), h("td", {}, s.day),
+        h("td", { class: "num" }, s.duration_s === null ? "–" : `${Math.round(s.duration_s)} s`), h("td", { class: "num" }, s.strides_n === null ? "–" : s.strides_n),
+        h("td", {}, h("a", { href: `/api/research/sessions/${enc(s.session)}/strides.csv`, class: "dl-csv", download: "" }, "strides CSV"), " · ",
+          h("a", { href: `/api/research/sessions/${enc(s.session)}/raw.parquet`, class: "dl-parquet", download: "" }, "raw Parquet")))));
+      done();
+    }
+    document.getElementById("filter").addEventListener("submit", ev => { ev.preventDefault(); body.dataset.ready = ""; load().catch(e => fail("count", e)); });
+    await load();
+  }
+
+  async function admin() {
+    const d = await api("/api/admin/accounts");
+    const tb = document.querySelector("#accounts tbody");
+    d.accounts.forEach(a => tb.appendChild(h("tr", {}, h("td", {}, a.username), h("td", {}, a.role), h("td", {}, a.display_name || ""), h("td", {}, a.patient || ""), h("td", {}, a.disabled ? "yes" : ""))));
+    const tb2 = document.querySelector("#assignments tbody");
+    d.assignments.forEach(a => tb2.appendChild(h("tr", {}, h("td", {}, a.therapist), h("td", {}, a.patient))));
+  }
+
+  const PAGES = { "therapist-list": therapistList, "therapist-patient": therapistPatient, "therapist-session": therapistSession, me: me, admin: admin };
+  document.addEventListener("DOMContentLoaded", () => {
+    if (page === "live") { live(); done(); return; }
+    if (page === "research") { research().catch(e => fail("count", e)); return; }
+    const f = PAGES[page];
+    if (f) f().then(done, e => { fail(page === "me" ? "status" : "facts", e); done(); }); else done();
+  });
+})();
