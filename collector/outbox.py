@@ -44,6 +44,11 @@ CREATE TABLE IF NOT EXISTS outbox (
     retain INTEGER NOT NULL,
     created_us INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS device_seq (
+    device_id TEXT PRIMARY KEY,
+    last_seq INTEGER NOT NULL,
+    time_us INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS staged (
     key TEXT PRIMARY KEY,
     topic TEXT NOT NULL,
@@ -108,8 +113,11 @@ class Outbox:
             return int(cur.lastrowid)
 
     def commit(self, rows: list[tuple[str, bytes]], *, stage_key: str, staged: tuple[str, bytes] | None,
-               qos: int = 1) -> None:
+               qos: int = 1, seq_mark: tuple[str, int, int] | None = None) -> None:
         """In one transaction: append ``rows`` to the outbox and set (or clear) the staged row ``stage_key``.
+
+        ``seq_mark`` = (device_id, highest sequence number now stored or staged, collector time in us)
+        raises that device's high-water mark (:meth:`seq_mark`), atomically with the rows.
 
         Raises OutboxFullError (storing nothing of ``rows``, but still updating the staged row) past the budget.
         """
@@ -136,6 +144,12 @@ class Outbox:
                         "updated_us = excluded.updated_us",
                         (stage_key, staged[0], staged[1], now_us),
                     )
+                if seq_mark is not None:
+                    db.execute(
+                        "INSERT INTO device_seq (device_id, last_seq, time_us) VALUES (?, ?, ?) ON CONFLICT(device_id) "
+                        "DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq), time_us = excluded.time_us",
+                        seq_mark,
+                    )
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -150,6 +164,12 @@ class Outbox:
                 f"outbox {self.path} is full ({self._bytes} of {self.budget_bytes} bytes); "
                 "the broker has been unreachable too long, new data is not being kept"
             )
+
+    def seq_mark(self, device_id: str) -> tuple[int, int] | None:
+        """(highest sequence number ever stored or staged for the device, collector time then), or None."""
+        with self._lock:
+            row = self._db.execute("SELECT last_seq, time_us FROM device_seq WHERE device_id = ?", (device_id,)).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]))
 
     def staged(self) -> list[tuple[str, str, bytes]]:
         """Staged rows as (key, topic, payload)."""

@@ -7,7 +7,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +51,9 @@ class _SideState:
     batches_n: int = 0
     frames_n: int = 0
     last_seq: int | None = None
+    device_id: str | None = None
+    #: added to the device's sequence numbers in this run (see Collector._seq_offset); None until known
+    seq_offset: int | None = None
     staged_at: float = float("-inf")
 
 
@@ -147,9 +150,32 @@ class Collector:
         self.publisher.notify()
         return True
 
+    def _seq_offset(self, frames: DeviceFrames) -> int:
+        """Offset that keeps ``(device_id, seq)`` unique across collector runs.
+
+        A device's counter restarts with each connection run (16-bit counters are unwrapped per
+        run; a reboot resets them), but the processing service keys frames by device and sequence
+        number forever. The outbox remembers each device's highest number; a run whose first
+        frame does not lie beyond it continues after it, leaving a gap the size of the wall-clock
+        time since then (the exact count of frames missed between runs is unknowable).
+        """
+        mark = self.outbox.seq_mark(frames.device_id)
+        if mark is None or frames.first_seq > mark[0]:
+            return 0
+        last_seq, last_us = mark
+        missed = max(0, int(round((self.clock_us() - last_us) / 1e6 * frames.sample_rate_hz)))
+        return last_seq + 1 + missed - frames.first_seq
+
     def handle_frames(self, frames: DeviceFrames) -> None:
         """Align one notification's frames and enqueue every batch they complete."""
         state = self._sides[frames.side]
+        if state.seq_offset is None:
+            state.seq_offset = self._seq_offset(frames)
+            if state.seq_offset:
+                log.info("%s insole %s: sequence numbers continue after the previous run (offset %d)",
+                         frames.side, frames.device_id, state.seq_offset)
+        if state.seq_offset:
+            frames = replace(frames, first_seq=frames.first_seq + state.seq_offset)
         period_us = 1e6 / frames.sample_rate_hz
         last_dev_us = frames.device_time_us + int(round((frames.n_frames - 1) * period_us))
         state.aligner.observe(last_dev_us, frames.arrival_time_us)
@@ -175,8 +201,14 @@ class Collector:
             return  # staged again soon: one SQLite transaction per notification costs more CPU than it is worth
         state.staged_at = now
         staged = self._pending_payload(side)
+        mark = None
+        if state.pending:
+            last = state.pending[-1]
+            mark = (last.device_id, last.first_seq + last.n_frames - 1, self.clock_us())
+        elif state.last_seq is not None and state.device_id is not None:
+            mark = (state.device_id, state.last_seq, self.clock_us())
         try:
-            self.outbox.commit(rows, stage_key=side, staged=staged)
+            self.outbox.commit(rows, stage_key=side, staged=staged, seq_mark=mark)
         except OutboxFullError as exc:
             self.lost_outbox_full_n += len(rows)
             log.error("%s", exc)
@@ -238,6 +270,7 @@ class Collector:
             rows.append((topics.raw_topic(self.config.patient, side), encode_batch(batch)))
             state.batches_n += 1
             state.last_seq = batch.last_seq
+            state.device_id = batch.device_id
             start = end
         if start >= n:
             state.pending = []

@@ -148,3 +148,23 @@ def test_duplicates_dropped_and_bad_payloads_rejected_without_losing_good_data(t
     assert got == {"truncated": 6, "bad_checksum": 1, "bad_magic": 1, "inconsistent_message": 1}
     # the stored payloads still decode to the originals
     assert all(decode_batch(p).n_frames == 50 for _, p in raw)
+
+
+def test_a_device_counter_restarting_in_the_next_session_loses_nothing(tmp_path, mqtt_settings, patient_id, service) -> None:
+    """Each run of a device starts its counter afresh (a 16-bit counter unwrapped per run, a reboot):
+    the collector continues the numbering after the previous run, so (device, seq) never repeats."""
+    device = f"{patient_id}-L"
+    clock = [1_800_000_000_000_000]
+    for run in range(2):
+        frames = synthetic_frames("L", device, 30, seed=run)  # identical sequence numbers in both runs
+        collector = Collector(CollectorConfig(patient=patient_id, outbox_path=tmp_path / "outbox.sqlite"),
+                              [FramesSource("L", device, frames)], mqtt_settings, clock_us=lambda: clock[0])
+        asyncio.run(collector.run(session_id=f"run-{run}"))
+        clock[0] += 60_000_000  # the next run starts a minute later
+    assert wait_for(lambda: service.stats.sessions_closed_n == 2)
+    seqs = stored_seqs(service.store, device)
+    assert len(seqs) == 2 * 30 * 5 and len(set(seqs)) == len(seqs)
+    assert service.stats.frames_duplicate_n == 0
+    # the second run continues after the first, one minute (6000 frames at 100 Hz) later
+    first_run_end = 1000 + 30 * 5 - 1
+    assert min(s for s in seqs if s > first_run_end) == first_run_end + 1 + 6000
