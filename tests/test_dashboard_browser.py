@@ -99,11 +99,12 @@ def ready(driver):
 
 def click_and_load(driver, element):
     """Click something that loads a new page, and wait until that page has drawn."""
-    from selenium.webdriver.support import expected_conditions as EC
-
-    old = driver.find_element(By.TAG_NAME, "body")
+    # a marker on the old page's window: gone once the new document is loaded. (Holding the old <body>
+    # and waiting for it to go stale races: Chromium may answer "node does not belong to the document"
+    # instead of a stale-element error.)
+    driver.execute_script("window.__kcOldPage = true;")
     element.click()
-    WebDriverWait(driver, 15).until(EC.staleness_of(old))
+    WebDriverWait(driver, 15).until(lambda d: d.execute_script("return window.__kcOldPage === undefined"))
     ready(driver)
 
 
