@@ -23,10 +23,9 @@ Layouts
 ``gaitpdb8`` 8 channels per foot of the Infotronic Ultraflex insoles in
              PhysioNet gaitpdb, converted from the coordinates in its
              ``format.txt`` (see :data:`GAITPDB_RAW_XY`).
-``orphe6``   6 channels of the ORPHE INSOLE (hallux, first, third and fifth
-             metatarsal heads, lateral midfoot, heel): anatomical positions of
-             the points named in its sensor specification; refine once the
-             specification's drawing is checked (issue 4).
+``orphe6``   6 channels of the ORPHE INSOLE in its SDKs' order (toe medial, ball
+             medial, toe lateral, ball centre, midfoot lateral, heel); positions
+             are anatomical estimates of those points (docs/ble-profile.md).
 
 Each sensor also has a region (``heel``, ``midfoot``, ``forefoot``) used for
 heel / midfoot / forefoot load fractions; toes count as forefoot.
@@ -174,11 +173,13 @@ ORPHE6 = SensorLayout(
     name="orphe6",
     wire_id=3,
     description="ORPHE INSOLE, 6 pressure sensors",
-    channels=("hallux", "mth1", "mth3", "mth5", "lateral_midfoot", "heel"),
-    ap=(0.90, 0.72, 0.72, 0.66, 0.45, 0.10),
-    ml=(-0.22, -0.26, 0.04, 0.30, 0.25, 0.0),
+    # channel order as in ORPHE's open SDKs (ORPHE-INSOLE.js parseInsoleSensorValues, ORPHE-INSOLE.py):
+    # 1 toe medial, 2 ball medial, 3 toe lateral, 4 ball centre, 5 midfoot lateral, 6 heel
+    channels=("toe_medial", "ball_medial", "toe_lateral", "ball_centre", "midfoot_lateral", "heel"),
+    ap=(0.90, 0.72, 0.85, 0.72, 0.45, 0.10),
+    ml=(-0.20, -0.25, 0.15, 0.0, 0.27, 0.0),
     regions=("forefoot", "forefoot", "forefoot", "forefoot", "midfoot", "heel"),
-    source="anatomical positions of the points named in the ORPHE INSOLE sensor specification",
+    source="sensor order from ORPHE's open SDKs; positions are anatomical estimates of the named points",
 )
 
 LAYOUTS: dict[str, SensorLayout] = {layout.name: layout for layout in (KC16, GAITPDB8, ORPHE6)}
