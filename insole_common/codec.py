@@ -1,5 +1,8 @@
 """Binary batch payload, wire format version 1 (documented in docs/wire-format.md).
 
+Decoded arrays are read-only views over the payload (copy them to modify). The wire is
+little-endian; so is every platform this runs on, which the module checks at import.
+
 A batch carries N consecutive frames from one insole. All integers are
 little-endian. Layout::
 
@@ -62,6 +65,8 @@ MAX_RATE_MHZ = 2_000_000
 FLAG_IMU = 0x01
 
 assert HEADER_SIZE == 56
+if np.little_endian is False:  # pragma: no cover - decoding relies on native little-endian views
+    raise ImportError("insole_common.codec needs a little-endian platform")
 
 
 class PressureUnit(IntEnum):
@@ -270,11 +275,12 @@ def decode_batch(payload: bytes | bytearray | memoryview) -> Batch:
     except UnicodeDecodeError as exc:
         raise CodecError(f"device_id is not UTF-8: {exc}", reason="bad_device_id") from exc
     off += dev_len
-    pressure = np.frombuffer(buf, dtype="<u2", count=n * ch, offset=off).reshape(n, ch).astype(np.uint16)
+    # read-only views over the (immutable) payload: no copy on the ingest path
+    pressure = np.frombuffer(buf, dtype=np.uint16, count=n * ch, offset=off).reshape(n, ch)
     off += 2 * n * ch
     imu = None
     if has_imu:
-        imu = np.frombuffer(buf, dtype="<i2", count=n * IMU_AXES, offset=off).reshape(n, IMU_AXES).astype(np.int16)
+        imu = np.frombuffer(buf, dtype=np.int16, count=n * IMU_AXES, offset=off).reshape(n, IMU_AXES)
     return Batch(
         device_id=device_id,
         side=SIDES[side_code],
