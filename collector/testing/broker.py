@@ -36,6 +36,10 @@ class PrivateMosquitto:
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
             f"persistence_location {self.workdir}/\nautosave_interval 0\n"
             f"log_dest file {self.workdir}/mosquitto.log\nmax_queued_messages 0\n"
+            # started as root, mosquitto would switch to the 'mosquitto' user, which cannot write the
+            # persistence file or the log into a test's private temporary folder: persistent sessions
+            # would then silently not survive a restart. A throw-away test broker keeps the caller's user.
+            + ("user root\n" if os.geteuid() == 0 else "")
         )
         self.proc: subprocess.Popen | None = None
 
