@@ -188,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
 
     store = SQLiteStore(out / "kinetic.sqlite")
     service = ProcessingService(store, analyze_on_close=True)
+    service.detection_clock = "data"  # the history is simulated: stamp flags with the sessions' own dates
     stop, ready = threading.Event(), threading.Event()
     worker = threading.Thread(
         target=service.run, args=(settings,),

@@ -48,6 +48,7 @@ class ServiceStats:
     sessions_closed_n: int = 0
     store_retries_n: int = 0
     live_strides_n: int = 0
+    flags_n: int = 0
     rejected: Counter = field(default_factory=Counter)
 
     @property
@@ -146,6 +147,10 @@ class ProcessingService:
         self._live: dict[str, _LiveSession] = {}  # session id -> provisional live analysis
         #: called with (patient, session_id, strides DataFrame) for provisional strides; set by run()
         self.on_live_strides = None
+        #: called with (patient, FlagMessage) for each new compensation flag event; set by run()
+        self.on_flag = None
+        #: "wall" stamps flags with the service's clock; "data" with the session's own time (replays, demo)
+        self.detection_clock = "wall"
         self._last_data_us: dict[str, int] = {}  # session id -> last collector time seen
         store.migrate()
         for row in store.query("SELECT session_id, patient, start_us FROM sessions WHERE state = 'open'").itertuples():
@@ -278,6 +283,11 @@ class ProcessingService:
         summary = dict(summary, session_start_us=start_us)
         self.store.save_session_results(session_id, patient, day, strides, summary)
         update_daily_summary(self.store, patient, day)
+        now_us = start_us if self.detection_clock == "data" else time.time_ns() // 1000
+        for event in update_flags(self.store, patient, now_us=now_us):
+            self.stats.flags_n += 1
+            if self.on_flag is not None:
+                self.on_flag(patient, event.to_message(patient, time_us=now_us))
         return strides
 
     # MQTT --------------------------------------------------------------------------------------
@@ -322,6 +332,7 @@ class ProcessingService:
                 client.publish(topics.strides_topic(patient), msg.to_json(), qos=1)
 
         self.on_live_strides = publish_strides
+        self.on_flag = lambda patient, msg: client.publish(topics.flags_topic(patient), msg.to_json(), qos=1)
         client.on_connect = on_connect
         client.on_subscribe = on_subscribe
         client.on_message = on_message
@@ -447,8 +458,27 @@ def run_analytics(recording: Recording) -> tuple[pd.DataFrame, dict]:
 DAILY_METRICS = (
     C.STRIDE_TIME_S, C.STANCE_TIME_S, C.SWING_TIME_S, C.STANCE_PCT, C.DOUBLE_SUPPORT_PCT, C.CADENCE_STEPS_PER_MIN,
     C.STRIDE_LENGTH_M, C.GAIT_SPEED_M_S, C.COP_ML_MEAN_FW, C.LATERAL_LOAD_FRACTION, C.HEEL_LOAD_FRACTION,
-    C.MIDFOOT_LOAD_FRACTION, C.FOREFOOT_LOAD_FRACTION, C.PEAK_HEEL_LOAD,
+    C.MIDFOOT_LOAD_FRACTION, C.FOREFOOT_LOAD_FRACTION, C.PEAK_HEEL_LOAD, C.PEAK_LOAD,
 )
+
+
+def daily_metrics(table: pd.DataFrame) -> dict[str, float | int | None]:
+    """One day's metrics from its strides: the median of each of :data:`DAILY_METRICS`, over both
+    feet and per side (``{metric}_L`` / ``{metric}_R``: limp and one-sided changes need them),
+    and the stride counts. The service's daily summaries and the detection cohorts both use it."""
+    metrics: dict[str, float | int | None] = {}
+    side = table["side"] if "side" in table else pd.Series(dtype=object)
+    for col in DAILY_METRICS:
+        if col not in table:
+            continue
+        values = pd.to_numeric(table[col], errors="coerce")
+        metrics[col] = float(values.median()) if values.notna().any() else None
+        for s in ("L", "R"):
+            side_values = values[side == s].dropna()
+            metrics[f"{col}_{s}"] = float(side_values.median()) if len(side_values) else None
+    for s in ("L", "R"):
+        metrics[f"strides_{s}_n"] = int((side == s).sum())
+    return metrics
 
 
 def update_daily_summary(store: Store, patient: str, day: str) -> None:
@@ -458,17 +488,61 @@ def update_daily_summary(store: Store, patient: str, day: str) -> None:
     rows = store.query("SELECT session_id, side, metrics_json FROM strides WHERE patient = ? AND day = ?", (patient, day))
     sessions_n = int(store.query(
         "SELECT COUNT(*) AS n FROM session_summaries WHERE patient = ? AND day = ?", (patient, day)).iloc[0]["n"])
-    metrics: dict[str, float | None] = {}
-    if len(rows):
-        table = pd.DataFrame([json.loads(m) for m in rows["metrics_json"]])
-        for col in DAILY_METRICS:
-            if col not in table:
-                continue
-            values = pd.to_numeric(table[col], errors="coerce")
-            metrics[col] = float(values.median()) if values.notna().any() else None
-            for side in ("L", "R"):  # per side too: limp and asymmetry need them
-                side_values = values[table["side"] == side].dropna()
-                metrics[f"{col}_{side}"] = float(side_values.median()) if len(side_values) else None
-        for side in ("L", "R"):
-            metrics[f"strides_{side}_n"] = int((table["side"] == side).sum())
+    metrics = daily_metrics(pd.DataFrame([json.loads(m) for m in rows["metrics_json"]])) if len(rows) else {}
     store.save_daily_summary(patient, day, sessions_n, len(rows), metrics)
+
+
+def daily_table(store: Store, patient: str) -> pd.DataFrame:
+    """The patient's daily summaries as one row per day (index ``YYYY-MM-DD``): metrics and ``strides_n``."""
+    import json
+
+    rows = store.query("SELECT day, strides_n, metrics_json FROM daily_summaries WHERE patient = ? ORDER BY day",
+                       (patient,))
+    table = pd.DataFrame([json.loads(m) for m in rows["metrics_json"]], index=rows["day"].astype(str))
+    table["strides_n"] = rows["strides_n"].to_numpy()
+    return table.apply(pd.to_numeric, errors="coerce")
+
+
+def update_flags(store: Store, patient: str, *, now_us: int) -> list:
+    """Run compensation detection over all the patient's days; store baselines and flags.
+
+    Recomputed from the daily summaries each time (idempotent under redelivery and restarts).
+    The therapist's reference period, when one is stored (a ``baselines`` row with source
+    ``therapist``), replaces the automatic baseline. Returns the flag events that are new
+    since the last run; the caller publishes them on the alerts topic.
+    """
+    import json
+
+    from processing.detection import CompensationDetector, ReferencePeriod
+
+    daily = daily_table(store, patient)
+    ref = store.query("SELECT start_day, end_day, set_by FROM baselines WHERE patient = ? AND source = 'therapist' "
+                      "ORDER BY updated_us DESC LIMIT 1", (patient,))
+    reference = None if ref.empty else ReferencePeriod(ref["start_day"][0], ref["end_day"][0], ref["set_by"][0])
+    try:
+        det = CompensationDetector().detect(daily, reference=reference)
+    except InsoleError as exc:  # e.g. not enough walking days yet
+        log.info("no compensation detection for %s yet: %s", patient, exc)
+        return []
+    old = store.query("SELECT kind, metric, state, day, evidence_json, created_us FROM flags WHERE patient = ?",
+                      (patient,))
+    created = {(r.kind, r.metric, r.state, str(r.day), json.loads(r.evidence_json).get("direction")): int(r.created_us)
+               for r in old.itertuples()}
+    new_events = []
+    with store.transaction():
+        store.execute("DELETE FROM flags WHERE patient = ?", (patient,))
+        for event in det.flags_:
+            key = (event.kind, event.metric, event.state, str(event.day), event.evidence.get("direction"))
+            if key not in created:
+                new_events.append(event)
+            row = event.to_row(patient, created_us=created.get(key, now_us))
+            store.execute(f"INSERT INTO flags ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                          tuple(row.values()))
+        if reference is None:
+            store.execute("DELETE FROM baselines WHERE patient = ? AND source = 'auto'", (patient,))
+        for baseline in det.baselines_.values():
+            row = baseline.to_row(patient, updated_us=now_us)
+            store.execute("DELETE FROM baselines WHERE patient = ? AND metric = ?", (patient, row["metric"]))
+            store.execute(f"INSERT INTO baselines ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                          tuple(row.values()))
+    return new_events
