@@ -187,7 +187,8 @@ def test_role_rules_hold_in_the_browser(site, browser):
     # wrong password
     browser.find_element(By.ID, "username").send_keys("ther-1")
     browser.find_element(By.ID, "password").send_keys("wrong password!")
-    browser.find_element(By.ID, "signin").click()
+    # the refused sign-in answers after a deliberate delay: wait for that new page, then read it
+    click_and_load(browser, browser.find_element(By.ID, "signin"))
     assert browser.find_element(By.ID, "login-error").text == "Wrong username or password."
     shot(browser, "login.png")
 
