@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import logging
+import secrets
 import shutil
 import socket
 import threading
@@ -229,18 +230,23 @@ def run(args: argparse.Namespace) -> int:
             broker.stop()
 
     s = service.stats
+    names = [f"{p.pseudonym}{'-' + args.tag if args.tag else ''}" for p in PATIENTS]
     print(f"\nprocessed {s.sessions_closed_n}/{expected} sessions: {s.frames_accepted_n} frames stored exactly once, "
           f"{s.frames_duplicate_n} duplicates dropped, {s.rejected_n} messages rejected "
           f"({time.monotonic() - t_start:.0f} s)\n")
     print(weekly_report(store))
+    password = demo_therapist(store, names)
     print(f"""
 Where to look:
-  database    {out / 'kinetic.sqlite'}  (SQLite; tables sessions, strides, session_summaries, daily_summaries, raw_batches)
+  dashboard   export KINETIC_DASHBOARD_SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')
+              .venv/bin/kinetic dashboard --db {out / 'kinetic.sqlite'}
+              then open http://127.0.0.1:8080 and sign in as demo-therapist with the password {password}
+              (made for this run, shown only here)
+  database    {out / 'kinetic.sqlite'}  (SQLite; tables sessions, strides, session_summaries, daily_summaries, flags, raw_batches)
   e.g.        sqlite3 {out / 'kinetic.sqlite'} "SELECT patient, day, strides_n, metrics_json FROM daily_summaries ORDER BY patient, day"
   one walk    kinetic simulate --out walk && kinetic analyze walk --out walk-analysis
 """)
     # count this demo's own frames in the database: on a shared broker the service also sees other traffic
-    names = [f"{p.pseudonym}{'-' + args.tag if args.tag else ''}" for p in PATIENTS]
     stored = int(store.query(
         f"SELECT COALESCE(SUM(r.n_frames), 0) AS n FROM raw_batches r JOIN sessions s ON r.session_id = s.session_id "
         f"WHERE s.patient IN ({', '.join('?' * len(names))})", tuple(names)).iloc[0]["n"])
@@ -248,6 +254,19 @@ Where to look:
     print("OK: every frame the simulated insoles sent was stored exactly once" if ok else
           f"PROBLEM: {sent_frames} frames sent, {stored} stored; {s.sessions_closed_n}/{expected} sessions")
     return 0 if ok else 1
+
+
+def demo_therapist(store, patients: list[str]) -> str:
+    """A therapist account for this demo database, assigned the demo patients; returns its random password."""
+    from dashboards.auth import add_account, assign_patient
+    from dashboards.schema import migrate as dashboard_migrate
+
+    dashboard_migrate(store)
+    password = secrets.token_urlsafe(12)
+    add_account(store, "demo-therapist", "therapist", password, display_name="Demo therapist")
+    for patient in patients:
+        assign_patient(store, "demo-therapist", patient)
+    return password
 
 
 def weekly_report(store) -> str:
