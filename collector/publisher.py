@@ -77,6 +77,11 @@ class OutboxPublisher:
         if room <= 0:
             return
         for item in self.outbox.peek(after_id=self._last_sent_id, limit=room):
+            with self._lock:
+                # PUBACKs of other publishes on this client (status messages) also land in _early; only one
+                # that arrives between this publish() and the bookkeeping below may count, since paho reuses
+                # mids after 65 535 publishes and a stale one would delete an unacknowledged row
+                self._early.clear()
             info = self.client.publish(item.topic, item.payload, qos=item.qos, retain=item.retain)
             if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
                 log.warning("publish of outbox row %d refused by paho (%s); will retry", item.id, paho.error_string(info.rc))

@@ -107,7 +107,7 @@ def parse_topic(topic: str) -> TopicInfo:
     if len(parts) < 5 or "/".join(parts[:2]) != ROOT:
         raise TopicError(f"topic {topic!r} is not under {ROOT}/")
     pp, patient, kind = parts[2], parts[3], parts[4]
-    if not (len(pp) == 2 and pp.isdigit() and int(pp) < N_PARTITIONS):
+    if not (len(pp) == 2 and pp.isascii() and pp.isdecimal() and int(pp) < N_PARTITIONS):  # not '²³
         raise TopicError(f"topic {topic!r}: partition {pp!r} is not 00..{N_PARTITIONS - 1:02d}")
     check_patient(patient)
     if int(pp) != partition_of(patient):

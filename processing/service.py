@@ -13,7 +13,7 @@ never blocks the good messages behind it.
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import logging
 import queue
 import threading
@@ -87,11 +87,17 @@ class _LiveSession:
         self.analyzer = StreamingAnalyzer({side: dict(cfg) for side in ("L", "R")})
         self.sides: dict[str, _LiveSide] = {}
 
+    def gap_frames(self, batch: Batch) -> int:
+        """Frames missing between what this foot's stream has seen and ``batch`` (0 for a new foot)."""
+        side = self.sides.get(batch.side)
+        return 0 if side is None else max(0, batch.first_seq - side.next_seq)
+
     def feed(self, batch: Batch) -> pd.DataFrame | None:
         side = self.sides.get(batch.side)
         if side is None:
             # both feet share a grid starting at the session's first batch; NaN lead-in for the later foot
             lead = max(0, int(round((batch.collector_time_us - self.origin_us) / 1e6 * self.rate_hz)))
+            lead = min(lead, int(MAX_LIVE_GAP_S * self.rate_hz))
             seq0 = batch.first_seq - lead
             side = self.sides[batch.side] = _LiveSide(seq0=seq0, next_seq=seq0, fed_seq=seq0)
         if batch.first_seq + batch.n_frames <= side.next_seq or batch.sample_rate_hz != self.rate_hz:
@@ -151,35 +157,65 @@ class ProcessingService:
         self.on_flag = None
         #: "wall" stamps flags with the service's clock; "data" with the session's own time (replays, demo)
         self.detection_clock = "wall"
-        self._last_data_us: dict[str, int] = {}  # session id -> last collector time seen
+        self._last_data_us: dict[str, int] = {}  # session id -> end of its latest data (collector time)
+        #: session id -> time.monotonic() of its latest message: inactivity is about arrivals, not data
+        #: time (a replay of old data must not look idle)
+        self._last_seen: dict[str, float] = {}
+        #: messages to publish once the current transaction has committed (flags, live strides)
+        self._outgoing: list = []
         store.migrate()
         for row in store.query("SELECT session_id, patient, start_us FROM sessions WHERE state = 'open'").itertuples():
             self._open[row.patient] = row.session_id
-            self._last_data_us[row.session_id] = int(row.start_us)
+            last = store.query("SELECT payload FROM raw_batches WHERE session_id = ? ORDER BY collector_time_us DESC "
+                               "LIMIT 1", (row.session_id,))
+            if last.empty:
+                self._last_data_us[row.session_id] = int(row.start_us)
+            else:
+                b = decode_batch(bytes(last["payload"][0]))
+                self._last_data_us[row.session_id] = b.collector_time_us + int(b.n_frames * 1e6 / b.sample_rate_hz)
+            self._last_seen[row.session_id] = time.monotonic()  # a restart gives open sessions a full grace period
 
     # message handling ---------------------------------------------------------------------
     def handle(self, topic: str, payload: bytes, *, now_us: int | None = None) -> None:
         """Process one MQTT message. Never raises for bad input: it is rejected and counted."""
         now_us = time.time_ns() // 1000 if now_us is None else now_us
         self.stats.messages_n += 1
+        saved = self._save_state() + (len(self._outgoing),)
         try:
-            info = topics.parse_topic(topic)
-            if info.kind == "raw":
-                batch = decode_batch(payload)
-                if batch.side != info.sub:
-                    raise _Mismatch(f"batch says side {batch.side} but arrived on the {info.sub} topic")
-                self._on_batch(info.patient, batch, payload)
-            elif info.kind == "session":
-                msg = parse_message(payload)
-                if not isinstance(msg, SessionMessage) or msg.patient != info.patient:
-                    raise _Mismatch("session topic carries a message that is not this patient's session message")
-                self._on_session(msg)
-            elif info.kind in ("status", "strides", "flags", "control"):
-                parse_message(payload)  # validated; the dashboard reads retained status itself
+            # its own (nested) transaction: a message that fails undoes exactly its own writes
+            with self.store.transaction():
+                info = topics.parse_topic(topic)
+                if info.kind == "raw":
+                    batch = decode_batch(payload)
+                    if batch.side != info.sub:
+                        raise _Mismatch(f"batch says side {batch.side} but arrived on the {info.sub} topic")
+                    self._on_batch(info.patient, batch, payload)
+                elif info.kind == "session":
+                    msg = parse_message(payload)
+                    if not isinstance(msg, SessionMessage) or msg.patient != info.patient:
+                        raise _Mismatch("session topic carries a message that is not this patient's session message")
+                    self._on_session(msg)
+                elif info.kind in ("status", "strides", "flags", "control"):
+                    parse_message(payload)  # validated; the dashboard reads retained status itself
         except StoreUnavailableError:
             raise  # not the message's fault: the caller retries it
         except InsoleError as exc:
+            self._undo_message(saved)
             self._reject(topic, exc.reason, str(exc), payload, now_us)
+        except Exception as exc:  # noqa: BLE001 - one message must never stop the service
+            log.exception("internal error on a message on %s", topic)
+            self._undo_message(saved)
+            self._reject(topic, "internal_error", f"{type(exc).__name__}: {exc}", payload, now_us)
+
+    def _undo_message(self, saved: tuple) -> None:
+        """Forget the in-memory effects of a rejected message (its writes were rolled back)."""
+        rejected = self.stats.rejected
+        self._open, self._last_data_us, self._last_seen = dict(saved[0]), dict(saved[1]), dict(saved[2])
+        messages_n = self.stats.messages_n
+        self.stats = saved[3]
+        self.stats.messages_n, self.stats.rejected = messages_n, rejected
+        del self._outgoing[saved[4]:]  # results queued by earlier messages of the group stay
+        self._live.clear()
 
     def _reject(self, topic: str, reason: str, message: str, payload: bytes, now_us: int) -> None:
         self.stats.rejected[reason] += 1
@@ -187,6 +223,9 @@ class ProcessingService:
         self.store.record_rejection(now_us, topic, reason, message, payload)
 
     def _on_batch(self, patient: str, batch: Batch, payload: bytes | None = None) -> None:
+        if batch.last_seq >= 2**63:
+            raise _Implausible(f"sequence numbers up to {batch.last_seq} exceed the store's signed 64-bit range")
+        _check_time(batch.collector_time_us, "collector_time_us")
         session_id = self._open.get(patient)
         if session_id is None:  # data without a start message: open an implicit session
             session_id = f"auto-{patient}-{batch.collector_time_us // 1_000_000}"
@@ -198,6 +237,7 @@ class ProcessingService:
         self.stats.frames_duplicate_n += result.duplicate_frames_n
         end_us = batch.collector_time_us + int(batch.n_frames * 1e6 / batch.sample_rate_hz)
         self._last_data_us[session_id] = max(self._last_data_us.get(session_id, 0), end_us)
+        self._last_seen[session_id] = time.monotonic()
         if self.live_strides and result.accepted_frames_n:
             self._feed_live(patient, session_id, batch)
 
@@ -205,25 +245,32 @@ class ProcessingService:
         """Provisional strides; never allowed to disturb ingest (the final analysis is at close)."""
         try:
             live = self._live.get(session_id)
+            if live is not None and live.gap_frames(batch) > MAX_LIVE_GAP_S * live.rate_hz:
+                live = None  # a long silence: start the provisional analysis afresh instead of padding it
             if live is None:  # also after a restart: provisional strides resume with the next data
                 live = self._live[session_id] = _LiveSession(batch.collector_time_us, batch, chunk_s=self.live_chunk_s)
             strides = live.feed(batch)
-        except (InsoleError, ValueError, IndexError) as exc:
+        except Exception as exc:  # noqa: BLE001
             log.warning("live analysis of %s stopped: %s", session_id, exc)
             self._live.pop(session_id, None)
             return
         if strides is not None and len(strides) and self.on_live_strides is not None:
             self.stats.live_strides_n += len(strides)
-            self.on_live_strides(patient, session_id, live.origin_us, strides)
+            self._outgoing.append((self.on_live_strides, (patient, session_id, live.origin_us, strides)))
 
     def _on_session(self, msg: SessionMessage) -> None:
+        _check_time(msg.time_us, "time_us")
         if msg.event == "start":
             previous = self._open.get(msg.patient)
             if previous is not None and previous != msg.session_id:
                 self.close_session(previous, msg.time_us, "superseded")
-            self.store.open_session(msg.session_id, msg.patient, msg.time_us, dict(msg.devices))
+            created = self.store.open_session(msg.session_id, msg.patient, msg.time_us, dict(msg.devices))
+            if not created and self.store.query("SELECT 1 AS x FROM sessions WHERE session_id = ? AND state = 'open'",
+                                                (msg.session_id,)).empty:
+                return  # a replayed start of a session that is closed already: it stays closed
             self._open[msg.patient] = msg.session_id
             self._last_data_us.setdefault(msg.session_id, msg.time_us)
+            self._last_seen[msg.session_id] = time.monotonic()
         else:
             self.close_session(msg.session_id, msg.time_us, msg.reason or "stopped")
 
@@ -233,6 +280,7 @@ class ProcessingService:
             if sid == session_id:
                 del self._open[patient]
         self._last_data_us.pop(session_id, None)
+        self._last_seen.pop(session_id, None)
         self._live.pop(session_id, None)
         if closed:
             self.stats.sessions_closed_n += 1
@@ -247,18 +295,41 @@ class ProcessingService:
         return not self.store.query("SELECT 1 AS x FROM sessions WHERE session_id = ?", (session_id,)).empty
 
     def _save_state(self) -> tuple:
-        return dict(self._open), dict(self._last_data_us), copy.deepcopy(self.stats)
+        stats = dataclasses.replace(self.stats, rejected=Counter(self.stats.rejected))  # cheap: runs per message
+        return dict(self._open), dict(self._last_data_us), dict(self._last_seen), stats
 
     def _restore_state(self, saved: tuple) -> None:
-        self._open, self._last_data_us, stats = dict(saved[0]), dict(saved[1]), saved[2]
+        self._open, self._last_data_us, self._last_seen = dict(saved[0]), dict(saved[1]), dict(saved[2])
+        stats = saved[3]
         stats.store_retries_n = self.stats.store_retries_n
         self.stats = stats
+        self._outgoing.clear()  # nothing of a rolled-back group is announced
+        self._live.clear()  # provisional analysis restarts with the next data
 
-    def close_idle_sessions(self, now_us: int) -> None:
-        """Close sessions whose last data is older than ``inactivity_s``."""
-        for session_id, last in list(self._last_data_us.items()):
-            if now_us - last > self.inactivity_s * 1e6:
-                self.close_session(session_id, last, "inactivity")
+    def flush_outgoing(self) -> None:
+        """Publish what the last committed transaction produced (flags, live strides)."""
+        pending, self._outgoing = self._outgoing, []
+        for send, args in pending:
+            try:
+                send(*args)
+            except Exception:  # noqa: BLE001 - a failed announcement must not stop ingest
+                log.exception("could not publish a result")
+
+    def close_idle_sessions(self, now_monotonic: float | None = None) -> None:
+        """Close sessions that received nothing for ``inactivity_s``; all or nothing, like a message group."""
+        now = time.monotonic() if now_monotonic is None else now_monotonic
+        idle = [sid for sid, seen in self._last_seen.items() if now - seen > self.inactivity_s]
+        if not idle:
+            return
+        saved = self._save_state()
+        try:
+            with self.store.transaction():
+                for session_id in idle:
+                    self.close_session(session_id, self._last_data_us.get(session_id, 0), "inactivity")
+        except StoreUnavailableError:
+            self._restore_state(saved)
+            raise
+        self.flush_outgoing()
 
     # analytics ------------------------------------------------------------------------------
     def finish_session(self, session_id: str) -> pd.DataFrame | None:
@@ -275,11 +346,15 @@ class ProcessingService:
             self.archive.write_session(patient, day, session_id, batches)
         if not self.analyze_on_close:
             return None
-        recording = recording_from_batches(batches, origin_us=start_us)
-        if recording is None:
-            strides, summary = pd.DataFrame(columns=["side", "heel_strike_s"]), {"quality_flags": ["no_data"]}
-        else:
+        try:
+            recording = recording_from_batches(batches, origin_us=start_us)
+            if recording is None:
+                raise _Implausible("the session has no stored frames", reason="no_data")
             strides, summary = run_analytics(recording)
+        except InsoleError as exc:  # stored, so a session that cannot be analysed is not retried forever
+            log.warning("session %s not analysed: %s", session_id, exc)
+            strides, summary = pd.DataFrame(columns=["side", "heel_strike_s"]), {"quality_flags": [exc.reason],
+                                                                                 "error": str(exc)}
         summary = dict(summary, session_start_us=start_us)
         self.store.save_session_results(session_id, patient, day, strides, summary)
         update_daily_summary(self.store, patient, day)
@@ -287,7 +362,7 @@ class ProcessingService:
         for event in update_flags(self.store, patient, now_us=now_us):
             self.stats.flags_n += 1
             if self.on_flag is not None:
-                self.on_flag(patient, event.to_message(patient, time_us=now_us))
+                self._outgoing.append((self.on_flag, (patient, event.to_message(patient, time_us=now_us))))
         return strides
 
     # MQTT --------------------------------------------------------------------------------------
@@ -349,7 +424,7 @@ class ProcessingService:
                     item = retry or inbox.get(timeout=0.5)
                 except queue.Empty:
                     try:
-                        self.close_idle_sessions(time.time_ns() // 1000)
+                        self.close_idle_sessions()
                     except StoreUnavailableError as exc:
                         log.warning("database unavailable while closing idle sessions: %s", exc)
                     continue
@@ -375,6 +450,7 @@ class ProcessingService:
                     backoff_s = min(backoff_s * 2, 10.0)
                     continue
                 retry, backoff_s = None, 0.5
+                self.flush_outgoing()  # announced only after the commit
                 for _topic, _payload, mid, qos in group:  # acknowledged only after the commit
                     if qos > 0:
                         client.ack(mid, qos)
@@ -390,6 +466,25 @@ def _finite(v) -> bool:
     if isinstance(v, (float, np.floating)):
         return bool(np.isfinite(v))
     return v is not None and not isinstance(v, (pd.Timestamp,))
+
+
+#: a live stream silent for longer than this restarts its provisional analysis (no NaN padding)
+MAX_LIVE_GAP_S = 30.0
+#: a session longer than this is not put on one grid (memory); it is flagged instead
+MAX_SESSION_S = 12 * 3600
+#: plausible collector times: 2000-01-01 .. 2100-01-01 (us since the Unix epoch)
+TIME_RANGE_US = (946_684_800_000_000, 4_102_444_800_000_000)
+
+
+def _check_time(time_us: int, name: str) -> None:
+    if not TIME_RANGE_US[0] <= time_us < TIME_RANGE_US[1]:
+        raise _Implausible(f"{name} {time_us} is not a time between 2000 and 2100")
+
+
+class _Implausible(InsoleError):
+    def __init__(self, message: str, *, reason: str = "implausible_value") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class _Mismatch(InsoleError):
@@ -411,6 +506,10 @@ def recording_from_batches(batches: list[Batch], *, origin_us: int) -> Recording
         head = mine[0]
         lo, hi = head.first_seq, max(b.last_seq for b in mine) + 1
         n = hi - lo
+        if n > MAX_SESSION_S * head.sample_rate_hz:
+            raise _Implausible(f"the {side} foot's frames span {n} sequence numbers ({n / head.sample_rate_hz / 3600:.0f} h)"
+                               f"; sessions longer than {MAX_SESSION_S // 3600} h are not analysed in one piece",
+                               reason="session_too_long")
         pressure = np.full((n, head.n_channels), np.nan)
         imu = np.full((n, 6), np.nan) if head.has_imu else None
         for b in mine:

@@ -229,10 +229,14 @@ class _SQLStore(Store):
     def _tx(self):
         """Context manager: one transaction, yielding ``execute(sql, params) -> cursor`` (``?`` placeholders)."""
 
+    def _lock_migrations(self, ex) -> None:
+        """Serialise migrations of workers that start together (SQLite: BEGIN IMMEDIATE already does)."""
+
     def migrate(self) -> int:
         import time as _time
 
         with self._tx() as ex:
+            self._lock_migrations(ex)
             ex("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_us BIGINT NOT NULL)")
             current = ex("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
             for version, script in enumerate(MIGRATIONS, start=1):
@@ -369,10 +373,19 @@ class SQLiteStore(_SQLStore):
     @contextmanager
     def _tx(self):
         with self._lock:
-            if self._depth:  # inside transaction(): join it
+            if self._depth:  # inside transaction(): a savepoint, so a failing call undoes only its own writes
+                name = f"sp{self._depth}"
                 self._depth += 1
+                self._db.execute(f"SAVEPOINT {name}")
                 try:
                     yield self._db.execute
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute(f"ROLLBACK TO {name}")
+                        self._db.execute(f"RELEASE {name}")
+                    raise
+                else:
+                    self._db.execute(f"RELEASE {name}")
                 finally:
                     self._depth -= 1
                 return
@@ -384,21 +397,24 @@ class SQLiteStore(_SQLStore):
             try:
                 yield self._db.execute
             except sqlite3.OperationalError as exc:
-                self._db.execute("ROLLBACK")
-                self._known_devices.clear()
+                self._rollback()
                 raise StoreUnavailableError(f"SQLite {self.path}: {exc}") from exc
             except BaseException:
-                self._db.execute("ROLLBACK")
-                self._known_devices.clear()
+                self._rollback()
                 raise
             finally:
                 self._depth = 0
             try:
                 self._db.execute("COMMIT")
             except sqlite3.OperationalError as exc:
-                self._db.execute("ROLLBACK")
-                self._known_devices.clear()
+                self._rollback()
                 raise StoreUnavailableError(f"SQLite {self.path}: {exc}") from exc
+
+    def _rollback(self) -> None:
+        # after SQLITE_FULL / IOERR / NOMEM SQLite may have rolled back already
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+        self._known_devices.clear()
 
     def close(self) -> None:
         with self._lock:
@@ -410,6 +426,10 @@ class PostgresStore(_SQLStore):
 
     AUTO_ID = "BIGSERIAL PRIMARY KEY"
     BLOB = "BYTEA"
+    MIGRATION_LOCK_KEY = 0x4B43_4D49  # "KCMI"
+
+    def _lock_migrations(self, ex) -> None:
+        ex("SELECT pg_advisory_xact_lock(?)", (self.MIGRATION_LOCK_KEY,))
 
     def __init__(self, dsn: str, *, schema: str = "public") -> None:
         super().__init__()
@@ -425,7 +445,10 @@ class PostgresStore(_SQLStore):
 
         try:
             conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=5)
-            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            try:
+                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            except psycopg.errors.UniqueViolation:  # another worker created it at the same moment
+                pass
             conn.execute(f'SET search_path TO "{self.schema}"')
         except psycopg.OperationalError as exc:
             raise StoreUnavailableError(f"PostgreSQL: {exc}") from exc

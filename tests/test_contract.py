@@ -111,3 +111,8 @@ def test_cop_moves_with_load() -> None:
         layouts.centre_of_pressure(lay, np.zeros((3, 8)))
     with pytest.raises(ValidationError):
         layouts.get_layout("nope")
+
+
+def test_non_ascii_partition_digits_are_a_topic_error() -> None:
+    with pytest.raises(TopicError):
+        topics.parse_topic("kc/v1/²³/p/raw/L")
