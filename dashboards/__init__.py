@@ -12,6 +12,13 @@ downloads), ``live`` (MQTT status and frames), ``schema`` (the dashboards' own t
 ``testing`` (fixture data), ``cli``.
 """
 
-from dashboards.app import create_app
-
 __all__ = ["create_app"]
+
+
+def __getattr__(name: str):
+    # lazy: importing dashboards.schema or dashboards.data (as `kinetic export` does) must not load the web stack
+    if name == "create_app":
+        from dashboards.app import create_app
+
+        return create_app
+    raise AttributeError(f"module 'dashboards' has no attribute {name!r}")

@@ -4,6 +4,8 @@
 ``research_subjects``     per patient: a random research label (never derived from the
                           pseudonym) and a cohort name; researchers only ever see the label
 ``research_sessions``     per session: a random research label, for de-identified downloads
+``research_subjects.date_shift_days`` (step 2) per patient: a random whole number of weeks,
+                          as days (negative), added to every date a researcher sees
 
 Labels are created on first use (:func:`subject_label`, :func:`session_labels`) with
 ``secrets.token_hex``, so they cannot be recomputed from the pseudonym.
@@ -27,6 +29,10 @@ DASHBOARD_MIGRATIONS: tuple[str, ...] = (
         session_id TEXT PRIMARY KEY REFERENCES sessions(session_id),
         label TEXT NOT NULL UNIQUE
     )
+    """,
+    # 2: per-subject date shift for de-identified exports (research.deid)
+    """
+    ALTER TABLE research_subjects ADD COLUMN date_shift_days INTEGER
     """,
 )
 
@@ -54,12 +60,18 @@ def set_cohort(store: Store, patient: str, cohort: str) -> None:
 
 
 def ensure_subject_labels(store: Store) -> None:
-    """Give every patient without one a random research label (idempotent)."""
+    """Give every patient without one a random research label and date shift (idempotent)."""
+    from research.deid import random_date_shift_days
+
     missing = store.query(
         "SELECT p.pseudonym FROM patients p LEFT JOIN research_subjects r ON r.patient = p.pseudonym WHERE r.patient IS NULL")
     for patient in missing["pseudonym"]:
-        store.execute("INSERT INTO research_subjects (patient, label) VALUES (?, ?) ON CONFLICT (patient) DO NOTHING",
-                      (patient, f"S-{secrets.token_hex(4)}"))
+        store.execute("INSERT INTO research_subjects (patient, label, date_shift_days) VALUES (?, ?, ?) "
+                      "ON CONFLICT (patient) DO NOTHING", (patient, f"S{secrets.token_hex(4)}", random_date_shift_days()))
+    unshifted = store.query("SELECT patient FROM research_subjects WHERE date_shift_days IS NULL")
+    for patient in unshifted["patient"]:
+        store.execute("UPDATE research_subjects SET date_shift_days = ? WHERE patient = ? AND date_shift_days IS NULL",
+                      (random_date_shift_days(), patient))
 
 
 def ensure_session_labels(store: Store) -> None:
@@ -72,4 +84,4 @@ def ensure_session_labels(store: Store) -> None:
     with store.transaction():
         for sid in missing["session_id"]:
             store.execute("INSERT INTO research_sessions (session_id, label) VALUES (?, ?) ON CONFLICT (session_id) DO NOTHING",
-                          (sid, f"R-{secrets.token_hex(6)}"))
+                          (sid, f"R{secrets.token_hex(6)}"))

@@ -115,8 +115,9 @@ def add_synthetic_session(store: Store, story: PatientStory, day: date, hour: in
 
 
 def add_simulated_session(store: Store, story: PatientStory, day: date, hour: int, progress: float, *,
-                          walk_s: float = 20.0, seed: int = 0) -> str:
-    """A real walk: simulator -> device blocks -> Store.add_raw_batch -> ProcessingService.finish_session."""
+                          walk_s: float = 20.0, seed: int = 0, archive=None, first_seq: int = 0) -> str:
+    """A real walk: simulator -> device blocks -> Store.add_raw_batch -> ProcessingService.finish_session
+    (which also writes the raw archive when ``archive`` is a :class:`processing.archive.RawArchive`)."""
     from insole_common.codec import Batch, PressureUnit
     from processing.service import ProcessingService
     from simulator import SimulationParams, simulate
@@ -134,12 +135,12 @@ def add_simulated_session(store: Store, story: PatientStory, day: date, hour: in
         dev0 = blocks[0].device_time_us
         for b in blocks:
             store.add_raw_batch(Batch(
-                device_id=devices[side], side=side, sample_rate_hz=b.sample_rate_hz, first_seq=b.first_seq,
+                device_id=devices[side], side=side, sample_rate_hz=b.sample_rate_hz, first_seq=first_seq + b.first_seq,
                 device_time_us=b.device_time_us, collector_time_us=start + (b.device_time_us - dev0),
                 pressure_raw=b.pressure_counts, layout_id=1, pressure_unit=PressureUnit.KPA,
                 pressure_scale=PRESSURE_SCALE_KPA, imu_raw=b.imu_counts, acc_scale_g=ACC_SCALE_G,
                 gyro_scale_dps=GYRO_SCALE_DPS), story.pseudonym, session_id)
-    service = ProcessingService(store, analyze_on_close=True)
+    service = ProcessingService(store, analyze_on_close=True, archive=archive)
     service.close_session(session_id, start + int(walk_s * 1e6), "stopped")
     return session_id
 

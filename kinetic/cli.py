@@ -11,26 +11,33 @@ import importlib
 import logging
 import sys
 
-#: every subcommand module; each defines register(subparsers)
-SUBCOMMAND_MODULES = (
-    "simulator.cli",
-    "processing.analyze_cli",
-    "processing.service_cli",
-    "processing.detection_cli",
-    "collector.cli",
-    "dashboards.cli",
-    "kinetic.demo",
-)
+#: every subcommand -> the module that defines it (each module defines register(subparsers));
+#: running one command imports only its module, so e.g. ``kinetic export`` does not load the web stack
+SUBCOMMAND_MODULES = {
+    "simulate": "simulator.cli",
+    "analyze": "processing.analyze_cli",
+    "process": "processing.service_cli",
+    "validate-detection": "processing.detection_cli",
+    "scan": "collector.cli",
+    "pair": "collector.cli",
+    "collect": "collector.cli",
+    "dashboard": "dashboards.cli",
+    "provision": "kinetic.provision",
+    "export": "research.cli",
+    "demo": "kinetic.demo",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or (``command`` given) one with only that command's module registered."""
     parser = argparse.ArgumentParser(
         prog="kinetic",
         description="Kinetic Chain: pressure-sensing insoles for gait retraining at home.",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in SUBCOMMAND_MODULES:
+    modules = [SUBCOMMAND_MODULES[command]] if command in SUBCOMMAND_MODULES else list(dict.fromkeys(SUBCOMMAND_MODULES.values()))
+    for name in modules:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -41,8 +48,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_of(argv: list[str]) -> str | None:
+    """The subcommand named in ``argv`` (the first word that is not an option), if any."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

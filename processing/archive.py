@@ -30,6 +30,9 @@ from insole_common.codec import WIRE_VERSION, Batch
 from insole_common.layouts import LAYOUTS_BY_WIRE_ID
 from insole_common.recording import ACC_COLUMNS, GYRO_COLUMNS, UNIT_SUFFIX
 
+#: rows per Parquet row group: readers (research exports) stream a file a row group at a time
+ROW_GROUP_ROWS = 65_536
+
 
 def pressure_column_names(batch: Batch) -> list[str]:
     layout = LAYOUTS_BY_WIRE_ID.get(batch.layout_id)
@@ -97,7 +100,8 @@ class RawArchive:
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
             os.close(fd)
             try:
-                pq.write_table(batches_to_table(session_id, mine), tmp, compression="zstd")
+                pq.write_table(batches_to_table(session_id, mine), tmp, compression="zstd",
+                               row_group_size=ROW_GROUP_ROWS)
                 os.replace(tmp, path)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,77 @@
+"""``kinetic export``: de-identified research exports (Parquet, CSV, BIDS-Motion).
+
+Examples::
+
+    kinetic export --session s20261103T081500-3fa9c1 --format bids --out exports/one-session
+    kinetic export --patient demo-lateral-1a2b --from 2026-11-01 --to 2026-11-21 --format parquet --out exports/p1
+    kinetic export --cohort pilot --format csv --out exports/pilot-csv
+    kinetic export --recording ../shared/data/physionet-gaitpdb/GaCo01_01.txt --format bids --out exports/gaco01
+
+Sessions come from the processing service's database (--db / --dsn, as for ``kinetic
+dashboard``) and raw archive (--archive); --recording converts one file any analytics
+reader opens instead. What de-identification removes and shifts is written to the
+export's manifest.json (docs/export.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="de-identified research export of raw sessions, strides and weekly summaries",
+                       description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--session", help="one session (its id in the processing database)")
+    what.add_argument("--patient", help="every session of one patient (pseudonym)")
+    what.add_argument("--cohort", help="every session of the patients in a research cohort")
+    what.add_argument("--all", action="store_true", help="every closed session")
+    what.add_argument("--recording", type=Path, help="convert one recording file or folder instead of the database")
+    p.add_argument("--from", dest="from_day", metavar="YYYY-MM-DD", help="first day (UTC, inclusive) of sessions")
+    p.add_argument("--to", dest="to_day", metavar="YYYY-MM-DD", help="last day (UTC, inclusive) of sessions")
+    p.add_argument("--format", choices=("parquet", "csv", "bids"), default="parquet", help="default: %(default)s")
+    p.add_argument("--out", type=Path, required=True, help="export folder to create (must not exist)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (atomically, at the end)")
+    p.add_argument("--db", default=None, help="SQLite database of the processing service (env KINETIC_DB)")
+    p.add_argument("--dsn", default=None, help="PostgreSQL DSN instead of --db (env KINETIC_DATABASE_URL)")
+    p.add_argument("--pg-schema", default=None, help="PostgreSQL schema (default public)")
+    p.add_argument("--archive", default=os.environ.get("KINETIC_ARCHIVE", "kinetic-archive"),
+                   help="raw session archive of the processing service (env KINETIC_ARCHIVE; default: %(default)s)")
+    p.add_argument("--input-format", default="auto", choices=("auto", "gaitpdb", "gaitndd", "moticon", "kinetic"),
+                   help="reader for --recording (default: %(default)s)")
+    bar = p.add_mutually_exclusive_group()
+    bar.add_argument("--progress", dest="progress", action="store_true", default=None,
+                     help="show a progress bar (default: when stderr is a terminal)")
+    bar.add_argument("--no-progress", dest="progress", action="store_false")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from insole_common.errors import InsoleError
+    from processing.archive import RawArchive
+    from research.export import recording_sessions, select_sessions, software_version, write_export
+
+    try:
+        if args.recording is not None:
+            from processing.readers.auto import read_any
+
+            recording = read_any(args.recording, args.input_format)
+            chosen = recording_sessions(recording)
+        else:
+            from dashboards.cli import open_store
+
+            store = open_store(args)
+            chosen = select_sessions(store, RawArchive(args.archive), session=args.session, patient=args.patient,
+                                     cohort=args.cohort, from_day=args.from_day, to_day=args.to_day)
+        result = write_export(chosen, args.out, args.format, software=software_version(), overwrite=args.overwrite,
+                              progress=args.progress)
+    except (InsoleError, FileNotFoundError, OSError) as exc:
+        print(f"kinetic export: {exc}", file=sys.stderr)
+        return 2
+    print(f"kinetic export: {result.sessions_n} session(s) of {result.subjects_n} subject(s), "
+          f"{result.rows_n} samples, {len(result.files)} files -> {result.out} ({args.format})")
+    return 0

@@ -1,0 +1,351 @@
+"""De-identified exports of raw sessions, stride tables and weekly summaries.
+
+:func:`select_sessions` picks sessions from the processing service's store and raw
+archive (one session, one patient, or a cohort, within a date range);
+:func:`recording_sessions` wraps a recording opened by the analytics readers (PhysioNet,
+Moticon, the project's own format). :func:`write_export` writes them in one format.
+
+Layout of an export (``S`` = subject label, ``R`` = session label, ``EXT`` = parquet or csv)::
+
+    manifest.json                 what was removed or shifted, counts, files, software
+    subjects.EXT                  subject, cohort
+    sessions.EXT                  subject, session, start (shifted), duration_s, strides_n, feet, sample_rate_hz
+    strides.EXT                   subject, session + the analytics' per-stride columns
+    weekly.EXT                    subject, iso_week, week_start (shifted) + weekly medians
+    sub-S/ses-R/sub-S_ses-R_foot-{L,R}_samples.EXT   (see research.formats)
+
+BIDS-Motion puts the tables where BIDS wants them: ``participants.tsv``,
+``sub-S/sub-S_sessions.tsv``, ``sub-S/ses-R/sub-S_ses-R_scans.tsv``, the gait events in
+``..._events.tsv``, and the stride and weekly tables in ``derivatives/kinetic-gait/``.
+
+The export is built in a hidden sibling folder and renamed into place at the end, so
+``OUT`` either does not exist or is complete; a failed export removes its partial folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from insole_common.errors import InsoleError
+from processing.analytics import consts as C
+from research import formats
+from research.deid import Subject, bids_label, manifest
+from research.samples import FootStream, archive_streams, recording_streams
+
+#: per-stride columns summarised per ISO week (median over the week's strides)
+WEEKLY_METRICS = (
+    C.STRIDE_TIME_S, C.STANCE_TIME_S, C.SWING_TIME_S, C.STANCE_PCT, C.DOUBLE_SUPPORT_PCT, C.CADENCE_STEPS_PER_MIN,
+    C.STRIDE_LENGTH_M, C.GAIT_SPEED_M_S, C.COP_ML_MEAN_FW, C.LATERAL_LOAD_FRACTION, C.HEEL_LOAD_FRACTION,
+    C.MIDFOOT_LOAD_FRACTION, C.FOREFOOT_LOAD_FRACTION, C.PEAK_HEEL_LOAD,
+)
+
+
+class ExportError(InsoleError):
+    """The export cannot be made as asked (nothing selected, output exists, unreadable source)."""
+
+    reason = "export"
+
+
+@dataclass
+class ExportSession:
+    """One session to export, already de-identified except for what only the loaders touch."""
+
+    subject: Subject
+    #: research session label
+    label: str
+    #: the feet's samples (opened lazily, read chunk by chunk)
+    streams: Callable[[], list[FootStream]]
+    #: per-stride table, times in seconds since the session's start
+    strides: Callable[[], pd.DataFrame]
+    #: shifted start (naive UTC date-time), or None when the source has no date
+    start: object = None
+    duration_s: float | None = None
+    task: str = "freeliving"
+    task_name: str = "free-living walking at home"
+    task_description: str = ("everyday walking at home with pressure-sensing insoles; sessions start and stop "
+                             "when the patient puts the insoles on and takes them off")
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class ExportResult:
+    out: Path
+    files: list[str]
+    sessions_n: int
+    subjects_n: int
+    rows_n: int
+
+
+# choosing what to export ------------------------------------------------------------------------------
+def _day_start_us(day: str) -> int:
+    return int((date.fromisoformat(day) - date(1970, 1, 1)).total_seconds()) * 1_000_000
+
+
+def select_sessions(store, archive, *, session: str | None = None, patient: str | None = None,
+                    cohort: str | None = None, from_day: str | None = None, to_day: str | None = None) -> list[ExportSession]:
+    """Closed sessions of the store matching the filters, as :class:`ExportSession` objects.
+
+    ``from_day`` / ``to_day`` are inclusive UTC days (``YYYY-MM-DD``) of the sessions' real
+    starts. Research labels and date shifts are created on first use and then kept.
+    """
+    from dashboards.data import strides as stored_strides
+    from dashboards.schema import ensure_session_labels, ensure_subject_labels, migrate
+    from processing.service import day_of
+
+    migrate(store)
+    ensure_subject_labels(store)
+    ensure_session_labels(store)
+    sql = ("SELECT s.session_id, s.patient, s.start_us, s.end_us, rs.label, sub.label AS subject, sub.cohort, "
+           "sub.date_shift_days FROM sessions s JOIN research_sessions rs ON rs.session_id = s.session_id "
+           "JOIN research_subjects sub ON sub.patient = s.patient WHERE s.state = 'closed'")
+    params: tuple = ()
+    for cond, value in (("s.session_id = ?", session), ("s.patient = ?", patient), ("sub.cohort = ?", cohort)):
+        if value is not None:
+            sql += f" AND {cond}"
+            params += (value,)
+    try:
+        if from_day:
+            sql += " AND s.start_us >= ?"
+            params += (_day_start_us(from_day),)
+        if to_day:
+            sql += " AND s.start_us < ?"
+            params += (_day_start_us((date.fromisoformat(to_day) + timedelta(days=1)).isoformat()),)
+    except ValueError as exc:
+        raise ExportError(f"dates must be YYYY-MM-DD: {exc}") from exc
+    rows = store.query(sql + " ORDER BY s.start_us, s.session_id", params)
+    out = []
+    for r in rows.itertuples(index=False):
+        subject = Subject(label=str(r.subject), cohort=str(r.cohort), date_shift_days=int(r.date_shift_days))
+        start_us = int(r.start_us)
+        end_us = None if r.end_us is None or pd.isna(r.end_us) else int(r.end_us)
+        paths = archive.session_paths(str(r.patient), day_of(start_us), str(r.session_id))
+        out.append(ExportSession(
+            subject=subject, label=str(r.label),
+            streams=lambda paths=paths, start_us=start_us: archive_streams(paths, start_us),
+            strides=lambda sid=str(r.session_id): stored_strides(store, sid),
+            start=subject.shift_time_us(start_us),
+            duration_s=None if end_us is None else (end_us - start_us) / 1e6))
+    return out
+
+
+def recording_sessions(recording, *, task: str = "walking", task_name: str = "walking",
+                       task_description: str = "") -> list[ExportSession]:
+    """A recording opened by :mod:`processing.readers` as one session of one new random subject."""
+    from processing.analytics import analyze
+
+    subject = Subject(label=f"S{secrets.token_hex(4)}", cohort="n/a", date_shift_days=0)
+    result = {}
+
+    def strides() -> pd.DataFrame:
+        if "strides" not in result:
+            result["strides"] = analyze(recording).strides
+        return result["strides"]
+
+    duration = max((f.t0_s + f.n_samples / f.sample_rate_hz for f in recording.feet.values()), default=0.0)
+    return [ExportSession(subject=subject, label=f"R{secrets.token_hex(6)}", streams=lambda: recording_streams(recording),
+                          strides=strides, start=None, duration_s=float(duration), task=task, task_name=task_name,
+                          task_description=task_description or f"{recording.source_format} recording")]
+
+
+# writing ---------------------------------------------------------------------------------------------
+def _progress_bar(total: int, enabled: bool | None):
+    from tqdm import tqdm
+
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    return tqdm(total=total, unit=" samples", unit_scale=True, disable=not enabled, file=sys.stderr,
+                desc="exporting", dynamic_ncols=True)
+
+
+def _write_table(root: Path, fmt: str, stem: str, table: pd.DataFrame) -> str:
+    if fmt == "parquet":
+        rel = f"{stem}.parquet"
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pandas(table, preserve_index=False), root / rel, compression="zstd")
+        return rel
+    sep, ext, na = ("\t", "tsv", "n/a") if fmt == "bids" else (",", "csv", "")
+    return formats.write_table_text(root, f"{stem}.{ext}", table, sep=sep, na=na)
+
+
+def weekly_table(strides: pd.DataFrame, sessions: pd.DataFrame) -> pd.DataFrame:
+    """Per subject and (shifted) ISO week: sessions, strides and the medians of :data:`WEEKLY_METRICS`."""
+    cols = ["subject", "iso_week", "week_start", "sessions_n", "strides_n"] + list(WEEKLY_METRICS)
+    dated = sessions.dropna(subset=["start"])
+    if dated.empty:
+        return pd.DataFrame(columns=cols)
+    start = pd.to_datetime(dated["start"])
+    iso = start.dt.isocalendar()
+    week_of = pd.DataFrame({"subject": dated["subject"].to_numpy(), "session": dated["session"].to_numpy(),
+                            "iso_week": [f"{y:04d}-W{w:02d}" for y, w in zip(iso["year"], iso["week"])],
+                            "week_start": (start.dt.normalize() - pd.to_timedelta(start.dt.day_of_week, unit="D")).dt.strftime("%Y-%m-%d").to_numpy()})
+    out = week_of.groupby(["subject", "iso_week", "week_start"], sort=True).agg(sessions_n=("session", "nunique")).reset_index()
+    out["strides_n"] = 0
+    if not strides.empty:
+        merged = strides.merge(week_of, on=["subject", "session"])
+        present = [m for m in WEEKLY_METRICS if m in merged]
+        med = merged.groupby(["subject", "iso_week", "week_start"])[present].median(numeric_only=True)
+        med["strides_n"] = merged.groupby(["subject", "iso_week", "week_start"]).size()
+        out = out.drop(columns="strides_n").merge(med.reset_index(), on=["subject", "iso_week", "week_start"], how="left")
+        out["strides_n"] = out["strides_n"].fillna(0).astype(int)
+    for m in WEEKLY_METRICS:
+        if m not in out:
+            out[m] = np.nan
+    return out[cols]
+
+
+def write_export(sessions: list[ExportSession], out: str | Path, fmt: str, *, software: str,
+                 overwrite: bool = False, progress: bool | None = None) -> ExportResult:
+    """Write ``sessions`` to the folder ``out`` in ``fmt`` (parquet, csv or bids), atomically."""
+    if fmt not in formats.FORMATS:
+        raise ExportError(f"format must be one of {formats.FORMATS}, got {fmt!r}")
+    if not sessions:
+        raise ExportError("nothing to export: no closed session matches")
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise ExportError(f"{out} exists; choose a new folder or pass --overwrite")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{secrets.token_hex(4)}"
+    tmp.mkdir()
+    try:
+        result = _write_all(sessions, tmp, fmt, software=software, progress=progress)
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{secrets.token_hex(4)}"
+            os.rename(out, old)
+            os.rename(tmp, out)
+            shutil.rmtree(old)
+        else:
+            os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    result.out = out
+    return result
+
+
+def _write_all(sessions: list[ExportSession], root: Path, fmt: str, *, software: str, progress) -> ExportResult:
+    files: list[str] = []
+    # a first pass for the progress bar's total only reads metadata; files are reopened one session at a time
+    total = sum(st.rows_n for s in sessions for st in s.streams())
+    stride_tables, session_rows, subjects = [], [], {}
+    bids = fmt == "bids"
+    with _progress_bar(total, progress) as bar:
+        for s in sessions:
+            streams = s.streams()
+            subj = bids_label(s.subject.label) if bids else s.subject.label
+            ses = bids_label(s.label) if bids else s.label
+            subjects[subj] = s.subject.cohort
+            strides = s.strides()
+            info = {"subject": subj, "session": ses, "task": s.task, "task_name": s.task_name,
+                    "task_description": s.task_description, "software": software,
+                    "start": None if s.start is None else s.start.isoformat(timespec="microseconds"),
+}
+            scans = []
+            for st in streams:
+                written = formats.write_samples(root, fmt, subj, ses, st, info, progress=bar.update)
+                files += written
+                if bids:
+                    scans.append((written[0].split("/", 2)[2], "n/a" if s.start is None else info["start"]))
+            if bids:
+                files += formats.write_bids_events(root, subj, ses, s.task, strides)
+                files.append(formats.write_bids_scans(root, subj, ses, scans))
+            table = strides.copy()
+            table.insert(0, "session", ses)
+            table.insert(0, "subject", subj)
+            stride_tables.append(table)
+            session_rows.append({"subject": subj, "session": ses,
+                                 "start": None if s.start is None else info["start"],
+                                 "duration_s": s.duration_s, "strides_n": int(len(strides)),
+                                 "feet": "".join(st.side for st in streams),
+                                 "sample_rate_hz": max((st.sample_rate_hz for st in streams), default=np.nan),
+                                 "task": s.task})
+    strides_all = pd.concat(stride_tables, ignore_index=True) if stride_tables else pd.DataFrame()
+    if not strides_all.empty:
+        lead = ["subject", "session"] + [c for c in C.STRIDE_COLS if c in strides_all]
+        strides_all = strides_all[lead + [c for c in strides_all.columns if c not in lead]]
+    sessions_df = pd.DataFrame(session_rows)
+    weekly = weekly_table(strides_all, sessions_df)
+    subjects_df = pd.DataFrame(sorted(subjects.items()), columns=["subject", "cohort"])
+    if bids:
+        files += _bids_dataset_files(root, subjects_df, sessions_df, strides_all, weekly, software)
+    else:
+        for stem, table in (("subjects", subjects_df), ("sessions", sessions_df), ("strides", strides_all),
+                            ("weekly", weekly)):
+            files.append(_write_table(root, fmt, stem, table))
+    files.append("manifest.json")
+    formats.write_json(root, "manifest.json", manifest(
+        fmt=fmt, subjects_n=len(subjects), sessions_n=len(sessions), software=software, files=files,
+        extra={"samples_n": total, "units": "column names carry units (_s, _kpa, _n, _g, _dps, _m, _fw, _fl); "
+                                            "sample files carry their units, rate, layout and device as metadata"}))
+    return ExportResult(out=root, files=sorted(files), sessions_n=len(sessions), subjects_n=len(subjects), rows_n=total)
+
+
+def _bids_dataset_files(root: Path, subjects: pd.DataFrame, sessions: pd.DataFrame, strides: pd.DataFrame,
+                        weekly: pd.DataFrame, software: str) -> list[str]:
+    files = [formats.write_json(root, "dataset_description.json", {
+        "Name": "Kinetic Chain insole export", "BIDSVersion": formats.BIDS_VERSION, "DatasetType": "raw",
+        "GeneratedBy": [{"Name": "Kinetic Chain", "Version": software,
+                         "Description": "de-identified export (kinetic export --format bids)"}]})]
+    participants = subjects.rename(columns={"subject": "participant_id"})
+    participants["participant_id"] = "sub-" + participants["participant_id"]
+    files.append(formats.write_table_text(root, "participants.tsv", participants, sep="\t", na="n/a"))
+    files.append(formats.write_json(root, "participants.json", {
+        "cohort": {"Description": "study group the clinic assigned the subject to"}}))
+    for subject, rows in sessions.groupby("subject", sort=True):
+        table = pd.DataFrame({"session_id": "ses-" + rows["session"], "acq_time": rows["start"].fillna("n/a"),
+                              "duration_s": rows["duration_s"], "strides_n": rows["strides_n"]})
+        files.append(formats.write_table_text(root, f"sub-{subject}/sub-{subject}_sessions.tsv", table, sep="\t", na="n/a"))
+    files.append(formats.write_json(root, "sessions.json", {
+        "acq_time": {"Description": "session start, shifted per subject (see manifest.json)"},
+        "duration_s": {"Description": "session length", "Units": "s"},
+        "strides_n": {"Description": "strides the analytics found"}}))
+    files.append(_write_readme(root))
+    (root / ".bidsignore").write_text("manifest.json\n")
+    files.append(".bidsignore")
+    deriv = "derivatives/kinetic-gait"
+    files.append(formats.write_json(root, f"{deriv}/dataset_description.json", {
+        "Name": "Kinetic Chain gait analytics", "BIDSVersion": formats.BIDS_VERSION, "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": "Kinetic Chain", "Version": software}]}))
+    files.append(_write_table(root, "bids", f"{deriv}/strides", strides))
+    files.append(_write_table(root, "bids", f"{deriv}/weekly", weekly))
+    return files
+
+
+def _write_readme(root: Path) -> str:
+    (root / "README.md").write_text(
+        "# Kinetic Chain insole export\n\n"
+        "Plantar pressure (and, where the insole has one, IMU) recordings from pressure-sensing insoles, "
+        "de-identified: see manifest.json for what was removed or shifted. Each insole is its own tracking "
+        "system (tracksys-insoleL / insoleR); the first channel of each motion file is the sample time (LATENCY, "
+        "seconds since the session's start). Gait events are in the *_events.tsv files; per-stride and weekly "
+        "tables are in derivatives/kinetic-gait/.\n", encoding="utf-8")
+    return "README.md"
+
+
+def software_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"kinetic-chain {version('kinetic-chain')}"
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+        return "kinetic-chain (source tree)"
+
+
+def read_manifest(path: str | Path) -> dict:
+    return json.loads((Path(path) / "manifest.json").read_text(encoding="utf-8"))
+
+
+__all__ = ["ExportError", "ExportResult", "ExportSession", "WEEKLY_METRICS", "read_manifest", "recording_sessions",
+           "select_sessions", "software_version", "weekly_table", "write_export"]

@@ -1,0 +1,274 @@
+"""Research exports (issue 7): round trip, BIDS validity, de-identification, atomic output.
+
+The sessions are real walks from the simulator, stored through Store.add_raw_batch and
+closed by ProcessingService, which writes the raw Parquet archive exactly as in
+production; exports read that archive.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from dashboards.testing import STORIES, add_simulated_session, add_synthetic_session
+from processing.analytics import consts as C
+from processing.archive import RawArchive
+from processing.service import day_of
+from processing.store import SQLiteStore
+from research import load_session, load_strides, load_table
+from research.deid import REMOVED
+from research.export import ExportError, select_sessions, weekly_table, write_export
+
+DAY = date(2026, 10, 6)  # a Tuesday
+VALIDATOR = Path(sys.executable).with_name("bids-validator-deno")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export-site")
+    store = SQLiteStore(root / "kinetic.sqlite")
+    archive = RawArchive(root / "archive")
+    from dashboards.schema import migrate, set_cohort
+
+    migrate(store)
+    rng = np.random.default_rng(3)
+    sessions = {}
+    for k, story in enumerate(STORIES[:2]):
+        # device frame counters run on across sessions, as on a real insole
+        ids = [add_simulated_session(store, story, DAY + timedelta(days=d), 9 + k, 0.5, walk_s=12.0, seed=k + d,
+                                     archive=archive, first_seq=d * 100_000) for d in (0, 8)]
+        ids.append(add_synthetic_session(store, story, DAY + timedelta(days=3), 15, 0.5, 30, rng))
+        sessions[story.pseudonym] = ids
+        set_cohort(store, story.pseudonym, "pilot")
+    yield {"store": store, "archive": archive, "root": root, "sessions": sessions}
+    store.close()
+
+
+def _export(site, fmt, out, **select):
+    chosen = select_sessions(site["store"], site["archive"], **select)
+    return write_export(chosen, out, fmt, software="kinetic-chain test", progress=False)
+
+
+def _archive_frames(site, session_id):
+    row = site["store"].query("SELECT patient, start_us FROM sessions WHERE session_id = ?", (session_id,)).iloc[0]
+    paths = site["archive"].session_paths(row.patient, day_of(int(row.start_us)), session_id)
+    return {side: pq.read_table(p).to_pandas() for side, p in paths.items() if p.is_file()}, int(row.start_us)
+
+
+def _label_of(site, session_id):
+    return site["store"].query("SELECT label FROM research_sessions WHERE session_id = ?", (session_id,)).iloc[0]["label"]
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "bids"])
+def test_round_trip_gives_back_every_sample(site, tmp_path, fmt):
+    pat = STORIES[0].pseudonym
+    result = _export(site, fmt, tmp_path / "out", patient=pat)
+    assert result.sessions_n == 3 and result.subjects_n == 1
+    for session_id in site["sessions"][pat][:2]:  # the two with raw frames
+        frames, start_us = _archive_frames(site, session_id)
+        back = load_session(result.out, _label_of(site, session_id))
+        for side, ref in frames.items():
+            got = back[back["side"] == side].reset_index(drop=True)
+            assert len(got) == len(ref) > 1000
+            np.testing.assert_array_equal(np.round(got["t_s"].to_numpy() * 1e6).astype(np.int64),
+                                          ref["t_us"].to_numpy() - start_us)
+            pressure = [c for c in ref.columns if c.endswith("_kpa")]
+            assert len(pressure) == 16
+            for col in pressure + ["acc_x_g", "acc_y_g", "acc_z_g", "gyr_x_dps", "gyr_y_dps", "gyr_z_dps"]:
+                np.testing.assert_array_equal(got[col].to_numpy().astype(np.float32), ref[col].to_numpy(), err_msg=col)
+            if fmt != "bids":
+                np.testing.assert_array_equal(got["frame_index"].to_numpy(dtype=np.int64),
+                                              ref["seq"].to_numpy().astype(np.int64) - int(ref["seq"].iloc[0]))
+            meta = back.attrs["feet"][side]
+            assert meta["sample_rate_hz"] == 100.0 and meta["units"]["p01_kpa"] == "kPa"
+    strides = load_strides(result.out)
+    stored = site["store"].query("SELECT COUNT(*) AS n FROM strides WHERE patient = ?", (pat,)).iloc[0]["n"]
+    assert len(strides) == stored > 0
+    assert set(strides[C.SIDE]) == {"L", "R"}
+
+
+def test_bids_export_passes_the_official_validator(site, tmp_path):
+    result = _export(site, "bids", tmp_path / "bids", cohort="pilot")
+    assert result.subjects_n == 2 and result.sessions_n == 6
+    run = subprocess.run([str(VALIDATOR), "--format", "json", "--max-rows", "-1", str(result.out)],
+                         capture_output=True, text=True, timeout=300)
+    report = json.loads(run.stdout)
+    errors = [i for i in report["issues"]["issues"] if i["severity"] == "error"]
+    assert errors == [], errors[:5]
+    assert "motion" in json.dumps(report["summary"]["modalities"]).lower()
+    # the specification's required files and fields, checked directly as well
+    root = result.out
+    desc = json.loads((root / "dataset_description.json").read_text())
+    assert desc["BIDSVersion"] and desc["Name"]
+    motion = sorted(root.glob("sub-*/ses-*/motion/*_motion.tsv"))
+    assert len(motion) == 8  # 2 subjects x 2 sessions with raw frames x 2 feet
+    for tsv in motion:
+        stem = str(tsv)[: -len("_motion.tsv")]
+        channels = pd.read_csv(f"{stem}_channels.tsv", sep="\t", keep_default_na=False)
+        assert list(channels.columns[:5]) == ["name", "component", "type", "tracked_point", "units"]
+        assert channels["type"].iloc[0] == "LATENCY"
+        assert set(channels["type"][channels["name"].str.endswith("_kpa")]) == {"MISC"}
+        sidecar = json.loads(Path(f"{stem}_motion.json").read_text())
+        assert sidecar["SamplingFrequency"] == 100.0 and sidecar["TaskName"]
+        first = tsv.read_text().split("\n", 1)[0].split("\t")
+        assert len(first) == len(channels)  # no header row, one column per channel
+    events = sorted(root.glob("sub-*/ses-*/motion/*_events.tsv"))
+    assert len(events) == 6
+    ev = pd.read_csv(events[0], sep="\t")
+    assert list(ev.columns[:3]) == ["onset", "duration", "trial_type"]
+
+
+def test_no_export_contains_an_identifier(site, tmp_path):
+    store = site["store"]
+    identifiers = set(store.query("SELECT pseudonym FROM patients")["pseudonym"])
+    identifiers |= set(store.query("SELECT session_id FROM sessions")["session_id"])
+    identifiers |= set(store.query("SELECT device_id FROM raw_batches")["device_id"])
+    starts = store.query("SELECT start_us FROM sessions")["start_us"]
+    real_days = {day_of(int(s)) for s in starts}
+    identifiers |= real_days | {d.replace("-", "") for d in real_days}
+    assert len(identifiers) > 10
+    for fmt in ("parquet", "csv", "bids"):
+        out = _export(site, fmt, tmp_path / fmt, cohort="pilot").out
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert set(manifest["deidentification"]["removed"]) == set(REMOVED)
+        for path in out.rglob("*"):
+            if not path.is_file():
+                continue
+            texts = [path.read_bytes().decode("utf-8", "replace")]
+            if path.suffix == ".parquet":  # compressed: check what a reader sees, data and metadata
+                table = pq.read_table(path)
+                texts.append(table.to_pandas().to_csv())
+                texts.append(str(table.schema.metadata))
+            texts.append(str(path.relative_to(out)))
+            for text in texts:
+                found = [i for i in identifiers if i in text]
+                assert not found, f"{fmt}: {path.relative_to(out)} contains {found[:3]}"
+
+
+def test_dates_are_shifted_per_subject_keeping_intervals(site, tmp_path):
+    out = _export(site, "csv", tmp_path / "csv", cohort="pilot").out
+    sessions = load_table(out, "sessions")
+    for subject, rows in sessions.groupby("subject"):
+        starts = pd.to_datetime(rows["start"]).sort_values().reset_index(drop=True)
+        assert starts.dt.year.between(1900, 1927).all()
+        real = sorted(pd.to_datetime(site["store"].query(
+            "SELECT s.start_us FROM sessions s JOIN research_subjects r ON r.patient = s.patient WHERE r.label = ?",
+            (subject,))["start_us"], unit="us"))
+        assert list(starts.diff().dropna()) == list(pd.Series(real).diff().dropna())  # intervals kept to the us
+        assert set(starts.dt.day_of_week) == {pd.Timestamp(r).weekday() for r in real}
+    shifts = site["store"].query("SELECT date_shift_days FROM research_subjects")["date_shift_days"]
+    assert shifts.nunique() == len(shifts)  # per subject (random: equal by chance with p ~ 1e-3)
+    # a second export of the same subjects agrees
+    again = load_table(_export(site, "csv", tmp_path / "again", cohort="pilot").out, "sessions")
+    pd.testing.assert_frame_equal(sessions, again)
+
+
+def test_weekly_summary_is_the_median_of_the_weeks_strides(site, tmp_path):
+    out = _export(site, "parquet", tmp_path / "pq", cohort="pilot").out
+    strides, sessions, weekly = (load_table(out, n) for n in ("strides", "sessions", "weekly"))
+    assert len(weekly) == 4  # 2 subjects x sessions on day 0/3 (one week) and day 8 (the next)
+    row = weekly.iloc[0]
+    in_week = sessions[(sessions["subject"] == row["subject"])
+                       & (pd.to_datetime(sessions["start"]).dt.strftime("%G-W%V") == row["iso_week"])]
+    mine = strides[strides["session"].isin(in_week["session"])]
+    assert row["strides_n"] == len(mine) > 0 and row["sessions_n"] == len(in_week)
+    assert row[C.STRIDE_TIME_S] == pytest.approx(mine[C.STRIDE_TIME_S].median())
+    assert weekly_table(strides.iloc[0:0], sessions.iloc[0:0]).empty
+
+
+def test_output_is_atomic(site, tmp_path):
+    chosen = select_sessions(site["store"], site["archive"], patient=STORIES[1].pseudonym)
+    real_streams = chosen[-1].streams
+
+    def failing():
+        streams = real_streams()
+
+        original = streams[0].chunks
+
+        def boom():
+            yield next(iter(original()))
+            raise OSError("disk full (simulated)")
+        streams[0].chunks = boom
+        return streams
+    chosen[-1].streams = failing
+    out = tmp_path / "half"
+    with pytest.raises(OSError, match="disk full"):
+        write_export(chosen, out, "csv", software="t", progress=False)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    # an existing folder is not replaced unless asked, and then only once the new one is complete
+    good = _export(site, "csv", out, patient=STORIES[1].pseudonym)
+    with pytest.raises(ExportError, match="exists"):
+        _export(site, "csv", out, patient=STORIES[1].pseudonym)
+    before = sorted(p.name for p in out.iterdir())
+    chosen[-1].streams = failing
+    with pytest.raises(OSError):
+        write_export(chosen, out, "csv", software="t", progress=False, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == before and good.files
+    assert [p.name for p in tmp_path.iterdir()] == ["half"]
+
+
+def test_cli_exports_and_explains_refusals(site, tmp_path):
+    db = str(site["root"] / "kinetic.sqlite")
+    arch = str(site["root"] / "archive")
+    session_id = site["sessions"][STORIES[0].pseudonym][0]
+    run = subprocess.run([sys.executable, "-m", "kinetic", "export", "--db", db, "--archive", arch, "--session",
+                          session_id, "--format", "bids", "--out", str(tmp_path / "one")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "1 session(s) of 1 subject(s)" in run.stdout
+    assert len(list((tmp_path / "one").glob("sub-*/ses-*/motion/*_motion.tsv"))) == 2
+    for args, message in ((["--session", "no-such-session"], "nothing to export"),
+                          (["--all", "--from", "2026-13-01"], "YYYY-MM-DD"),
+                          (["--session", session_id], "exists")):
+        run = subprocess.run([sys.executable, "-m", "kinetic", "export", "--db", db, "--archive", arch, *args,
+                              "--out", str(tmp_path / "one")], capture_output=True, text=True)
+        assert run.returncode == 2 and message in run.stderr, (args, run.stderr)
+
+
+def test_a_real_recording_exports_to_valid_bids(tmp_path):
+    src = Path(__file__).resolve().parents[2] / "shared" / "data" / "physionet-gaitpdb" / "GaCo01_01.txt"
+    out = tmp_path / "gaco"
+    run = subprocess.run([sys.executable, "-m", "kinetic", "export", "--recording", str(src), "--format", "bids",
+                          "--out", str(out)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(subprocess.run([str(VALIDATOR), "--format", "json", str(out)], capture_output=True,
+                                       text=True, timeout=300).stdout)
+    assert [i for i in report["issues"]["issues"] if i["severity"] == "error"] == []
+    from processing.readers.auto import read_any
+
+    rec = read_any(src)
+    back = load_session(out)
+    for side, foot in rec.feet.items():
+        got = back[back["side"] == side]
+        cols = [c for c in got.columns if c.endswith("_n")]
+        assert len(cols) == 8
+        np.testing.assert_array_equal(got[cols].to_numpy(), foot.pressure[~np.isnan(foot.pressure).all(axis=1)])
+    events = pd.read_csv(next(out.glob("sub-*/ses-*/motion/*_events.tsv")), sep="\t")
+    assert (events["trial_type"] == "heel_strike").sum() > 50  # ~2 min of walking
+    assert re.fullmatch(r"S[0-9a-f]{8}", back["subject"].iloc[0])
+
+
+def test_an_eight_hour_session_exports_in_bounded_memory(tmp_path):
+    """Issue 7: an 8-hour bilateral session exports with peak memory < 300 MB (the whole `kinetic export` process)."""
+    from benchmarks.bench_export import START_US, _prepare_db
+    from research.testing import peak_memory_mb, write_archive_session
+
+    archive = RawArchive(tmp_path / "archive")
+    paths = write_archive_session(archive, hours=8.0, patient="p", session_id="s", start_us=START_US)
+    rows = sum(pq.read_metadata(p).num_rows for p in paths.values())
+    assert rows == 2 * 8 * 3600 * 100
+    _prepare_db(tmp_path / "db.sqlite", archive, 8.0)
+    for fmt in ("parquet", "bids"):
+        out = tmp_path / f"out-{fmt}"
+        mb = peak_memory_mb(["export", "--db", str(tmp_path / "db.sqlite"), "--archive", str(archive.root),
+                             "--session", "s", "--format", fmt, "--out", str(out), "--no-progress"])
+        assert mb < 300, f"{fmt}: peak {mb:.0f} MB"
+        assert json.loads((out / "manifest.json").read_text())["samples_n"] == rows
