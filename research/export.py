@@ -161,6 +161,14 @@ def recording_sessions(recording, *, task: str = "walking", task_name: str = "wa
 
 
 # writing ---------------------------------------------------------------------------------------------
+def labelled_strides(strides: pd.DataFrame, subject: str, session: str) -> pd.DataFrame:
+    """A session's stride table with ``subject`` and ``session`` first, then the analytics' columns in order."""
+    table = strides.copy()
+    table.insert(0, "session", session)
+    table.insert(0, "subject", subject)
+    lead = ["subject", "session"] + [c for c in C.STRIDE_COLS if c in table]
+    return table[lead + [c for c in table.columns if c not in lead]]
+
 def _progress_bar(total: int, enabled: bool | None):
     from tqdm import tqdm
 
@@ -261,10 +269,7 @@ def _write_all(sessions: list[ExportSession], root: Path, fmt: str, *, software:
             if bids:
                 files += formats.write_bids_events(root, subj, ses, s.task, strides)
                 files.append(formats.write_bids_scans(root, subj, ses, scans))
-            table = strides.copy()
-            table.insert(0, "session", ses)
-            table.insert(0, "subject", subj)
-            stride_tables.append(table)
+            stride_tables.append(labelled_strides(strides, subj, ses))
             session_rows.append({"subject": subj, "session": ses,
                                  "start": None if s.start is None else info["start"],
                                  "duration_s": s.duration_s, "strides_n": int(len(strides)),
@@ -272,9 +277,6 @@ def _write_all(sessions: list[ExportSession], root: Path, fmt: str, *, software:
                                  "sample_rate_hz": max((st.sample_rate_hz for st in streams), default=np.nan),
                                  "task": s.task})
     strides_all = pd.concat(stride_tables, ignore_index=True) if stride_tables else pd.DataFrame()
-    if not strides_all.empty:
-        lead = ["subject", "session"] + [c for c in C.STRIDE_COLS if c in strides_all]
-        strides_all = strides_all[lead + [c for c in strides_all.columns if c not in lead]]
     sessions_df = pd.DataFrame(session_rows)
     weekly = weekly_table(strides_all, sessions_df)
     subjects_df = pd.DataFrame(sorted(subjects.items()), columns=["subject", "cohort"])
@@ -347,5 +349,5 @@ def read_manifest(path: str | Path) -> dict:
     return json.loads((Path(path) / "manifest.json").read_text(encoding="utf-8"))
 
 
-__all__ = ["ExportError", "ExportResult", "ExportSession", "WEEKLY_METRICS", "read_manifest", "recording_sessions",
+__all__ = ["ExportError", "ExportResult", "ExportSession", "WEEKLY_METRICS", "labelled_strides", "read_manifest", "recording_sessions",
            "select_sessions", "software_version", "weekly_table", "write_export"]

@@ -50,15 +50,21 @@ def write_json(root: Path, rel: str, obj) -> str:
     return rel
 
 
-def write_table_text(root: Path, rel: str, table: pd.DataFrame, *, sep: str, na: str) -> str:
+def table_text(table: pd.DataFrame, *, sep: str = ",", na: str = "") -> bytes:
     """A small table (strides, sessions, weekly) as text; floats in shortest round-trip form, LF line ends."""
-    path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrow = pa.Table.from_pandas(table, preserve_index=False)
     arrow = pa.Table.from_batches([nan_to_null(b) for b in arrow.to_batches()], schema=arrow.schema) if arrow.num_rows else arrow
+    sink = pa.BufferOutputStream()
     # no quoting: BIDS reads quotes as part of the value; a value holding the separator is an error, never corrupt
-    pacsv.write_csv(arrow, str(path), pacsv.WriteOptions(delimiter=sep, null_string=na, quoting_style="none",
-                                                         quoting_header="none"))
+    pacsv.write_csv(arrow, sink, pacsv.WriteOptions(delimiter=sep, null_string=na, quoting_style="none",
+                                                    quoting_header="none"))
+    return sink.getvalue().to_pybytes()
+
+
+def write_table_text(root: Path, rel: str, table: pd.DataFrame, *, sep: str, na: str) -> str:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(table_text(table, sep=sep, na=na))
     return rel
 
 
@@ -206,5 +212,5 @@ def numpy_float(v):
     return float(v) if isinstance(v, (np.floating, float)) and np.isfinite(v) else v
 
 
-__all__ = ["BIDS_VERSION", "FORMATS", "events_table", "json_bytes", "session_prefix", "write_bids_events",
+__all__ = ["BIDS_VERSION", "FORMATS", "events_table", "json_bytes", "session_prefix", "table_text", "write_bids_events",
            "write_bids_scans", "write_json", "write_samples", "write_table_text"]
