@@ -272,3 +272,42 @@ def test_an_eight_hour_session_exports_in_bounded_memory(tmp_path):
                              "--session", "s", "--format", fmt, "--out", str(out), "--no-progress"])
         assert mb < 300, f"{fmt}: peak {mb:.0f} MB"
         assert json.loads((out / "manifest.json").read_text())["samples_n"] == rows
+
+
+def test_postgres_store_exports_what_sqlite_exports(tmp_path):
+    """The same session stored in PostgreSQL and in SQLite exports the same samples and strides (CLI, --dsn)."""
+    import uuid
+
+    import psycopg
+
+    from processing.store import PostgresStore
+    from tests.conftest import PG_DSN
+
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    pg = PostgresStore(PG_DSN, schema=schema)
+    lite = SQLiteStore(tmp_path / "lite.sqlite")
+    try:
+        outs = []
+        for name, store in (("pg", pg), ("lite", lite)):
+            store.migrate()
+            archive = RawArchive(tmp_path / f"archive-{name}")
+            sid = add_simulated_session(store, STORIES[2], DAY, 9, 0.0, walk_s=15.0, seed=5, archive=archive)
+            target = ["--dsn", PG_DSN, "--pg-schema", schema] if name == "pg" else ["--db", str(tmp_path / "lite.sqlite")]
+            out = tmp_path / f"out-{name}"
+            run = subprocess.run([sys.executable, "-m", "kinetic", "export", *target, "--archive", str(archive.root),
+                                  "--session", sid, "--format", "parquet", "--out", str(out)], capture_output=True, text=True)
+            assert run.returncode == 0, run.stderr
+            outs.append(out)
+        a, b = (load_session(o) for o in outs)
+        cols = [c for c in a.columns if c not in ("subject", "session")]
+        assert len(a) > 1000
+        pd.testing.assert_frame_equal(a[cols], b[cols])
+        sa, sb = (load_strides(o).drop(columns=["subject", "session"]) for o in outs)
+        assert len(sa) > 5
+        pd.testing.assert_frame_equal(sa, sb)
+        assert a["subject"].iloc[0] != b["subject"].iloc[0]  # labels are random per database
+    finally:
+        pg.close()
+        lite.close()
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
