@@ -39,10 +39,11 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 from starlette.middleware.sessions import SessionMiddleware
 
-from dashboards import data, export
+from dashboards import data
 from dashboards.auth import Actor, authenticate, load_actor
 from dashboards.live import LiveFeed
 from dashboards.schema import migrate
+from dashboards.signin_limit import SigninLimiter, client_network
 from processing.store import Store
 
 HERE = Path(__file__).parent
@@ -78,8 +79,9 @@ class NoteIn(BaseModel):
 
 def create_app(store: Store, *, secret: str, feed: LiveFeed | None = None,
                today: Callable[[], date] | None = None, now_us: Callable[[], int] | None = None,
-               https_only: bool = False, session_cache_n: int = 16) -> FastAPI:
+               https_only: bool = False, session_cache_n: int = 16, archive=None) -> FastAPI:
     """The app over ``store``. ``secret`` signs the session cookies (KINETIC_DASHBOARD_SECRET).
+    ``archive`` (a :class:`processing.archive.RawArchive`) is where researcher downloads read raw samples.
 
     ``feed`` supplies collector status and live frames (a bare :class:`LiveFeed` knows
     nothing: status "unknown"); ``today``/``now_us`` are the clock (injectable for tests).
@@ -220,14 +222,24 @@ def create_app(store: Store, *, secret: str, feed: LiveFeed | None = None,
         return page(request, "login.html", next=next if next.startswith("/") and not next.startswith("//") else "/",
                     failed=False)
 
+    signin_limiter = app.state.signin_limiter = SigninLimiter(store, secret=secret, now_us=now_us)
+
     @app.post("/login", include_in_schema=False)
     def login(request: Request, username: str = Form(max_length=64), password: str = Form(max_length=1024),
               csrf_token: str = Form(""), next: str = Form("/")):
         check_csrf(request, csrf_token)
+        network = client_network(request.client.host if request.client else None,
+                                 request.headers.get("x-forwarded-for"), signin_limiter.trusted_proxies)
+        wait_s = signin_limiter.retry_after_s(username, network)
+        if wait_s:  # too many failures for this username or this network: not even checked
+            return templates.TemplateResponse(request, "login.html", _ctx(request, next=next, retry_after_s=wait_s),
+                                              status_code=429, headers={"Retry-After": str(wait_s)})
         actor = authenticate(store, username, password)
         if actor is None:
-            time.sleep(0.2)  # a little friction against guessing; rate limiting is the hardening issue's
+            signin_limiter.failed(username, network)
+            time.sleep(0.2)  # a little friction on top of the counted back-off (dashboards/signin_limit.py)
             return templates.TemplateResponse(request, "login.html", _ctx(request, next=next, failed=True), status_code=401)
+        signin_limiter.succeeded(username)
         request.session.clear()  # a fresh session: no fixation
         request.session.update(u=actor.username, csrf=secrets.token_urlsafe(32))
         home = HOME[actor.role]
@@ -419,20 +431,49 @@ def create_app(store: Store, *, secret: str, feed: LiveFeed | None = None,
     @app.get("/api/research/sessions/{label}/strides.csv", openapi_extra=R, tags=["researcher"],
              response_class=Response, responses={200: {"content": {"text/csv": {}}}})
     def api_research_csv(label: str, actor: Actor = Depends(researcher)):
-        """Per-stride table of one session, de-identified, as CSV."""
-        session_id, subject, cohort, day, _start = _research_label(label)
-        body = export.strides_csv(store, session_id, label, subject, cohort, day)
+        """Per-stride table of one session, de-identified, as CSV (the columns of ``kinetic export``'s strides table)."""
+        from dashboards.data import strides as stored_strides
+        from research.export import labelled_strides
+        from research.formats import table_text
+
+        session_id, subject, _cohort, _day = _research_label(label)
+        body = table_text(labelled_strides(stored_strides(store, session_id), subject, label))
         return Response(body, media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{label}_strides.csv"'})
 
-    @app.get("/api/research/sessions/{label}/raw.parquet", openapi_extra=R, tags=["researcher"],
-             response_class=Response, responses={200: {"content": {"application/vnd.apache.parquet": {}}}})
-    def api_research_parquet(label: str, actor: Actor = Depends(researcher)):
-        """Raw frames of one session, de-identified, as Parquet (both feet; ``t_s`` from the session start)."""
-        session_id, _subject, _cohort, _day, start_us = _research_label(label)
-        body = export.raw_parquet(store, session_id, label, start_us)
-        return Response(body, media_type="application/vnd.apache.parquet",
-                        headers={"Content-Disposition": f'attachment; filename="{label}_raw.parquet"'})
+    @app.get("/api/research/sessions/{label}/export.zip", openapi_extra=R, tags=["researcher"],
+             response_class=Response, responses={200: {"content": {"application/zip": {}}}})
+    def api_research_export(label: str, actor: Actor = Depends(researcher),
+                            format: str = Query("parquet", pattern="^(parquet|csv|bids)$")):
+        """One session exported exactly as ``kinetic export --format FORMAT`` writes it (raw samples from the
+        archive, strides, events, manifest), de-identified, as a zip file."""
+        import shutil
+        import tempfile
+        import zipfile
+        from pathlib import Path
+
+        from starlette.background import BackgroundTask
+        from starlette.responses import FileResponse
+
+        from research.export import select_sessions, software_version, write_export
+
+        session_id, _subject, _cohort, _day = _research_label(label)
+        if archive is None:
+            raise NotFound("this dashboard has no raw archive configured (kinetic dashboard --archive)")
+        tmp = Path(tempfile.mkdtemp(prefix="kinetic-export-"))
+        try:
+            chosen = select_sessions(store, archive, session=session_id)
+            out = write_export(chosen, tmp / label, format, software=software_version(), progress=False).out
+            zip_path = tmp / f"{label}_{format}.zip"
+            with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+                for path in sorted(out.rglob("*")):
+                    if path.is_file():
+                        zf.write(path, f"{label}/{path.relative_to(out)}")
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return FileResponse(zip_path, media_type="application/zip", filename=zip_path.name,
+                            background=BackgroundTask(shutil.rmtree, tmp, ignore_errors=True))
 
     # admin --------------------------------------------------------------------------------------------------
     @app.get("/admin", include_in_schema=False)

@@ -72,6 +72,15 @@ def add_account(store: Store, username: str, role: str, password: str, *, displa
         (username, role, hash_password(password), display_name, patient, time.time_ns() // 1000))
 
 
+def set_password(store: Store, username: str, password: str) -> None:
+    """Replace an account's password (a reset). Sessions already signed in are not ended: disable the
+    account for that, or rotate KINETIC_DASHBOARD_SECRET to end every session."""
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise AccountError(f"password must have at least {MIN_PASSWORD_CHARS} characters")
+    if store.execute("UPDATE accounts SET password_hash = ? WHERE username = ?", (hash_password(password), username)) != 1:
+        raise AccountError(f"no account {username!r}")
+
+
 def assign_patient(store: Store, therapist: str, patient: str) -> None:
     """Let ``therapist`` see ``patient``."""
     acc = store.query("SELECT role FROM accounts WHERE username = ?", (therapist,))

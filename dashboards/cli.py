@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mqtt-url", default=None, help="broker for status and live view (env KINETIC_MQTT_URL)")
     p.add_argument("--no-mqtt", action="store_true", help="do not connect to a broker (status shows as unknown)")
     p.add_argument("--https-only-cookies", action="store_true", help="mark the session cookie Secure (behind HTTPS)")
+    p.add_argument("--archive", default=os.environ.get("KINETIC_ARCHIVE", "kinetic-archive"),
+                   help="raw session archive of the processing service, for researcher downloads "
+                   "(env KINETIC_ARCHIVE; default: %(default)s)")
     p.set_defaults(func=serve)
     acts = p.add_subparsers(dest="action", metavar="ACTION")
 
@@ -104,7 +107,10 @@ def serve(args: argparse.Namespace) -> int:
             print(f"warning: {exc}; collector status and live view are unavailable", file=sys.stderr)
     if store.query("SELECT COUNT(*) AS n FROM accounts").iloc[0]["n"] == 0:
         print("no accounts yet: create one with  kinetic dashboard add-user NAME --role therapist", file=sys.stderr)
-    app = create_app(store, secret=secret, feed=feed, https_only=args.https_only_cookies)
+    from processing.archive import RawArchive
+
+    app = create_app(store, secret=secret, feed=feed, https_only=args.https_only_cookies,
+                     archive=RawArchive(args.archive))
     print(f"kinetic dashboard on http://{args.host}:{args.port}/  (API docs: /api/docs)", flush=True)
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning", proxy_headers=False)

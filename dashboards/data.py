@@ -343,40 +343,53 @@ def cohorts(store: Store) -> list[str]:
 
 def research_sessions(store: Store, *, cohort: str | None = None, from_day: str | None = None,
                       to_day: str | None = None) -> list[dict]:
-    """Closed sessions with research labels only: no pseudonym, session id, device id, name or note."""
+    """Closed sessions with research labels only: no pseudonym, session id, device id, name or note.
+
+    Days are shifted per subject (research.deid), and ``from_day`` / ``to_day`` (inclusive)
+    filter on those shifted days: a filter on real days would let a researcher recover them.
+    """
     from dashboards.schema import ensure_session_labels, ensure_subject_labels
+    from research.deid import Subject
 
     ensure_subject_labels(store)
     ensure_session_labels(store)
-    sql = ("SELECT rs.label AS session, sub.label AS subject, sub.cohort, s.start_us, s.end_us, ss.strides_n "
-           "FROM sessions s JOIN research_sessions rs ON rs.session_id = s.session_id "
+    for day in (from_day, to_day):
+        if day:
+            date.fromisoformat(day)  # ValueError for a bad day
+    sql = ("SELECT rs.label AS session, sub.label AS subject, sub.cohort, sub.date_shift_days, s.start_us, s.end_us, "
+           "ss.strides_n FROM sessions s JOIN research_sessions rs ON rs.session_id = s.session_id "
            "JOIN research_subjects sub ON sub.patient = s.patient "
            "LEFT JOIN session_summaries ss ON ss.session_id = s.session_id WHERE s.state = 'closed'")
     params: tuple = ()
     if cohort:
         sql += " AND sub.cohort = ?"
         params += (cohort,)
-    if from_day:
-        sql += " AND s.start_us >= ?"
-        params += (day_start_us(date.fromisoformat(from_day)),)
-    if to_day:
-        sql += " AND s.start_us < ?"
-        params += (day_start_us(date.fromisoformat(to_day) + timedelta(days=1)),)
-    rows = store.query(sql + " ORDER BY s.start_us, rs.label", params)
-    return [{
-        "session": r.session, "subject": r.subject, "cohort": r.cohort, "day": utc_day(int(r.start_us)),
-        "duration_s": None if r.end_us is None or pd.isna(r.end_us) else round((int(r.end_us) - int(r.start_us)) / 1e6, 1),
-        "strides_n": None if r.strides_n is None or pd.isna(r.strides_n) else int(r.strides_n),
-    } for r in rows.itertuples()]
+    out = []
+    for r in store.query(sql, params).itertuples():
+        day = Subject(str(r.subject), str(r.cohort), int(r.date_shift_days)).shift_day(utc_day(int(r.start_us)))
+        if (from_day and day < from_day) or (to_day and day > to_day):
+            continue
+        out.append({
+            "session": r.session, "subject": r.subject, "cohort": r.cohort, "day": day,
+            "duration_s": None if r.end_us is None or pd.isna(r.end_us) else round((int(r.end_us) - int(r.start_us)) / 1e6, 1),
+            "strides_n": None if r.strides_n is None or pd.isna(r.strides_n) else int(r.strides_n),
+            "_start_us": int(r.start_us)})
+    out.sort(key=lambda row: (row["subject"], row.pop("_start_us"), row["session"]))
+    return out
 
 
-def research_session(store: Store, label: str) -> tuple[str, str, str, str, int] | None:
-    """(session_id, subject label, cohort, day, start_us) behind a research session label, or None."""
+def research_session(store: Store, label: str) -> tuple[str, str, str, str] | None:
+    """(session_id, subject label, cohort, shifted day) behind a research session label, or None."""
+    from dashboards.schema import ensure_subject_labels
+    from research.deid import Subject
+
+    ensure_subject_labels(store)
     rows = store.query(
-        "SELECT s.session_id, sub.label AS subject, sub.cohort, s.start_us FROM research_sessions rs "
+        "SELECT s.session_id, sub.label AS subject, sub.cohort, sub.date_shift_days, s.start_us FROM research_sessions rs "
         "JOIN sessions s ON s.session_id = rs.session_id JOIN research_subjects sub ON sub.patient = s.patient "
         "WHERE rs.label = ?", (label,))
     if rows.empty:
         return None
     r = rows.iloc[0]
-    return str(r["session_id"]), str(r["subject"]), str(r["cohort"]), utc_day(int(r["start_us"])), int(r["start_us"])
+    day = Subject(str(r["subject"]), str(r["cohort"]), int(r["date_shift_days"])).shift_day(utc_day(int(r["start_us"])))
+    return str(r["session_id"]), str(r["subject"]), str(r["cohort"]), day

@@ -177,7 +177,7 @@ def add_baselines_and_flags(store: Store, patient: str, first_day: date, last_da
 
 
 def build_fixture(store: Store, *, today: date, days: int = 42, strides_per_session: int = 40,
-                  simulated_walk_s: float | None = 20.0, accounts: bool = True) -> dict:
+                  simulated_walk_s: float | None = 20.0, accounts: bool = True, archive=None) -> dict:
     """Fill ``store``; returns what was created (``sessions`` per patient, ``simulated`` session ids)."""
     migrate(store)
     rng = np.random.default_rng(6)
@@ -193,7 +193,8 @@ def build_fixture(store: Store, *, today: date, days: int = 42, strides_per_sess
                 continue  # a day without walks
             last = i == days - 1
             if last and simulated_walk_s:
-                sid = add_simulated_session(store, story, day, 9 + k, progress, walk_s=simulated_walk_s, seed=k)
+                sid = add_simulated_session(store, story, day, 9 + k, progress, walk_s=simulated_walk_s, seed=k,
+                                            archive=archive)
                 created["simulated"][story.pseudonym] = sid
             else:
                 sid = add_synthetic_session(store, story, day, 9 + k, progress, strides_per_session, rng)

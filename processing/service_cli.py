@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import logging
 import os
 import signal
@@ -12,7 +13,7 @@ from insole_common.topics import N_PARTITIONS, partitions_for_worker
 from kinetic.mqtt import MqttSettings
 from processing.archive import RawArchive
 from processing.service import ProcessingService
-from processing.store import SQLiteStore
+from processing.store import PostgresStore, SQLiteStore
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "process",
         help="subscribe to every patient's insole streams and store sessions, strides and summaries",
         description="Run the processing service: MQTT ingest (QoS 1, persistent session), exactly-once raw "
-        "store, session handling and gait analytics into SQLite.",
+        "store, session handling and gait analytics into SQLite or PostgreSQL.",
     )
     p.add_argument("--db", default=os.environ.get("KINETIC_DB", "kinetic.sqlite"),
-                   help="SQLite database file (env KINETIC_DB; default: %(default)s)")
+                   help="SQLite database file, or a postgresql:// URL (env KINETIC_DB; default: %(default)s)")
     p.add_argument("--archive", default=os.environ.get("KINETIC_ARCHIVE", "kinetic-archive"),
                    help="raw session archive folder, Parquet partitioned by patient and day "
                    "(env KINETIC_ARCHIVE; default: %(default)s)")
@@ -50,7 +51,7 @@ def _run(args: argparse.Namespace) -> int:
         partitions = partitions_for_worker(index, count)
     except ValueError as exc:
         raise SystemExit(f"kinetic process: --worker must look like 0/2: {exc}") from None
-    store = SQLiteStore(args.db)
+    store = PostgresStore(args.db) if args.db.startswith(("postgresql://", "postgres://")) else SQLiteStore(args.db)
     service = ProcessingService(store, inactivity_s=args.inactivity_s, partitions=None if count == 1 else partitions,
                                 live_strides=not args.no_live,
                                 archive=RawArchive(args.archive))
@@ -58,7 +59,8 @@ def _run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     mqtt = MqttSettings.from_env(args.mqtt_url)
-    print(f"kinetic process: worker {index}/{count} on {mqtt.url}, partitions {partitions}, database {args.db}", flush=True)
+    shown_db = re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", args.db)  # never print a password given in the URL
+    print(f"kinetic process: worker {index}/{count} on {mqtt.url}, partitions {partitions}, database {shown_db}", flush=True)
     ready = threading.Event()
 
     def announce() -> None:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The two commands of the README:
 #   bash scripts/run.sh demo   -> virtual environment + dependencies, then `kinetic demo`
-#   bash scripts/run.sh test   -> the same, plus Mosquitto, PostgreSQL and headless Chromium
+#   bash scripts/run.sh test   -> the same, plus Mosquitto, PostgreSQL, headless Chromium, compose, systemd-analyze
 #                                 (installed with apt-get when absent; the services started when
 #                                 down), then the whole test suite
 # Extra arguments go to `kinetic demo` or to pytest.
@@ -88,6 +88,14 @@ ensure_chromium() {
   apt_install chromium chromium-driver
 }
 
+ensure_deploy_tools() {
+  # tests/test_compose.py validates docker-compose.yml with a real compose implementation (the docker
+  # compose plugin when present, else Debian's docker-compose); tests/test_raspberry_pi.py runs
+  # systemd-analyze verify on the collector's unit
+  docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || apt_install docker-compose
+  command -v systemd-analyze >/dev/null || apt_install systemd
+}
+
 cmd=${1:-}
 shift || true
 case "$cmd" in
@@ -100,6 +108,7 @@ case "$cmd" in
     ensure_mosquitto
     ensure_postgres
     ensure_chromium
+    ensure_deploy_tools
     export KINETIC_MQTT_URL=${KINETIC_MQTT_URL:-mqtt://$MQTT_HOST:$MQTT_PORT}
     export KINETIC_TEST_PG_DSN=${KINETIC_TEST_PG_DSN:-postgresql://postgres@$PG_HOST:$PG_PORT/postgres}
     exec "$VENV/bin/python" -m pytest "$@"

@@ -20,23 +20,13 @@ from kinetic.mqtt import MqttConnectError, MqttSettings, connect, make_client
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 
 
-@pytest.fixture(scope="module")
-def secure_broker(tmp_path_factory):
-    work = tmp_path_factory.mktemp("secure-broker")
-    subprocess.run(["bash", str(DEPLOY / "make-broker-secrets.sh"), str(work / "certs"), "localhost"], check=True,
-                   capture_output=True)
-    accounts = {"patient-a": secrets.token_urlsafe(16), "patient-b": secrets.token_urlsafe(16),
-                "kinetic-processing": secrets.token_urlsafe(16), "kinetic-dashboard": secrets.token_urlsafe(16)}
-    passwd = work / "passwd"
-    passwd.touch()
-    for user, password in accounts.items():
-        subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, password], check=True, capture_output=True)
-    (work / "acl").write_text((DEPLOY / "mosquitto" / "acl").read_text())
+def start_secure_mosquitto(work: Path) -> tuple[subprocess.Popen, MqttSettings]:
+    """Mosquitto with the shipped mosquitto-secure.conf, reading ``work``/passwd, acl and certs/
+    (only the container's paths and the port replaced). Returns the process and TLS settings."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     conf = (DEPLOY / "mosquitto" / "mosquitto-secure.conf").read_text()
-    # the shipped file, with only the container's paths and port replaced for this test
     conf = conf.replace("/mosquitto/config/certs/", f"{work}/certs/").replace("/mosquitto/config/", f"{work}/")
     conf = conf.replace("/mosquitto/data/", f"{work}/").replace("listener 8883", f"listener {port} 127.0.0.1")
     if os.geteuid() == 0:  # as root mosquitto would switch to its own user, who cannot read a private tmp folder
@@ -53,7 +43,26 @@ def secure_broker(tmp_path_factory):
     else:
         proc.kill()
         raise AssertionError(f"secure mosquitto did not start: {proc.stdout.read()}")
-    tls = MqttSettings(host="127.0.0.1", port=port, tls=True, ca_file=str(work / "certs" / "ca.crt"))
+    return proc, MqttSettings(host="127.0.0.1", port=port, tls=True, ca_file=str(work / "certs" / "ca.crt"))
+
+
+def make_certs(work: Path) -> None:
+    subprocess.run(["bash", str(DEPLOY / "make-broker-secrets.sh"), str(work / "certs"), "localhost"], check=True,
+                   capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def secure_broker(tmp_path_factory):
+    work = tmp_path_factory.mktemp("secure-broker")
+    make_certs(work)
+    accounts = {"patient-a": secrets.token_urlsafe(16), "patient-b": secrets.token_urlsafe(16),
+                "kinetic-processing": secrets.token_urlsafe(16), "kinetic-dashboard": secrets.token_urlsafe(16)}
+    passwd = work / "passwd"
+    passwd.touch()
+    for user, password in accounts.items():
+        subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, password], check=True, capture_output=True)
+    (work / "acl").write_text((DEPLOY / "mosquitto" / "acl").read_text())
+    proc, tls = start_secure_mosquitto(work)
     yield tls, accounts
     proc.terminate()
     proc.wait(5)

@@ -24,6 +24,7 @@ from insole_common import topics
 from insole_common.codec import Batch, PressureUnit, encode_batch
 from insole_common.messages import CollectorStatus, InsoleStatus
 from kinetic.mqtt import connect, make_client
+from processing.archive import RawArchive
 from processing.store import SQLiteStore
 
 selenium = pytest.importorskip("selenium")  # a declared dependency: importorskip only guards odd installs
@@ -42,7 +43,8 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 def site(tmp_path_factory, mqtt_settings):
     tmp = tmp_path_factory.mktemp("dash")
     store = SQLiteStore(tmp / "kinetic.sqlite")
-    created = build_fixture(store, today=TODAY)
+    archive = RawArchive(tmp / "archive")
+    created = build_fixture(store, today=TODAY, archive=archive)
     feed = MqttLiveFeed(mqtt_settings)
     feed.start()
     pub = make_client(mqtt_settings)
@@ -58,7 +60,7 @@ def site(tmp_path_factory, mqtt_settings):
     deadline = time.monotonic() + 5
     while feed.status("pat-a")["R"] is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    app = create_app(store, secret="t" * 48, feed=feed, today=lambda: TODAY)
+    app = create_app(store, secret="t" * 48, feed=feed, today=lambda: TODAY, archive=archive)
     with ServerThread(app) as server:
         yield {"url": server.url, "store": store, "created": created, "pub": pub, "tmp": tmp}
     for topic, _ in retained:  # leave the shared broker as we found it
@@ -221,8 +223,14 @@ def test_researcher_filters_and_downloads(site, browser):
     from selenium.webdriver.support.ui import Select
 
     Select(browser.find_element(By.ID, "cohort")).select_by_value("control")
-    browser.execute_script("document.getElementById('from_day').value='2026-11-14';"
-                           "document.getElementById('to_day').value='2026-11-20';")
+    # the researcher sees days shifted per subject: the last 7 real days of pat-c, shifted
+    from research.deid import Subject
+
+    shift = int(site["store"].query("SELECT date_shift_days FROM research_subjects WHERE patient = 'pat-c'").iloc[0, 0])
+    subject = Subject("x", "control", shift)
+    lo, hi = subject.shift_day("2026-11-14"), subject.shift_day("2026-11-20")
+    browser.execute_script(f"document.getElementById('from_day').value='{lo}';"
+                           f"document.getElementById('to_day').value='{hi}';")
     browser.find_element(By.ID, "apply").click()
     ready(browser)
     rows = browser.find_elements(By.CSS_SELECTOR, "#research-sessions tbody tr")
@@ -233,16 +241,23 @@ def test_researcher_filters_and_downloads(site, browser):
     label = last.get_attribute("data-session")
     last.find_element(By.CSS_SELECTOR, "a.dl-csv").click()
     last.find_element(By.CSS_SELECTOR, "a.dl-parquet").click()
-    csv_path, pq_path = browser.downloads / f"{label}_strides.csv", browser.downloads / f"{label}_raw.parquet"
-    wait(browser, lambda d: csv_path.exists() and pq_path.exists() and not list(browser.downloads.glob("*.crdownload")))
+    csv_path, zip_path = browser.downloads / f"{label}_strides.csv", browser.downloads / f"{label}_parquet.zip"
+    wait(browser, lambda d: csv_path.exists() and zip_path.exists() and not list(browser.downloads.glob("*.crdownload")))
     text = csv_path.read_text()
-    assert text.startswith("session,subject,cohort,day,side,heel_strike_s,")
+    assert text.startswith("subject,session,side,heel_strike_s,")
     assert len(text.splitlines()) > 10 and "pat-c" not in text and "sim-" not in text
-    table = pq.read_table(io.BytesIO(pq_path.read_bytes()))
-    assert {"device_id", "seq", "t_us", "session_id"}.isdisjoint(table.column_names)
-    assert set(table.column("session").to_pylist()) == {label}
-    assert table.num_rows == 2 * 2000
-    assert b"pat-c" not in pq_path.read_bytes()
+    import zipfile
+
+    with zipfile.ZipFile(zip_path) as zf:
+        names = zf.namelist()
+        assert f"{label}/manifest.json" in names
+        feet = [n for n in names if n.endswith("_samples.parquet")]
+        assert len(feet) == 2
+        for name in feet:
+            table = pq.read_table(io.BytesIO(zf.read(name)))
+            assert {"device_id", "seq", "t_us", "session_id"}.isdisjoint(table.column_names)
+            assert table.num_rows == 2000  # 20 s at 100 Hz per foot
+            assert b"pat-c" not in zf.read(name)
 
 
 def _walk_batches(side: str, seq0: int, t0_us: int, n: int) -> bytes:

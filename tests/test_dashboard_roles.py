@@ -18,6 +18,7 @@ from dashboards import data
 from dashboards.app import create_app
 from dashboards.auth import set_disabled
 from dashboards.testing import FIXTURE_PASSWORD, ServerThread, build_fixture
+from processing.archive import RawArchive
 from processing.store import SQLiteStore
 
 TODAY = date(2026, 11, 20)
@@ -55,7 +56,7 @@ EXPECTED = {
     ("GET", "/api/research/cohorts"): "researcher",
     ("GET", "/api/research/sessions"): "researcher",
     ("GET", "/api/research/sessions/{label}/strides.csv"): "researcher",
-    ("GET", "/api/research/sessions/{label}/raw.parquet"): "researcher",
+    ("GET", "/api/research/sessions/{label}/export.zip"): "researcher",
     ("GET", "/admin"): "admin",
     ("GET", "/api/admin/accounts"): "admin",
 }
@@ -65,7 +66,8 @@ EXPECTED = {
 def site(tmp_path_factory):
     store = SQLiteStore(tmp_path_factory.mktemp("roles") / "kinetic.sqlite")
     created = build_fixture(store, today=TODAY, days=14, strides_per_session=10, simulated_walk_s=None)
-    app = create_app(store, secret="r" * 48, today=lambda: TODAY)
+    app = create_app(store, secret="r" * 48, today=lambda: TODAY,
+                     archive=RawArchive(tmp_path_factory.mktemp("roles-archive")))
     label = data.research_sessions(store)[0]["session"]
     with ServerThread(app) as server:
         yield {"app": app, "url": server.url, "store": store, "created": created, "label": label}
@@ -173,7 +175,8 @@ def test_researcher_sees_no_identifiers(site):
     bodies = [c.get("/api/research/cohorts").content, c.get("/api/research/sessions").content,
               c.get("/research").content,
               c.get(f"/api/research/sessions/{site['label']}/strides.csv").content,
-              c.get(f"/api/research/sessions/{site['label']}/raw.parquet").content]
+              c.get(f"/api/research/sessions/{site['label']}/export.zip?format=csv").content]
+    assert c.get(f"/api/research/sessions/{site['label']}/export.zip?format=csv").status_code == 200
     for body in bodies:
         for s in secrets_:
             assert s.encode() not in body, s
@@ -184,8 +187,13 @@ def test_research_filters(site):
     every = c.get("/api/research/sessions").json()["sessions"]
     control = c.get("/api/research/sessions", params={"cohort": "control"}).json()["sessions"]
     assert 0 < len(control) < len(every) and {s["cohort"] for s in control} == {"control"}
-    week = c.get("/api/research/sessions", params={"from_day": "2026-11-14", "to_day": "2026-11-20"}).json()["sessions"]
-    assert week and all("2026-11-14" <= s["day"] <= "2026-11-20" for s in week)
+    # days are shifted per subject: the filter works on the days the researcher sees
+    assert all(s["day"] < "1927" for s in every)
+    days = sorted({s["day"] for s in every if s["cohort"] == "control"})
+    lo, hi = days[3], days[9]
+    week = c.get("/api/research/sessions", params={"from_day": lo, "to_day": hi, "cohort": "control"}).json()["sessions"]
+    assert len(week) == 7 and all(lo <= s["day"] <= hi for s in week)
+    assert c.get("/api/research/sessions", params={"from_day": "2026-11-14", "cohort": "control"}).json()["sessions"] == []
     assert c.get("/api/research/sessions", params={"from_day": "2026-13-40"}).status_code == 400
     assert c.get("/api/research/sessions", params={"from_day": "yesterday"}).status_code == 422
 
@@ -193,15 +201,16 @@ def test_research_filters(site):
 def test_strides_csv_is_the_stored_strides(site):
     c, _ = client_for(site, "researcher")
     label = site["label"]
-    session_id, subject, cohort, day, _ = data.research_session(site["store"], label)
+    session_id, subject, cohort, day = data.research_session(site["store"], label)
     body = c.get(f"/api/research/sessions/{label}/strides.csv").text
     lines = body.split("\n")
     assert body.endswith("\n") and "\r" not in body
     table = data.strides(site["store"], session_id)
     assert len(lines) - 2 == len(table)
+    assert lines[0].startswith("subject,session,side,heel_strike_s,toe_off_s,next_heel_strike_s,stride_time_s,")
     first = lines[1].split(",")
-    assert first[:5] == [label, subject, cohort, day, table.iloc[0]["side"]]
-    assert float(first[5]) == table.iloc[0]["heel_strike_s"]  # repr precision: exact
+    assert first[:3] == [subject, label, table.iloc[0]["side"]]
+    assert float(first[3]) == table.iloc[0]["heel_strike_s"]  # shortest round-trip form: exact
 
 
 def test_csrf_is_required(site):

@@ -132,7 +132,9 @@
         h("td", { class: "mono" }, s.session), h("td", { class: "mono" }, s.subject), h("td", {}, s.cohort), h("td", {}, s.day),
         h("td", { class: "num" }, s.duration_s === null ? "–" : `${Math.round(s.duration_s)} s`), h("td", { class: "num" }, s.strides_n === null ? "–" : s.strides_n),
         h("td", {}, h("a", { href: `/api/research/sessions/${enc(s.session)}/strides.csv`, class: "dl-csv", download: "" }, "strides CSV"), " · ",
-          h("a", { href: `/api/research/sessions/${enc(s.session)}/raw.parquet`, class: "dl-parquet", download: "" }, "raw Parquet")))));
+          h("a", { href: `/api/research/sessions/${enc(s.session)}/export.zip?format=parquet`, class: "dl-parquet", download: "" }, "Parquet"), " · ",
+          h("a", { href: `/api/research/sessions/${enc(s.session)}/export.zip?format=csv`, class: "dl-csvzip", download: "" }, "CSV"), " · ",
+          h("a", { href: `/api/research/sessions/${enc(s.session)}/export.zip?format=bids`, class: "dl-bids", download: "" }, "BIDS")))));
       done();
     }
     document.getElementById("filter").addEventListener("submit", ev => { ev.preventDefault(); body.dataset.ready = ""; load().catch(e => fail("count", e)); });
