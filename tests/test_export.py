@@ -237,8 +237,9 @@ def test_a_real_recording_exports_to_valid_bids(tmp_path):
     src = Path(__file__).resolve().parents[2] / "shared" / "data" / "physionet-gaitpdb" / "GaCo01_01.txt"
     out = tmp_path / "gaco"
     run = subprocess.run([sys.executable, "-m", "kinetic", "export", "--recording", str(src), "--format", "bids",
-                          "--out", str(out)], capture_output=True, text=True)
+                          "--out", str(out), "--progress"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
+    assert "exporting: 100%" in run.stderr and "24.2k/24.2k" in run.stderr  # the progress bar, to its end
     report = json.loads(subprocess.run([str(VALIDATOR), "--format", "json", str(out)], capture_output=True,
                                        text=True, timeout=300).stdout)
     assert [i for i in report["issues"]["issues"] if i["severity"] == "error"] == []
