@@ -128,3 +128,14 @@ def test_dropped_samples_in_reader_become_nan(tmp_path: Path):
     assert rec.source_format == "gaitpdb"
     assert rec.feet["L"].n_samples == 300
     assert rec.feet["L"].missing.sum() == 2
+
+
+def test_data_ending_mid_stance_keep_the_last_stride():
+    # a walk cut 0.4 s into a stance: that heel strike still ends the previous stride (gaitndd records stop
+    # mid-walk at 300 s); a stance cut after less than min_stance_ms (0.05 s) is not trusted
+    n = int(round(40.0 * FS))  # the left stance starting at 39.6 s (36 strides of 1.1 s) runs past the end
+    for cut_s, last_end_s in ((0.0, 39.6), (0.35, 38.5)):
+        m = n - int(round(cut_s * FS))
+        rec = rec_from_loads(gait_load(40.0)[:m], gait_load(40.0, phase_s=0.55)[:m])
+        left = analyze(rec).strides.query("side == 'L'")
+        assert left.next_heel_strike_s.max() == pytest.approx(last_end_s, abs=0.02)

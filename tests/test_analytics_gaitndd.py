@@ -71,45 +71,40 @@ def test_few_reference_rows_set_aside(matched):
     assert (~matched.reference_valid).sum() <= 110
 
 
-def test_share_of_reference_strides_matched(matched):
-    assert valid(matched).matched.mean() >= 0.991  # regression floor (99.18 % at 300 Hz, 99.21 % at 100 Hz)
-    assert matched.matched.mean() >= 0.980  # all rows, pauses and stale rows counted as misses (98.09 / 98.12 %)
+def test_share_of_all_rows_matched(matched):
+    # all rows, pauses and stale rows counted as misses (98.49 % at 300 Hz, 98.50 % at 100 Hz)
+    assert matched.matched.mean() >= 0.983
 
 
 def test_stride_time_mae_pooled(matched):
-    assert np.nanmean(np.abs(valid(matched).stride_err_s)) * 1000 <= 3.1  # 2.64 ms at 300 Hz, 3.00 ms at 100 Hz
-
-
-def test_stance_and_swing_mae(matched):
-    v = valid(matched)
-    assert np.nanmean(np.abs(v.stance_err_s)) * 1000 <= 15.5  # 14.79 / 15.09 ms
-    assert np.nanmean(np.abs(v.swing_err_s)) * 1000 <= 15.5
+    assert np.nanmean(np.abs(valid(matched).stride_err_s)) * 1000 <= 3.1  # 2.65 ms at 300 Hz, 3.02 ms at 100 Hz
 
 
 def test_every_record_mostly_matched(matched):
     per = valid(matched).groupby("record").matched.mean()
-    assert per.min() >= 0.95, per.sort_values().head()  # hunt5 is the weakest record (96.8 %)
+    assert per.min() >= 0.98, per.sort_values().head()  # als4 is the weakest record (98.5 %)
 
 
-@pytest.mark.xfail(reason="issue-3 target >= 99.5 % matched not reached: 99.18 % (300 Hz) / 99.21 % (100 Hz) of valid "
-                          "reference strides; the misses are turn-around shuffles the reference counts as strides "
-                          "(hunt5), strides the reference splits without any unloading in the signal (park4) and "
-                          "partial touches; see docs/validation.md", strict=True)
+def test_every_record_stance_within_20_ms(matched):
+    per = valid(matched).groupby("record").stance_err_s.apply(lambda e: np.nanmean(np.abs(e)) * 1000)
+    assert per.max() <= 20, per.sort_values().tail()  # park4 is the weakest record (16.3 / 18.5 ms)
+
+
 def test_issue_target_matched(matched):
+    # issue-3 target: >= 99.5 % of the valid reference strides (99.58 % at 300 Hz, 99.59 % at 100 Hz)
     assert valid(matched).matched.mean() >= 0.995
 
 
-@pytest.mark.xfail(reason="issue-3 target stride-time MAE <= 2.5 ms not reached: 2.64 ms (300 Hz) / 3.00 ms (100 Hz); "
-                          "the excess comes from two-stage loading edges where the reference picks the first stage in "
-                          "some records and the second in others (als3 L, park1 R, als5, control5)", strict=True)
+@pytest.mark.xfail(reason="issue-3 target stride-time MAE <= 2.5 ms not reached: 2.65 ms (300 Hz) / 3.02 ms (100 Hz); "
+                          "the excess comes from two-stage loading edges and touches before the heel strike, where the "
+                          "reference picks the first stage in some strides and the second in others (als3 L: 8.2 ms, "
+                          "control5, als5, park1 R); see docs/validation.md", strict=True)
 def test_issue_target_stride_time(matched):
     assert np.nanmean(np.abs(valid(matched).stride_err_s)) * 1000 <= 2.5
 
 
-@pytest.mark.xfail(reason="issue-3 target stance / swing MAE <= 10 ms not reached: 14.8 / 14.7 ms (300 Hz), 15.1 / 15.0 ms "
-                          "(100 Hz); mostly a constant per-record offset (hunt3, hunt4, park4): the authors' toe-off "
-                          "definition is not recoverable from these records, see docs/validation.md", strict=True)
 def test_issue_target_stance_swing(matched):
+    # issue-3 target: stance and swing MAE <= 10 ms (6.49 / 6.43 ms at 300 Hz, 7.56 / 7.50 ms at 100 Hz)
     v = valid(matched)
     assert np.nanmean(np.abs(v.stance_err_s)) * 1000 <= 10
     assert np.nanmean(np.abs(v.swing_err_s)) * 1000 <= 10

@@ -13,6 +13,7 @@ from processing.readers.auto import read_any
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CASES = ["physionet-gaitndd/hunt1.hea", "physionet-gaitndd/als5.hea",  # als5: right sensor dies (flat seconds)
+         "physionet-gaitndd/hunt5.hea",  # swings that never reach the off level, rebounds at toe off
          "moticon-opengo-sample/230927_102137.txt", "physionet-gaitpdb/JuCo01_01.txt"]
 
 

@@ -21,7 +21,13 @@ Method (docs/analytics.md):
 3. **Contacts by hysteresis.** A foot is in contact from the sample where the
    normalised load rises above ``on_fraction`` until it falls below
    ``off_fraction``. Swings shorter than ``min_swing_ms`` are merged (sensor
-   noise), contacts shorter than ``min_stance_ms`` dropped.
+   noise), contacts shorter than ``min_stance_ms`` dropped. Offset loads
+   only: a stretch of at least ``partial_swing_ms`` below ``on_fraction``
+   that never reaches ``off_fraction`` is a swing too (a foot lifted while the
+   FSR keeps part of its reading, seen around turns in gaitndd; a true-zero
+   load that stays above ``off_fraction`` is a foot on the ground). When the
+   data end during a contact that has lasted ``min_stance_ms``, its heel
+   strike still ends the previous stride.
 4. **Sub-sample events, zero-based load** (newtons, kPa: zero means unloaded).
    Heel strike is where the load leaves ``zero_level_fraction`` of the
    amplitude above the unloaded level, toe off where it returns to
@@ -29,11 +35,18 @@ Method (docs/analytics.md):
    between samples. The default 2 % of the loaded level is about 20 N for an
    adult (the usual force-plate contact threshold); ``OPENGO_EVENT_LEVELS``
    gives the later heel strike / earlier toe off of Moticon's gait report.
-5. **Sub-sample events, offset load** (raw FSR ADC with drifting baseline). The event is the onset of the loading (unloading)
-   edge: walking back from the hysteresis crossing, heel strike is where the
-   load's rate of rise falls below ``hs_slope_per_s`` (in amplitudes per
-   second); toe off is where, after the crossing, the rate of fall first eases
-   to ``to_slope_per_s``. Rates are differences over ``slope_span_ms`` (an odd
+5. **Sub-sample events, offset load** (raw FSR ADC with drifting baseline).
+   Heel strike is the onset of the loading edge: walking back from the
+   hysteresis crossing, where the load's rate of rise falls below
+   ``hs_slope_per_s`` (in amplitudes per second). Toe off mirrors the
+   zero-based definition with the foot's own unloaded level: the unloading
+   edge ends where, after the last sample at or above ``on_fraction``, the
+   rate of fall first eases to ``to_slope_per_s`` or, if earlier, where the
+   load first turns up again by ``to_rebound_fraction`` of the amplitude
+   within ``rebound_ms`` (a rebound once the foot has left: gaitndd hunt3);
+   toe off is the last time before that end at which the load was
+   ``offset_to_level_fraction`` of the amplitude above the load there.
+   Rates are differences over ``slope_span_ms`` (an odd
    number of sample intervals: 5 at 300 Hz, 1 at 100 Hz), which keeps a
    single noisy sample from ending the walk-back early; the crossing of the
    rate threshold is interpolated linearly between samples. Rates in
@@ -81,6 +94,11 @@ class _Params:
     sec_n: int = 1
     sub_n: int = 1
     flat_fraction: float = 0.01
+    partial_swing_n: int = 0
+    to_rebound_fraction: float = 0.01
+    rebound_n: int = 1
+    offset_to_level_fraction: float = 0.03
+    edge_search_n: int = 1
 
 
 #: heel-strike / toe-off levels (fractions of the foot's loaded amplitude above its unloaded level) at which
@@ -98,11 +116,16 @@ class LoadEventDetector:
     (fractions of the amplitude; ``to_level_fraction=None`` = the same level);
     ``hs_slope_per_s`` / ``to_slope_per_s`` the rate thresholds of offset (FSR)
     loads in amplitudes per second, measured over ``slope_span_ms``;
-    ``flat_fraction`` the range, as a fraction of the largest amplitude seen,
-    below which a second of signal counts as flat (dead sensor).
+    ``to_rebound_fraction`` / ``rebound_ms`` the rise that ends an unloading edge
+    early and ``offset_to_level_fraction`` the toe-off level above the load at the
+    end of the unloading edge (offset loads); ``partial_swing_ms`` the time below
+    ``on_fraction`` that makes a swing of offset loads without reaching
+    ``off_fraction``; ``flat_fraction`` the range, as a fraction of the largest
+    amplitude seen, below which a second of signal counts as flat (dead sensor).
 
     Results after :meth:`detect`: ``events_`` (DataFrame with ``heel_strike_s``,
-    ``toe_off_s``, and the integer hysteresis crossings ``on_i``/``off_i``),
+    ``toe_off_s``, and the integer hysteresis crossings ``on_i``/``off_i``; a last
+    contact still open when the data end has ``toe_off_s`` NaN and ``off_i`` -1),
     ``levels_`` (per-block unloaded / loaded levels).
     """
 
@@ -115,9 +138,9 @@ class LoadEventDetector:
         on_fraction: float = 0.30,
         off_fraction: float = 0.10,
         hs_slope_per_s: float = 2.5,
-        to_slope_per_s: float = 3.0,
+        to_slope_per_s: float = 0.5,
         min_stance_ms: float = 150.0,
-        min_swing_ms: float = 120.0,
+        min_swing_ms: float = 60.0,
         max_gap_ms: float = 50.0,
         search_ms: float = 400.0,
         zero_based: bool = False,
@@ -127,7 +150,15 @@ class LoadEventDetector:
         to_level_fraction: float | None = None,
         slope_span_ms: float = 15.0,
         flat_fraction: float = 0.01,
+        partial_swing_ms: float = 200.0,
+        to_rebound_fraction: float = 0.01,
+        rebound_ms: float = 30.0,
+        offset_to_level_fraction: float = 0.03,
     ) -> None:
+        self.partial_swing_ms = partial_swing_ms
+        self.to_rebound_fraction = to_rebound_fraction
+        self.rebound_ms = rebound_ms
+        self.offset_to_level_fraction = offset_to_level_fraction
         self.flat_fraction = flat_fraction
         self.zero_level_fraction = zero_level_fraction
         self.to_level_fraction = to_level_fraction
@@ -172,6 +203,11 @@ class LoadEventDetector:
             sec_n=max(int(round(fs)), 1),
             sub_n=math.gcd(max(int(round(self.block_s * fs)), 8), max(int(round(fs)) // 10, 1)),
             flat_fraction=self.flat_fraction,
+            partial_swing_n=int(round(self.partial_swing_ms / 1000 * fs)),
+            to_rebound_fraction=self.to_rebound_fraction,
+            rebound_n=max(int(round(self.rebound_ms / 1000 * fs)), 1),
+            offset_to_level_fraction=self.offset_to_level_fraction,
+            edge_search_n=max(int(round(self.search_ms / 1000 * fs)), 2),
         )
 
     def detect(self, data: np.ndarray, *, sampling_rate_hz: float, t0_s: float = 0.0) -> Self:
@@ -226,6 +262,83 @@ def _row_percentile(srt: np.ndarray, cnt: np.ndarray, pct: float) -> np.ndarray:
     r = np.arange(srt.shape[0])
     v0, v1 = srt[r, i0], srt[r, i1]
     return v0 + (v1 - v0) * (pos - i0)
+
+
+def _partial_swings(st: np.ndarray, v: np.ndarray, p: _Params, final: bool) -> None:
+    """Set the hysteresis state ``st`` to swing over runs of at least ``partial_swing_n`` samples where the
+    normalised load ``v`` stays below ``on_fraction`` without reaching ``off_fraction`` (in place). A run still
+    open at the end of a non-final span is left alone (later data may lengthen it)."""
+    low = v < p.on_fraction
+    d = np.diff(np.r_[0, low.view(np.int8), 0])
+    a, b = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+    long_ = (b - a) >= p.partial_swing_n
+    if not final:
+        long_ &= b < v.size
+    a, b = a[long_], b[long_]
+    if a.size == 0:
+        return
+    lowest = np.fmin.reduceat(v, np.c_[a, np.minimum(b, v.size - 1)].ravel())[::2]
+    lowest = np.where(b >= v.size, np.fmin(lowest, v[-1]), lowest)  # (reduceat stops one short at the end)
+    for s_, e_ in zip(a[lowest >= p.off_fraction], b[lowest >= p.off_fraction]):  # runs (a few per minute)
+        st[s_:e_] = 0.0
+
+
+def _offset_toe_off(xs: np.ndarray, v: np.ndarray, amp_s: np.ndarray, to_r: np.ndarray, on_r: np.ndarray,
+                    off_r: np.ndarray, next_on_r: np.ndarray, p: _Params) -> np.ndarray:
+    """Toe off of offset loads (relative sub-sample indices): the unloading edge ends at ``to_r`` (rate eased)
+    or at the first rebound after the last sample at or above ``on_fraction``, whichever is earlier; toe off
+    is the last time before that end at which the load was ``offset_to_level_fraction`` amplitudes above its
+    level at the end. A rebound must rise before the next contact (``next_on_r``), so only samples before it
+    are read. Vectorised over samples and contacts."""
+    n = xs.size
+    has_off = (off_r >= 0) & np.isfinite(to_r)
+    if not has_off.any():
+        return to_r
+    last_on = np.arange(n)
+    last_on[~(v >= p.on_fraction)] = -1
+    np.maximum.accumulate(last_on, out=last_on)
+    q = np.clip(np.maximum(last_on[np.clip(off_r - 1, 0, n - 1)], on_r), 1, n - 1)
+    del last_on
+    # rebound: in each contact's window [q, end of edge), the first sample not above its predecessor whose next
+    # `rebound_n` samples rise by >= the fraction (and lie before the next contact); per-contact windows (short)
+    W = p.rebound_n
+    lim = np.minimum(np.ceil(np.where(has_off, to_r, q)), next_on_r - W).astype(np.int64)  # exclusive
+    span = np.clip(lim - q, 0, 2 * p.search_n)
+    end = to_r
+    L = int(span.max()) if span.size else 0
+    if L > 0:
+        cols = np.arange(L + W)
+        idx = np.minimum(q[:, None] + cols[None, :], n - 1)
+        X = xs[idx]
+        ahead = X[:, 1 : L + 1].copy()  # max of the next W samples
+        for i in range(2, W + 1):
+            np.fmax(ahead, X[:, i : L + i], out=ahead)
+        cur, ic = X[:, :L], idx[:, :L]
+        with np.errstate(invalid="ignore"):
+            flag = ahead - cur >= p.to_rebound_fraction * amp_s[ic]
+            flag &= v[ic] < p.on_fraction
+            flag &= cur <= xs[ic - 1]
+        flag &= cols[None, :L] < span[:, None]
+        hit = flag.any(axis=1)
+        kn = q + np.argmax(flag, axis=1)
+        end = np.where(has_off & hit & (kn < to_r), kn, to_r)
+    # toe off: last crossing, before the end, of the level `offset_to_level_fraction` above the load at the end
+    fin = has_off
+    e = np.where(fin, end, 0.0)
+    i0 = np.clip(np.floor(e).astype(np.int64), 0, n - 2)
+    f0 = e - i0
+    lvl = xs[i0] + (xs[i0 + 1] - xs[i0]) * f0 + p.offset_to_level_fraction * amp_s[i0]
+    idx = np.clip(i0[:, None] - np.arange(p.edge_search_n)[None, :], 0, n - 1)  # samples at / before the end
+    above = xs[idx] >= lvl[:, None]
+    found = above.any(axis=1)
+    k = np.argmax(above, axis=1)
+    j = idx[np.arange(idx.shape[0]), k]  # last sample at or above the level
+    j1 = np.minimum(j + 1, n - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fr = (xs[j] - lvl) / (xs[j] - xs[j1])
+    fr = np.clip(np.where(np.isfinite(fr), fr, 0.5), 0.0, 1.0)
+    t = np.minimum(j + fr, e)
+    return np.where(fin & found, t, np.where(fin, end, to_r))
 
 
 def fill_short_gaps(x: np.ndarray, max_gap_n: int) -> np.ndarray:
@@ -437,6 +550,8 @@ class SpanDetector:
         st[1:][vv > p.on_fraction] = 1.0
         st[1:][vv < p.off_fraction] = 0.0
         st[1:][~cap_s[off_i0:]] = 0.0
+        if not p.zero_based and p.partial_swing_n > 0:
+            _partial_swings(st[1:], vv, p, final)
         del vv
         fill = np.arange(st.size)
         fill[np.isnan(st)] = 0
@@ -466,7 +581,9 @@ class SpanDetector:
         dur = np.where(off_m >= 0, off_m, horizon) - on_m
         valid = dur >= p.min_stance_n
         if final:
-            valid &= off_m >= 0
+            # a contact still open when the data end starts no stride (no toe off), but its heel strike
+            # ends the previous one (gaitndd records stop mid-walk at 300 s)
+            valid[:-1] &= off_m[:-1] >= 0
         on_m, off_m = on_m[valid], off_m[valid]
         if on_m.size == 0:
             return SpanResult(empty, horizon, x)
@@ -490,6 +607,7 @@ class SpanDetector:
         on_r = on_m - s0
         prev_off_r = np.r_[-1, np.where(off_m[:-1] >= 0, off_m[:-1] - s0, -1)]
         floor_r = np.maximum(on_r - p.search_n, prev_off_r)
+        v_off = None if p.zero_based else v  # (offset loads need it for the toe off)
         del v
         kk = below[np.clip(on_r - 1, 0, nd - 1)]
         del below
@@ -519,6 +637,9 @@ class SpanDetector:
             frac2 = np.clip((-p.to_slope_per_s - e0) / (e1 - e0), 0.0, 1.0)
         frac2 = np.where(np.isfinite(frac2), frac2, 0.5)
         to = np.where(ok2, k2c - 0.5 + frac2, np.where(has_off, off_r - 0.5, np.nan)) + s0
+        if not p.zero_based:
+            to = _offset_toe_off(xs, v_off, amp_s, to - s0, on_r, off_r, next_on_r, p) + s0
+        del v_off
         # a contact is usable when the stride it starts (to the next on) has no long gap and lies in gait-capable data
         bad = np.isnan(xs)
         bad |= ~cap_s

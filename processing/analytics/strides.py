@@ -13,9 +13,10 @@ from insole_common.layouts import SensorLayout
 from processing.analytics import consts as C
 
 G_M_S2 = 9.80665
-#: plausible stride: time, and stance/swing shares
+#: plausible stride: time, and shortest swing (the same 60 ms as the event detector's ``min_swing_ms``: the brief
+#: lifts of turn-around shuffles are swings; docs/validation.md)
 MIN_STRIDE_S, MAX_STRIDE_S = 0.4, 3.5
-MIN_SWING_S = 0.1
+MIN_SWING_S = 0.06
 
 
 def foot_load(pressure: np.ndarray, total_force_n: np.ndarray | None) -> tuple[np.ndarray, bool]:
