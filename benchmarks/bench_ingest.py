@@ -1,23 +1,32 @@
 """Processing-service ingest throughput beside a bare paho subscriber, in one run.
 
-    .venv/bin/python -m benchmarks.bench_ingest [--batches 20000] [--devices 40]
+    .venv/bin/python -m benchmarks.bench_ingest [--batches 20000] [--devices 40] [--repeat 1]
 
 Starts a private Mosquitto on a free port (configured like deploy/mosquitto/mosquitto.conf:
-no per-client queue limit), pre-loads it with the same QoS 1 batches (50 frames x 16
-channels + IMU at 100 Hz) for persistent sessions of (a) a bare paho subscriber that only
-counts and acknowledges, (b) one processing worker storing into SQLite, (c) two workers
-splitting the topic partitions (one SQLite file each), and times how fast each drains the
-queue. Broker and publisher are thus out of the measurement. The two workers run as threads
-of this one process (sharing one GIL), so their figure understates two worker processes. The
-last line adds provisional live strides (streaming analytics, 5 s chunks). Prints messages/s,
-samples/s, the ratio to the bare subscriber, and whether every frame was stored exactly once.
+no per-client queue limit), pre-loads it with the same QoS 1 batches for persistent sessions
+of each consumer, and times how fast each drains its queue, so broker and publisher are out
+of the measurement. The batches are what the collector sends: 50 frames x 16 channels + IMU
+at 100 Hz of simulated walking (``simulator``), from ``--devices`` insoles (two per patient).
+
+Consumers: (a) a bare paho subscriber in this process that only counts and acknowledges
+(paho's defaults: the baseline), and the same with paho reading up to 256 waiting packets per
+wake-up as the worker's client does (``kinetic.mqtt.make_client(read_burst_n=...)``); (b) one ``kinetic process`` worker (a separate OS process, SQLite), without and with live
+provisional strides; (c) two ``kinetic process`` workers (``--worker 0/2`` and ``1/2``, two OS
+processes, one SQLite file each). A worker process is started and subscribed first, then
+stopped (SIGSTOP) while the batches are published and timed from SIGCONT until every batch
+is in its database, so its start-up is not measured. Prints messages/s, samples/s, the
+ratio to the bare subscriber, and whether every frame was stored exactly once (zero loss).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import socket
+import sqlite3
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -29,10 +38,9 @@ import numpy as np
 from insole_common import topics
 from insole_common.codec import Batch, PressureUnit, encode_batch
 from kinetic.mqtt import MqttSettings, connect, make_client
-from processing.service import ProcessingService
-from processing.store import SQLiteStore
 
 FRAMES = 50
+T0_US = 1_800_000_000_000_000
 
 
 def start_broker(workdir: Path) -> tuple[subprocess.Popen, MqttSettings]:
@@ -40,7 +48,8 @@ def start_broker(workdir: Path) -> tuple[subprocess.Popen, MqttSettings]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     conf = workdir / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+    user = "user root\n" if os.geteuid() == 0 else ""  # mosquitto started as root would drop to "mosquitto"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{user}"
                     "max_queued_messages 0\nmax_inflight_messages 1000\n")
     proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(100):
@@ -52,21 +61,34 @@ def start_broker(workdir: Path) -> tuple[subprocess.Popen, MqttSettings]:
     raise RuntimeError("private mosquitto did not start")
 
 
-def make_messages(n_batches: int, n_devices: int) -> list[tuple[str, bytes]]:
-    rng = np.random.default_rng(0)
-    pressure = rng.integers(0, 4000, (FRAMES, 16)).astype(np.uint16)
-    imu = rng.integers(-3000, 3000, (FRAMES, 6)).astype(np.int16)
+def walking_batches(patient: str, side: str, seconds: float, *, seed: int, start_us: int = T0_US) -> list[Batch]:
+    """One insole's batches of ``FRAMES`` frames of simulated walking, as the collector builds them."""
+    from simulator import SimulationParams, simulate
+    from simulator.device import ACC_SCALE_G, GYRO_SCALE_DPS, PRESSURE_SCALE_KPA, device_blocks
+
+    sim = simulate(SimulationParams(schedule=(("standing", 2.0), ("walking", seconds)), imu=True), seed=seed)
+    layout_id = sim.recording.feet[side].layout.wire_id
     out = []
-    for k in range(n_batches):
-        dev = k % n_devices
-        patient, side = f"bench{dev // 2:03d}", "LR"[dev % 2]
-        seq = (k // n_devices) * FRAMES
-        payload = encode_batch(Batch(
-            device_id=f"{patient}-{side}", side=side, sample_rate_hz=100.0, first_seq=seq, device_time_us=seq * 10_000,
-            collector_time_us=1_800_000_000_000_000 + seq * 10_000, pressure_raw=pressure, layout_id=1,
-            pressure_unit=PressureUnit.KPA, pressure_scale=0.1, imu_raw=imu, acc_scale_g=1 / 4096, gyro_scale_dps=0.07))
-        out.append((topics.raw_topic(patient, side), payload))
+    for b in device_blocks(sim, side, frames_per_block=FRAMES):
+        out.append(Batch(
+            device_id=f"{patient}-{side}", side=side, sample_rate_hz=b.sample_rate_hz, first_seq=b.first_seq,
+            device_time_us=b.device_time_us, collector_time_us=start_us + int(b.first_seq * 1e6 / b.sample_rate_hz),
+            pressure_raw=b.pressure_counts, layout_id=layout_id, pressure_unit=PressureUnit.KPA,
+            pressure_scale=PRESSURE_SCALE_KPA, imu_raw=b.imu_counts, acc_scale_g=ACC_SCALE_G,
+            gyro_scale_dps=GYRO_SCALE_DPS))
     return out
+
+
+def make_messages(n_batches: int, n_devices: int) -> list[tuple[str, bytes]]:
+    """``n_batches`` raw messages of simulated walking, round-robin over the insoles (as they arrive live)."""
+    per_device = -(-n_batches // n_devices)
+    streams = []
+    for dev in range(n_devices):
+        patient, side = f"bench{dev // 2:03d}", "LR"[dev % 2]
+        batches = walking_batches(patient, side, per_device * FRAMES / 100.0, seed=dev // 2)[:per_device]
+        streams.append([(topics.raw_topic(patient, side), encode_batch(b)) for b in batches])
+    out = [s[k] for k in range(per_device) for s in streams if k < len(s)]
+    return out[:n_batches]
 
 
 def publish_all(settings: MqttSettings, messages) -> None:
@@ -80,7 +102,7 @@ def publish_all(settings: MqttSettings, messages) -> None:
     client.loop_stop()
 
 
-def drain_bare(settings: MqttSettings, messages) -> float:
+def drain_bare(settings: MqttSettings, messages, *, read_burst_n: int = 1) -> float:
     cid = f"bare-{uuid.uuid4().hex[:6]}"
     got = [0]
     done = threading.Event()
@@ -92,7 +114,7 @@ def drain_bare(settings: MqttSettings, messages) -> float:
             done.set()
 
     def session(subscribe: bool):
-        client = make_client(settings, client_id=cid, clean_session=False)
+        client = make_client(settings, client_id=cid, clean_session=False, read_burst_n=read_burst_n)
         client.manual_ack_set(True)
         client.on_message = on_message
         subscribed = threading.Event()
@@ -116,58 +138,100 @@ def drain_bare(settings: MqttSettings, messages) -> float:
     return got[0] / elapsed
 
 
+def start_worker(settings: MqttSettings, db: Path, *, worker: str, client_id: str, live: bool,
+                 log_path: Path) -> subprocess.Popen:
+    """A ``kinetic process`` worker process; returns once it is subscribed."""
+    env = dict(os.environ, KINETIC_MQTT_URL=settings.url, PYTHONUNBUFFERED="1")
+    args = [sys.executable, "-m", "kinetic", "process", "--db", str(db), "--archive", str(db.parent / "archive"),
+            "--worker", worker, "--client-id", client_id, "--inactivity-s", "3600"] + ([] if live else ["--no-live"])
+    log = open(log_path, "w")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if "ready:" in log_path.read_text():
+            return proc
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"kinetic process did not become ready: {log_path.read_text()}")
+
+
+def stored_batches_n(db: Path) -> int:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+        return int(conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM raw_batches").fetchone()[0])
+
+
+def stored_frames(db: Path) -> tuple[int, int]:
+    """(frames stored, distinct (device, seq) batch keys)."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+        frames, keys = conn.execute("SELECT COALESCE(SUM(n_frames), 0), COUNT(DISTINCT device_id || ':' || first_seq) "
+                                    "FROM raw_batches").fetchone()
+    return int(frames), int(keys)
+
+
 def drain_workers(settings: MqttSettings, messages, workdir: Path, n_workers: int, *, live: bool) -> tuple[float, int]:
-    ids = [f"drain{n_workers}-{i}-{uuid.uuid4().hex[:4]}" for i in range(n_workers)]
-    services = [
-        ProcessingService(SQLiteStore(workdir / f"{cid}.sqlite"), analyze_on_close=False, live_strides=live,
-                          partitions=None if n_workers == 1 else topics.partitions_for_worker(i, n_workers))
-        for i, cid in enumerate(ids)
-    ]
-
-    def start(svc, cid, stop):
-        ready = threading.Event()
-        t = threading.Thread(target=svc.run, args=(settings,), kwargs=dict(client_id=cid, stop=stop, ready=ready),
-                             daemon=True)
-        t.start()
-        return t, ready
-
-    for svc, cid in zip(services, ids):  # create the persistent sessions, then leave
-        stop = threading.Event()
-        t, ready = start(svc, cid, stop)
-        ready.wait(10)
-        stop.set()
-        t.join(10)
-    publish_all(settings, messages)
-    stop = threading.Event()
-    t0 = time.perf_counter()
-    threads = [start(svc, cid, stop)[0] for svc, cid in zip(services, ids)]
-    while sum(s.stats.batches_n for s in services) < len(messages) and time.perf_counter() - t0 < 600:
-        time.sleep(0.005)
-    elapsed = time.perf_counter() - t0
-    stop.set()
-    for t in threads:
-        t.join(10)
-    return sum(s.stats.batches_n for s in services) / elapsed, sum(s.stats.frames_accepted_n for s in services)
+    """Messages/s of ``n_workers`` worker processes draining ``messages``; and the frames they stored."""
+    run = f"w{n_workers}{'live' if live else ''}-{uuid.uuid4().hex[:4]}"
+    dbs = [workdir / run / f"worker{i}.sqlite" for i in range(n_workers)]
+    dbs[0].parent.mkdir()
+    procs = [start_worker(settings, db, worker=f"{i}/{n_workers}", client_id=f"{run}-{i}", live=live,
+                          log_path=db.with_suffix(".log")) for i, db in enumerate(dbs)]
+    try:
+        for p in procs:
+            p.send_signal(signal.SIGSTOP)  # connected and subscribed; the broker queues for it meanwhile
+        publish_all(settings, messages)
+        t0 = time.perf_counter()
+        for p in procs:
+            p.send_signal(signal.SIGCONT)
+        while sum(stored_batches_n(db) for db in dbs) < len(messages) and time.perf_counter() - t0 < 600:
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - t0
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGCONT)
+            p.terminate()
+        for p in procs:
+            p.wait(30)
+    frames = sum(stored_frames(db)[0] for db in dbs)
+    keys = sum(stored_frames(db)[1] for db in dbs)
+    if keys != len(messages):
+        frames = -1  # a batch missing or stored twice
+    return sum(stored_batches_n(db) for db in dbs) / elapsed, frames
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--batches", type=int, default=20_000)
     ap.add_argument("--devices", type=int, default=40)
+    ap.add_argument("--repeat", type=int, default=1, help="measure every consumer this many times, interleaved")
     args = ap.parse_args()
     messages = make_messages(args.batches, args.devices)
     with tempfile.TemporaryDirectory() as tmp:
         broker, settings = start_broker(Path(tmp))
         try:
-            print(f"{len(messages)} batches of {FRAMES} frames x 16 channels + IMU from {args.devices} insoles, QoS 1")
-            bare = drain_bare(settings, messages)
-            print(f"{'bare paho subscriber':37s}: {bare:8.0f} msg/s {bare * FRAMES:10.0f} samples/s  (baseline)")
-            for n, live in ((1, False), (2, False), (1, True)):
-                rate, frames = drain_workers(settings, messages, Path(tmp), n, live=live)
-                lost = len(messages) * FRAMES - frames
-                what = f"processing, {n} worker{'s' if n > 1 else ' '}{', live strides' if live else ''}"
-                print(f"{what:37s}: {rate:8.0f} msg/s {rate * FRAMES:10.0f} samples/s  "
-                      f"= {rate / bare:.2f}x bare, {'zero loss' if lost == 0 else f'LOST {lost} frames'}")
+            print(f"{len(messages)} batches of {FRAMES} frames x 16 channels + IMU (simulated walking) from "
+                  f"{args.devices} insoles, QoS 1; worker = a `kinetic process` OS process with SQLite")
+            ratios: dict[str, list[float]] = {}
+            for _ in range(args.repeat):
+                bare = drain_bare(settings, messages)
+                print(f"{'bare paho subscriber':40s}: {bare:8.0f} msg/s {bare * FRAMES:10.0f} samples/s  (baseline)")
+                burst = drain_bare(settings, messages, read_burst_n=256)
+                ratios.setdefault("bare, reading like the worker", []).append(burst / bare)
+                print(f"{'bare, reading like the worker':40s}: {burst:8.0f} msg/s {burst * FRAMES:10.0f} samples/s  "
+                      f"= {burst / bare:.2f}x bare")
+                for n, live in ((1, False), (1, True), (2, False)):
+                    rate, frames = drain_workers(settings, messages, Path(tmp), n, live=live)
+                    lost = len(messages) * FRAMES - frames
+                    what = f"kinetic process, {n} worker{'s' if n > 1 else ''}{', live strides' if live else ''}"
+                    ratios.setdefault(what, []).append(rate / bare)
+                    print(f"{what:40s}: {rate:8.0f} msg/s {rate * FRAMES:10.0f} samples/s  "
+                          f"= {rate / bare:.2f}x bare, {'zero loss' if lost == 0 else f'LOST {lost} frames'}")
+            print(f"load average (1 min) of the machine at the end: {os.getloadavg()[0]:.2f}")
+            if args.repeat > 1:
+                for what, r in ratios.items():
+                    print(f"{what:40s}: median {np.median(r):.2f}x bare over {len(r)} runs "
+                          f"(range {min(r):.2f}-{max(r):.2f})")
         finally:
             broker.terminate()
             broker.wait(5)

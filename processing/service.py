@@ -9,30 +9,45 @@ carried is committed, so a crash before the commit means redelivery, never loss.
 Bad input (undecodable payload, unknown topic, invalid JSON) is counted by
 reason, logged, written to the ``rejections`` audit table and acknowledged, so it
 never blocks the good messages behind it.
+
+Hot path (:meth:`ProcessingService.handle_group`): an in-order batch of a known device in
+an open session is checked (topic, header, CRC, sequence range) and its payload stored
+with one multi-row insert per group, without a savepoint per message; everything else
+(session messages, first or overlapping batches, anything invalid) goes through
+:meth:`~ProcessingService.handle`, one savepoint each. If the group insert fails, the
+group's fast-path messages are undone and handled one by one, so one bad message still
+rejects only itself.
+
+Live strides: each foot's load goes through :class:`processing.analytics.online.OnlineStrideDetector`;
+a stride is stored in ``live_strides`` in the transaction of the batch that completes it
+and announced on the strides topic after the commit. Closing the session replaces them
+with the final analysis.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import queue
+import math
 import threading
 import time
-from collections import Counter
+import zlib
+from collections import Counter, deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
 
 from insole_common import topics
-from insole_common.codec import Batch, decode_batch
+from insole_common.codec import CRC_SIZE, HEADER, HEADER_SIZE, Batch, PressureUnit, decode_batch
 from insole_common.errors import InsoleError
 from insole_common.layouts import LAYOUTS_BY_WIRE_ID
 from insole_common.messages import SessionMessage, StrideRecord, StridesMessage, parse_message
 from insole_common.recording import FootRecording, Recording
-from kinetic.mqtt import MqttSettings, connect, make_client
+from kinetic.mqtt import MqttSettings, ack_all, connect, make_client
 from processing.analytics import consts as C
+from processing.analytics.online import OnlineStride, OnlineStrideDetector
 from processing.archive import RawArchive
 from processing.store import Store, StoreUnavailableError
 
@@ -61,69 +76,62 @@ def day_of(time_us: int) -> str:
     return datetime.fromtimestamp(time_us / 1e6, tz=timezone.utc).strftime("%Y-%m-%d")
 
 
-@dataclass
-class _LiveSide:
-    seq0: int
-    next_seq: int
-    pending: list = field(default_factory=list)  # (pressure, acc, gyro) chunks not yet fed
-    pending_n: int = 0
-    fed_seq: int = 0  # seq (grid index) where the pending data starts
+class _RawTopic:
+    """A raw topic's last fully decoded batch: what the hot path compares the next batches with."""
+
+    __slots__ = ("patient", "side", "device_id", "device_id_bytes", "id_end", "n_frames", "duration_us", "size",
+                 "head", "tail")
+
+    def __init__(self, patient: str, batch: Batch, payload: bytes) -> None:
+        h = HEADER.unpack_from(payload)
+        self.patient, self.side, self.device_id = patient, batch.side, batch.device_id
+        self.id_end = HEADER_SIZE + h[8]
+        self.device_id_bytes = payload[HEADER_SIZE : self.id_end]
+        self.n_frames = batch.n_frames
+        self.duration_us = int(batch.n_frames * 1e6 / batch.sample_rate_hz)
+        self.size = len(payload)
+        # every header field but first_seq, device_time_us and collector_time_us (HEADER's fields 11..13)
+        self.head, self.tail = h[:11], h[14:]
 
 
-class _LiveSession:
-    """Provisional strides while a session runs: the stream in sequence order, gaps as NaN rows,
-    fed to the streaming analyzer in chunks of ``chunk_s`` (small chunks cost ~5 ms each)."""
+class _LiveFoot:
+    """One foot of a running session through the online stride detector, in sequence order."""
 
-    def __init__(self, origin_us: int, first: Batch, *, chunk_s: float) -> None:
-        from processing.analytics import StreamingAnalyzer
+    def __init__(self, batch: Batch, *, skip_until_s: float = -math.inf) -> None:
+        self.next_seq = batch.first_seq
+        self.rate_hz = batch.sample_rate_hz
+        self.n_channels = batch.n_channels
+        self._ones = np.ones(batch.n_channels)
+        self.detector = OnlineStrideDetector(sampling_rate_hz=batch.sample_rate_hz,
+                                             t0_s=batch.collector_time_us / 1e6,
+                                             zero_based=batch.pressure_unit != PressureUnit.ADC)
+        #: strides starting at or before this (collector time, s) are stored already (a restart)
+        self.skip_until_s = skip_until_s
 
-        self.origin_us = origin_us
-        layout = LAYOUTS_BY_WIRE_ID.get(first.layout_id)
-        layout = layout if layout is not None and layout.n_channels == first.n_channels else None
-        cfg = dict(sampling_rate_hz=first.sample_rate_hz, layout=layout, pressure_unit=first.pressure_unit.label,
-                   n_channels=first.n_channels, t0_s=0.0)
-        self.rate_hz = first.sample_rate_hz
-        self.chunk_n = max(1, int(chunk_s * self.rate_hz))
-        self.analyzer = StreamingAnalyzer({side: dict(cfg) for side in ("L", "R")})
-        self.sides: dict[str, _LiveSide] = {}
-
-    def gap_frames(self, batch: Batch) -> int:
-        """Frames missing between what this foot's stream has seen and ``batch`` (0 for a new foot)."""
-        side = self.sides.get(batch.side)
-        return 0 if side is None else max(0, batch.first_seq - side.next_seq)
-
-    def feed(self, batch: Batch) -> pd.DataFrame | None:
-        side = self.sides.get(batch.side)
-        if side is None:
-            # both feet share a grid starting at the session's first batch; NaN lead-in for the later foot
-            lead = max(0, int(round((batch.collector_time_us - self.origin_us) / 1e6 * self.rate_hz)))
-            lead = min(lead, int(MAX_LIVE_GAP_S * self.rate_hz))
-            seq0 = batch.first_seq - lead
-            side = self.sides[batch.side] = _LiveSide(seq0=seq0, next_seq=seq0, fed_seq=seq0)
-        if batch.first_seq + batch.n_frames <= side.next_seq or batch.sample_rate_hz != self.rate_hz:
-            return None  # already seen (a duplicate or a late, reordered batch): the final analysis has it
-        skip = max(0, side.next_seq - batch.first_seq)
-        gap = max(0, batch.first_seq - side.next_seq)
-        n_ch = batch.n_channels
-        if gap:
-            side.pending.append((np.full((gap, n_ch), np.nan),
-                                 None if batch.imu_raw is None else np.full((gap, 3), np.nan),
-                                 None if batch.imu_raw is None else np.full((gap, 3), np.nan)))
-        side.pending.append((batch.pressure[skip:], None if batch.imu_raw is None else batch.acc_g[skip:],
-                             None if batch.imu_raw is None else batch.gyro_dps[skip:]))
-        added = gap + batch.n_frames - skip
-        side.next_seq += added
-        side.pending_n += added
-        if side.pending_n < self.chunk_n:
-            return None
-        pressure = np.vstack([p for p, _, _ in side.pending])
-        imu = side.pending[0][1] is not None and all(a is not None for _, a, _ in side.pending)
-        acc = np.vstack([a for _, a, _ in side.pending]) if imu else None
-        gyro = np.vstack([g for _, _, g in side.pending]) if imu else None
-        t0_s = (side.fed_seq - side.seq0) / self.rate_hz
-        side.fed_seq += side.pending_n
-        side.pending, side.pending_n = [], 0
-        return self.analyzer.feed(batch.side, t0_s, pressure, acc_g=acc, gyro_dps=gyro)
+    def feed(self, batches: list[Batch]) -> tuple[list[OnlineStride], int]:
+        """Feed batches in order, in one piece, until one needs a fresh stream (a long gap, another rate or
+        channel count); returns the strides completed and how many batches were taken."""
+        pieces = []
+        taken = 0
+        for b in batches:
+            gap = b.first_seq - self.next_seq
+            if b.sample_rate_hz != self.rate_hz or b.n_channels != self.n_channels or gap > MAX_LIVE_GAP_S * self.rate_hz:
+                break
+            taken += 1
+            skip = max(0, -gap)
+            if skip >= b.n_frames:
+                continue  # already seen (a duplicate or a late, reordered batch): the final analysis has it
+            if gap > 0:
+                pieces.append(np.full(gap, np.nan))  # missing frames
+            load = b.pressure_raw[skip:] @ self._ones  # the load of the final analysis: the sum over the channels
+            load *= b.pressure_scale
+            load += b.n_channels * b.pressure_offset
+            pieces.append(load)
+            self.next_seq = b.first_seq + b.n_frames
+        if not pieces:
+            return [], taken
+        strides = self.detector.feed(pieces[0] if len(pieces) == 1 else np.concatenate(pieces))
+        return [st for st in strides if st.heel_strike_s > self.skip_until_s], taken
 
 
 class ProcessingService:
@@ -137,22 +145,27 @@ class ProcessingService:
         archive: RawArchive | None = None,
         group_commit_n: int = 256,
         live_strides: bool = True,
-        live_chunk_s: float = 5.0,
     ) -> None:
         self.store = store
         self.archive = archive
         #: at most this many queued messages are handled in one transaction and acknowledged together
         self.group_commit_n = group_commit_n
         self.live_strides = live_strides
-        self.live_chunk_s = live_chunk_s
         self.inactivity_s = inactivity_s
         self.partitions = partitions
         self.analyze_on_close = analyze_on_close
         self.stats = ServiceStats()
         self._open: dict[str, str] = {}  # patient -> open session id
-        self._live: dict[str, _LiveSession] = {}  # session id -> provisional live analysis
-        #: called with (patient, session_id, strides DataFrame) for provisional strides; set by run()
+        self._live: dict[tuple[str, str], _LiveFoot] = {}  # (session id, side) -> provisional live analysis
+        #: called with (patient, session_id, [(side, OnlineStride), ...]) for provisional strides; set by run()
         self.on_live_strides = None
+        #: hot path: raw topic -> its last fully decoded batch; device -> one past its highest stored seq
+        self._raw_topics: dict[str, _RawTopic] = {}
+        self._device_end: dict[str, int] = {}
+        #: rows of the group's fast-path messages not yet inserted, and those messages (for the fallback)
+        self._pending_raw: list[tuple] = []
+        self._pending_feed: list[tuple] = []  # (patient, session id, side, payload) for the live analysis
+        self._pending_msgs: list[tuple[str, bytes]] = []
         #: called with (patient, FlagMessage) for each new compensation flag event; set by run()
         self.on_flag = None
         #: "wall" stamps flags with the service's clock; "data" with the session's own time (replays, demo)
@@ -164,6 +177,7 @@ class ProcessingService:
         #: messages to publish once the current transaction has committed (flags, live strides)
         self._outgoing: list = []
         store.migrate()
+        backfill_weekly_summaries(store)
         for row in store.query("SELECT session_id, patient, start_us FROM sessions WHERE state = 'open'").itertuples():
             self._open[row.patient] = row.session_id
             last = store.query("SELECT payload FROM raw_batches WHERE session_id = ? ORDER BY collector_time_us DESC "
@@ -190,6 +204,9 @@ class ProcessingService:
                     if batch.side != info.sub:
                         raise _Mismatch(f"batch says side {batch.side} but arrived on the {info.sub} topic")
                     self._on_batch(info.patient, batch, payload)
+                    if len(self._raw_topics) > 100_000:
+                        self._raw_topics.clear()
+                    self._raw_topics[topic] = _RawTopic(info.patient, batch, payload)
                 elif info.kind == "session":
                     msg = parse_message(payload)
                     if not isinstance(msg, SessionMessage) or msg.patient != info.patient:
@@ -216,6 +233,7 @@ class ProcessingService:
         self.stats.messages_n, self.stats.rejected = messages_n, rejected
         del self._outgoing[saved[4]:]  # results queued by earlier messages of the group stay
         self._live.clear()
+        self._device_end.clear()  # re-read from the store when next needed
 
     def _reject(self, topic: str, reason: str, message: str, payload: bytes, now_us: int) -> None:
         self.stats.rejected[reason] += 1
@@ -232,6 +250,9 @@ class ProcessingService:
             self.store.open_session(session_id, patient, batch.collector_time_us, {batch.side: batch.device_id})
             self._open[patient] = session_id
         result = self.store.add_raw_batch(batch, patient, session_id, payload=payload)
+        end = self.store.raw_end_seq(batch.device_id)
+        if end is not None:
+            self._device_end[batch.device_id] = end
         self.stats.batches_n += 1
         self.stats.frames_accepted_n += result.accepted_frames_n
         self.stats.frames_duplicate_n += result.duplicate_frames_n
@@ -239,24 +260,120 @@ class ProcessingService:
         self._last_data_us[session_id] = max(self._last_data_us.get(session_id, 0), end_us)
         self._last_seen[session_id] = time.monotonic()
         if self.live_strides and result.accepted_frames_n:
-            self._feed_live(patient, session_id, batch)
+            self.store.add_live_strides(self._feed_live(patient, session_id, [batch]))
 
-    def _feed_live(self, patient: str, session_id: str, batch: Batch) -> None:
-        """Provisional strides; never allowed to disturb ingest (the final analysis is at close)."""
-        try:
-            live = self._live.get(session_id)
-            if live is not None and live.gap_frames(batch) > MAX_LIVE_GAP_S * live.rate_hz:
-                live = None  # a long silence: start the provisional analysis afresh instead of padding it
-            if live is None:  # also after a restart: provisional strides resume with the next data
-                live = self._live[session_id] = _LiveSession(batch.collector_time_us, batch, chunk_s=self.live_chunk_s)
-            strides = live.feed(batch)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("live analysis of %s stopped: %s", session_id, exc)
-            self._live.pop(session_id, None)
+    # hot path ----------------------------------------------------------------------------------
+    def handle_group(self, messages: list[tuple[str, bytes]]) -> None:
+        """Process queued messages in order inside the caller's transaction (see the module docstring)."""
+        for topic, payload in messages:
+            if not self._fast_batch(topic, payload):
+                self._flush_fast()  # keeps the order: what went before is stored first
+                self.handle(topic, payload)
+        self._flush_fast()
+
+    def _fast_batch(self, topic: str, payload: bytes) -> bool:
+        """Take an in-order batch of a known device of an open session without a savepoint; False: not for here.
+
+        The batch is checked against the last batch fully decoded on its topic: when every header field
+        but the sequence number and the clocks, the device id and the length are the same, the checks of
+        :func:`decode_batch` on them have the same outcome, so what is left is the CRC and the ranges.
+        """
+        known = self._raw_topics.get(topic)
+        if known is None or len(payload) != known.size:
+            return False
+        session_id = self._open.get(known.patient)
+        if session_id is None:
+            return False
+        h = HEADER.unpack_from(payload)
+        if h[:11] != known.head or h[14:] != known.tail or payload[HEADER_SIZE : known.id_end] != known.device_id_bytes:
+            return False
+        if zlib.crc32(memoryview(payload)[: -CRC_SIZE]) != int.from_bytes(payload[-CRC_SIZE:], "little"):
+            return False
+        first_seq, time_us = h[11], h[13]
+        device_id, n = known.device_id, known.n_frames
+        end = self._device_end.get(device_id)
+        if end is None or first_seq < end or first_seq + n > 2**63 or not TIME_RANGE_US[0] <= time_us < TIME_RANGE_US[1]:
+            return False
+        if not self._pending_msgs:
+            self._fast_saved = self._save_state() + (len(self._outgoing),)
+        self._pending_msgs.append((topic, payload))
+        self._device_end[device_id] = first_seq + n
+        self._pending_raw.append((device_id, first_seq, n, session_id, known.side, time_us, payload))
+        stats = self.stats
+        stats.messages_n += 1
+        stats.batches_n += 1
+        stats.frames_accepted_n += n
+        end_us = time_us + known.duration_us
+        if end_us > self._last_data_us.get(session_id, 0):
+            self._last_data_us[session_id] = end_us
+        self._last_seen[session_id] = time.monotonic()
+        if self.live_strides:
+            self._pending_feed.append((known.patient, session_id, known.side, payload))
+        return True
+
+    def _flush_fast(self) -> None:
+        """Insert the pending fast-path rows (one savepoint); on an error handle those messages one by one."""
+        if not self._pending_msgs:
             return
-        if strides is not None and len(strides) and self.on_live_strides is not None:
-            self.stats.live_strides_n += len(strides)
-            self._outgoing.append((self.on_live_strides, (patient, session_id, live.origin_us, strides)))
+        raw, feed, msgs = self._pending_raw, self._pending_feed, self._pending_msgs
+        self._pending_raw, self._pending_feed, self._pending_msgs = [], [], []
+        try:
+            with self.store.transaction():
+                self.store.add_raw_payloads(raw)
+                feet: dict[tuple[str, str], tuple[str, list[bytes]]] = {}  # (session, side) -> (patient, payloads)
+                for patient, session_id, side, payload in feed:
+                    feet.setdefault((session_id, side), (patient, []))[1].append(payload)
+                rows = []
+                for (session_id, _side), (patient, payloads) in feet.items():
+                    rows += self._feed_live(patient, session_id, [decode_batch(p) for p in payloads])
+                self.store.add_live_strides(rows)
+        except StoreUnavailableError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. a frame stored behind our back: isolate per message
+            log.warning("group insert of %d batches failed (%s); handling them one by one", len(msgs), exc)
+            saved = self._fast_saved  # the state before the first of them (only fast-path messages since)
+            self._open, self._last_data_us, self._last_seen = dict(saved[0]), dict(saved[1]), dict(saved[2])
+            self.stats = saved[3]
+            del self._outgoing[saved[4]:]
+            self._live.clear()
+            self._device_end.clear()
+            for topic, payload in msgs:
+                self.handle(topic, payload)
+
+    def _feed_live(self, patient: str, session_id: str, batches: list[Batch]) -> list[tuple]:
+        """Provisional strides of consecutive batches of one foot as ``live_strides`` rows; never allowed to
+        disturb ingest. (Under load a group holds several batches per foot: they are analysed in one piece.)"""
+        side = batches[0].side
+        key = (session_id, side)
+        strides: list[OnlineStride] = []
+        try:
+            i = 0
+            while i < len(batches):
+                live = self._live.get(key)
+                if live is None:  # a new foot, a restart, a long silence: start afresh at this batch
+                    stored = self.store.query("SELECT MAX(heel_strike_s) AS hs FROM live_strides WHERE session_id = ? "
+                                              "AND side = ?", key).iloc[0]["hs"]
+                    skip_s = -math.inf if stored is None or pd.isna(stored) else float(stored) + 0.2
+                    live = self._live[key] = _LiveFoot(batches[i], skip_until_s=skip_s)
+                got, taken = live.feed(batches[i:])
+                strides += got
+                if taken == 0:
+                    del self._live[key]
+                i += taken
+        except StoreUnavailableError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            log.warning("live analysis of %s %s stopped: %s", session_id, side, exc)
+            self._live.pop(key, None)
+            return []
+        if not strides:
+            return []
+        self.stats.live_strides_n += len(strides)
+        if self.on_live_strides is not None:
+            self._outgoing.append((self.on_live_strides, (patient, session_id, [(side, st) for st in strides])))
+        now_us = time.time_ns() // 1000
+        return [(session_id, side, st.heel_strike_s, patient, st.toe_off_s, st.next_heel_strike_s,
+                 st.stride_time_s, st.stance_time_s, st.swing_time_s, now_us) for st in strides]
 
     def _on_session(self, msg: SessionMessage) -> None:
         _check_time(msg.time_us, "time_us")
@@ -281,7 +398,10 @@ class ProcessingService:
                 del self._open[patient]
         self._last_data_us.pop(session_id, None)
         self._last_seen.pop(session_id, None)
-        self._live.pop(session_id, None)
+        for side in ("L", "R"):
+            self._live.pop((session_id, side), None)
+        # provisional strides are for running sessions; the final analysis replaces them
+        self.store.execute("DELETE FROM live_strides WHERE session_id = ?", (session_id,))
         if closed:
             self.stats.sessions_closed_n += 1
         finished = not self.store.query(
@@ -305,10 +425,18 @@ class ProcessingService:
         self.stats = stats
         self._outgoing.clear()  # nothing of a rolled-back group is announced
         self._live.clear()  # provisional analysis restarts with the next data
+        self._device_end.clear()
+        self._pending_raw, self._pending_feed, self._pending_msgs = [], [], []
 
     def flush_outgoing(self) -> None:
         """Publish what the last committed transaction produced (flags, live strides)."""
         pending, self._outgoing = self._outgoing, []
+        live: dict[tuple[str, str], list] = {}  # one strides message per session and group, not per batch
+        for send, args in pending:
+            if send is self.on_live_strides:
+                live.setdefault(args[:2], []).extend(args[2])
+        pending = [item for item in pending if item[0] is not self.on_live_strides]
+        pending += [(self.on_live_strides, (*key, strides)) for key, strides in live.items()]
         for send, args in pending:
             try:
                 send(*args)
@@ -358,6 +486,7 @@ class ProcessingService:
         summary = dict(summary, session_start_us=start_us)
         self.store.save_session_results(session_id, patient, day, strides, summary)
         update_daily_summary(self.store, patient, day)
+        update_weekly_summary(self.store, patient, day)
         now_us = start_us if self.detection_clock == "data" else time.time_ns() // 1000
         for event in update_flags(self.store, patient, now_us=now_us):
             self.stats.flags_n += 1
@@ -374,8 +503,10 @@ class ProcessingService:
         for the worker while it is down); one-off runs and tests pass False.
         """
         stop = stop or threading.Event()
-        inbox: queue.Queue = queue.Queue(maxsize=10_000)
-        client = make_client(mqtt, client_id=client_id, clean_session=not persistent)
+        # paho's thread appends, this one takes groups; a deque and an event cost less per message than a Queue
+        inbox: deque = deque()
+        arrived = threading.Event()
+        client = make_client(mqtt, client_id=client_id, clean_session=not persistent, read_burst_n=self.group_commit_n)
         client.manual_ack_set(True)
         filters = [f for kind in ("raw/+", "session") for f in topics.partition_filters(kind, self.partitions)]
 
@@ -392,19 +523,17 @@ class ProcessingService:
             subscribed.set()
 
         def on_message(_c, _u, message):
-            inbox.put((message.topic, bytes(message.payload), message.mid, message.qos))
+            inbox.append((message.topic, message.payload, message.mid, message.qos))
+            if not arrived.is_set():
+                arrived.set()
+            while len(inbox) > INBOX_MAX_N and not stop.is_set():  # back-pressure: paho stops reading
+                time.sleep(0.005)
 
-        def publish_strides(patient: str, session_id: str, origin_us: int, strides: pd.DataFrame) -> None:
-            records = []
-            for r in strides.to_dict("records"):
-                try:  # times on the collector time base (Unix seconds), as the contract says
-                    records.append(StrideRecord(**{k: (v + origin_us / 1e6 if k in _TIME_COLS else v)
-                                                   for k, v in r.items() if _finite(v)}))
-                except ValueError:
-                    continue  # a stride whose core fields are not finite is not published
-            if records:
-                msg = StridesMessage(session_id=session_id, strides=records)
-                client.publish(topics.strides_topic(patient), msg.to_json(), qos=1)
+        def publish_strides(patient: str, session_id: str, strides: list[tuple[str, OnlineStride]]) -> None:
+            # times on the collector time base (Unix seconds), as the contract says
+            records = [StrideRecord(side=side, **st._asdict()) for side, st in strides]
+            msg = StridesMessage(session_id=session_id, strides=records)
+            client.publish(topics.strides_topic(patient), msg.to_json(), qos=1)
 
         self.on_live_strides = publish_strides
         self.on_flag = lambda patient, msg: client.publish(topics.flags_topic(patient), msg.to_json(), qos=1)
@@ -418,27 +547,28 @@ class ProcessingService:
             ready.set()
         retry: list | None = None
         backoff_s = 0.5
+        next_idle_check = time.monotonic() + 1.0
         try:
             while not stop.is_set():
-                try:
-                    item = retry or inbox.get(timeout=0.5)
-                except queue.Empty:
+                if retry is None:
+                    if not inbox:
+                        arrived.wait(0.5)
+                    arrived.clear()  # before taking: a message appended from now on sets it again
+                    group = [inbox.popleft() for _ in range(min(len(inbox), self.group_commit_n))]
+                else:
+                    group = retry
+                if time.monotonic() >= next_idle_check:  # also while data keeps arriving
+                    next_idle_check = time.monotonic() + 1.0
                     try:
                         self.close_idle_sessions()
                     except StoreUnavailableError as exc:
                         log.warning("database unavailable while closing idle sessions: %s", exc)
+                if not group:
                     continue
-                group = item if retry else [item]
-                while not retry and len(group) < self.group_commit_n:  # group commit: one transaction
-                    try:
-                        group.append(inbox.get_nowait())
-                    except queue.Empty:
-                        break
                 saved = self._save_state()
                 try:
-                    with self.store.transaction():
-                        for topic, payload, _mid, _qos in group:
-                            self.handle(topic, payload)
+                    with self.store.transaction():  # group commit: one transaction
+                        self.handle_group([(topic, payload) for topic, payload, _mid, _qos in group])
                 except StoreUnavailableError as exc:
                     # nothing of the group was committed: forget its effects, keep it unacknowledged,
                     # retry; paho stops reading once the inbox is full
@@ -451,23 +581,18 @@ class ProcessingService:
                     continue
                 retry, backoff_s = None, 0.5
                 self.flush_outgoing()  # announced only after the commit
-                for _topic, _payload, mid, qos in group:  # acknowledged only after the commit
-                    if qos > 0:
+                # acknowledged only after the commit
+                ack_all(client, [mid for _t, _p, mid, qos in group if qos == 1])
+                for _t, _p, mid, qos in group:
+                    if qos == 2:
                         client.ack(mid, qos)
         finally:
             client.disconnect()
             client.loop_stop()
 
 
-_TIME_COLS = {"heel_strike_s", "toe_off_s", "next_heel_strike_s"}
-
-
-def _finite(v) -> bool:
-    if isinstance(v, (float, np.floating)):
-        return bool(np.isfinite(v))
-    return v is not None and not isinstance(v, (pd.Timestamp,))
-
-
+#: messages waiting for the worker beyond this make paho stop reading (the broker then holds them)
+INBOX_MAX_N = 10_000
 #: a live stream silent for longer than this restarts its provisional analysis (no NaN padding)
 MAX_LIVE_GAP_S = 30.0
 #: a session longer than this is not put on one grid (memory); it is flagged instead
@@ -589,6 +714,54 @@ def update_daily_summary(store: Store, patient: str, day: str) -> None:
         "SELECT COUNT(*) AS n FROM session_summaries WHERE patient = ? AND day = ?", (patient, day)).iloc[0]["n"])
     metrics = daily_metrics(pd.DataFrame([json.loads(m) for m in rows["metrics_json"]])) if len(rows) else {}
     store.save_daily_summary(patient, day, sessions_n, len(rows), metrics)
+
+
+def iso_week(day: str) -> tuple[str, str]:
+    """The ISO 8601 week of a ``YYYY-MM-DD`` day: (``YYYY-Www``, its Monday ``YYYY-MM-DD``)."""
+    d = date.fromisoformat(day)
+    year, week, _ = d.isocalendar()
+    return f"{year}-W{week:02d}", (d - timedelta(days=d.weekday())).isoformat()
+
+
+def weekly_metrics(daily: pd.DataFrame) -> dict[str, float | int | None]:
+    """One ISO week's metrics from its daily summaries (rows of :func:`daily_metrics` output): the median of
+    each daily value over the days that have one (as the dashboard's weekly trend), counts (``*_n``) summed."""
+    out: dict[str, float | int | None] = {}
+    for col in daily.columns:
+        values = pd.to_numeric(daily[col], errors="coerce").dropna()
+        if col.endswith("_n"):
+            out[col] = int(values.sum())
+        else:
+            out[col] = float(values.median()) if len(values) else None
+    return out
+
+
+def update_weekly_summary(store: Store, patient: str, day: str) -> None:
+    """Recompute the ISO week containing ``day`` from its daily summaries (idempotent)."""
+    import json
+
+    week, monday = iso_week(day)
+    sunday = (date.fromisoformat(monday) + timedelta(days=6)).isoformat()
+    rows = store.query("SELECT day, sessions_n, strides_n, metrics_json FROM daily_summaries WHERE patient = ? "
+                       "AND day >= ? AND day <= ?", (patient, monday, sunday))
+    metrics = weekly_metrics(pd.DataFrame([json.loads(m) for m in rows["metrics_json"]])) if len(rows) else {}
+    store.save_weekly_summary(patient, week, monday, len(rows), int(rows["sessions_n"].sum()) if len(rows) else 0,
+                              int(rows["strides_n"].sum()) if len(rows) else 0, metrics)
+
+
+def backfill_weekly_summaries(store: Store) -> int:
+    """Weekly summaries for weeks that have daily summaries but none of their own (days stored before
+    migration 4); returns how many were written."""
+    days = store.query("SELECT patient, day FROM daily_summaries")
+    have = set(store.query("SELECT patient, week FROM weekly_summaries").itertuples(index=False, name=None))
+    todo = {}
+    for patient, day in days.itertuples(index=False, name=None):
+        key = (str(patient), iso_week(str(day))[0])
+        if key not in have:
+            todo.setdefault(key, str(day))
+    for (patient, _week), day in todo.items():
+        update_weekly_summary(store, patient, day)
+    return len(todo)
 
 
 def daily_table(store: Store, patient: str) -> pd.DataFrame:

@@ -7,7 +7,10 @@ Tables, migration 1: ``patients``, ``devices``, ``sessions``, ``raw_batches`` (e
 accepted frame exactly once, as wire-format payloads keyed by device and sequence
 range), ``strides``, ``session_summaries``, ``daily_summaries``, ``rejections`` (audit
 of bad input). Migration 2: ``accounts``, ``therapist_patients``, ``notes``,
-``baselines``, ``flags``. Times: ``*_us`` integers, microseconds since the Unix epoch.
+``baselines``, ``flags``. Migration 3: ``live_strides`` (provisional strides of running sessions;
+times in seconds since the Unix epoch on the collector's time base). Migration 4:
+``weekly_summaries`` (per patient and ISO 8601 week, ``week`` like ``2026-W48``, ``week_start``
+its Monday). Times: ``*_us`` integers, microseconds since the Unix epoch.
 """
 
 from __future__ import annotations
@@ -146,6 +149,35 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX flags_patient ON flags (patient, day)
     """,
+    # 3: provisional strides of running sessions (processing.analytics.online), replaced at session close
+    """
+    CREATE TABLE live_strides (
+        session_id TEXT NOT NULL REFERENCES sessions(session_id),
+        side TEXT NOT NULL,
+        heel_strike_s DOUBLE PRECISION NOT NULL,
+        patient TEXT NOT NULL,
+        toe_off_s DOUBLE PRECISION NOT NULL,
+        next_heel_strike_s DOUBLE PRECISION NOT NULL,
+        stride_time_s DOUBLE PRECISION NOT NULL,
+        stance_time_s DOUBLE PRECISION NOT NULL,
+        swing_time_s DOUBLE PRECISION NOT NULL,
+        stored_us BIGINT NOT NULL,
+        PRIMARY KEY (session_id, side, heel_strike_s)
+    )
+    """,
+    # 4: ISO-week summaries beside the daily ones (filled when sessions close)
+    """
+    CREATE TABLE weekly_summaries (
+        patient TEXT NOT NULL,
+        week TEXT NOT NULL,
+        week_start TEXT NOT NULL,
+        days_n INTEGER NOT NULL,
+        sessions_n INTEGER NOT NULL,
+        strides_n INTEGER NOT NULL,
+        metrics_json TEXT NOT NULL,
+        PRIMARY KEY (patient, week)
+    )
+    """,
 )
 
 
@@ -187,6 +219,21 @@ class Store(abc.ABC):
         """Keep every frame of ``batch`` not already stored (exactly once per device and seq)."""
 
     @abc.abstractmethod
+    def add_raw_payloads(self, rows: list[tuple]) -> None:
+        """Store whole batches in one statement: rows of ``(device_id, first_seq, n_frames, session_id, side,
+        collector_time_us, payload)``. The caller has checked that none overlaps a stored frame
+        (:meth:`raw_end_seq`); an overlap that slipped through fails on the primary key or is caught by the caller."""
+
+    @abc.abstractmethod
+    def raw_end_seq(self, device_id: str) -> int | None:
+        """One past the device's highest stored sequence number (None when nothing is stored)."""
+
+    @abc.abstractmethod
+    def add_live_strides(self, rows: list[tuple]) -> None:
+        """Provisional strides: rows of ``(session_id, side, heel_strike_s, patient, toe_off_s, next_heel_strike_s,
+        stride_time_s, stance_time_s, swing_time_s, stored_us)``; a stride already stored is left as it is."""
+
+    @abc.abstractmethod
     def record_rejection(self, time_us: int, topic: str, reason: str, message: str, payload: bytes | None) -> None: ...
 
     @abc.abstractmethod
@@ -199,6 +246,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def save_daily_summary(self, patient: str, day: str, sessions_n: int, strides_n: int, metrics: dict) -> None: ...
+
+    @abc.abstractmethod
+    def save_weekly_summary(self, patient: str, week: str, week_start: str, days_n: int, sessions_n: int,
+                            strides_n: int, metrics: dict) -> None:
+        """Insert or replace one patient's ISO-week summary (``week`` like ``2026-W48``)."""
 
     @abc.abstractmethod
     def query(self, sql: str, params: tuple = ()) -> pd.DataFrame:
@@ -301,6 +353,33 @@ class _SQLStore(Store):
                 kept += b - a
         return StoredBatchResult(kept, batch.n_frames - kept)
 
+    @abc.abstractmethod
+    def _executemany(self, sql: str, rows: list[tuple]) -> None:
+        """One statement for many rows (``?`` placeholders), inside the current transaction."""
+
+    def add_raw_payloads(self, rows: list[tuple]) -> None:
+        if not rows:
+            return
+        with self._tx():
+            self._executemany(
+                "INSERT INTO raw_batches (device_id, first_seq, n_frames, session_id, side, collector_time_us, payload) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def raw_end_seq(self, device_id: str) -> int | None:
+        with self._tx() as ex:
+            row = ex("SELECT first_seq + n_frames FROM raw_batches WHERE device_id = ? ORDER BY first_seq DESC LIMIT 1",
+                     (device_id,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def add_live_strides(self, rows: list[tuple]) -> None:
+        if not rows:
+            return
+        with self._tx():
+            self._executemany(
+                "INSERT INTO live_strides (session_id, side, heel_strike_s, patient, toe_off_s, next_heel_strike_s, "
+                "stride_time_s, stance_time_s, swing_time_s, stored_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (session_id, side, heel_strike_s) DO NOTHING", rows)
+
     def record_rejection(self, time_us: int, topic: str, reason: str, message: str, payload: bytes | None) -> None:
         with self._tx() as ex:
             ex(
@@ -337,6 +416,17 @@ class _SQLStore(Store):
                 "ON CONFLICT (patient, day) DO UPDATE SET sessions_n = excluded.sessions_n, "
                 "strides_n = excluded.strides_n, metrics_json = excluded.metrics_json",
                 (patient, day, sessions_n, strides_n, json.dumps(_jsonable(metrics), sort_keys=True)),
+            )
+
+    def save_weekly_summary(self, patient: str, week: str, week_start: str, days_n: int, sessions_n: int,
+                            strides_n: int, metrics: dict) -> None:
+        with self._tx() as ex:
+            ex(
+                "INSERT INTO weekly_summaries (patient, week, week_start, days_n, sessions_n, strides_n, metrics_json) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (patient, week) DO UPDATE SET week_start = excluded.week_start, "
+                "days_n = excluded.days_n, sessions_n = excluded.sessions_n, strides_n = excluded.strides_n, "
+                "metrics_json = excluded.metrics_json",
+                (patient, week, week_start, days_n, sessions_n, strides_n, json.dumps(_jsonable(metrics), sort_keys=True)),
             )
 
     def query(self, sql: str, params: tuple = ()) -> pd.DataFrame:
@@ -410,6 +500,9 @@ class SQLiteStore(_SQLStore):
                 self._rollback()
                 raise StoreUnavailableError(f"SQLite {self.path}: {exc}") from exc
 
+    def _executemany(self, sql: str, rows: list[tuple]) -> None:
+        self._db.executemany(sql, rows)
+
     def _rollback(self) -> None:
         # after SQLITE_FULL / IOERR / NOMEM SQLite may have rolled back already
         if self._db.in_transaction:
@@ -476,6 +569,10 @@ class PostgresStore(_SQLStore):
                     raise
                 conn.close()  # reconnect on the next call
                 raise StoreUnavailableError(f"PostgreSQL: {exc}") from exc
+
+    def _executemany(self, sql: str, rows: list[tuple]) -> None:
+        with self._conn.cursor() as cur:  # the connection of the transaction _tx() holds open
+            cur.executemany(sql.replace("?", "%s"), rows)
 
     def close(self) -> None:
         with self._lock:

@@ -114,3 +114,86 @@ def test_clinical_tables_and_execute(store) -> None:
     with pytest.raises(Exception):  # the role is constrained
         store.execute("INSERT INTO accounts (username, role, password_hash, created_us) VALUES (?, ?, ?, ?)",
                       ("x", "superuser", "x", 1))
+
+
+def test_hot_path_inserts_and_live_strides(store) -> None:
+    from insole_common.codec import encode_batch
+
+    store.migrate()
+    store.open_session("s1", "p1", 0, {"L": "d"})
+    assert store.raw_end_seq("d") is None
+    store.add_raw_batch(batch("d", 0, 50), "p1", "s1")
+    rows = [("d", seq, 50, "s1", "L", 1_800_000_000_000_000 + seq * 10_000, encode_batch(batch("d", seq, 50)))
+            for seq in (50, 100, 150)]
+    store.add_raw_payloads(rows)
+    assert store.raw_end_seq("d") == 200
+    assert [s for b in store.session_batches("s1") for s in b.seqs.tolist()] == list(range(200))
+    with pytest.raises(Exception):  # a batch stored twice is refused by the key, never kept twice
+        with store.transaction():
+            store.add_raw_payloads(rows[:1])
+    assert store.raw_end_seq("d") == 200
+    live = [("s1", "L", 1.0 + k, "p1", 1.6 + k, 2.0 + k, 1.0, 0.6, 0.4, 7) for k in range(3)]
+    store.add_live_strides(live)
+    store.add_live_strides(live[1:])  # stored already: left as it is
+    got = store.query("SELECT heel_strike_s, next_heel_strike_s FROM live_strides ORDER BY heel_strike_s")
+    assert got["heel_strike_s"].tolist() == [1.0, 2.0, 3.0] and got["next_heel_strike_s"].tolist() == [2.0, 3.0, 4.0]
+
+
+def test_weekly_summaries_follow_the_iso_week(store) -> None:
+    from processing.service import backfill_weekly_summaries, iso_week, update_weekly_summary
+
+    store.migrate()
+    assert iso_week("2026-12-31") == ("2026-W53", "2026-12-28")  # a Thursday: the week belongs to 2026
+    assert iso_week("2027-01-03") == ("2026-W53", "2026-12-28")
+    assert iso_week("2027-01-04") == ("2027-W01", "2027-01-04")
+    days = {"2026-12-29": (1, 40, 1.10, 20), "2026-12-31": (2, 60, 1.20, None), "2027-01-03": (1, 30, 1.40, 10),
+            "2027-01-05": (1, 50, 1.00, 25)}
+    for day, (sessions_n, strides_n, stride_time_s, strides_l_n) in days.items():
+        store.save_daily_summary("p1", day, sessions_n, strides_n,
+                                 {"stride_time_s": stride_time_s, "cadence_steps_per_min": None,
+                                  "strides_L_n": strides_l_n})
+    for day in days:
+        update_weekly_summary(store, "p1", day)
+        update_weekly_summary(store, "p1", day)  # idempotent
+    weeks = store.query("SELECT week, week_start, days_n, sessions_n, strides_n, metrics_json FROM weekly_summaries "
+                        "ORDER BY week")
+    assert weeks["week"].tolist() == ["2026-W53", "2027-W01"]
+    assert weeks["week_start"].tolist() == ["2026-12-28", "2027-01-04"]
+    assert weeks["days_n"].tolist() == [3, 1] and weeks["sessions_n"].tolist() == [4, 1]
+    assert weeks["strides_n"].tolist() == [130, 50]
+    import json
+    m = json.loads(weeks["metrics_json"][0])
+    # the median of the daily values (as the dashboard's weekly trend); counts summed; no value stays null
+    assert m["stride_time_s"] == pytest.approx(1.20) and m["strides_L_n"] == 30 and m["cadence_steps_per_min"] is None
+    store.execute("DELETE FROM weekly_summaries")  # e.g. days stored before migration 4
+    assert backfill_weekly_summaries(store) == 2 and backfill_weekly_summaries(store) == 0
+    assert store.query("SELECT week, strides_n FROM weekly_summaries ORDER BY week")["strides_n"].tolist() == [130, 50]
+
+
+def test_closing_sessions_fills_daily_and_weekly_summaries(store) -> None:
+    from insole_common import topics
+    from insole_common.messages import SessionMessage
+    from processing.service import ProcessingService
+    from simulator import SimulationParams, simulate
+    from tests.test_live_strides import walk_messages
+
+    sim = simulate(SimulationParams(schedule=(("standing", 2.0), ("walking", 20.0)), imu=True), seed=3)
+    service = ProcessingService(store, live_strides=True)
+    service.detection_clock = "data"
+    base_us = 1_797_192_000_000_000  # 2026-12-13 20:00 UTC, a Sunday (ISO week 50); the next day starts week 51
+    for k, day_us in enumerate((base_us, base_us + 3600 * 1_000_000, base_us + 86_400 * 1_000_000)):
+        messages = [(topics.session_topic("pw"), SessionMessage(event="start", session_id=f"s{k}", patient="pw",
+                                                                time_us=day_us).to_json())]
+        messages += walk_messages(sim, "pw", start_us=day_us, seq0=k * 100_000)
+        messages.append((topics.session_topic("pw"), SessionMessage(event="stop", session_id=f"s{k}", patient="pw",
+                                                                    time_us=day_us + 30_000_000).to_json()))
+        with store.transaction():
+            service.handle_group(messages)
+    assert service.stats.sessions_closed_n == 3 and service.stats.rejected_n == 0
+    daily = store.query("SELECT day, sessions_n, strides_n FROM daily_summaries ORDER BY day")
+    weekly = store.query("SELECT week, days_n, sessions_n, strides_n FROM weekly_summaries ORDER BY week")
+    assert daily["day"].tolist() == ["2026-12-13", "2026-12-14"]
+    assert weekly["week"].tolist() == ["2026-W50", "2026-W51"]
+    assert weekly["sessions_n"].tolist() == [2, 1] and weekly["days_n"].tolist() == [1, 1]
+    assert weekly["strides_n"].tolist() == daily["strides_n"].tolist() and weekly["strides_n"].min() > 20
+    assert store.query("SELECT COUNT(*) AS n FROM live_strides").iloc[0]["n"] == 0  # replaced at close

@@ -1,0 +1,190 @@
+"""The live (provisional) stride path and the ingest hot path of the processing service.
+
+Correctness only (the latency is measured by benchmarks/bench_latency.py): through the real
+Mosquitto, provisional strides are stored while the session runs, announced after the commit,
+agree with the final analysis and are replaced by it at close; the group insert falls back to
+one message at a time without losing or duplicating anything; acknowledgements go out after
+the commit, so nothing stays queued for the worker.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+from insole_common import topics
+from insole_common.codec import Batch, PressureUnit, encode_batch
+from insole_common.layouts import get_layout
+from insole_common.messages import SessionMessage, parse_message
+from kinetic.mqtt import connect, make_client, purge_session
+from processing.service import ProcessingService
+from processing.store import SQLiteStore
+from simulator import SimulationParams, simulate
+from simulator.device import ACC_SCALE_G, GYRO_SCALE_DPS, PRESSURE_SCALE_KPA, device_blocks
+from tests.helpers import running_service, wait_for
+
+START_US = 1_797_000_000_000_000
+
+
+@pytest.fixture(scope="module")
+def walk():
+    return simulate(SimulationParams(schedule=(("standing", 3.0), ("walking", 45.0)), imu=True), seed=8)
+
+
+def walk_messages(sim, patient: str, *, start_us: int = START_US, seq0: int = 0) -> list[tuple[str, bytes]]:
+    """The walk's 50-frame batches of both insoles, in the order a collector publishes them (a later session of
+    the same insoles continues their numbering: ``seq0``)."""
+    out = []
+    for side in "LR":
+        for b in device_blocks(sim, side, frames_per_block=50):
+            batch = Batch(device_id=f"{patient}-{side}", side=side, sample_rate_hz=100.0, first_seq=seq0 + b.first_seq,
+                          device_time_us=b.device_time_us, collector_time_us=start_us + b.first_seq * 10_000,
+                          pressure_raw=b.pressure_counts, layout_id=get_layout("kc16").wire_id,
+                          pressure_unit=PressureUnit.KPA, pressure_scale=PRESSURE_SCALE_KPA, imu_raw=b.imu_counts,
+                          acc_scale_g=ACC_SCALE_G, gyro_scale_dps=GYRO_SCALE_DPS)
+            out.append((b.first_seq, side, topics.raw_topic(patient, side), encode_batch(batch)))
+    out.sort(key=lambda m: (m[0], m[1]))
+    return [(t, p) for _s, _side, t, p in out]
+
+
+def session_message(patient: str, event: str, session_id: str, time_us: int = START_US) -> tuple[str, bytes]:
+    return topics.session_topic(patient), SessionMessage(event=event, session_id=session_id, patient=patient,
+                                                         time_us=time_us).to_json()
+
+
+def live_rows(store, session_id: str):
+    return store.query("SELECT side, heel_strike_s, toe_off_s, next_heel_strike_s FROM live_strides "
+                       "WHERE session_id = ? ORDER BY side, heel_strike_s", (session_id,))
+
+
+def publish(mqtt_settings, messages) -> None:
+    client = make_client(mqtt_settings)
+    client.max_inflight_messages_set(100)
+    connect(client, mqtt_settings)
+    for info in [client.publish(t, p, qos=1) for t, p in messages]:
+        info.wait_for_publish(10)
+    client.disconnect()
+    client.loop_stop()
+
+
+@pytest.mark.services
+def test_live_strides_are_stored_while_the_session_runs_and_replaced_at_close(tmp_path, mqtt_settings, patient_id,
+                                                                               walk) -> None:
+    store = SQLiteStore(tmp_path / "kc.sqlite")
+    service = ProcessingService(store)
+    messages = walk_messages(walk, patient_id)
+    lost = next(i for i, (t, _p) in enumerate(messages) if t.endswith("/L")) + 2 * 40  # one L batch at ~20 s lost
+    sent = [m for i, m in enumerate(messages) if i != lost] + [messages[100]]  # ... and one delivered twice
+    announced = []
+    listener = make_client(mqtt_settings)
+    listener.on_message = lambda _c, _u, m: announced.extend(parse_message(m.payload).strides)
+    connect(listener, mqtt_settings)
+    listener.subscribe(topics.strides_topic(patient_id), qos=1)
+    time.sleep(0.3)
+    sid = f"live-{patient_id}"
+    with running_service(service, mqtt_settings, name="test-live"):
+        publish(mqtt_settings, [session_message(patient_id, "start", sid)] + sent)
+        assert wait_for(lambda: service.stats.batches_n == len(sent), 60)
+        # the session is still open: the provisional strides are in the database already
+        assert store.query("SELECT state FROM sessions WHERE session_id = ?", (sid,))["state"][0] == "open"
+        live = live_rows(store, sid)
+        assert wait_for(lambda: len(announced) == len(live), 10)
+        publish(mqtt_settings, [session_message(patient_id, "stop", sid, START_US + 50_000_000)])
+        assert wait_for(lambda: service.stats.sessions_closed_n == 1, 60)
+    listener.disconnect()
+    listener.loop_stop()
+
+    assert service.stats.rejected_n == 0 and service.stats.frames_duplicate_n == 50
+    # announced after the commit: exactly what was stored, on the collector time base
+    got = sorted((s.side, s.heel_strike_s) for s in announced)
+    want = sorted(zip(live["side"], live["heel_strike_s"]))
+    assert [g[0] for g in got] == [w[0] for w in want]
+    np.testing.assert_allclose([g[1] for g in got], [w[1] for w in want], rtol=0, atol=1e-6)
+    # replaced at close by the final analysis, with which every provisional stride agrees within 20 ms
+    assert live_rows(store, sid).empty
+    final = store.query("SELECT side, heel_strike_s, metrics_json FROM strides WHERE session_id = ?", (sid,))
+    final_t = {side: np.array([[json.loads(m)[c] for c in ("heel_strike_s", "toe_off_s", "next_heel_strike_s")]
+                               for s, m in zip(final["side"], final["metrics_json"]) if s == side]) + START_US / 1e6
+               for side in "LR"}
+    for side in "LR":
+        mine = live[live["side"] == side][["heel_strike_s", "toe_off_s", "next_heel_strike_s"]].to_numpy()
+        ref = final_t[side]
+        nearest = np.abs(ref[None, :, 0] - mine[:, None, 0]).argmin(axis=1)
+        err = np.abs(mine - ref[nearest]).max(axis=1)
+        print(f"{side}: {len(mine)} live, {len(ref)} final strides, worst event error {err.max() * 1000:.2f} ms")
+        assert len(mine) >= 0.9 * len(ref) - 2 and err.max() <= 0.020
+    # no provisional stride spans the lost batch
+    gap_s = START_US / 1e6 + 20.0
+    spans = live[(live["side"] == "L") & (live["heel_strike_s"] < gap_s + 0.5) & (live["next_heel_strike_s"] > gap_s)]
+    assert spans.empty, spans
+
+
+def test_a_restarted_service_does_not_store_a_live_stride_twice(tmp_path, walk) -> None:
+    db = tmp_path / "kc.sqlite"
+    messages = [session_message("p-restart", "start", "s-restart")] + walk_messages(walk, "p-restart")
+    half = len(messages) // 2
+    first = ProcessingService(SQLiteStore(db), analyze_on_close=False)
+    with first.store.transaction():
+        first.handle_group(messages[:half])
+    again = ProcessingService(SQLiteStore(db), analyze_on_close=False)  # a crash and restart mid-session
+    for k in range(half, len(messages), 7):  # small groups, as at a low message rate
+        with again.store.transaction():
+            again.handle_group(messages[k : k + 7])
+    live = live_rows(again.store, "s-restart")
+    for side in "LR":
+        hs = live[live["side"] == side]["heel_strike_s"].to_numpy()
+        assert len(hs) > 30 and np.diff(hs).min() > 0.4  # one row per stride
+    assert again.stats.frames_accepted_n + first.stats.frames_accepted_n == (len(messages) - 1) * 50
+
+
+def test_a_failing_group_insert_falls_back_to_one_message_at_a_time(tmp_path, walk) -> None:
+    svc = ProcessingService(SQLiteStore(tmp_path / "kc.sqlite"), analyze_on_close=False)
+    messages = walk_messages(walk, "p-fallback")
+    with svc.store.transaction():
+        svc.handle_group(messages[:10])  # every device known: the next batches take the hot path
+    # another writer stores a batch behind the service's back: the group insert hits its primary key
+    other = ProcessingService(SQLiteStore(tmp_path / "kc.sqlite"), analyze_on_close=False, live_strides=False)
+    other.handle(*messages[12])
+    garbage = (messages[14][0], messages[14][1][:-1] + bytes([messages[14][1][-1] ^ 0xFF]))  # a bad checksum
+    with svc.store.transaction():
+        svc.handle_group(messages[10:14] + [garbage] + messages[14:40])
+    rows = svc.store.query("SELECT device_id, first_seq, n_frames FROM raw_batches ORDER BY device_id, first_seq")
+    assert len(rows) == 40 and rows.groupby("device_id")["first_seq"].apply(lambda s: s.is_unique).all()
+    assert svc.stats.rejected == {"bad_checksum": 1}
+    assert svc.stats.frames_accepted_n == 39 * 50 and svc.stats.frames_duplicate_n == 50
+    assert svc.stats.batches_n == 40 and svc.stats.messages_n == 41
+
+
+@pytest.mark.services
+def test_messages_are_acknowledged_after_the_commit_and_not_redelivered(tmp_path, mqtt_settings, patient_id,
+                                                                        walk) -> None:
+    cid = f"test-ack-{uuid.uuid4().hex[:8]}"
+    service = ProcessingService(SQLiteStore(tmp_path / "kc.sqlite"), analyze_on_close=False)
+    stop, ready = threading.Event(), threading.Event()
+    t = threading.Thread(target=service.run, args=(mqtt_settings,), daemon=True,
+                         kwargs=dict(client_id=cid, stop=stop, ready=ready, persistent=True))
+    t.start()
+    try:
+        assert ready.wait(10)
+        messages = walk_messages(walk, patient_id)[:300]
+        publish(mqtt_settings, messages)
+        assert wait_for(lambda: service.stats.batches_n == len(messages), 30)
+        time.sleep(0.5)  # the PUBACKs of the last group reach the broker
+    finally:
+        stop.set()
+        t.join(10)
+    # the persistent session holds nothing for this worker: every message was acknowledged (once)
+    redelivered = []
+    client = make_client(mqtt_settings, client_id=cid, clean_session=False)
+    client.on_message = lambda _c, _u, m: redelivered.append(m.topic)
+    connect(client, mqtt_settings)
+    time.sleep(1.0)
+    client.disconnect()
+    client.loop_stop()
+    purge_session(mqtt_settings, cid)
+    assert [tp for tp in redelivered if patient_id in tp] == []
