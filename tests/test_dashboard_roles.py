@@ -172,11 +172,19 @@ def test_researcher_sees_no_identifiers(site):
         set(store.query("SELECT session_id FROM sessions")["session_id"]) | \
         set(store.query("SELECT device_id FROM devices")["device_id"]) | {"Alex", "Cam", "heel pain in the morning"}
     secrets_ |= {d for devs in store.query("SELECT devices_json FROM sessions")["devices_json"] for d in eval(devs).values()}
+    secrets_ |= {data.utc_day(int(t)) for t in store.query("SELECT start_us FROM sessions")["start_us"]}  # real days
     bodies = [c.get("/api/research/cohorts").content, c.get("/api/research/sessions").content,
               c.get("/research").content,
-              c.get(f"/api/research/sessions/{site['label']}/strides.csv").content,
-              c.get(f"/api/research/sessions/{site['label']}/export.zip?format=csv").content]
-    assert c.get(f"/api/research/sessions/{site['label']}/export.zip?format=csv").status_code == 200
+              c.get(f"/api/research/sessions/{site['label']}/strides.csv").content]
+    import io
+    import zipfile
+
+    for fmt in ("csv", "bids"):  # the zip is compressed: read what a researcher unpacks, names included
+        reply = c.get(f"/api/research/sessions/{site['label']}/export.zip?format={fmt}")
+        assert reply.status_code == 200
+        with zipfile.ZipFile(io.BytesIO(reply.content)) as zf:
+            assert any(n.endswith("manifest.json") for n in zf.namelist())
+            bodies += [zf.read(n) for n in zf.namelist()] + ["\n".join(zf.namelist()).encode()]
     for body in bodies:
         for s in secrets_:
             assert s.encode() not in body, s
