@@ -225,6 +225,23 @@ def encode_batch(batch: Batch) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
+def pressure_counts_block(payloads: list[bytes]) -> np.ndarray:
+    """Raw pressure counts of several batches with the same header layout, as one ``(k, n_frames, n_channels)``
+    uint16 array (one copy).
+
+    For the ingest hot path: every payload must already be known valid and shaped like the first (same
+    frame and channel counts, device id length and flags), as checked by :func:`decode_batch` on an earlier
+    batch of the same stream and a header comparison; this function checks the sizes only.
+    """
+    size = len(payloads[0])
+    (_magic, _v, _flags, _side, _layout, ch, _unit, n, dev_len, *_rest) = HEADER.unpack_from(payloads[0])
+    if any(len(p) != size for p in payloads):
+        raise CodecError("pressure_counts_block needs payloads of one size", reason="inconsistent_lengths")
+    off = HEADER_SIZE + dev_len
+    rows = np.frombuffer(b"".join(payloads), dtype=np.uint8).reshape(len(payloads), size)
+    return np.ascontiguousarray(rows[:, off : off + 2 * n * ch]).view("<u2").reshape(len(payloads), n, ch)
+
+
 def decode_batch(payload: bytes | bytearray | memoryview) -> Batch:
     """Parse wire format v1. Raises CodecError (with ``reason``) on anything malformed."""
     buf = bytes(payload)

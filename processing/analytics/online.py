@@ -43,6 +43,9 @@ from processing.analytics.events import LoadEventDetector
 from processing.analytics.strides import MAX_STRIDE_S, MIN_STRIDE_S, MIN_SWING_S
 
 
+_NONE = np.empty(0, dtype=np.intp)
+
+
 class OnlineStride(NamedTuple):
     """One provisional stride; times in seconds on the caller's time base (``t0_s`` + sample / rate)."""
 
@@ -144,7 +147,7 @@ class OnlineStrideDetector:
         elif self._state == 0 and hi_x <= on_lvl:
             pass  # stays in swing
         else:
-            self._scan(x, start, on_lvl, off_lvl, out)
+            self._scan(x, start, on_lvl, off_lvl, out, has_nan=math.isnan(lo_x))
         cur = self._cur
         if cur is not None and not cur.confirmed:
             end = cur.off if cur.off is not None else self.n_abs
@@ -152,11 +155,13 @@ class OnlineStrideDetector:
                 self._confirm(cur, out)
         return out
 
-    def _scan(self, x: np.ndarray, start: int, on_lvl: float, off_lvl: float, out: list) -> None:
+    def _scan(self, x: np.ndarray, start: int, on_lvl: float, off_lvl: float, out: list, *, has_nan: bool) -> None:
         """Hysteresis over the chunk, vectorised: only the decisive samples (above the on- or below the
         off-threshold) can change the state, and a Python call is made per change, not per sample."""
-        nan = np.flatnonzero(np.isnan(x))
-        dec_i = np.flatnonzero((x > on_lvl) | (x < off_lvl))  # (NaN is neither: the state holds)
+        # (``a.nonzero()[0]`` rather than ``np.flatnonzero``: the arrays are 1-D, and the wrapper costs more
+        # than the search on chunks of a few hundred samples)
+        nan = np.isnan(x).nonzero()[0] if has_nan else _NONE
+        dec_i = ((x > on_lvl) | (x < off_lvl)).nonzero()[0]  # (NaN is neither: the state holds)
         if dec_i.size:
             dec = x[dec_i] > on_lvl  # True: contact
             prev = np.empty(dec.size)
@@ -164,7 +169,7 @@ class OnlineStrideDetector:
             prev[1:] = dec[:-1]
             change = dec != prev
             change[0] &= not math.isnan(self._state)  # unknown -> known is no transition
-            for k in np.flatnonzero(change).tolist():
+            for k in change.nonzero()[0].tolist():
                 i = int(dec_i[k])
                 if nan.size:  # missing samples before this change end the stride in progress
                     j = int(np.searchsorted(nan, i))
@@ -223,7 +228,7 @@ class OnlineStrideDetector:
         lvl = self._lo + self.hs_level_fraction * self._amp
         a = max(floor, self._buf0)
         seg = self._buf[a - self._buf0 : i - self._buf0 + 1]
-        below = np.flatnonzero(seg < lvl)
+        below = (seg < lvl).nonzero()[0]
         if below.size == 0 or below[-1] + 1 >= seg.size:
             return i - 0.5
         u = int(below[-1])
@@ -238,7 +243,7 @@ class OnlineStrideDetector:
         lvl = self._lo + self.to_level_fraction * self._amp
         a = c.off - 1
         seg = self._buf[a - self._buf0 : next_on - self._buf0]
-        under = np.flatnonzero(seg[1:] < lvl)
+        under = (seg[1:] < lvl).nonzero()[0]
         if under.size == 0:
             return c.off - 0.5
         w = int(under[0]) + 1  # seg index of the first sample under the level (>= 1)
