@@ -2,4 +2,5 @@ import sys
 
 from kinetic.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # (not when a helper process started with "spawn" imports this module)
+    sys.exit(main())

@@ -47,8 +47,9 @@ from insole_common.messages import SessionMessage, StrideRecord, StridesMessage,
 from insole_common.recording import FootRecording, Recording
 from kinetic.mqtt import MqttSettings, ack_all, connect, make_client
 from processing.analytics import consts as C
-from processing.analytics.online import OnlineStride, OnlineStrideDetector
+from processing.analytics.online import OnlineStride
 from processing.archive import RawArchive
+from processing.live import LiveFeet, LiveProcess, LiveResult
 from processing.store import Store, StoreUnavailableError
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ class _RawTopic:
     """A raw topic's last fully decoded batch: what the hot path compares the next batches with."""
 
     __slots__ = ("patient", "side", "device_id", "device_id_bytes", "id_end", "n_frames", "duration_us", "size",
-                 "head", "tail")
+                 "head", "tail", "live_spec")
 
     def __init__(self, patient: str, batch: Batch, payload: bytes) -> None:
         h = HEADER.unpack_from(payload)
@@ -92,46 +93,14 @@ class _RawTopic:
         self.size = len(payload)
         # every header field but first_seq, device_time_us and collector_time_us (HEADER's fields 11..13)
         self.head, self.tail = h[:11], h[14:]
+        # what the live analysis needs to turn this topic's pressure counts into the foot's load
+        self.live_spec = _live_spec(batch, self.head)
 
 
-class _LiveFoot:
-    """One foot of a running session through the online stride detector, in sequence order."""
-
-    def __init__(self, batch: Batch, *, skip_until_s: float = -math.inf) -> None:
-        self.next_seq = batch.first_seq
-        self.rate_hz = batch.sample_rate_hz
-        self.n_channels = batch.n_channels
-        self._ones = np.ones(batch.n_channels)
-        self.detector = OnlineStrideDetector(sampling_rate_hz=batch.sample_rate_hz,
-                                             t0_s=batch.collector_time_us / 1e6,
-                                             zero_based=batch.pressure_unit != PressureUnit.ADC)
-        #: strides starting at or before this (collector time, s) are stored already (a restart)
-        self.skip_until_s = skip_until_s
-
-    def feed(self, batches: list[Batch]) -> tuple[list[OnlineStride], int]:
-        """Feed batches in order, in one piece, until one needs a fresh stream (a long gap, another rate or
-        channel count); returns the strides completed and how many batches were taken."""
-        pieces = []
-        taken = 0
-        for b in batches:
-            gap = b.first_seq - self.next_seq
-            if b.sample_rate_hz != self.rate_hz or b.n_channels != self.n_channels or gap > MAX_LIVE_GAP_S * self.rate_hz:
-                break
-            taken += 1
-            skip = max(0, -gap)
-            if skip >= b.n_frames:
-                continue  # already seen (a duplicate or a late, reordered batch): the final analysis has it
-            if gap > 0:
-                pieces.append(np.full(gap, np.nan))  # missing frames
-            load = b.pressure_raw[skip:] @ self._ones  # the load of the final analysis: the sum over the channels
-            load *= b.pressure_scale
-            load += b.n_channels * b.pressure_offset
-            pieces.append(load)
-            self.next_seq = b.first_seq + b.n_frames
-        if not pieces:
-            return [], taken
-        strides = self.detector.feed(pieces[0] if len(pieces) == 1 else np.concatenate(pieces))
-        return [st for st in strides if st.heel_strike_s > self.skip_until_s], taken
+def _live_spec(batch: Batch, head: tuple | None) -> tuple:
+    """A batch's ``spec`` for :mod:`processing.live`."""
+    return (batch.sample_rate_hz, batch.n_channels, batch.pressure_unit != PressureUnit.ADC, batch.pressure_scale,
+            batch.n_channels * batch.pressure_offset, head)
 
 
 class ProcessingService:
@@ -145,6 +114,7 @@ class ProcessingService:
         archive: RawArchive | None = None,
         group_commit_n: int = 256,
         live_strides: bool = True,
+        live_process: bool = False,
     ) -> None:
         self.store = store
         self.archive = archive
@@ -156,7 +126,14 @@ class ProcessingService:
         self.analyze_on_close = analyze_on_close
         self.stats = ServiceStats()
         self._open: dict[str, str] = {}  # patient -> open session id
-        self._live: dict[tuple[str, str], _LiveFoot] = {}  # (session id, side) -> provisional live analysis
+        #: provisional live analysis, in this process or (from run(), ``live_process``) in a helper process
+        self._live_feet = LiveFeet()
+        self._live_proc: LiveProcess | None = None
+        self.live_process = live_process
+        #: (session id, side) -> (patient, strides starting at or before this are stored already: a restart)
+        self._live_keys: dict[tuple[str, str], tuple[str, float]] = {}
+        self._live_announce: dict[tuple[str, str], list] = {}  # committed, not yet announced (flush_outgoing)
+        self._live_announced_at = 0.0
         #: called with (patient, session_id, [(side, OnlineStride), ...]) for provisional strides; set by run()
         self.on_live_strides = None
         #: hot path: raw topic -> its last fully decoded batch; device -> one past its highest stored seq
@@ -164,7 +141,8 @@ class ProcessingService:
         self._device_end: dict[str, int] = {}
         #: rows of the group's fast-path messages not yet inserted, and those messages (for the fallback)
         self._pending_raw: list[tuple] = []
-        self._pending_feed: list[tuple] = []  # (patient, session id, side, payload) for the live analysis
+        self._pending_feed: list[tuple] = []  # live-analysis items (processing.live)
+        self._pending_patients: dict[str, str] = {}  # session id -> patient of the pending items
         self._pending_msgs: list[tuple[str, bytes]] = []
         #: called with (patient, FlagMessage) for each new compensation flag event; set by run()
         self.on_flag = None
@@ -232,7 +210,7 @@ class ProcessingService:
         self.stats = saved[3]
         self.stats.messages_n, self.stats.rejected = messages_n, rejected
         del self._outgoing[saved[4]:]  # results queued by earlier messages of the group stay
-        self._live.clear()
+        self._live_clear()
         self._device_end.clear()  # re-read from the store when next needed
 
     def _reject(self, topic: str, reason: str, message: str, payload: bytes, now_us: int) -> None:
@@ -260,7 +238,10 @@ class ProcessingService:
         self._last_data_us[session_id] = max(self._last_data_us.get(session_id, 0), end_us)
         self._last_seen[session_id] = time.monotonic()
         if self.live_strides and result.accepted_frames_n:
-            self.store.add_live_strides(self._feed_live(patient, session_id, [batch]))
+            load = batch.pressure_raw.sum(axis=1, dtype=np.int64) * batch.pressure_scale
+            load += batch.n_channels * batch.pressure_offset
+            self._live_submit([(session_id, batch.side, _live_spec(batch, None), batch.first_seq,
+                                batch.collector_time_us, load)], {session_id: patient})
 
     # hot path ----------------------------------------------------------------------------------
     def handle_group(self, messages: list[tuple[str, bytes]]) -> None:
@@ -308,25 +289,21 @@ class ProcessingService:
             self._last_data_us[session_id] = end_us
         self._last_seen[session_id] = time.monotonic()
         if self.live_strides:
-            self._pending_feed.append((known.patient, session_id, known.side, payload))
+            self._pending_feed.append((session_id, known.side, known.live_spec, first_seq, time_us, payload))
+            self._pending_patients[session_id] = known.patient
         return True
 
     def _flush_fast(self) -> None:
         """Insert the pending fast-path rows (one savepoint); on an error handle those messages one by one."""
         if not self._pending_msgs:
             return
-        raw, feed, msgs = self._pending_raw, self._pending_feed, self._pending_msgs
-        self._pending_raw, self._pending_feed, self._pending_msgs = [], [], []
+        raw, feed, msgs, patients = self._pending_raw, self._pending_feed, self._pending_msgs, self._pending_patients
+        self._pending_raw, self._pending_feed, self._pending_msgs, self._pending_patients = [], [], [], {}
         try:
             with self.store.transaction():
                 self.store.add_raw_payloads(raw)
-                feet: dict[tuple[str, str], tuple[str, list[bytes]]] = {}  # (session, side) -> (patient, payloads)
-                for patient, session_id, side, payload in feed:
-                    feet.setdefault((session_id, side), (patient, []))[1].append(payload)
-                rows = []
-                for (session_id, _side), (patient, payloads) in feet.items():
-                    rows += self._feed_live(patient, session_id, [decode_batch(p) for p in payloads])
-                self.store.add_live_strides(rows)
+                if feed:
+                    self._live_submit(feed, patients)
         except StoreUnavailableError:
             raise
         except Exception as exc:  # noqa: BLE001 - e.g. a frame stored behind our back: isolate per message
@@ -335,45 +312,83 @@ class ProcessingService:
             self._open, self._last_data_us, self._last_seen = dict(saved[0]), dict(saved[1]), dict(saved[2])
             self.stats = saved[3]
             del self._outgoing[saved[4]:]
-            self._live.clear()
+            self._live_clear()
             self._device_end.clear()
             for topic, payload in msgs:
                 self.handle(topic, payload)
 
-    def _feed_live(self, patient: str, session_id: str, batches: list[Batch]) -> list[tuple]:
-        """Provisional strides of consecutive batches of one foot as ``live_strides`` rows; never allowed to
-        disturb ingest. (Under load a group holds several batches per foot: they are analysed in one piece.)"""
-        side = batches[0].side
-        key = (session_id, side)
-        strides: list[OnlineStride] = []
-        try:
-            i = 0
-            while i < len(batches):
-                live = self._live.get(key)
-                if live is None:  # a new foot, a restart, a long silence: start afresh at this batch
-                    stored = self.store.query("SELECT MAX(heel_strike_s) AS hs FROM live_strides WHERE session_id = ? "
-                                              "AND side = ?", key).iloc[0]["hs"]
-                    skip_s = -math.inf if stored is None or pd.isna(stored) else float(stored) + 0.2
-                    live = self._live[key] = _LiveFoot(batches[i], skip_until_s=skip_s)
-                got, taken = live.feed(batches[i:])
-                strides += got
-                if taken == 0:
-                    del self._live[key]
-                i += taken
-        except StoreUnavailableError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            log.warning("live analysis of %s %s stopped: %s", session_id, side, exc)
-            self._live.pop(key, None)
-            return []
-        if not strides:
-            return []
-        self.stats.live_strides_n += len(strides)
-        if self.on_live_strides is not None:
-            self._outgoing.append((self.on_live_strides, (patient, session_id, [(side, st) for st in strides])))
+    # live strides ------------------------------------------------------------------------------
+    def _live_submit(self, items: list[tuple], patients: dict[str, str]) -> None:
+        """Hand live-analysis items (see :mod:`processing.live`) to the analysis. In this process the strides
+        they complete are stored at once; from the helper process with a later group (or when idle)."""
+        keys = self._live_keys
+        for key in {(it[0], it[1]) for it in items}:
+            if key not in keys:  # a new foot, or the first data after a restart: skip what is stored already
+                stored = self.store.query("SELECT MAX(heel_strike_s) AS hs FROM live_strides WHERE session_id = ? "
+                                          "AND side = ?", key).iloc[0]["hs"]
+                keys[key] = (patients[key[0]], -math.inf if stored is None or pd.isna(stored) else float(stored) + 0.2)
+        proc = self._live_proc
+        if proc is not None:
+            proc.submit(items)
+            results = proc.collect()
+            if not proc.failed:
+                self._store_live(results)
+                return
+            # the helper died (LiveProcess logged it): the feet start afresh here, with these items
+            self._live_proc = None
+            self._live_feet.clear()
+        self._store_live(self._live_feet.feed(items))
+
+    def _store_live(self, results: list[LiveResult]) -> None:
+        """Store provisional strides (inside the caller's transaction) and queue their announcement."""
+        if not results:
+            return
+        keys = self._live_keys
+        by_key: dict[tuple[str, str], list[OnlineStride]] = {}
+        for session_id, side, st in results:
+            known = keys.get((session_id, side))
+            if known is not None and st.heel_strike_s > known[1]:  # (unknown: its session has closed meanwhile)
+                by_key.setdefault((session_id, side), []).append(st)
         now_us = time.time_ns() // 1000
-        return [(session_id, side, st.heel_strike_s, patient, st.toe_off_s, st.next_heel_strike_s,
-                 st.stride_time_s, st.stance_time_s, st.swing_time_s, now_us) for st in strides]
+        rows = []
+        for (session_id, side), strides in by_key.items():
+            patient = keys[(session_id, side)][0]
+            rows += [(session_id, side, st.heel_strike_s, patient, st.toe_off_s, st.next_heel_strike_s,
+                      st.stride_time_s, st.stance_time_s, st.swing_time_s, now_us) for st in strides]
+            if self.on_live_strides is not None:
+                self._outgoing.append((self.on_live_strides, (patient, session_id, [(side, st) for st in strides])))
+        self.stats.live_strides_n += len(rows)
+        self.store.add_live_strides(rows)
+
+    def collect_live(self, timeout_s: float = 0.0) -> None:
+        """Store the strides the helper process has finished (waiting up to ``timeout_s`` for all of them) in a
+        transaction of their own, then announce them; nothing to do when the analysis runs in this process."""
+        proc = self._live_proc
+        if proc is None or not proc.outstanding_n:
+            return
+        results = proc.collect(timeout_s)
+        if results:
+            with self.store.transaction():
+                self._store_live(results)
+            self.flush_outgoing()
+
+    @property
+    def live_outstanding_n(self) -> int:
+        """Groups of batches handed to the helper process whose strides have not come back yet."""
+        return 0 if self._live_proc is None else self._live_proc.outstanding_n
+
+    def _live_forget(self, session_id: str) -> None:
+        self._live_feet.forget(session_id)
+        if self._live_proc is not None:
+            self._live_proc.forget(session_id)
+        for side in ("L", "R"):
+            self._live_keys.pop((session_id, side), None)
+
+    def _live_clear(self) -> None:
+        self._live_feet.clear()
+        if self._live_proc is not None:
+            self._live_proc.clear()
+        self._live_keys.clear()
 
     def _on_session(self, msg: SessionMessage) -> None:
         _check_time(msg.time_us, "time_us")
@@ -398,8 +413,7 @@ class ProcessingService:
                 del self._open[patient]
         self._last_data_us.pop(session_id, None)
         self._last_seen.pop(session_id, None)
-        for side in ("L", "R"):
-            self._live.pop((session_id, side), None)
+        self._live_forget(session_id)
         # provisional strides are for running sessions; the final analysis replaces them
         self.store.execute("DELETE FROM live_strides WHERE session_id = ?", (session_id,))
         if closed:
@@ -424,19 +438,26 @@ class ProcessingService:
         stats.store_retries_n = self.stats.store_retries_n
         self.stats = stats
         self._outgoing.clear()  # nothing of a rolled-back group is announced
-        self._live.clear()  # provisional analysis restarts with the next data
+        self._live_clear()  # provisional analysis restarts with the next data
         self._device_end.clear()
-        self._pending_raw, self._pending_feed, self._pending_msgs = [], [], []
+        self._pending_raw, self._pending_feed, self._pending_msgs, self._pending_patients = [], [], [], {}
 
-    def flush_outgoing(self) -> None:
-        """Publish what the last committed transaction produced (flags, live strides)."""
+    def flush_outgoing(self, *, all_live: bool = True) -> None:
+        """Publish what the last committed transaction produced (flags, live strides).
+
+        Live strides go out as one message per session; with ``all_live`` False (the ingest loop under
+        load) they are held back until ``LIVE_ANNOUNCE_S`` has passed since the last ones went out, so a
+        busy worker sends a few messages per second per session rather than one per message group."""
         pending, self._outgoing = self._outgoing, []
-        live: dict[tuple[str, str], list] = {}  # one strides message per session and group, not per batch
+        live = self._live_announce  # (patient, session id) -> strides committed but not yet announced
         for send, args in pending:
             if send is self.on_live_strides:
                 live.setdefault(args[:2], []).extend(args[2])
         pending = [item for item in pending if item[0] is not self.on_live_strides]
-        pending += [(self.on_live_strides, (*key, strides)) for key, strides in live.items()]
+        now = time.monotonic()
+        if live and (all_live or now - self._live_announced_at >= LIVE_ANNOUNCE_S):
+            pending += [(self.on_live_strides, (*key, strides)) for key, strides in live.items()]
+            self._live_announce, self._live_announced_at = {}, now
         for send, args in pending:
             try:
                 send(*args)
@@ -543,6 +564,9 @@ class ProcessingService:
         connect(client, mqtt)
         if not subscribed.wait(10):
             log.warning("no SUBACK from the broker within 10 s; continuing")
+        if self.live_strides and self.live_process and self._live_proc is None:
+            self._live_clear()
+            self._live_proc = LiveProcess()
         if ready is not None:
             ready.set()
         retry: list | None = None
@@ -564,6 +588,8 @@ class ProcessingService:
                     except StoreUnavailableError as exc:
                         log.warning("database unavailable while closing idle sessions: %s", exc)
                 if not group:
+                    if self._live_announce:  # idle: what was held back under load goes out now
+                        self.flush_outgoing()
                     continue
                 saved = self._save_state()
                 try:
@@ -580,21 +606,32 @@ class ProcessingService:
                     backoff_s = min(backoff_s * 2, 10.0)
                     continue
                 retry, backoff_s = None, 0.5
-                self.flush_outgoing()  # announced only after the commit
+                self.flush_outgoing(all_live=not inbox)  # announced only after the commit
                 # acknowledged only after the commit
                 ack_all(client, [mid for _t, _p, mid, qos in group if qos == 1])
                 for _t, _p, mid, qos in group:
                     if qos == 2:
                         client.ack(mid, qos)
+                if not inbox and self.live_outstanding_n:  # idle: store what the live analysis has finished
+                    try:
+                        self.collect_live(LIVE_WAIT_S)
+                    except StoreUnavailableError as exc:  # provisional strides: dropped, not retried
+                        log.warning("database unavailable while storing live strides: %s", exc)
         finally:
+            self.flush_outgoing()  # live strides held back under load
             client.disconnect()
             client.loop_stop()
+            if self._live_proc is not None:
+                self._live_proc.close()
+                self._live_proc = None
 
 
 #: messages waiting for the worker beyond this make paho stop reading (the broker then holds them)
 INBOX_MAX_N = 10_000
-#: a live stream silent for longer than this restarts its provisional analysis (no NaN padding)
-MAX_LIVE_GAP_S = 30.0
+#: under load, live strides are announced at most this often (s); when the worker is idle, at once
+LIVE_ANNOUNCE_S = 0.2
+#: when the inbox is empty, wait this long for the helper process's live strides before going on
+LIVE_WAIT_S = 0.25
 #: a session longer than this is not put on one grid (memory); it is flagged instead
 MAX_SESSION_S = 12 * 3600
 #: plausible collector times: 2000-01-01 .. 2100-01-01 (us since the Unix epoch)

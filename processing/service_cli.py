@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-live", action="store_true",
                    help="do not publish provisional strides while sessions run (saves CPU; final results are "
                    "computed at session close either way)")
+    p.add_argument("--live-in-worker", action="store_true",
+                   help="run the provisional stride analysis in the worker process itself instead of in a helper "
+                   "process beside it (one process and one core instead of two)")
     p.add_argument("--inactivity-s", type=float, default=300.0,
                    help="close a session after this many seconds without data (default: %(default)s)")
     p.set_defaults(func=_run)
@@ -61,7 +64,7 @@ def _run(args: argparse.Namespace) -> int:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     store = PostgresStore(args.db) if args.db.startswith(("postgresql://", "postgres://")) else SQLiteStore(args.db)
     service = ProcessingService(store, inactivity_s=args.inactivity_s, partitions=None if count == 1 else partitions,
-                                live_strides=not args.no_live,
+                                live_strides=not args.no_live, live_process=not args.live_in_worker,
                                 archive=RawArchive(args.archive))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

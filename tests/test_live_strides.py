@@ -22,6 +22,7 @@ from insole_common.codec import Batch, PressureUnit, encode_batch
 from insole_common.layouts import get_layout
 from insole_common.messages import SessionMessage, parse_message
 from kinetic.mqtt import connect, make_client, purge_session
+from processing.live import LiveProcess
 from processing.service import ProcessingService
 from processing.store import SQLiteStore
 from simulator import SimulationParams, simulate
@@ -76,7 +77,7 @@ def publish(mqtt_settings, messages) -> None:
 def test_live_strides_are_stored_while_the_session_runs_and_replaced_at_close(tmp_path, mqtt_settings, patient_id,
                                                                                walk) -> None:
     store = SQLiteStore(tmp_path / "kc.sqlite")
-    service = ProcessingService(store)
+    service = ProcessingService(store, live_process=True)  # as `kinetic process` runs: analysis in a helper process
     messages = walk_messages(walk, patient_id)
     lost = next(i for i, (t, _p) in enumerate(messages) if t.endswith("/L")) + 2 * 40  # one L batch at ~20 s lost
     sent = [m for i, m in enumerate(messages) if i != lost] + [messages[100]]  # ... and one delivered twice
@@ -90,10 +91,12 @@ def test_live_strides_are_stored_while_the_session_runs_and_replaced_at_close(tm
     with running_service(service, mqtt_settings, name="test-live"):
         publish(mqtt_settings, [session_message(patient_id, "start", sid)] + sent)
         assert wait_for(lambda: service.stats.batches_n == len(sent), 60)
-        # the session is still open: the provisional strides are in the database already
+        assert service._live_proc is not None and not service._live_proc.failed
+        # the helper process's strides come back and are stored and announced while the session runs
+        assert wait_for(lambda: service.live_outstanding_n == 0
+                        and service.stats.live_strides_n == len(live_rows(store, sid)) == len(announced) > 30, 10)
         assert store.query("SELECT state FROM sessions WHERE session_id = ?", (sid,))["state"][0] == "open"
         live = live_rows(store, sid)
-        assert wait_for(lambda: len(announced) == len(live), 10)
         publish(mqtt_settings, [session_message(patient_id, "stop", sid, START_US + 50_000_000)])
         assert wait_for(lambda: service.stats.sessions_closed_n == 1, 60)
     listener.disconnect()
@@ -188,3 +191,71 @@ def test_messages_are_acknowledged_after_the_commit_and_not_redelivered(tmp_path
     client.loop_stop()
     purge_session(mqtt_settings, cid)
     assert [tp for tp in redelivered if patient_id in tp] == []
+
+
+def test_the_helper_process_gives_the_in_process_strides_and_a_dead_helper_is_replaced(tmp_path, walk) -> None:
+    """LiveProcess (the analysis in a helper process, as `kinetic process` runs it) stores the same strides as
+    the in-process analysis; if the helper dies, the service logs it and analyses in-process from then on."""
+    messages = [session_message("p-helper", "start", "s-helper")] + walk_messages(walk, "p-helper")
+    inproc = ProcessingService(SQLiteStore(tmp_path / "a.sqlite"), analyze_on_close=False)
+    helper = ProcessingService(SQLiteStore(tmp_path / "b.sqlite"), analyze_on_close=False)
+    helper._live_proc = LiveProcess()
+    try:
+        for svc in (inproc, helper):
+            for k in range(0, len(messages), 64):
+                with svc.store.transaction():
+                    svc.handle_group(messages[k : k + 64])
+            svc.collect_live(10.0)
+        a, b = live_rows(inproc.store, "s-helper"), live_rows(helper.store, "s-helper")
+        assert len(a) > 60 and helper.live_outstanding_n == 0
+        assert a.equals(b)
+
+        # a second session; the helper is killed half way through it
+        more = [session_message("p-helper", "start", "s-helper2", START_US + 100_000_000)] + walk_messages(
+            walk, "p-helper", start_us=START_US + 100_000_000, seq0=10_000)
+        half = len(more) // 2
+        for k in range(0, half, 64):
+            with helper.store.transaction():
+                helper.handle_group(more[k : min(k + 64, half)])
+        helper._live_proc._proc.kill()
+        helper._live_proc._proc.wait(5)
+        for k in range(half, len(more), 64):
+            with helper.store.transaction():
+                helper.handle_group(more[k : k + 64])
+        assert helper._live_proc is None  # replaced by the in-process analysis
+        late = live_rows(helper.store, "s-helper2")
+        assert (late["heel_strike_s"] > START_US / 1e6 + 100 + 30).sum() > 20  # strides of the second half
+        assert helper.stats.batches_n == inproc.stats.batches_n + len(more) - 1
+    finally:
+        if helper._live_proc is not None:
+            helper._live_proc.close()
+
+
+@pytest.mark.services
+def test_the_burst_reader_delivers_every_message_intact_and_in_order(mqtt_settings, patient_id) -> None:
+    """The worker's MQTT client reads through a receive buffer (kinetic.mqtt): messages smaller and much
+    larger than its 64 KiB reads, back to back, arrive intact and in order, and a message that arrives
+    after a quiet spell is not stuck in the buffer."""
+    topic = f"kc-test/{patient_id}/burst"
+    rng = np.random.default_rng(5)
+    sizes = [int(x) for x in rng.integers(1, 5000, 400)] + [200_000, 3, 70_000, 65_536, 65_535]
+    payloads = [rng.bytes(n) for n in sizes]
+    got: list[bytes] = []
+    reader = make_client(mqtt_settings, read_burst_n=8)
+    reader.on_message = lambda _c, _u, m: got.append(m.payload)
+    subscribed = threading.Event()
+    reader.on_subscribe = lambda *a: subscribed.set()
+    connect(reader, mqtt_settings)
+    reader.subscribe(topic, qos=1)
+    assert subscribed.wait(5)
+    try:
+        publish(mqtt_settings, [(topic, p) for p in payloads])
+        assert wait_for(lambda: len(got) == len(payloads), 20)
+        assert got == payloads
+        time.sleep(0.5)
+        publish(mqtt_settings, [(topic, b"after a pause")])
+        assert wait_for(lambda: len(got) == len(payloads) + 1, 2)  # not held until the next packet or ping
+        assert got[-1] == b"after a pause"
+    finally:
+        reader.disconnect()
+        reader.loop_stop()
