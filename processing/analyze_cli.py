@@ -22,9 +22,11 @@ def register(subparsers) -> None:
     p.add_argument("--calibration-distance-m", type=float, default=None,
                    help="treat this recording as a calibration walk of this distance (stride length without IMU)")
     p.add_argument("--calibration-strides", type=float, default=None, help="strides counted in the calibration walk")
-    p.add_argument("--event-levels", default="contact", choices=["contact", "opengo"],
-                   help="load-insole event definition: contact (2 %% of the loaded level, about 20 N; default) or "
-                        "opengo (6 %% / 12 %%, as Moticon's OpenGo gait report marks heel strike / toe off)")
+    p.add_argument("--event-levels", default="auto", choices=["auto", "contact", "opengo"],
+                   help="load-insole event definition: contact (2 %% of the loaded level, about 20 N), opengo "
+                        "(6 %% / 12 %%, as Moticon's OpenGo gait report marks heel strike / toe off), or auto "
+                        "(default): opengo for recordings from Moticon OpenGo insoles, whose users compare with "
+                        "that report, contact for every other recording")
     p.set_defaults(func=run)
 
 
@@ -32,9 +34,12 @@ def run(args: argparse.Namespace) -> int:
     from processing.analytics import OPENGO_EVENT_LEVELS, Calibration, LoadEventDetector, analyze
     from processing.readers.auto import read_any
 
-    detector = LoadEventDetector(**OPENGO_EVENT_LEVELS) if getattr(args, "event_levels", "contact") == "opengo" else None
     try:
         rec = read_any(args.recording, args.format)
+        levels = getattr(args, "event_levels", "auto")
+        if levels == "auto":
+            levels = "opengo" if rec.source_format == "moticon" else "contact"
+        detector = LoadEventDetector(**OPENGO_EVENT_LEVELS) if levels == "opengo" else None
         result = analyze(rec, detector=detector)
         if args.calibration_distance_m:
             cal = Calibration.from_walk(result.strides, distance_m=args.calibration_distance_m,
@@ -46,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result.strides.to_csv(out / "strides.csv", index=False, float_format="%.6f")
-    summary = dict(result.summary, recording=str(args.recording), format=rec.source_format,
+    summary = dict(result.summary, recording=str(args.recording), format=rec.source_format, event_levels=levels,
                    bouts=json.loads(result.bouts.to_json(orient="records")))
     (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False, default=str))
     print(f"{len(result.strides)} strides -> {out / 'strides.csv'}; flags: {', '.join(summary['flags']) or 'none'}")
