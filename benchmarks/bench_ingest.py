@@ -129,13 +129,32 @@ def drain_bare(settings: MqttSettings, messages, *, read_burst_n: int = 1) -> fl
     first.disconnect()
     first.loop_stop()
     publish_all(settings, messages)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     client = session(subscribe=False)
     done.wait(600)
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     client.disconnect()
     client.loop_stop()
-    return got[0] / elapsed
+    return got[0] / elapsed, cpu
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_pids(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (a worker's live-analysis helper)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(d.name))
+            except (OSError, IndexError, ValueError):
+                pass  # gone meanwhile
+    return out
 
 
 def start_worker(settings: MqttSettings, db: Path, *, worker: str, client_id: str, live: bool,
@@ -170,8 +189,10 @@ def stored_frames(db: Path) -> tuple[int, int]:
     return int(frames), int(keys)
 
 
-def drain_workers(settings: MqttSettings, messages, workdir: Path, n_workers: int, *, live: bool) -> tuple[float, int]:
-    """Messages/s of ``n_workers`` worker processes draining ``messages``; and the frames they stored."""
+def drain_workers(settings: MqttSettings, messages, workdir: Path, n_workers: int,
+                  *, live: bool) -> tuple[float, int, float, float]:
+    """Messages/s of ``n_workers`` worker processes draining ``messages``; the frames they stored; the CPU
+    seconds of the workers and of their helper processes (live analysis) during the drain."""
     run = f"w{n_workers}{'live' if live else ''}-{uuid.uuid4().hex[:4]}"
     dbs = [workdir / run / f"worker{i}.sqlite" for i in range(n_workers)]
     dbs[0].parent.mkdir()
@@ -181,12 +202,16 @@ def drain_workers(settings: MqttSettings, messages, workdir: Path, n_workers: in
         for p in procs:
             p.send_signal(signal.SIGSTOP)  # connected and subscribed; the broker queues for it meanwhile
         publish_all(settings, messages)
+        helpers = [c for p in procs for c in child_pids(p.pid)]
+        cpu0 = [cpu_s(p.pid) for p in procs], [cpu_s(c) for c in helpers]
         t0 = time.perf_counter()
         for p in procs:
             p.send_signal(signal.SIGCONT)
         while sum(stored_batches_n(db) for db in dbs) < len(messages) and time.perf_counter() - t0 < 600:
             time.sleep(0.02)
         elapsed = time.perf_counter() - t0
+        worker_cpu = sum(cpu_s(p.pid) for p in procs) - sum(cpu0[0])
+        helper_cpu = sum(cpu_s(c) for c in helpers) - sum(cpu0[1])
     finally:
         for p in procs:
             p.send_signal(signal.SIGCONT)
@@ -197,7 +222,7 @@ def drain_workers(settings: MqttSettings, messages, workdir: Path, n_workers: in
     keys = sum(stored_frames(db)[1] for db in dbs)
     if keys != len(messages):
         frames = -1  # a batch missing or stored twice
-    return sum(stored_batches_n(db) for db in dbs) / elapsed, frames
+    return sum(stored_batches_n(db) for db in dbs) / elapsed, frames, worker_cpu, helper_cpu
 
 
 def main() -> None:
@@ -214,19 +239,23 @@ def main() -> None:
                   f"{args.devices} insoles, QoS 1; worker = a `kinetic process` OS process with SQLite")
             ratios: dict[str, list[float]] = {}
             for _ in range(args.repeat):
-                bare = drain_bare(settings, messages)
-                print(f"{'bare paho subscriber':40s}: {bare:8.0f} msg/s {bare * FRAMES:10.0f} samples/s  (baseline)")
-                burst = drain_bare(settings, messages, read_burst_n=256)
+                per_k = 1000 / len(messages)  # CPU seconds per 1,000 messages
+                bare, cpu = drain_bare(settings, messages)
+                print(f"{'bare paho subscriber':40s}: {bare:8.0f} msg/s {bare * FRAMES:10.0f} samples/s  (baseline); "
+                      f"CPU {cpu * per_k * 1000:.0f} ms per 1,000 messages")
+                burst, cpu = drain_bare(settings, messages, read_burst_n=256)
                 ratios.setdefault("bare, reading like the worker", []).append(burst / bare)
                 print(f"{'bare, reading like the worker':40s}: {burst:8.0f} msg/s {burst * FRAMES:10.0f} samples/s  "
-                      f"= {burst / bare:.2f}x bare")
+                      f"= {burst / bare:.2f}x bare; CPU {cpu * per_k * 1000:.0f} ms")
                 for n, live in ((1, False), (1, True), (2, False)):
-                    rate, frames = drain_workers(settings, messages, Path(tmp), n, live=live)
+                    rate, frames, cpu, helper_cpu = drain_workers(settings, messages, Path(tmp), n, live=live)
                     lost = len(messages) * FRAMES - frames
                     what = f"kinetic process, {n} worker{'s' if n > 1 else ''}{', live strides' if live else ''}"
                     ratios.setdefault(what, []).append(rate / bare)
+                    helper = f" + {helper_cpu * per_k * 1000:.0f} ms in the live-analysis helper" if live else ""
                     print(f"{what:40s}: {rate:8.0f} msg/s {rate * FRAMES:10.0f} samples/s  "
-                          f"= {rate / bare:.2f}x bare, {'zero loss' if lost == 0 else f'LOST {lost} frames'}")
+                          f"= {rate / bare:.2f}x bare, {'zero loss' if lost == 0 else f'LOST {lost} frames'}; "
+                          f"CPU {cpu * per_k * 1000:.0f} ms{helper}")
             print(f"load average (1 min) of the machine at the end: {os.getloadavg()[0]:.2f}")
             if args.repeat > 1:
                 for what, r in ratios.items():

@@ -18,10 +18,12 @@ with one multi-row insert per group, without a savepoint per message; everything
 group's fast-path messages are undone and handled one by one, so one bad message still
 rejects only itself.
 
-Live strides: each foot's load goes through :class:`processing.analytics.online.OnlineStrideDetector`;
-a stride is stored in ``live_strides`` in the transaction of the batch that completes it
-and announced on the strides topic after the commit. Closing the session replaces them
-with the final analysis.
+Live strides: each foot's load goes through :class:`processing.analytics.online.OnlineStrideDetector`
+(:mod:`processing.live`), in this process or, under :meth:`run` with ``live_process``, in a helper
+process. In-process a stride is stored in ``live_strides`` in the transaction of the batch that
+completes it; from the helper, in the transaction of a later group (or right after, when the worker
+is idle). Either way it is announced on the strides topic after its commit. Closing the session
+replaces them with the final analysis.
 """
 
 from __future__ import annotations
