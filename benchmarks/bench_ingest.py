@@ -190,9 +190,10 @@ def stored_frames(db: Path) -> tuple[int, int]:
 
 
 def drain_workers(settings: MqttSettings, messages, workdir: Path, n_workers: int,
-                  *, live: bool) -> tuple[float, int, float, float]:
+                  *, live: bool) -> tuple[float, int, float, float, int]:
     """Messages/s of ``n_workers`` worker processes draining ``messages``; the frames they stored; the CPU
-    seconds of the workers and of their helper processes (live analysis) during the drain."""
+    seconds of the workers and of their helper processes (live analysis) during the drain; the live
+    strides stored."""
     run = f"w{n_workers}{'live' if live else ''}-{uuid.uuid4().hex[:4]}"
     dbs = [workdir / run / f"worker{i}.sqlite" for i in range(n_workers)]
     dbs[0].parent.mkdir()
@@ -222,7 +223,11 @@ def drain_workers(settings: MqttSettings, messages, workdir: Path, n_workers: in
     keys = sum(stored_frames(db)[1] for db in dbs)
     if keys != len(messages):
         frames = -1  # a batch missing or stored twice
-    return sum(stored_batches_n(db) for db in dbs) / elapsed, frames, worker_cpu, helper_cpu
+    live_n = 0
+    for db in dbs:  # (the workers have stopped: their helpers stored everything handed over first)
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            live_n += conn.execute("SELECT COUNT(*) FROM live_strides").fetchone()[0]
+    return sum(stored_batches_n(db) for db in dbs) / elapsed, frames, worker_cpu, helper_cpu, live_n
 
 
 def main() -> None:
@@ -248,11 +253,12 @@ def main() -> None:
                 print(f"{'bare, reading like the worker':40s}: {burst:8.0f} msg/s {burst * FRAMES:10.0f} samples/s  "
                       f"= {burst / bare:.2f}x bare; CPU {cpu * per_k * 1000:.0f} ms")
                 for n, live in ((1, False), (1, True), (2, False)):
-                    rate, frames, cpu, helper_cpu = drain_workers(settings, messages, Path(tmp), n, live=live)
+                    rate, frames, cpu, helper_cpu, live_n = drain_workers(settings, messages, Path(tmp), n, live=live)
                     lost = len(messages) * FRAMES - frames
                     what = f"kinetic process, {n} worker{'s' if n > 1 else ''}{', live strides' if live else ''}"
                     ratios.setdefault(what, []).append(rate / bare)
-                    helper = f" + {helper_cpu * per_k * 1000:.0f} ms in the live-analysis helper" if live else ""
+                    helper = (f" + {helper_cpu * per_k * 1000:.0f} ms in the live-analysis helper; "
+                              f"{live_n} live strides stored") if live else ""
                     print(f"{what:40s}: {rate:8.0f} msg/s {rate * FRAMES:10.0f} samples/s  "
                           f"= {rate / bare:.2f}x bare, {'zero loss' if lost == 0 else f'LOST {lost} frames'}; "
                           f"CPU {cpu * per_k * 1000:.0f} ms{helper}")

@@ -43,6 +43,17 @@ def straight_walk():
     return simulate(SimulationParams(schedule=(("standing", 3.0), ("walking", 90.0)), imu=True), seed=4)
 
 
+def test_the_strides_do_not_depend_on_how_the_samples_are_chunked(straight_walk) -> None:
+    """The service feeds a foot batch by batch, or several batches at once under load (and its helper
+    process groups them differently again): every chunking gives the very same strides."""
+    rng = np.random.default_rng(11)
+    for foot in straight_walk.recording.feet.values():
+        ref = live_strides(foot, [50] * 10_000)
+        assert len(ref) > 60
+        for chunks in ([1] * 10_000_000, [300] * 10_000, rng.integers(1, 700, 10_000).tolist(), [10**9]):
+            pd.testing.assert_frame_equal(live_strides(foot, chunks), ref, check_exact=True)
+
+
 @pytest.mark.parametrize("chunking", ["batches", "random"])
 def test_every_live_stride_within_20_ms_of_the_final_one(straight_walk, chunking) -> None:
     final = analyze(straight_walk.recording).strides

@@ -23,6 +23,10 @@ settings (taken from a :class:`~processing.analytics.events.LoadEventDetector`):
    linearly. For offset (raw ADC) loads the batch detector uses edge slopes instead; the
    provisional events use the level crossings for every unit.
 
+Levels are recomputed every ``level_every_s`` of samples exactly, from the samples up to that point,
+and apply to the samples after it (a chunk is split where they fall due), so the strides do not depend
+on how the samples are chunked (``tests/test_analytics_online.py``).
+
 A stride (heel strike to the next heel strike of the same foot) is reported as soon as the
 next contact has lasted ``min_stance_ms``: about 0.2 s after its ending heel strike, the only
 look-ahead. Missing samples (NaN) end the current stride; no stride spans them. Per chunk the
@@ -126,19 +130,26 @@ class OnlineStrideDetector:
             return []
         if n > self.window_n:  # long chunks in pieces (the buffer holds a few windows)
             return [s for k in range(0, n, self.window_n) for s in self.feed(x[k : k + self.window_n])]
+        to_levels = self._next_levels - self.n_abs
+        if 0 < to_levels < n:  # levels fall due inside the chunk: split it there, so that the result does
+            return self.feed(x[:to_levels]) + self.feed(x[to_levels:])  # not depend on how samples are chunked
         self._append(x)
         start = self.n_abs
         self.n_abs += n
-        if self.n_abs >= self._next_levels:
-            self._update_levels()
         out: list[OnlineStride] = []
+        self._detect(x, start, out)
+        if self.n_abs >= self._next_levels:  # from the samples up to here, for the samples after them
+            self._update_levels()
+        return out
+
+    def _detect(self, x: np.ndarray, start: int, out: list) -> None:
         if not self._capable:
             # no gait here: the foot counts as unloaded and the stretch as unusable
             self._last_bad = self.n_abs - 1
             if self._state == 1:
                 self._off(start)
             self._state = 0.0
-            return out
+            return
         on_lvl = self._lo + self.on_fraction * self._amp
         off_lvl = self._lo + self.off_fraction * self._amp
         lo_x, hi_x = x.min(), x.max()  # NaN if any sample is missing
@@ -153,7 +164,6 @@ class OnlineStrideDetector:
             end = cur.off if cur.off is not None else self.n_abs
             if end - cur.on >= self.min_stance_n:
                 self._confirm(cur, out)
-        return out
 
     def _scan(self, x: np.ndarray, start: int, on_lvl: float, off_lvl: float, out: list, *, has_nan: bool) -> None:
         """Hysteresis over the chunk, vectorised: only the decisive samples (above the on- or below the
