@@ -148,7 +148,7 @@ def _serve(conn) -> None:
             return
         op, epoch, arg = request
         if op == "feed":
-            conn.send((epoch, feet.feed(arg)))
+            conn.send((epoch, [(sid, side, tuple(st)) for sid, side, st in feet.feed(arg)]))  # (plain tuples)
         elif op == "forget":
             feet.forget(arg)
         elif op == "clear":
@@ -208,7 +208,7 @@ class LiveProcess:
                 epoch, results = self._conn.recv()
                 self.outstanding_n -= 1
                 if epoch == self._epoch:
-                    out += results
+                    out += [(sid, side, OnlineStride._make(st)) for sid, side, st in results]
         except (EOFError, OSError) as exc:
             self._fail(exc)
         return out

@@ -222,7 +222,8 @@ class OnlineStrideDetector:
         prev = self._prev
         if prev is None or not cur.clean or prev.off is None:
             return
-        hs, to, nhs = prev.hs, prev.to, cur.hs
+        hs, to, nhs = float(prev.hs), float(prev.to), float(cur.hs)  # (Python floats, not NumPy scalars: cheaper
+        # to pickle, store and serialise downstream)
         fs = self.fs
         stride_t, stance_t, swing_t = (nhs - hs) / fs, (to - hs) / fs, (nhs - to) / fs
         if not (math.isfinite(to) and MIN_STRIDE_S <= stride_t <= MAX_STRIDE_S and stance_t > 0
