@@ -47,6 +47,9 @@ MAX_LIVE_GAP_S = 30.0
 #: one stride of one foot: (session id, side, stride)
 LiveResult = tuple[str, str, OnlineStride]
 
+#: socket buffer size asked for the hand-over to the helper process (the kernel may cap it)
+SOCKET_BUFFER_BYTES = 4 << 20
+
 
 class _Foot:
     """One foot of a running session through the online stride detector, in sequence order."""
@@ -166,6 +169,9 @@ class LiveProcess:
         # a fresh interpreter (no fork of a process that runs paho's thread, and unlike multiprocessing's
         # "spawn" no re-import of the caller's main module), talking over a socket pair
         ours, theirs = socket.socketpair()
+        for sock in (ours, theirs):  # room for a whole message group (~0.6 MB): fewer wake-ups per hand-over
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER_BYTES)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER_BYTES)
         self._proc = subprocess.Popen([sys.executable, "-m", "processing.live", str(theirs.fileno())],
                                       pass_fds=(theirs.fileno(),))
         theirs.close()
