@@ -9,7 +9,7 @@ of the measurement. The batches are what the collector sends: 50 frames x 16 cha
 at 100 Hz of simulated walking (``simulator``), from ``--devices`` insoles (two per patient).
 
 Consumers: (a) a bare paho subscriber in this process that only counts and acknowledges
-(paho's defaults: the baseline), and the same with paho reading up to 256 waiting packets per
+(paho's defaults: the baseline), and the same with paho reading up to 512 waiting packets per
 wake-up as the worker's client does (``kinetic.mqtt.make_client(read_burst_n=...)``); (b) one ``kinetic process`` worker (a separate OS process, SQLite), without and with live
 provisional strides; (c) two ``kinetic process`` workers (``--worker 0/2`` and ``1/2``, two OS
 processes, one SQLite file each). A worker process is started and subscribed first, then
@@ -38,6 +38,7 @@ import numpy as np
 from insole_common import topics
 from insole_common.codec import Batch, PressureUnit, encode_batch
 from kinetic.mqtt import MqttSettings, connect, make_client
+from processing.service import GROUP_COMMIT_N
 
 FRAMES = 50
 T0_US = 1_800_000_000_000_000
@@ -248,7 +249,7 @@ def main() -> None:
                 bare, cpu = drain_bare(settings, messages)
                 print(f"{'bare paho subscriber':40s}: {bare:8.0f} msg/s {bare * FRAMES:10.0f} samples/s  (baseline); "
                       f"CPU {cpu * per_k * 1000:.0f} ms per 1,000 messages")
-                burst, cpu = drain_bare(settings, messages, read_burst_n=256)
+                burst, cpu = drain_bare(settings, messages, read_burst_n=GROUP_COMMIT_N)
                 ratios.setdefault("bare, reading like the worker", []).append(burst / bare)
                 print(f"{'bare, reading like the worker':40s}: {burst:8.0f} msg/s {burst * FRAMES:10.0f} samples/s  "
                       f"= {burst / bare:.2f}x bare; CPU {cpu * per_k * 1000:.0f} ms")
