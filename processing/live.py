@@ -25,7 +25,6 @@ starts a new epoch and everything of the old one is discarded.
 from __future__ import annotations
 
 import logging
-import math
 import signal
 import socket
 import subprocess
