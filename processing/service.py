@@ -167,12 +167,10 @@ class ProcessingService:
         backfill_weekly_summaries(store)
         for row in store.query("SELECT session_id, patient, start_us FROM sessions WHERE state = 'open'").itertuples():
             self._open[row.patient] = row.session_id
-            last = store.query("SELECT payload FROM raw_batches WHERE session_id = ? ORDER BY collector_time_us DESC "
-                               "LIMIT 1", (row.session_id,))
-            if last.empty:
+            b = store.latest_session_batch(row.session_id)
+            if b is None:
                 self._last_data_us[row.session_id] = int(row.start_us)
             else:
-                b = decode_batch(bytes(last["payload"][0]))
                 self._last_data_us[row.session_id] = b.collector_time_us + int(b.n_frames * 1e6 / b.sample_rate_hz)
             self._last_seen[row.session_id] = time.monotonic()  # a restart gives open sessions a full grace period
 

@@ -10,7 +10,8 @@ of bad input). Migration 2: ``accounts``, ``therapist_patients``, ``notes``,
 ``baselines``, ``flags``. Migration 3: ``live_strides`` (provisional strides of running sessions;
 times in seconds since the Unix epoch on the collector's time base). Migration 4:
 ``weekly_summaries`` (per patient and ISO 8601 week, ``week`` like ``2026-W48``, ``week_start``
-its Monday). Times: ``*_us`` integers, microseconds since the Unix epoch.
+its Monday). Migration 5: ``raw_session_ranges`` (per session and device, the range ``[first_seq, end_seq)``
+that holds its raw batches; it replaces an index of ``raw_batches`` by session). Times: ``*_us`` integers, microseconds since the Unix epoch.
 """
 
 from __future__ import annotations
@@ -178,6 +179,24 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (patient, week)
     )
     """,
+    # 5: the sequence range each session holds of each device, instead of an index of raw_batches by session.
+    # That index had one insertion point per streaming device, so every commit rewrote as many of its pages
+    # (16 KiB each) and the cost per stored batch grew with the table; this table has one row per session
+    # and device, updated once per commit (docs/benchmarks.md).
+    """
+    CREATE TABLE raw_session_ranges (
+        session_id TEXT NOT NULL REFERENCES sessions(session_id),
+        device_id TEXT NOT NULL,
+        side TEXT NOT NULL,
+        first_seq BIGINT NOT NULL,
+        end_seq BIGINT NOT NULL,
+        PRIMARY KEY (session_id, device_id)
+    );
+    INSERT INTO raw_session_ranges (session_id, device_id, side, first_seq, end_seq)
+        SELECT session_id, device_id, MIN(side), MIN(first_seq), MAX(first_seq + n_frames)
+        FROM raw_batches GROUP BY session_id, device_id;
+    DROP INDEX raw_batches_session
+    """,
 )
 
 
@@ -239,6 +258,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def session_batches(self, session_id: str) -> Iterator[Batch]:
         """The session's stored batches, by side then sequence number."""
+
+    @abc.abstractmethod
+    def latest_session_batch(self, session_id: str) -> Batch | None:
+        """The session's stored batch with the latest collector time (None when it has none)."""
 
     @abc.abstractmethod
     def save_session_results(self, session_id: str, patient: str, day: str, strides: pd.DataFrame, summary: dict) -> None:
@@ -351,7 +374,34 @@ class _SQLStore(Store):
                      payload if whole and payload is not None else encode_batch(piece)),
                 )
                 kept += b - a
+                self._note_ranges(ex, [(batch.device_id, a, b - a, session_id, batch.side)])
         return StoredBatchResult(kept, batch.n_frames - kept)
+
+    #: widens a session's range of a device to take in newly stored batches
+    _RANGE_UPSERT = (
+        "INSERT INTO raw_session_ranges (session_id, device_id, side, first_seq, end_seq) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (session_id, device_id) DO UPDATE SET "
+        "first_seq = CASE WHEN excluded.first_seq < raw_session_ranges.first_seq "
+        "THEN excluded.first_seq ELSE raw_session_ranges.first_seq END, "
+        "end_seq = CASE WHEN excluded.end_seq > raw_session_ranges.end_seq "
+        "THEN excluded.end_seq ELSE raw_session_ranges.end_seq END")
+
+    def _note_ranges(self, ex, rows) -> None:
+        """Record in ``raw_session_ranges`` the sequence ranges of stored rows ``(device_id, first_seq, n_frames,
+        session_id, side, ...)`` (in the caller's transaction)."""
+        ranges: dict[tuple[str, str], list] = {}
+        for device_id, first_seq, n_frames, session_id, side, *_ in rows:
+            r = ranges.get((session_id, device_id))
+            if r is None:
+                ranges[(session_id, device_id)] = [side, first_seq, first_seq + n_frames]
+            else:
+                r[1] = min(r[1], first_seq)
+                r[2] = max(r[2], first_seq + n_frames)
+        if len(ranges) == 1:
+            ((session_id, device_id), (side, lo, hi)), = ranges.items()
+            ex(self._RANGE_UPSERT, (session_id, device_id, side, lo, hi))
+        else:
+            self._executemany(self._RANGE_UPSERT, [(sid, dev, side, lo, hi) for (sid, dev), (side, lo, hi) in ranges.items()])
 
     @abc.abstractmethod
     def _executemany(self, sql: str, rows: list[tuple]) -> None:
@@ -360,10 +410,11 @@ class _SQLStore(Store):
     def add_raw_payloads(self, rows: list[tuple]) -> None:
         if not rows:
             return
-        with self._tx():
+        with self._tx() as ex:
             self._executemany(
                 "INSERT INTO raw_batches (device_id, first_seq, n_frames, session_id, side, collector_time_us, payload) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            self._note_ranges(ex, rows)
 
     def raw_end_seq(self, device_id: str) -> int | None:
         with self._tx() as ex:
@@ -389,9 +440,14 @@ class _SQLStore(Store):
 
     def session_batches(self, session_id: str) -> Iterator[Batch]:
         with self._tx() as ex:
-            rows = ex("SELECT payload FROM raw_batches WHERE session_id = ? ORDER BY side, first_seq", (session_id,)).fetchall()
+            rows = ex(f"SELECT r.payload {_SESSION_RAW} ORDER BY r.side, r.first_seq", (session_id,)).fetchall()
         for (payload,) in rows:
             yield decode_batch(bytes(payload))
+
+    def latest_session_batch(self, session_id: str) -> Batch | None:
+        with self._tx() as ex:
+            row = ex(f"SELECT r.payload {_SESSION_RAW} ORDER BY r.collector_time_us DESC LIMIT 1", (session_id,)).fetchone()
+        return None if row is None else decode_batch(bytes(row[0]))
 
     def save_session_results(self, session_id: str, patient: str, day: str, strides: pd.DataFrame, summary: dict) -> None:
         rows = [
@@ -585,6 +641,14 @@ class PostgresStore(_SQLStore):
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+#: FROM clause of a session's raw batches (``r``), one parameter: the session id. Each device's rows are a
+#: range of its primary key (device_id, first_seq); ``session_id`` is checked because sessions of a device
+#: can interleave when late batches arrive (a batch belongs to the session open when it arrived)
+_SESSION_RAW = ("FROM raw_session_ranges s JOIN raw_batches r ON r.device_id = s.device_id "
+                "AND r.first_seq >= s.first_seq AND r.first_seq < s.end_seq AND r.session_id = s.session_id "
+                "WHERE s.session_id = ?")
 
 
 def _uncovered(lo: int, hi: int, covered: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -197,3 +197,54 @@ def test_closing_sessions_fills_daily_and_weekly_summaries(store) -> None:
     assert weekly["sessions_n"].tolist() == [2, 1] and weekly["days_n"].tolist() == [1, 1]
     assert weekly["strides_n"].tolist() == daily["strides_n"].tolist() and weekly["strides_n"].min() > 20
     assert store.query("SELECT COUNT(*) AS n FROM live_strides").iloc[0]["n"] == 0  # replaced at close
+
+
+def test_session_batches_stay_apart_when_a_late_batch_joins_the_next_session(store) -> None:
+    """A batch belongs to the session open when it arrived: a late one of session 1 that arrives during session 2
+    is stored under session 2, inside session 1's sequence range. Each session still gets exactly its own."""
+    from insole_common.codec import encode_batch
+
+    store.migrate()
+    store.open_session("s1", "p1", 0, {"L": "d", "R": "e"})
+    for seq in (0, 50, 150):  # 100..149 is late
+        store.add_raw_batch(batch("d", seq, 50), "p1", "s1")
+        store.add_raw_batch(batch("e", seq, 50, side="R"), "p1", "s1")
+    store.close_session("s1", 10, "stopped")
+    store.open_session("s2", "p1", 20, {"L": "d"})
+    store.add_raw_batch(batch("d", 300, 50), "p1", "s2")
+    store.add_raw_batch(batch("d", 100, 50), "p1", "s2")  # the late one
+    store.add_raw_payloads([("d", 350, 50, "s2", "L", 1_800_000_003_500_000, encode_batch(batch("d", 350, 50)))])
+    s1 = [(b.side, b.first_seq) for b in store.session_batches("s1")]
+    s2 = [(b.side, b.first_seq) for b in store.session_batches("s2")]
+    assert s1 == [("L", 0), ("L", 50), ("L", 150), ("R", 0), ("R", 50), ("R", 150)]
+    assert s2 == [("L", 100), ("L", 300), ("L", 350)]
+    ranges = store.query("SELECT session_id, device_id, first_seq, end_seq FROM raw_session_ranges "
+                         "ORDER BY session_id, device_id")
+    assert ranges.values.tolist() == [["s1", "d", 0, 200], ["s1", "e", 0, 200], ["s2", "d", 100, 400]]
+    assert store.latest_session_batch("s2").first_seq == 350
+    assert store.latest_session_batch("s1").first_seq == 150
+    assert store.latest_session_batch("none") is None
+
+
+def test_migration_5_keeps_the_sessions_of_an_existing_archive(store, monkeypatch) -> None:
+    """A database at schema 4 (raw batches indexed by session) upgrades to per-session device ranges."""
+    from insole_common.codec import encode_batch
+    from processing import store as store_mod
+
+    monkeypatch.setattr(store_mod, "MIGRATIONS", MIGRATIONS[:4])
+    assert store.migrate() == 4
+    store.open_session("s1", "p1", 0, {"L": "d"})
+    store.open_session("s2", "p1", 5, {"L": "d"})
+    for seq, sid in ((0, "s1"), (50, "s1"), (100, "s2"), (150, "s2"), (200, "s1")):
+        store.execute("INSERT INTO raw_batches (device_id, first_seq, n_frames, session_id, side, collector_time_us, "
+                      "payload) VALUES (?, ?, ?, ?, ?, ?, ?)", ("d", seq, 50, sid, "L", seq, encode_batch(batch("d", seq, 50))))
+    monkeypatch.setattr(store_mod, "MIGRATIONS", MIGRATIONS)
+    assert store.migrate() == 5 == len(MIGRATIONS)
+    assert [b.first_seq for b in store.session_batches("s1")] == [0, 50, 200]
+    assert [b.first_seq for b in store.session_batches("s2")] == [100, 150]
+    if isinstance(store, SQLiteStore):  # no index by session is left, and the query walks the primary key
+        names = store.query("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'raw_batches'")["name"]
+        assert "raw_batches_session" not in names.tolist()
+        plan = " ".join(store.query("EXPLAIN QUERY PLAN SELECT r.payload " + store_mod._SESSION_RAW,
+                                    ("s1",))["detail"].astype(str))
+        assert "USING INDEX sqlite_autoindex_raw_batches_1 (device_id=? AND first_seq>? AND first_seq<?)" in plan, plan
