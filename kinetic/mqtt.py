@@ -85,7 +85,8 @@ class _BurstReadingClient(paho.Client):
     parser is served from that buffer, and packets are read on while any are waiting. Nothing else
     changes: the same packet parser, callbacks and write path. The buffer is always empty when
     ``loop_read`` returns, so paho's ``select()`` on the socket never sleeps on buffered data. Falls back
-    to paho's own ``loop_read`` if this paho version lacks the internals it uses.
+    to paho's own ``loop_read`` if this paho version lacks the internals it uses. Messages go straight
+    to ``on_message`` unless a filtered callback (``message_callback_add``) exists.
     """
 
     read_burst_n = 1
@@ -111,6 +112,27 @@ class _BurstReadingClient(paho.Client):
         out = self._rbuf[self._rpos : self._rpos + n]
         self._rpos += n
         return out
+
+    _filtered = False  # message_callback_add() used: paho's own dispatch
+
+    def message_callback_add(self, sub: str, callback) -> None:
+        self._filtered = True
+        super().message_callback_add(sub, callback)
+
+    def _handle_on_message(self, message: paho.MQTTMessage) -> None:
+        # paho matches every message's topic against the filtered callbacks (a trie walk per message) before
+        # it calls on_message; with none registered, call on_message directly (errors handled as paho does)
+        on_message = self.on_message
+        if self._filtered or on_message is None:
+            super()._handle_on_message(message)
+            return
+        with self._in_callback_mutex:
+            try:
+                on_message(self, self._userdata, message)
+            except Exception as err:
+                self._easy_log(paho.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
+                if not self.suppress_exceptions:
+                    raise
 
     def loop_read(self, max_packets: int = 1) -> paho.MQTTErrorCode:
         read, handle = getattr(self, "_packet_read", None), getattr(self, "_loop_rc_handle", None)

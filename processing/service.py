@@ -22,8 +22,11 @@ Live strides: each foot's load goes through :class:`processing.analytics.online.
 (:mod:`processing.live`), in this process or, under :meth:`run` with ``live_process``, in a helper
 process. In-process a stride is stored in ``live_strides`` in the transaction of the batch that
 completes it; from the helper, in the transaction of a later group (or right after, when the worker
-is idle). Either way it is announced on the strides topic after its commit. Closing the session
-replaces them with the final analysis.
+is idle). Under :meth:`run` with a backlog, strides are written at most every ``LIVE_ANNOUNCE_S``
+(each write rewrites an index page of ``live_strides`` per running foot); as soon as the inbox is
+empty, at once. Either way a stride is announced on the strides topic after its commit. Closing the
+session replaces them with the final analysis. Provisional strides not yet written when the worker
+dies are not recovered: the session's final analysis has them.
 """
 
 from __future__ import annotations
@@ -142,6 +145,12 @@ class ProcessingService:
         #: (session id, side) -> (patient, strides starting at or before this are stored already: a restart)
         self._live_keys: dict[tuple[str, str], tuple[str, float]] = {}
         self._live_announce: dict[tuple[str, str], list] = {}  # committed, not yet announced (flush_outgoing)
+        #: live strides are written at most this often (s); 0: in the transaction that produced them. run()
+        #: sets LIVE_ANNOUNCE_S and writes at once whenever its inbox is empty
+        self.live_write_every_s = 0.0
+        self._live_rows: list[tuple] = []  # live_strides rows not yet written
+        self._live_held: list[tuple] = []  # their announcements (to _outgoing once written)
+        self._live_written_at = 0.0
         self._live_announced_at = 0.0
         #: called with (patient, session_id, [(side, OnlineStride), ...]) for provisional strides; set by run()
         self.on_live_strides = None
@@ -357,15 +366,27 @@ class ProcessingService:
             if known is not None and st.heel_strike_s > known[1]:  # (unknown: its session has closed meanwhile)
                 by_key.setdefault((session_id, side), []).append(st)
         now_us = time.time_ns() // 1000
-        rows = []
+        rows = self._live_rows
         for (session_id, side), strides in by_key.items():
             patient = keys[(session_id, side)][0]
             rows += [(session_id, side, st.heel_strike_s, patient, st.toe_off_s, st.next_heel_strike_s,
                       st.stride_time_s, st.stance_time_s, st.swing_time_s, now_us) for st in strides]
             if self.on_live_strides is not None:
-                self._outgoing.append((self.on_live_strides, (patient, session_id, [(side, st) for st in strides])))
-        self.stats.live_strides_n += len(rows)
-        self.store.add_live_strides(rows)
+                self._live_held.append((self.on_live_strides, (patient, session_id, [(side, st) for st in strides])))
+        self._write_live(force=False)
+
+    def _write_live(self, *, force: bool) -> None:
+        """Write the live strides not yet written (inside the caller's transaction) when ``live_write_every_s``
+        has passed since the last write, or with ``force``; their announcements follow the commit."""
+        if not self._live_rows:
+            return
+        now = time.monotonic()
+        if not force and now - self._live_written_at < self.live_write_every_s:
+            return
+        self.store.add_live_strides(self._live_rows)
+        self.stats.live_strides_n += len(self._live_rows)
+        self._outgoing += self._live_held
+        self._live_rows, self._live_held, self._live_written_at = [], [], now
 
     def collect_live(self, timeout_s: float = 0.0) -> None:
         """Store the strides the helper process has finished (waiting up to ``timeout_s`` for all of them) in a
@@ -374,10 +395,22 @@ class ProcessingService:
         if proc is None or not proc.outstanding_n:
             return
         results = proc.collect(timeout_s)
-        if results:
+        if results or self._live_rows:
             with self.store.transaction():
                 self._store_live(results)
+                self._write_live(force=True)
             self.flush_outgoing()
+
+    def _write_live_now(self) -> None:
+        """Write and announce the live strides held back under load (their own transaction)."""
+        try:
+            if self._live_rows:
+                with self.store.transaction():
+                    self._write_live(force=True)
+        except StoreUnavailableError as exc:  # provisional strides: dropped, not retried
+            log.warning("database unavailable while storing live strides: %s", exc)
+            self._live_rows, self._live_held = [], []
+        self.flush_outgoing()
 
     @property
     def live_outstanding_n(self) -> int:
@@ -390,8 +423,12 @@ class ProcessingService:
             self._live_proc.forget(session_id)
         for side in ("L", "R"):
             self._live_keys.pop((session_id, side), None)
+        if self._live_rows:  # not written yet: they would outlive the session's final analysis
+            self._live_rows = [r for r in self._live_rows if r[0] != session_id]
+            self._live_held = [h for h in self._live_held if h[1][1] != session_id]
 
     def _live_clear(self) -> None:
+        self._live_rows, self._live_held = [], []
         self._live_feet.clear()
         if self._live_proc is not None:
             self._live_proc.clear()
@@ -571,6 +608,7 @@ class ProcessingService:
         connect(client, mqtt)
         if not subscribed.wait(10):
             log.warning("no SUBACK from the broker within 10 s; continuing")
+        self.live_write_every_s = LIVE_ANNOUNCE_S
         if self.live_strides and self.live_process and self._live_proc is None:
             self._live_clear()
             self._live_proc = LiveProcess()
@@ -595,13 +633,14 @@ class ProcessingService:
                     except StoreUnavailableError as exc:
                         log.warning("database unavailable while closing idle sessions: %s", exc)
                 if not group:
-                    if self._live_announce:  # idle: what was held back under load goes out now
-                        self.flush_outgoing()
+                    if self._live_rows or self._live_announce:  # idle: what was held back under load goes out now
+                        self._write_live_now()
                     continue
                 saved = self._save_state()
                 try:
                     with self.store.transaction():  # group commit: one transaction
                         self.handle_group([(topic, payload) for topic, payload, _mid, _qos in group])
+                        self._write_live(force=not inbox)
                 except StoreUnavailableError as exc:
                     # nothing of the group was committed: forget its effects, keep it unacknowledged,
                     # retry; paho stops reading once the inbox is full
@@ -625,7 +664,7 @@ class ProcessingService:
                     except StoreUnavailableError as exc:  # provisional strides: dropped, not retried
                         log.warning("database unavailable while storing live strides: %s", exc)
         finally:
-            self.flush_outgoing()  # live strides held back under load
+            self._write_live_now()  # live strides held back under load
             client.disconnect()
             client.loop_stop()
             if self._live_proc is not None:

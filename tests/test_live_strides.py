@@ -259,3 +259,72 @@ def test_the_burst_reader_delivers_every_message_intact_and_in_order(mqtt_settin
     finally:
         reader.disconnect()
         reader.loop_stop()
+
+
+def test_the_burst_reader_still_serves_filtered_callbacks_and_survives_a_failing_one(mqtt_settings, patient_id) -> None:
+    """The worker's client hands messages straight to on_message; a filtered callback (message_callback_add)
+    still gets its topic's messages, and an exception in on_message is logged, not fatal to the client."""
+    base = f"kc-test/{patient_id}/dispatch"
+    plain: list[bytes] = []
+    filtered: list[bytes] = []
+    reader = make_client(mqtt_settings, read_burst_n=8)
+    reader.suppress_exceptions = True
+
+    def on_message(_c, _u, m):
+        if m.payload == b"boom":
+            raise RuntimeError("a failing callback")
+        plain.append(m.payload)
+
+    reader.on_message = on_message
+    subscribed = threading.Event()
+    reader.on_subscribe = lambda *a: subscribed.set()
+    connect(reader, mqtt_settings)
+    reader.subscribe(f"{base}/#", qos=1)
+    assert subscribed.wait(5)
+    try:
+        publish(mqtt_settings, [(f"{base}/a", b"1"), (f"{base}/a", b"boom"), (f"{base}/a", b"2")])
+        assert wait_for(lambda: len(plain) == 2, 10) and plain == [b"1", b"2"]  # the client read on
+        reader.message_callback_add(f"{base}/f", lambda _c, _u, m: filtered.append(m.payload))
+        publish(mqtt_settings, [(f"{base}/f", b"3"), (f"{base}/a", b"4")])
+        assert wait_for(lambda: filtered == [b"3"] and plain == [b"1", b"2", b"4"], 10), (filtered, plain)
+    finally:
+        reader.disconnect()
+        reader.loop_stop()
+
+
+def test_live_strides_held_back_under_load_are_written_once_and_never_outlive_their_session(tmp_path, walk) -> None:
+    """With ``live_write_every_s`` (run() under a backlog) strides wait in memory until the next due write;
+    forced writes store each exactly once, announced after; a session closed meanwhile takes its
+    unwritten strides with it (the final analysis replaces them)."""
+    svc = ProcessingService(SQLiteStore(tmp_path / "kc.sqlite"), analyze_on_close=False)
+    announced: list = []
+    svc.on_live_strides = lambda patient, sid, strides: announced.extend(strides)
+    svc.live_write_every_s = 3600.0
+    messages = [session_message("p-held", "start", "s-held")] + walk_messages(walk, "p-held")
+    half = len(messages) // 2
+    with svc.store.transaction():
+        svc.handle_group(messages[:half])
+    svc._write_live_now()  # (the service writes at once in the first call: the clock starts at 0)
+    written = len(live_rows(svc.store, "s-held"))
+    assert written > 10 and len(announced) == written == svc.stats.live_strides_n
+    for k in range(half, len(messages), 64):
+        with svc.store.transaction():
+            svc.handle_group(messages[k : k + 64])
+        svc.flush_outgoing(all_live=False)
+    held = len(svc._live_rows)
+    assert held > 10 and len(live_rows(svc.store, "s-held")) == written  # not due yet: nothing written
+    svc._write_live_now()
+    live = live_rows(svc.store, "s-held")
+    assert len(live) == written + held == len(announced) == svc.stats.live_strides_n
+    for side in "LR":
+        assert np.diff(live[live["side"] == side]["heel_strike_s"].to_numpy()).min() > 0.4  # once each
+    # strides held back when the session closes are dropped with it
+    messages2 = [session_message("p-held", "start", "s-held2")] + walk_messages(walk, "p-held", start_us=START_US + 10**8,
+                                                                                seq0=10**6)
+    with svc.store.transaction():
+        svc.handle_group(messages2)
+    assert any(r[0] == "s-held2" for r in svc._live_rows)
+    with svc.store.transaction():
+        svc.handle_group([session_message("p-held", "stop", "s-held2")])
+    svc._write_live_now()
+    assert len(live_rows(svc.store, "s-held2")) == 0 and not svc._live_rows
