@@ -620,8 +620,8 @@ class ProcessingService:
         try:
             while not stop.is_set():
                 if retry is None:
-                    if not inbox:
-                        arrived.wait(0.5)
+                    if not inbox:  # (a shorter nap while the live analysis still owes replies)
+                        arrived.wait(LIVE_POLL_S if self.live_outstanding_n else 0.5)
                     arrived.clear()  # before taking: a message appended from now on sets it again
                     group = [inbox.popleft() for _ in range(min(len(inbox), self.group_commit_n))]
                 else:
@@ -633,6 +633,11 @@ class ProcessingService:
                     except StoreUnavailableError as exc:
                         log.warning("database unavailable while closing idle sessions: %s", exc)
                 if not group:
+                    if self.live_outstanding_n:  # idle: replies that came after the last wait for them
+                        try:
+                            self.collect_live()
+                        except StoreUnavailableError as exc:  # provisional strides: dropped, not retried
+                            log.warning("database unavailable while storing live strides: %s", exc)
                     if self._live_rows or self._live_announce:  # idle: what was held back under load goes out now
                         self._write_live_now()
                     continue
@@ -676,6 +681,8 @@ class ProcessingService:
 INBOX_MAX_N = 10_000
 #: under load, live strides are announced at most this often (s); when the worker is idle, at once
 LIVE_ANNOUNCE_S = 0.2
+#: while the live-analysis helper still owes replies, an idle worker looks for them this often (s)
+LIVE_POLL_S = 0.05
 #: when the inbox is empty, wait this long for the helper process's live strides before going on
 LIVE_WAIT_S = 0.25
 #: a session longer than this is not put on one grid (memory); it is flagged instead
