@@ -328,3 +328,20 @@ def test_live_strides_held_back_under_load_are_written_once_and_never_outlive_th
         svc.handle_group([session_message("p-held", "stop", "s-held2")])
     svc._write_live_now()
     assert len(live_rows(svc.store, "s-held2")) == 0 and not svc._live_rows
+
+
+def test_an_idle_worker_collects_helper_replies_that_come_late(tmp_path, mqtt_settings, patient_id, walk,
+                                                               monkeypatch) -> None:
+    """Replies of the live-analysis helper that arrive after the worker stopped waiting for them (here it never
+    waits) are still stored and announced once the worker is idle, not only when the next message comes."""
+    import processing.service as service_mod
+
+    monkeypatch.setattr(service_mod, "LIVE_WAIT_S", 0.0)
+    store = SQLiteStore(tmp_path / "kc.sqlite")
+    service = ProcessingService(store, live_process=True, analyze_on_close=False)
+    sid = f"late-{patient_id}"
+    with running_service(service, mqtt_settings, name="test-late"):
+        publish(mqtt_settings, [session_message(patient_id, "start", sid)] + walk_messages(walk, patient_id))
+        assert wait_for(lambda: service.live_outstanding_n == 0 and len(live_rows(store, sid)) > 30
+                        and service.stats.live_strides_n == len(live_rows(store, sid)), 10), \
+            (service.live_outstanding_n, service.stats.live_strides_n)
