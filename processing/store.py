@@ -374,7 +374,7 @@ class _SQLStore(Store):
                      payload if whole and payload is not None else encode_batch(piece)),
                 )
                 kept += b - a
-                self._note_ranges(ex, [(batch.device_id, a, b - a, session_id, batch.side)])
+                self._note_ranges([(batch.device_id, a, b - a, session_id, batch.side)])
         return StoredBatchResult(kept, batch.n_frames - kept)
 
     #: widens a session's range of a device to take in newly stored batches
@@ -386,7 +386,7 @@ class _SQLStore(Store):
         "end_seq = CASE WHEN excluded.end_seq > raw_session_ranges.end_seq "
         "THEN excluded.end_seq ELSE raw_session_ranges.end_seq END")
 
-    def _note_ranges(self, ex, rows) -> None:
+    def _note_ranges(self, rows) -> None:
         """Record in ``raw_session_ranges`` the sequence ranges of stored rows ``(device_id, first_seq, n_frames,
         session_id, side, ...)`` (in the caller's transaction)."""
         ranges: dict[tuple[str, str], list] = {}
@@ -397,11 +397,7 @@ class _SQLStore(Store):
             else:
                 r[1] = min(r[1], first_seq)
                 r[2] = max(r[2], first_seq + n_frames)
-        if len(ranges) == 1:
-            ((session_id, device_id), (side, lo, hi)), = ranges.items()
-            ex(self._RANGE_UPSERT, (session_id, device_id, side, lo, hi))
-        else:
-            self._executemany(self._RANGE_UPSERT, [(sid, dev, side, lo, hi) for (sid, dev), (side, lo, hi) in ranges.items()])
+        self._executemany(self._RANGE_UPSERT, [(sid, dev, side, lo, hi) for (sid, dev), (side, lo, hi) in ranges.items()])
 
     @abc.abstractmethod
     def _executemany(self, sql: str, rows: list[tuple]) -> None:
@@ -410,11 +406,11 @@ class _SQLStore(Store):
     def add_raw_payloads(self, rows: list[tuple]) -> None:
         if not rows:
             return
-        with self._tx() as ex:
+        with self._tx():
             self._executemany(
                 "INSERT INTO raw_batches (device_id, first_seq, n_frames, session_id, side, collector_time_us, payload) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-            self._note_ranges(ex, rows)
+            self._note_ranges(rows)
 
     def raw_end_seq(self, device_id: str) -> int | None:
         with self._tx() as ex:
