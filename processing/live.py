@@ -83,9 +83,13 @@ class _Foot:
 
 def _loads(spec: tuple, payloads: list[bytes]) -> np.ndarray:
     """The foot's load per frame of same-layout payloads, ``(k, n_frames)``, in one vectorised step."""
-    loads = pressure_counts_block(payloads).sum(axis=2, dtype=np.int64) * spec[3]
+    counts = pressure_counts_block(payloads)
+    k, n_frames, n_channels = counts.shape
+    # the channel sum as a float64 matrix-vector product: exact (integer counts, far below 2**53) and about three
+    # times faster than an int64 sum over a 16-wide axis
+    loads = (counts.reshape(k * n_frames, n_channels).astype(np.float64) @ np.ones(n_channels)) * spec[3]
     loads += spec[4]
-    return loads
+    return loads.reshape(k, n_frames)
 
 
 class LiveFeet:

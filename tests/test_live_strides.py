@@ -345,3 +345,23 @@ def test_an_idle_worker_collects_helper_replies_that_come_late(tmp_path, mqtt_se
         assert wait_for(lambda: service.live_outstanding_n == 0 and len(live_rows(store, sid)) > 30
                         and service.stats.live_strides_n == len(live_rows(store, sid)), 10), \
             (service.live_outstanding_n, service.stats.live_strides_n)
+
+
+@pytest.mark.parametrize("unit, scale, offset", [(PressureUnit.KPA, PRESSURE_SCALE_KPA, 0.0), (PressureUnit.ADC, 1.0, 0.0),
+                                                 (PressureUnit.KPA, 0.37, -1.25)])
+def test_the_live_load_of_a_run_of_payloads_is_the_exact_channel_sum(unit, scale, offset) -> None:
+    """processing.live turns a run of same-layout payloads into loads in one step (a float64 matrix product):
+    the result must equal, bit for bit, the per-batch sum of the decoded counts (full 16-bit range included)."""
+    from processing.live import _loads
+    from processing.service import _live_spec
+
+    rng = np.random.default_rng(5)
+    batches = [Batch(device_id="p-L", side="L", sample_rate_hz=100.0, first_seq=50 * k, device_time_us=0,
+                     collector_time_us=START_US, pressure_raw=rng.integers(0, 65536, (50, 16)).astype(np.uint16),
+                     pressure_unit=unit, pressure_scale=scale, pressure_offset=offset) for k in range(13)]
+    batches[0].pressure_raw[:] = 65535  # the largest sum a frame can have
+    spec = _live_spec(batches[0], None)
+    got = _loads(spec, [encode_batch(b) for b in batches])
+    want = np.stack([b.pressure_raw.sum(axis=1, dtype=np.int64) * scale + 16 * offset for b in batches])
+    assert got.shape == (13, 50)
+    np.testing.assert_array_equal(got, want)
