@@ -125,21 +125,20 @@ class OnlineStrideDetector:
     def feed(self, load: np.ndarray) -> list[OnlineStride]:
         """Add the next contiguous samples of the foot's load (NaN = missing); return the strides completed."""
         x = np.asarray(load, dtype=np.float64).reshape(-1)
-        n = x.size
-        if n == 0:
-            return []
-        if n > self.window_n:  # long chunks in pieces (the buffer holds a few windows)
-            return [s for k in range(0, n, self.window_n) for s in self.feed(x[k : k + self.window_n])]
-        to_levels = self._next_levels - self.n_abs
-        if 0 < to_levels < n:  # levels fall due inside the chunk: split it there, so that the result does
-            return self.feed(x[:to_levels]) + self.feed(x[to_levels:])  # not depend on how samples are chunked
-        self._append(x)
-        start = self.n_abs
-        self.n_abs += n
         out: list[OnlineStride] = []
-        self._detect(x, start, out)
-        if self.n_abs >= self._next_levels:  # from the samples up to here, for the samples after them
-            self._update_levels()
+        k, n = 0, x.size
+        while k < n:
+            # pieces end where levels fall due, so that the result does not depend on how samples are chunked,
+            # and hold at most window_n samples (the buffer holds a few windows)
+            m = min(n - k, self.window_n, self._next_levels - self.n_abs)
+            piece = x[k : k + m]
+            self._append(piece)
+            start = self.n_abs
+            self.n_abs += m
+            self._detect(piece, start, out)
+            if self.n_abs >= self._next_levels:  # from the samples up to here, for the samples after them
+                self._update_levels()
+            k += m
         return out
 
     def _detect(self, x: np.ndarray, start: int, out: list) -> None:
