@@ -22,8 +22,8 @@ from insole_common.codec import Batch, PressureUnit, encode_batch
 from insole_common.layouts import get_layout
 from insole_common.messages import SessionMessage, parse_message
 from kinetic.mqtt import connect, make_client, purge_session
-from processing.live import LiveProcess
-from processing.service import ProcessingService
+from processing.live import LiveProcess, _loads
+from processing.service import ProcessingService, _live_spec
 from processing.store import SQLiteStore
 from simulator import SimulationParams, simulate
 from simulator.device import ACC_SCALE_G, GYRO_SCALE_DPS, PRESSURE_SCALE_KPA, device_blocks
@@ -352,9 +352,6 @@ def test_an_idle_worker_collects_helper_replies_that_come_late(tmp_path, mqtt_se
 def test_the_live_load_of_a_run_of_payloads_is_the_exact_channel_sum(unit, scale, offset) -> None:
     """processing.live turns a run of same-layout payloads into loads in one step (a float64 matrix product):
     the result must equal, bit for bit, the per-batch sum of the decoded counts (full 16-bit range included)."""
-    from processing.live import _loads
-    from processing.service import _live_spec
-
     rng = np.random.default_rng(5)
     batches = [Batch(device_id="p-L", side="L", sample_rate_hz=100.0, first_seq=50 * k, device_time_us=0,
                      collector_time_us=START_US, pressure_raw=rng.integers(0, 65536, (50, 16)).astype(np.uint16),
