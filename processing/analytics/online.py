@@ -31,8 +31,9 @@ A stride (heel strike to the next heel strike of the same foot) is reported as s
 next contact has lasted ``min_stance_ms``: about 0.2 s after its ending heel strike, the only
 look-ahead. Missing samples (NaN) end the current stride; no stride spans them. Per chunk the
 work is vectorised; Python runs once per change of the contact state (two per stride), never per
-sample. Measured: ~10 us per 50-sample chunk, and every stride within 20 ms of the final analysis
-on simulated walks (``tests/test_analytics_online.py``).
+sample. Measured: ~13.5 us per 50-sample batch of simulated walking, load sum included (``LiveFeet.feed`` on
+the ingest benchmark's batches in groups of 512; docs/benchmarks.md), and every stride within 20 ms of the
+final analysis on simulated walks (``tests/test_analytics_online.py``).
 """
 
 from __future__ import annotations
