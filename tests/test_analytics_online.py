@@ -8,7 +8,7 @@ import pytest
 
 from insole_common.errors import ValidationError
 from processing.analytics import analyze
-from processing.analytics.online import OnlineStrideDetector
+from processing.analytics.online import OnlineStrideDetector, _percentiles
 from simulator import SimulationParams, simulate
 
 TOLERANCE_S = 0.020
@@ -111,3 +111,14 @@ def test_one_step_is_not_a_stride() -> None:
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValidationError):
         OnlineStrideDetector(sampling_rate_hz=0.0)
+
+
+@pytest.mark.parametrize("n", [4, 5, 21, 199, 200, 1000])
+def test_the_level_percentiles_are_numpys(n) -> None:
+    # the detector's levels come from one partial sort with ranks cached per window size; they must be
+    # np.percentile's (linear) for full and short windows alike, including where the upper rank is the last
+    rng = np.random.default_rng(n)
+    for low, high in ((5.0, 97.0), (0.0, 100.0), (50.0, 99.9)):
+        for _ in range(3):
+            w = rng.normal(300.0, 100.0, n)
+            assert np.allclose(_percentiles(w, low, high), np.percentile(w, [low, high]), rtol=0, atol=1e-9)

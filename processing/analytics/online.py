@@ -38,6 +38,7 @@ final analysis on simulated walks (``tests/test_analytics_online.py``).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -295,12 +296,19 @@ class OnlineStrideDetector:
 
 def _percentiles(w: np.ndarray, low_pct: float, high_pct: float) -> tuple[float, float]:
     """``np.percentile(w, [low_pct, high_pct])`` (linear) from one partial sort."""
-    m = w.size
-    pos = [(m - 1) * low_pct / 100.0, (m - 1) * high_pct / 100.0]
-    idx = [int(math.floor(q)) for q in pos]
-    part = np.partition(w, sorted({k for i in idx for k in (i, min(i + 1, m - 1))}))
+    kth, (i0, j0, f0), (i1, j1, f1) = _ranks(w.size, low_pct, high_pct)
+    a0, b0, a1, b1 = np.partition(w, kth)[[i0, j0, i1, j1]].tolist()
+    return a0 + (b0 - a0) * f0, a1 + (b1 - a1) * f1
+
+
+@functools.lru_cache(maxsize=64)
+def _ranks(m: int, low_pct: float, high_pct: float) -> tuple:
+    """For :func:`_percentiles` on ``m`` samples: the ranks to partition at, and per percentile the two ranks
+    around it and the interpolation weight (the level windows are nearly always full: computed once)."""
     out = []
-    for q, i in zip(pos, idx):
-        a, b = float(part[i]), float(part[min(i + 1, m - 1)])
-        out.append(a + (b - a) * (q - i))
-    return out[0], out[1]
+    for pct in (low_pct, high_pct):
+        q = (m - 1) * pct / 100.0
+        i = int(math.floor(q))
+        out.append((i, min(i + 1, m - 1), q - i))
+    kth = tuple(sorted({k for i, j, _f in out for k in (i, j)}))
+    return kth, out[0], out[1]
