@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from insole_common import topics
-from insole_common.codec import Batch, PressureUnit, encode_batch
+from insole_common.codec import HEADER, Batch, PressureUnit, encode_batch, split_payloads
 from kinetic.mqtt import MqttSettings, connect, make_client
 from processing.service import GROUP_COMMIT_N
 
@@ -178,16 +178,25 @@ def start_worker(settings: MqttSettings, db: Path, *, worker: str, client_id: st
 
 
 def stored_batches_n(db: Path) -> int:
+    """Batches stored so far, from the sessions' sequence ranges (a small table, cheap to poll; exact for these
+    streams, which have no gaps; :func:`stored_frames` counts exactly at the end)."""
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
-        return int(conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM raw_batches").fetchone()[0])
+        try:
+            frames = conn.execute("SELECT COALESCE(SUM(end_seq - first_seq), 0) FROM raw_session_ranges").fetchone()[0]
+        except sqlite3.OperationalError:  # no schema yet
+            return 0
+    return int(frames) // FRAMES
 
 
 def stored_frames(db: Path) -> tuple[int, int]:
-    """(frames stored, distinct (device, seq) batch keys)."""
+    """(frames stored, distinct (device, seq) batch keys), from every stored payload's own header."""
+    keys = set()
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
-        frames, keys = conn.execute("SELECT COALESCE(SUM(n_frames), 0), COUNT(DISTINCT device_id || ':' || first_seq) "
-                                    "FROM raw_batches").fetchone()
-    return int(frames), int(keys)
+        frames = 0
+        for device_id, n_frames, payload in conn.execute("SELECT device_id, n_frames, payload FROM raw_batches"):
+            frames += n_frames
+            keys.update((device_id, HEADER.unpack_from(p)[11]) for p in split_payloads(payload))
+    return frames, len(keys)
 
 
 def drain_workers(settings: MqttSettings, messages, workdir: Path, n_workers: int,

@@ -39,7 +39,7 @@ import numpy as np
 
 from benchmarks.bench_ingest import FRAMES, child_pids, cpu_s, start_broker, start_worker
 from insole_common import topics
-from insole_common.codec import Batch, PressureUnit, encode_batch
+from insole_common.codec import HEADER, Batch, PressureUnit, encode_batch, split_payloads
 from insole_common.messages import SessionMessage
 from kinetic.mqtt import MqttSettings, connect, make_client
 
@@ -99,9 +99,11 @@ class Poller(threading.Thread):
         raw_id = stride_id = 0
         while not self.stop.is_set():
             t = time.time()
-            rows = conn.execute("SELECT rowid, device_id, first_seq FROM raw_batches WHERE rowid > ?", (raw_id,)).fetchall()
-            for rowid, device, seq in rows:
-                self.raw_seen[(device, seq)] = t
+            rows = conn.execute("SELECT rowid, device_id, first_seq, n_frames FROM raw_batches WHERE rowid > ?",
+                                (raw_id,)).fetchall()
+            for rowid, device, seq, n_frames in rows:  # (a row may hold a run of this benchmark's FRAMES-frame batches)
+                for first in range(seq, seq + n_frames, FRAMES):
+                    self.raw_seen[(device, first)] = t
                 raw_id = max(raw_id, rowid)
             rows = conn.execute("SELECT rowid, session_id, side, next_heel_strike_s FROM live_strides WHERE rowid > ?",
                                 (stride_id,)).fetchall()
@@ -196,7 +198,10 @@ def main() -> None:
             broker.terminate()
             broker.wait(5)
         with sqlite3.connect(db) as conn:  # after the run: every published batch stored exactly once?
-            stored = set(conn.execute("SELECT device_id, first_seq FROM raw_batches").fetchall())
+            stored_keys = [(device, HEADER.unpack_from(p)[11]) for device, payload in
+                           conn.execute("SELECT device_id, payload FROM raw_batches") for p in split_payloads(payload)]
+            stored = set(stored_keys)
+            twice_n = len(stored_keys) - len(stored)
             rejected_n = conn.execute("SELECT COUNT(*) FROM rejections").fetchone()[0]
         lost = [key for key in published if key not in stored]
     by_session = {f"lat-{ins.patient}": ins for ins in insoles if ins.side == "L"}
@@ -212,7 +217,7 @@ def main() -> None:
     stride_lat = np.array(stride_lat)
     missing = len(published) - len(raw_lat)  # stored, but committed after the poller stopped
     print(f"stored {len(published) - len(lost)} of {len(published)} published batches ({len(lost)} lost, "
-          f"{rejected_n} messages rejected)" + (f"; e.g. {lost[:3]}" if lost else ""))
+          f"{twice_n} stored twice, {rejected_n} messages rejected)" + (f"; e.g. {lost[:3]}" if lost else ""))
     print(f"publisher lateness vs real time: {pct(late)}; load average (1 min) at the end {os.getloadavg()[0]:.2f}")
     print(f"worker CPU: {(cpu1 - cpu0) / (wall1 - wall0) * 100:.1f} % of one core, plus "
           f"{(hcpu1 - hcpu0) / (wall1 - wall0) * 100:.1f} % in its live-analysis helper process")

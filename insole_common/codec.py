@@ -242,6 +242,31 @@ def pressure_counts_block(payloads: list[bytes]) -> np.ndarray:
     return np.ascontiguousarray(rows[:, off : off + 2 * n * ch]).view("<u2").reshape(len(payloads), n, ch)
 
 
+def _payload_size(flags: int, ch: int, n: int, dev_len: int) -> int:
+    """Bytes of a wire payload whose header holds these fields."""
+    return HEADER_SIZE + dev_len + 2 * n * ch + (2 * IMU_AXES * n if flags & FLAG_IMU else 0) + CRC_SIZE
+
+
+def split_payloads(buf: bytes | bytearray | memoryview) -> list[bytes]:
+    """The wire payloads laid end to end in ``buf`` (as the store keeps a run of consecutive batches), each
+    cut where its own header says it ends; not otherwise checked (:func:`decode_batch` does that). Raises
+    CodecError when the last one is cut short."""
+    view = memoryview(buf)
+    out, off, size = [], 0, len(view)
+    while off < size:
+        if size - off < HEADER_SIZE + CRC_SIZE:
+            raise CodecError(f"{size - off} bytes left at offset {off}; a batch needs at least "
+                             f"{HEADER_SIZE + CRC_SIZE}", reason="truncated")
+        h = HEADER.unpack_from(view, off)
+        end = off + _payload_size(h[2], h[5], h[7], h[8])
+        if end > size:
+            raise CodecError(f"the batch at offset {off} needs {end - off} bytes, {size - off} are left",
+                             reason="truncated")
+        out.append(bytes(view[off:end]))
+        off = end
+    return out
+
+
 def decode_batch(payload: bytes | bytearray | memoryview) -> Batch:
     """Parse wire format v1. Raises CodecError (with ``reason``) on anything malformed."""
     buf = bytes(payload)
@@ -272,7 +297,7 @@ def decode_batch(payload: bytes | bytearray | memoryview) -> Batch:
     if not MIN_RATE_MHZ <= rate_mhz <= MAX_RATE_MHZ:
         raise CodecError(f"sample rate {rate_mhz / 1000} Hz outside 1..2000 Hz", reason="absurd_rate")
     has_imu = bool(flags & FLAG_IMU)
-    expected = HEADER_SIZE + dev_len + 2 * n * ch + (2 * IMU_AXES * n if has_imu else 0) + CRC_SIZE
+    expected = _payload_size(flags, ch, n, dev_len)
     if len(buf) != expected:
         raise CodecError(
             f"payload is {len(buf)} bytes but its header ({n} frames x {ch} channels, "

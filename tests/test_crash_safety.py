@@ -23,7 +23,7 @@ from collector.service import Collector, CollectorConfig
 from collector.sources.simulated import SimulatedInsoleSource
 from kinetic.mqtt import purge_session
 from processing.service import ProcessingService
-from processing.store import SQLiteStore
+from processing.store import SQLiteStore, split_raw_rows
 from simulator import SimulationParams, simulate
 from tests.helpers import running_service, wait_for
 
@@ -62,8 +62,9 @@ def snapshot(db, patient: str) -> dict:
     store = SQLiteStore(db)
     p = (patient,)
     out = {
-        "raw": store.query("SELECT r.device_id, r.first_seq, r.n_frames, r.payload FROM raw_batches r JOIN sessions s "
-                           "ON r.session_id = s.session_id WHERE s.patient = ? ORDER BY r.device_id, r.first_seq", p)
+        "raw": split_raw_rows(store.query(  # (one row per batch: how batches group into rows depends on timing)
+            "SELECT r.device_id, r.first_seq, r.n_frames, r.payload FROM raw_batches r JOIN sessions s "
+            "ON r.session_id = s.session_id WHERE s.patient = ? ORDER BY r.device_id, r.first_seq", p))
         .to_dict("records"),
         "strides": store.query("SELECT session_id, side, heel_strike_s, metrics_json FROM strides WHERE patient = ? "
                                "ORDER BY side, heel_strike_s", p).to_dict("records"),
@@ -135,7 +136,7 @@ def run_and_kill(tmp_path, mqtt_settings, patient_id, sim, reference):
 def _raw_count(db, patient: str) -> int:
     s = SQLiteStore(db)
     try:
-        return int(s.query("SELECT COUNT(*) AS n FROM raw_batches WHERE device_id LIKE ?", (patient + "-%",)).iloc[0]["n"])
+        return len(split_raw_rows(s.query("SELECT payload FROM raw_batches WHERE device_id LIKE ?", (patient + "-%",))))
     except Exception:  # noqa: BLE001 - schema not created yet
         return 0
     finally:

@@ -21,7 +21,7 @@ from insole_common import topics
 from insole_common.codec import Batch, PressureUnit, encode_batch
 from kinetic.mqtt import connect, make_client
 from processing.service import ProcessingService
-from processing.store import SQLiteStore
+from processing.store import SQLiteStore, split_raw_rows
 from tests.helpers import running_service, wait_for
 
 pytestmark = pytest.mark.services
@@ -103,6 +103,6 @@ def test_fuzzed_payloads_are_rejected_and_good_data_kept(tmp_path, mqtt_settings
     assert audit["n"].sum() == FUZZ_N
     assert {"bad_checksum", "truncated", "inconsistent_lengths"} <= set(audit["reason"])
     assert not audit["reason"].isin(["", "error", "malformed"]).any()  # every rejection names its reason
-    rows = store.query("SELECT first_seq, n_frames, payload FROM raw_batches ORDER BY first_seq")
+    rows = split_raw_rows(store.query("SELECT first_seq, n_frames, payload FROM raw_batches ORDER BY first_seq"))
     assert rows["first_seq"].tolist() == [50 * k for k in range(200)]
     assert [bytes(p) for p in rows["payload"]] == good  # stored intact, byte for byte

@@ -24,7 +24,7 @@ from insole_common.messages import SessionMessage, parse_message
 from kinetic.mqtt import connect, make_client, purge_session
 from processing.live import LiveProcess, _loads
 from processing.service import ProcessingService, _live_spec
-from processing.store import SQLiteStore
+from processing.store import SQLiteStore, split_raw_rows
 from simulator import SimulationParams, simulate
 from simulator.device import ACC_SCALE_G, GYRO_SCALE_DPS, PRESSURE_SCALE_KPA, device_blocks
 from tests.helpers import running_service, wait_for
@@ -150,14 +150,16 @@ def test_a_failing_group_insert_falls_back_to_one_message_at_a_time(tmp_path, wa
     messages = walk_messages(walk, "p-fallback")
     with svc.store.transaction():
         svc.handle_group(messages[:10])  # every device known: the next batches take the hot path
-    # another writer stores a batch behind the service's back: the group insert hits its primary key
+    # another writer stores a batch behind the service's back: the group insert finds it (RawOverlapError)
     other = ProcessingService(SQLiteStore(tmp_path / "kc.sqlite"), analyze_on_close=False, live_strides=False)
     other.handle(*messages[12])
     garbage = (messages[14][0], messages[14][1][:-1] + bytes([messages[14][1][-1] ^ 0xFF]))  # a bad checksum
     with svc.store.transaction():
         svc.handle_group(messages[10:14] + [garbage] + messages[14:40])
-    rows = svc.store.query("SELECT device_id, first_seq, n_frames FROM raw_batches ORDER BY device_id, first_seq")
+    rows = split_raw_rows(svc.store.query("SELECT device_id, first_seq, payload FROM raw_batches "
+                                          "ORDER BY device_id, first_seq"))
     assert len(rows) == 40 and rows.groupby("device_id")["first_seq"].apply(lambda s: s.is_unique).all()
+    assert sorted(rows["payload"]) == sorted(p for _t, p in messages[:40])  # each batch once, intact
     assert svc.stats.rejected == {"bad_checksum": 1}
     assert svc.stats.frames_accepted_n == 39 * 50 and svc.stats.frames_duplicate_n == 50
     assert svc.stats.batches_n == 40 and svc.stats.messages_n == 41

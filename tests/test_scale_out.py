@@ -15,7 +15,7 @@ import pytest
 from collector.service import Collector, CollectorConfig
 from insole_common.topics import partition_of, partitions_for_worker
 from processing.service import ProcessingService
-from processing.store import PostgresStore
+from processing.store import PostgresStore, split_raw_rows
 from tests.conftest import PG_DSN
 from tests.helpers import wait_for
 from tests.test_pipeline_broker import FramesSource, synthetic_frames
@@ -65,8 +65,8 @@ def run_workers(n_workers: int, patients, mqtt_settings, tmp_path, schema: str) 
         t.join(10)
     q = stores[0].query
     result = {
-        "raw": q("SELECT device_id, first_seq, n_frames, side, collector_time_us, payload FROM raw_batches "
-                 "ORDER BY device_id, first_seq").to_dict("records"),
+        "raw": split_raw_rows(q("SELECT device_id, first_seq, n_frames, side, collector_time_us, payload "
+                                "FROM raw_batches ORDER BY device_id, first_seq")).to_dict("records"),
         "sessions": q("SELECT session_id, patient, start_us, state FROM sessions ORDER BY session_id").to_dict("records"),
         "per_worker_batches": [s.stats.batches_n for s in services],
     }

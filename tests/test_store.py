@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from insole_common.codec import Batch, PressureUnit
-from processing.store import MIGRATIONS, PostgresStore, SQLiteStore
+from processing.store import MAX_FRAMES, MIGRATIONS, PostgresStore, RawOverlapError, SQLiteStore, split_raw_rows
 from tests.conftest import PG_DSN
 
 
@@ -128,7 +128,7 @@ def test_hot_path_inserts_and_live_strides(store) -> None:
     store.add_raw_payloads(rows)
     assert store.raw_end_seq("d") == 200
     assert [s for b in store.session_batches("s1") for s in b.seqs.tolist()] == list(range(200))
-    with pytest.raises(Exception):  # a batch stored twice is refused by the key, never kept twice
+    with pytest.raises(RawOverlapError):  # a batch stored twice is refused, never kept twice
         with store.transaction():
             store.add_raw_payloads(rows[:1])
     assert store.raw_end_seq("d") == 200
@@ -137,6 +137,48 @@ def test_hot_path_inserts_and_live_strides(store) -> None:
     store.add_live_strides(live[1:])  # stored already: left as it is
     got = store.query("SELECT heel_strike_s, next_heel_strike_s FROM live_strides ORDER BY heel_strike_s")
     assert got["heel_strike_s"].tolist() == [1.0, 2.0, 3.0] and got["next_heel_strike_s"].tolist() == [2.0, 3.0, 4.0]
+
+
+def test_consecutive_batches_share_a_row_and_come_back_one_by_one(store) -> None:
+    """The hot path stores a run of consecutive batches of a device as one row (up to MAX_FRAMES frames); every
+    batch comes back intact, exactly once, and overlaps with the inside of a run are still refused."""
+    from insole_common.codec import encode_batch
+
+    def row(device, seq, sid="s1"):
+        side = "L" if device == "d" else "R"
+        b = batch(device, seq, 50, side=side, value=seq)
+        return (device, seq, 50, sid, side, b.collector_time_us, encode_batch(b))
+
+    store.migrate()
+    store.open_session("s1", "p1", 0, {"L": "d", "R": "e"})
+    d_seqs = list(range(0, 1100, 50))  # 22 batches: rows of 20 (MAX_FRAMES) and 2
+    e_seqs = [s for s in range(0, 1150, 50) if s != 500]  # a gap: rows of 10 and 12
+    rows = [row(dev, s) for k in range(22) for dev, seqs in (("d", d_seqs), ("e", e_seqs)) for s in seqs[k : k + 1]]
+    store.add_raw_payloads(rows)
+    stored = store.query("SELECT device_id, first_seq, n_frames FROM raw_batches ORDER BY device_id, first_seq")
+    assert stored.values.tolist() == [["d", 0, 1000], ["d", 1000, 100], ["e", 0, 500], ["e", 550, 600]]
+    assert MAX_FRAMES == 1000
+    every = split_raw_rows(store.query("SELECT device_id, payload FROM raw_batches ORDER BY device_id, first_seq"))
+    assert every["payload"].tolist() == [r[6] for r in sorted(rows)]  # byte for byte, once each
+    assert [(b.device_id, b.first_seq) for b in store.session_batches("s1")] == [(r[0], r[1]) for r in sorted(rows)]
+    # the latest batch is e's 1100, though d's last row starts later (1000 > 550)
+    assert (store.latest_session_batch("s1").device_id, store.latest_session_batch("s1").first_seq) == ("e", 1100)
+    # a batch inside a run (no row starts there) is refused as a whole group, and nothing of it is kept
+    with pytest.raises(RawOverlapError, match="d: frames up to 1099 are stored"):
+        store.add_raw_payloads([row("e", 1150), row("d", 1025)])
+    assert store.raw_end_seq("e") == 1150 and len(store.query("SELECT first_seq FROM raw_batches")) == 4
+    # the one-by-one path sees the inside of runs: duplicates there are dropped, new frames kept
+    assert store.add_raw_batch(batch("d", 500, 50), "p1", "s1").duplicate_frames_n == 50
+    late = store.add_raw_batch(batch("d", 1075, 50), "p1", "s1")
+    assert (late.accepted_frames_n, late.duplicate_frames_n) == (25, 25)
+    assert store.add_raw_batch(batch("e", 500, 50, side="R"), "p1", "s1").accepted_frames_n == 50  # the gap
+    for dev in "de":
+        seqs = [s for b in store.session_batches("s1") if b.device_id == dev for s in b.seqs.tolist()]
+        assert seqs == list(range(1125 if dev == "d" else 1150))
+    # a new session starts a new row even where the sequence goes on
+    store.open_session("s2", "p1", 5, {"L": "d"})
+    store.add_raw_payloads([row("d", 1125), row("d", 1175, "s2")])
+    assert [b.first_seq for b in store.session_batches("s2")] == [1175]
 
 
 def test_weekly_summaries_follow_the_iso_week(store) -> None:
