@@ -6,9 +6,9 @@ migrations (:data:`MIGRATIONS`, recorded in ``schema_migrations``) and the same 
 Tables, migration 1: ``patients``, ``devices``, ``sessions``, ``raw_batches`` (every
 accepted frame exactly once, as wire-format payloads keyed by device and sequence
 range; a row holds a run of up to ``MAX_FRAMES`` frames of consecutive batches of one device
-and session, their payloads laid end to end, see :func:`split_raw_rows`), ``strides``, ``session_summaries``, ``daily_summaries``, ``rejections`` (audit
-of bad input). Migration 2: ``accounts``, ``therapist_patients``, ``notes``,
-``baselines``, ``flags``. Migration 3: ``live_strides`` (provisional strides of running sessions;
+and session, their payloads laid end to end, see :func:`split_raw_rows`), ``strides``,
+``session_summaries``, ``daily_summaries``, ``rejections`` (audit of bad input). Migration 2:
+``accounts``, ``therapist_patients``, ``notes``, ``baselines``, ``flags``. Migration 3: ``live_strides`` (provisional strides of running sessions;
 times in seconds since the Unix epoch on the collector's time base). Migration 4:
 ``weekly_summaries`` (per patient and ISO 8601 week, ``week`` like ``2026-W48``, ``week_start``
 its Monday). Migration 5: ``raw_session_ranges`` (per session and device, the range ``[first_seq, end_seq)``
