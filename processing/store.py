@@ -316,6 +316,11 @@ class _SQLStore(Store):
     def _lock_migrations(self, ex) -> None:
         """Serialise migrations of workers that start together (SQLite: BEGIN IMMEDIATE already does)."""
 
+    def _lock_devices(self, ex, device_ids: list[str]) -> None:
+        """Until the transaction ends, keep other writers from storing raw batches of these devices (sorted), so
+        that what this one reads of them stays true until it commits (SQLite: BEGIN IMMEDIATE already does). A
+        batch inside a stored run does not meet the primary key, so the key alone would not stop a duplicate."""
+
     def migrate(self) -> int:
         import time as _time
 
@@ -358,6 +363,7 @@ class _SQLStore(Store):
         """``payload``, when given, is the batch's own wire encoding (stored as is when nothing overlaps)."""
         lo, hi = batch.first_seq, batch.first_seq + batch.n_frames
         with self._tx() as ex:
+            self._lock_devices(ex, [batch.device_id])
             if batch.device_id not in self._known_devices:
                 self._ensure_patient(ex, patient, batch.collector_time_us)
                 ex(
@@ -420,6 +426,7 @@ class _SQLStore(Store):
             firsts: dict[str, int] = {}
             for device_id, first_seq, *_ in runs:
                 firsts.setdefault(device_id, first_seq)
+            self._lock_devices(ex, sorted(firsts))
             for device_id, first_seq in firsts.items():
                 row = ex(self._END_SEQ, (device_id,)).fetchone()
                 if row is not None and row[0] > first_seq:
@@ -609,6 +616,11 @@ class PostgresStore(_SQLStore):
 
     def _lock_migrations(self, ex) -> None:
         ex("SELECT pg_advisory_xact_lock(?)", (self.MIGRATION_LOCK_KEY,))
+
+    def _lock_devices(self, ex, device_ids: list[str]) -> None:
+        # transaction-scoped advisory locks taken in the array's (sorted) order, so two writers cannot deadlock;
+        # the next statement's snapshot (READ COMMITTED) then sees what the previous holder committed
+        ex("SELECT pg_advisory_xact_lock(hashtextextended(d, 0)) FROM unnest(?::text[]) AS d", (list(device_ids),))
 
     def __init__(self, dsn: str, *, schema: str = "public") -> None:
         super().__init__()

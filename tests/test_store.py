@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 import numpy as np
@@ -9,7 +10,7 @@ import pandas as pd
 import psycopg
 import pytest
 
-from insole_common.codec import Batch, PressureUnit
+from insole_common.codec import Batch, PressureUnit, encode_batch
 from processing.store import MAX_FRAMES, MIGRATIONS, PostgresStore, RawOverlapError, SQLiteStore, split_raw_rows
 from tests.conftest import PG_DSN
 
@@ -139,16 +140,49 @@ def test_hot_path_inserts_and_live_strides(store) -> None:
     assert got["heel_strike_s"].tolist() == [1.0, 2.0, 3.0] and got["next_heel_strike_s"].tolist() == [2.0, 3.0, 4.0]
 
 
+def raw_row(device: str, seq: int, sid: str = "s1") -> tuple:
+    """A hot-path row for :meth:`Store.add_raw_payloads`: a 50-frame batch of ``device`` ("d" left, else right)."""
+    side = "L" if device == "d" else "R"
+    b = batch(device, seq, 50, side=side, value=seq)
+    return (device, seq, 50, sid, side, b.collector_time_us, encode_batch(b))
+
+
+def test_two_writers_of_one_device_wait_for_each_other(store) -> None:
+    """A second writer (a misassigned worker) storing a batch inside a run another writer has not committed yet
+    waits for that commit, then sees the run and refuses its batch: stored once, not twice."""
+    store.migrate()
+    store.open_session("s1", "p1", 0, {"L": "d"})
+    store.add_raw_batch(batch("d", 0, 50), "p1", "s1")
+    other = SQLiteStore(store.path) if isinstance(store, SQLiteStore) else PostgresStore(PG_DSN, schema=store.schema)
+    outcome = []
+
+    def second_writer() -> None:
+        try:
+            with other.transaction():
+                other.add_raw_payloads([raw_row("d", 250)])
+            outcome.append("stored")
+        except Exception as exc:  # noqa: BLE001 - the outcome is what the test checks
+            outcome.append(exc)
+
+    try:
+        with store.transaction():
+            store.add_raw_payloads([raw_row("d", seq) for seq in range(50, 500, 50)])
+            t = threading.Thread(target=second_writer)
+            t.start()
+            t.join(0.5)
+            assert t.is_alive() and not outcome  # waiting for this transaction
+        t.join(20)
+    finally:
+        other.close()
+    assert len(outcome) == 1 and isinstance(outcome[0], RawOverlapError), outcome
+    seqs = [s for b in store.session_batches("s1") for s in b.seqs.tolist()]
+    assert seqs == list(range(500))
+
+
 def test_consecutive_batches_share_a_row_and_come_back_one_by_one(store) -> None:
     """The hot path stores a run of consecutive batches of a device as one row (up to MAX_FRAMES frames); every
     batch comes back intact, exactly once, and overlaps with the inside of a run are still refused."""
-    from insole_common.codec import encode_batch
-
-    def row(device, seq, sid="s1"):
-        side = "L" if device == "d" else "R"
-        b = batch(device, seq, 50, side=side, value=seq)
-        return (device, seq, 50, sid, side, b.collector_time_us, encode_batch(b))
-
+    row = raw_row
     store.migrate()
     store.open_session("s1", "p1", 0, {"L": "d", "R": "e"})
     d_seqs = list(range(0, 1100, 50))  # 22 batches: rows of 20 (MAX_FRAMES) and 2
