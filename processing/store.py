@@ -12,7 +12,8 @@ and session, their payloads laid end to end, see :func:`split_raw_rows`), ``stri
 times in seconds since the Unix epoch on the collector's time base). Migration 4:
 ``weekly_summaries`` (per patient and ISO 8601 week, ``week`` like ``2026-W48``, ``week_start``
 its Monday). Migration 5: ``raw_session_ranges`` (per session and device, the range ``[first_seq, end_seq)``
-that holds its raw batches; it replaces an index of ``raw_batches`` by session). Times: ``*_us`` integers, microseconds since the Unix epoch.
+that holds its raw batches; it replaces an index of ``raw_batches`` by session). Migration 6: PostgreSQL keeps
+``raw_batches.payload`` uncompressed (``STORAGE EXTERNAL``). Times: ``*_us`` integers, microseconds since the Unix epoch.
 """
 
 from __future__ import annotations
@@ -198,6 +199,12 @@ MIGRATIONS: tuple[str, ...] = (
         FROM raw_batches GROUP BY session_id, device_id;
     DROP INDEX raw_batches_session
     """,
+    # 6: PostgreSQL stores raw payloads out of line without compressing them (statements marked {postgres} run
+    # there only). A run of batches (~30 kB) went through pglz: 105 us per stored batch against 26 us with
+    # EXTERNAL storage, which takes 48 MB where pglz took 36 MB for 45 MB of payloads (docs/benchmarks.md).
+    """
+    {postgres} ALTER TABLE raw_batches ALTER COLUMN payload SET STORAGE EXTERNAL
+    """,
 )
 
 
@@ -301,6 +308,7 @@ class _SQLStore(Store):
     """The SQL shared by both databases. Subclasses provide ``_tx()`` and the dialect."""
 
     #: how each dialect spells an auto-increment key and a binary column
+    DIALECT = "sqlite"
     AUTO_ID = "INTEGER PRIMARY KEY AUTOINCREMENT"
     BLOB = "BLOB"
 
@@ -333,6 +341,11 @@ class _SQLStore(Store):
                     continue
                 script = script.replace("{AUTO_ID}", self.AUTO_ID).replace("BYTEA", self.BLOB)
                 for statement in filter(str.strip, script.split(";")):
+                    statement = statement.strip()
+                    if statement.startswith("{postgres}"):
+                        if self.DIALECT != "postgres":
+                            continue
+                        statement = statement.removeprefix("{postgres}")
                     ex(statement)
                 ex("INSERT INTO schema_migrations (version, applied_us) VALUES (?, ?)", (version, _time.time_ns() // 1000))
         return len(MIGRATIONS)
@@ -610,6 +623,7 @@ class SQLiteStore(_SQLStore):
 class PostgresStore(_SQLStore):
     """PostgreSQL through psycopg 3. ``schema`` isolates one deployment (or one test)."""
 
+    DIALECT = "postgres"
     AUTO_ID = "BIGSERIAL PRIMARY KEY"
     BLOB = "BYTEA"
     MIGRATION_LOCK_KEY = 0x4B43_4D49  # "KCMI"

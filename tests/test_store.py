@@ -47,6 +47,10 @@ def test_migrations_are_versioned_and_idempotent(store) -> None:
     assert store.migrate() == len(MIGRATIONS)
     versions = store.query("SELECT version FROM schema_migrations ORDER BY version")["version"].tolist()
     assert versions == list(range(1, len(MIGRATIONS) + 1))
+    if isinstance(store, PostgresStore):  # migration 6: raw payloads out of line, not compressed ('e')
+        storage = store.query("SELECT attstorage FROM pg_attribute WHERE attrelid = 'raw_batches'::regclass "
+                              "AND attname = 'payload'")["attstorage"].tolist()
+        assert storage == ["e"]
 
 
 def test_raw_frames_are_stored_exactly_once(store) -> None:
@@ -314,8 +318,8 @@ def test_migration_5_keeps_the_sessions_of_an_existing_archive(store, monkeypatc
     for seq, sid in ((0, "s1"), (50, "s1"), (100, "s2"), (150, "s2"), (200, "s1")):
         store.execute("INSERT INTO raw_batches (device_id, first_seq, n_frames, session_id, side, collector_time_us, "
                       "payload) VALUES (?, ?, ?, ?, ?, ?, ?)", ("d", seq, 50, sid, "L", seq, encode_batch(batch("d", seq, 50))))
-    monkeypatch.setattr(store_mod, "MIGRATIONS", MIGRATIONS)
-    assert store.migrate() == 5 == len(MIGRATIONS)
+    monkeypatch.setattr(store_mod, "MIGRATIONS", MIGRATIONS[:5])
+    assert store.migrate() == 5
     assert [b.first_seq for b in store.session_batches("s1")] == [0, 50, 200]
     assert [b.first_seq for b in store.session_batches("s2")] == [100, 150]
     if isinstance(store, SQLiteStore):  # no index by session is left, and the query walks the primary key
