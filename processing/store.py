@@ -8,12 +8,13 @@ accepted frame exactly once, as wire-format payloads keyed by device and sequenc
 range; a row holds a run of up to ``MAX_FRAMES`` frames of consecutive batches of one device
 and session, their payloads laid end to end, see :func:`split_raw_rows`), ``strides``,
 ``session_summaries``, ``daily_summaries``, ``rejections`` (audit of bad input). Migration 2:
-``accounts``, ``therapist_patients``, ``notes``, ``baselines``, ``flags``. Migration 3: ``live_strides`` (provisional strides of running sessions;
-times in seconds since the Unix epoch on the collector's time base). Migration 4:
-``weekly_summaries`` (per patient and ISO 8601 week, ``week`` like ``2026-W48``, ``week_start``
-its Monday). Migration 5: ``raw_session_ranges`` (per session and device, the range ``[first_seq, end_seq)``
-that holds its raw batches; it replaces an index of ``raw_batches`` by session). Migration 6: PostgreSQL keeps
-``raw_batches.payload`` uncompressed (``STORAGE EXTERNAL``). Times: ``*_us`` integers, microseconds since the Unix epoch.
+``accounts``, ``therapist_patients``, ``notes``, ``baselines``, ``flags``. Migration 3:
+``live_strides`` (provisional strides of running sessions; times in seconds since the Unix epoch
+on the collector's time base). Migration 4: ``weekly_summaries`` (per patient and ISO 8601 week,
+``week`` like ``2026-W48``, ``week_start`` its Monday). Migration 5: ``raw_session_ranges`` (per
+session and device, the range ``[first_seq, end_seq)`` that holds its raw batches; it replaces an
+index of ``raw_batches`` by session). Migration 6: PostgreSQL keeps ``raw_batches.payload``
+uncompressed (``STORAGE EXTERNAL``). Times: ``*_us`` integers, microseconds since the Unix epoch.
 """
 
 from __future__ import annotations
@@ -307,7 +308,8 @@ class Store(abc.ABC):
 class _SQLStore(Store):
     """The SQL shared by both databases. Subclasses provide ``_tx()`` and the dialect."""
 
-    #: how each dialect spells an auto-increment key and a binary column
+    #: the dialect (a migration's statements marked ``{postgres}`` run on PostgreSQL only), and how it spells an
+    #: auto-increment key and a binary column
     DIALECT = "sqlite"
     AUTO_ID = "INTEGER PRIMARY KEY AUTOINCREMENT"
     BLOB = "BLOB"
