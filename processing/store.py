@@ -441,12 +441,16 @@ class _SQLStore(Store):
             firsts: dict[str, int] = {}
             for device_id, first_seq, *_ in runs:
                 firsts.setdefault(device_id, first_seq)
-            self._lock_devices(ex, sorted(firsts))
-            for device_id, first_seq in firsts.items():
-                row = ex(self._END_SEQ, (device_id,)).fetchone()
-                if row is not None and row[0] > first_seq:
-                    raise RawOverlapError(f"{device_id}: frames up to {row[0] - 1} are stored already, the batches "
-                                          f"to add start at {first_seq}")
+            devices = sorted(firsts)
+            self._lock_devices(ex, devices)
+            # every device's stored end in one statement (one round trip on PostgreSQL, not one per device)
+            ends = ex("SELECT v.column1, (SELECT r.first_seq + r.n_frames FROM raw_batches r WHERE r.device_id = "
+                      "v.column1 ORDER BY r.first_seq DESC LIMIT 1) FROM (VALUES "
+                      f"{', '.join(['(?)'] * len(devices))}) AS v", tuple(devices)).fetchall()
+            for device_id, end in ends:
+                if end is not None and end > firsts[device_id]:
+                    raise RawOverlapError(f"{device_id}: frames up to {end - 1} are stored already, the batches "
+                                          f"to add start at {firsts[device_id]}")
             self._executemany(
                 "INSERT INTO raw_batches (device_id, first_seq, n_frames, session_id, side, collector_time_us, payload) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)", runs)
