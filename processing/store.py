@@ -443,11 +443,7 @@ class _SQLStore(Store):
                 firsts.setdefault(device_id, first_seq)
             devices = sorted(firsts)
             self._lock_devices(ex, devices)
-            # every device's stored end in one statement (one round trip on PostgreSQL, not one per device)
-            ends = ex("SELECT v.column1, (SELECT r.first_seq + r.n_frames FROM raw_batches r WHERE r.device_id = "
-                      "v.column1 ORDER BY r.first_seq DESC LIMIT 1) FROM (VALUES "
-                      f"{', '.join(['(?)'] * len(devices))}) AS v", tuple(devices)).fetchall()
-            for device_id, end in ends:
+            for device_id, end in self._stored_ends(ex, devices).items():
                 if end is not None and end > firsts[device_id]:
                     raise RawOverlapError(f"{device_id}: frames up to {end - 1} are stored already, the batches "
                                           f"to add start at {firsts[device_id]}")
@@ -456,14 +452,18 @@ class _SQLStore(Store):
                 "VALUES (?, ?, ?, ?, ?, ?, ?)", runs)
             self._note_ranges(runs)
 
-    #: one past a device's highest stored sequence number (the row with the highest first_seq ends last: rows
-    #: never overlap)
-    _END_SEQ = "SELECT first_seq + n_frames FROM raw_batches WHERE device_id = ? ORDER BY first_seq DESC LIMIT 1"
+    @staticmethod
+    def _stored_ends(ex, device_ids: list[str]) -> dict[str, int | None]:
+        """Per device one past its highest stored sequence number (None: nothing stored), in one statement (one
+        round trip on PostgreSQL); the row with the highest first_seq ends last, since rows never overlap."""
+        rows = ex("SELECT v.column1, (SELECT r.first_seq + r.n_frames FROM raw_batches r WHERE r.device_id = v.column1 "
+                  f"ORDER BY r.first_seq DESC LIMIT 1) FROM (VALUES {', '.join(['(?)'] * len(device_ids))}) AS v",
+                  tuple(device_ids)).fetchall()
+        return {device_id: None if end is None else int(end) for device_id, end in rows}
 
     def raw_end_seq(self, device_id: str) -> int | None:
         with self._tx() as ex:
-            row = ex(self._END_SEQ, (device_id,)).fetchone()
-        return None if row is None else int(row[0])
+            return self._stored_ends(ex, [device_id])[device_id]
 
     def add_live_strides(self, rows: list[tuple]) -> None:
         if not rows:
