@@ -98,7 +98,8 @@ def test_issue_target_matched(matched):
 @pytest.mark.xfail(reason="issue-3 target stride-time MAE <= 2.5 ms not reached: 2.65 ms (300 Hz) / 3.02 ms (100 Hz); "
                           "the excess comes from two-stage loading edges and touches before the heel strike, where the "
                           "reference picks the first stage in some strides and the second in others (als3 L: 8.2 ms, "
-                          "control5, als5, park1 R); see docs/validation.md", strict=True)
+                          "control5, als5, park1 R); round 6 shows that choice is not recoverable from the load, even "
+                          "with the same foot's reference labels; see docs/validation.md", strict=True)
 def test_issue_target_stride_time(matched):
     assert np.nanmean(np.abs(valid(matched).stride_err_s)) * 1000 <= 2.5
 
