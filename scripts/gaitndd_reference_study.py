@@ -21,7 +21,7 @@ are found. Then:
   with the walk-back started at 36 % instead of 30 % of the amplitude, a knife edge on two-stage edges), to
   show that the neighbours recover a stage choice when one exists.
 
-Run: ``.venv/bin/python scripts/gaitndd_reference_study.py`` (about 1 minute on 2 cores).
+Run: ``.venv/bin/python scripts/gaitndd_reference_study.py`` (about 20 s on 2 cores).
 """
 
 from __future__ import annotations
