@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from insole_common.errors import ValidationError
@@ -75,6 +76,9 @@ def test_truncated_gaitndd_signal(tmp_path: Path):
     assert rec.meta["truncated"]
     res = analyze(rec)
     assert len(res.strides) > 10
+    # the summary says so (the file holds 20,000 of the header's 90,000 samples)
+    assert "truncated_file" in res.summary["flags"] and res.summary["reader_quality"]["truncated"] is True
+    assert "truncated_file" not in analyze(read_any(src / "control1.hea")).summary["flags"]
 
 
 def test_all_nan_is_an_error():
@@ -139,3 +143,64 @@ def test_data_ending_mid_stance_keep_the_last_stride():
         rec = rec_from_loads(gait_load(40.0)[:m], gait_load(40.0, phase_s=0.55)[:m])
         left = analyze(rec).strides.query("side == 'L'")
         assert left.next_heel_strike_s.max() == pytest.approx(last_end_s, abs=0.02)
+
+
+# ---- one foot's insole dead or silent: the other foot walks alone, and noise never becomes strides ----
+NDD = Path(__file__).resolve().parents[2] / "shared" / "data" / "physionet-gaitndd"
+
+
+def control1_with_right(right: np.ndarray) -> Recording:
+    rec = read_any(NDD / "control1.hea")
+    rec.feet["R"].pressure[:, 0] = right
+    return rec
+
+
+@pytest.mark.parametrize("noise_adc", [1, 10])
+def test_a_sensor_dead_from_the_start_lets_the_other_foot_walk_alone(noise_adc):
+    # a right FSR that never worked reads its own noise for the whole record; its flat test, relative to its own
+    # range, cannot see that, so the other foot's amplitude decides (bouts.DEAD_AMPLITUDE_FRACTION)
+    n = read_any(NDD / "control1.hea").feet["R"].n_samples
+    noise = np.random.default_rng(3).integers(-noise_adc, noise_adc + 1, n)
+    res = analyze(control1_with_right(-1900.0 + noise))
+    intact = analyze(read_any(NDD / "control1.hea")).strides
+    left = res.strides[res.strides.side == "L"].reset_index(drop=True)
+    assert len(left) == (intact.side == "L").sum() == 269
+    pd.testing.assert_frame_equal(left[["heel_strike_s", "stride_time_s"]],
+                                  intact[intact.side == "L"].reset_index(drop=True)[["heel_strike_s", "stride_time_s"]])
+    assert (res.strides.side == "R").sum() == 0
+    assert "flat_sensor_R" in res.summary["flags"]
+
+
+def test_a_dead_sensor_at_the_adc_floor_invents_no_strides():
+    # like als5.rit after it fails: -2048 .. -2045, three counts of noise at the floor, from the first sample
+    n = read_any(NDD / "control1.hea").feet["R"].n_samples
+    res = analyze(control1_with_right(-2048.0 + np.random.default_rng(4).integers(0, 4, n)))
+    assert (res.strides.side == "R").sum() == 0
+    assert (res.strides.side == "L").sum() == 269
+
+
+def test_a_foot_without_any_data_is_flagged_not_an_error():
+    # an insole that never sent a sample (all invalid / empty cells); the recording is still usable
+    res = analyze(control1_with_right(np.full(90000, np.nan)))
+    assert (res.strides.side == "L").sum() == 269
+    assert "no_data_R" in res.summary["flags"]
+
+
+def test_strides_where_the_other_foot_has_no_data_stand_alone():
+    # the left insole sends its first sample 57.5 s into a 60 s walk (empty cells before): too late for a left
+    # chain the right foot's could overlap, so the right foot's strides stand alone where the left has no data
+    rec = walking(60.0)
+    rec.feet["L"].pressure[: int(57.5 * FS)] = np.nan
+    s = analyze(rec).strides
+    assert (s.side == "L").sum() == 0
+    right = s[s.side == "R"]
+    assert len(right) >= 45 and (right.next_heel_strike_s <= 57.5).all()
+
+
+def test_a_dead_foot_streams_like_the_batch():
+    from tests.test_analytics_streaming import stream
+
+    n = read_any(NDD / "control1.hea").feet["R"].n_samples
+    rec = control1_with_right(-1900.0 + np.random.default_rng(3).integers(-1, 2, n))
+    streamed, _ = stream(rec, np.random.default_rng(7))
+    pd.testing.assert_frame_equal(streamed, analyze(rec).strides, check_exact=False, rtol=1e-12, atol=1e-12)

@@ -3,10 +3,16 @@
 * A **walking bout** is a run of strides of one foot, each starting at the
   previous one's end heel strike, at least ``MIN_CHAIN_STRIDES`` long, that
   overlaps such a run of the other foot (steps alternate). Where the other
-  foot's sensor is flat (dead or disconnected: ``FootEngine.flat_intervals_s``),
-  a run of at least ``MIN_CHAIN_STRIDES + 1`` strides lying within that span
-  stands on its own, as for a single-foot recording. Strides outside bouts are
-  rejected, so a lone step or a weight shift never becomes a stride.
+  foot's sensor is flat or its data are missing (dead or disconnected:
+  ``FootEngine.absent_intervals_s``), a run of at least ``MIN_CHAIN_STRIDES + 1``
+  of a chain's strides lying within that span stands on its own, as for a
+  single-foot recording. Strides outside bouts are rejected, so a lone step or a weight
+  shift never becomes a stride.
+* A foot whose largest amplitude in the whole recording is below
+  ``DEAD_AMPLITUDE_FRACTION`` of the other foot's is a **dead sensor**
+  (:func:`dead_feet`: one that never worked shows only its own noise, so the
+  flat test, relative to the foot's own range, cannot see it): its "strides"
+  are noise and are rejected, and the other foot walks alone throughout.
 * Inside a bout, seconds whose mean absolute yaw rate (IMU z gyro, both feet)
   exceeds ``TURN_YAW_DPS`` are labelled **turning**.
 * Between bouts, per-second loads decide: both feet loaded -> **standing**,
@@ -15,6 +21,8 @@
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -25,6 +33,20 @@ MIN_CHAIN_STRIDES = 2
 TURN_YAW_DPS = 60.0
 #: fraction of the walking stance load above which a still foot counts as loaded (standing)
 STANDING_LOAD_FRACTION = 0.25
+#: a foot whose largest amplitude stays below this fraction of the other foot's is a dead sensor: whatever the
+#: gait, each foot carries the body's weight in its stances (an antalgic gait offloads a painful foot by tens
+#: of percent, not by 95 %), while a dead FSR shows a few ADC counts against the other foot's thousands
+DEAD_AMPLITUDE_FRACTION = 0.05
+
+
+def dead_feet(engines: dict) -> frozenset[str]:
+    """Feet of a bilateral recording whose largest loaded - unloaded amplitude is below
+    ``DEAD_AMPLITUDE_FRACTION`` of the other foot's (a sensor that never worked, or no data at all)."""
+    if len(engines) < 2:
+        return frozenset()
+    amp = {s: e.amplitude_max() for s, e in engines.items()}
+    return frozenset(s for s in amp
+                     if amp[s] < DEAD_AMPLITUDE_FRACTION * max(a for s2, a in amp.items() if s2 != s))
 
 
 def _chains(t: pd.DataFrame) -> list[tuple[int, int]]:
@@ -39,7 +61,8 @@ def _chains(t: pd.DataFrame) -> list[tuple[int, int]]:
     return list(zip(starts, ends))
 
 
-def detect_bouts(strides: pd.DataFrame, engines: dict) -> tuple[pd.DataFrame, np.ndarray]:
+def detect_bouts(strides: pd.DataFrame, engines: dict, *, dead: frozenset[str] | None = None
+                 ) -> tuple[pd.DataFrame, np.ndarray]:
     bout_id = np.full(len(strides), -1, dtype=np.int64)
     sides = sorted(strides[C.SIDE].unique()) if len(strides) else []
     bilateral = len(engines) >= 2
@@ -53,15 +76,29 @@ def detect_bouts(strides: pd.DataFrame, engines: dict) -> tuple[pd.DataFrame, np
             if b - a + 1 >= (MIN_CHAIN_STRIDES if bilateral else MIN_CHAIN_STRIDES + 1):
                 out.append((float(hs[a]), float(nhs[b]), idx[a : b + 1]))
         intervals[side] = out
-    flat = {s: e.flat_intervals_s() for s, e in engines.items()} if bilateral else {}
+    dead = dead_feet(engines) if dead is None else dead
+    absent = {s: e.absent_intervals_s() for s, e in engines.items()} if bilateral else {}
     kept: list[tuple[float, float, np.ndarray]] = []
     for side, chains in intervals.items():
+        if side in dead:
+            continue
         others = [iv for s2, ivs in intervals.items() if s2 != side for iv in ivs]
-        other_flat = [iv for s2, ivs in flat.items() if s2 != side for iv in ivs]
+        other_absent = [iv for s2, ivs in absent.items() if s2 != side for iv in ivs]
+        other_dead = any(s2 in dead for s2 in engines if s2 != side)
         for s, e, rows in chains:
-            alone = len(rows) >= MIN_CHAIN_STRIDES + 1 and any(a <= s and e <= b for a, b in other_flat)
+            alone = len(rows) >= MIN_CHAIN_STRIDES + 1 and other_dead
             if not bilateral or alone or any(s < e2 and s2 < e for s2, e2, _ in others):
                 kept.append((s, e, rows))
+            elif other_absent:  # runs of >= MIN_CHAIN_STRIDES + 1 of its strides that lie where the other foot is absent
+                hs_r = strides[C.HEEL_STRIKE_S].to_numpy(float)[rows]
+                nhs_r = strides[C.NEXT_HEEL_STRIKE_S].to_numpy(float)[rows]
+                inside = np.zeros(rows.size, bool)
+                for a, b in other_absent:
+                    inside |= (a <= hs_r) & (nhs_r <= b)
+                edges = np.diff(np.r_[0, inside.view(np.int8), 0])
+                for i, j in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+                    if j - i >= MIN_CHAIN_STRIDES + 1:
+                        kept.append((float(hs_r[i]), float(nhs_r[j - 1]), rows[i:j]))
     kept.sort(key=lambda r: r[0])
     merged: list[list] = []
     for s, e, rows in kept:
@@ -97,7 +134,9 @@ def _label_rest(walk: pd.DataFrame, strides: pd.DataFrame, bout_id: np.ndarray, 
     for s, e in zip(walk.start_s, walk.end_s):
         in_walk |= (tt + 1 > s) & (tt < e)
     # stance load level from walking strides (peak loads not always available): use 90th pct of per-second load
-    ref = np.nanpercentile(load, 90, axis=1, keepdims=True) if np.isfinite(load).any() else np.ones((len(secs), 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a foot without any data: its reference is NaN
+        ref = np.nanpercentile(load, 90, axis=1, keepdims=True) if np.isfinite(load).any() else np.ones((len(secs), 1))
     with np.errstate(invalid="ignore", divide="ignore"):
         rel = load / ref
     both_loaded = np.all(rel >= STANDING_LOAD_FRACTION * 2, axis=0)

@@ -14,7 +14,7 @@ from insole_common.errors import ValidationError
 from insole_common.layouts import SensorLayout
 from insole_common.recording import Recording
 from processing.analytics import consts as C
-from processing.analytics.bouts import detect_bouts
+from processing.analytics.bouts import dead_feet, detect_bouts
 from processing.analytics.events import LoadEventDetector, SpanDetector
 from processing.analytics.strides import channel_sums, empty_strides, stride_rows
 
@@ -231,15 +231,43 @@ class FootEngine:
         sp = self._span
         if sp is None or not sp.flat:
             return []
-        B = sp.p.block_n
+        return self._block_spans_s([j for j in sorted(sp.flat) if sp.flat[j] >= min_share])
+
+    def absent_intervals_s(self, *, min_share: float = 0.5) -> list[tuple[float, float]]:
+        """Time spans (s) in which this foot's sensor says nothing about walking: blocks mostly made of flat
+        seconds, and blocks without enough usable samples for levels (the insole's data are missing)."""
+        sp = self._span
+        if sp is None:
+            return []
+        spans = self._block_spans_s([j for j in sorted(sp.lo) if sp.flat.get(j, 0.0) >= min_share
+                                     or not (np.isfinite(sp.lo[j]) and np.isfinite(sp.hi[j]))])
+        t, load, _ = self.seconds()  # and every second without one finite sample, at the resolution of seconds
+        gone = np.r_[0, np.isnan(load).view(np.int8), 0]
+        d = np.diff(gone)
+        spans += [(float(t[i]), float(t[j - 1] + 1)) for i, j in zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1))]
+        spans.sort()
+        merged: list[tuple[float, float]] = []
+        for a, b in spans:
+            if merged and a <= merged[-1][1] + 1e-9:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+            else:
+                merged.append((a, b))
+        return merged
+
+    def amplitude_max(self) -> float:
+        """The largest loaded - unloaded level difference of any block (0 when no block has levels)."""
+        sp = self._span
+        return max(sp.amp_max.values(), default=0.0) if sp is not None else 0.0
+
+    def _block_spans_s(self, blocks: list[int]) -> list[tuple[float, float]]:
+        B = self._span.p.block_n
         out: list[tuple[float, float]] = []
-        for j in sorted(sp.flat):
-            if sp.flat[j] >= min_share:
-                a, b = self.t0_s + j * B / self.fs, self.t0_s + (j + 1) * B / self.fs
-                if out and abs(out[-1][1] - a) < 1e-9:
-                    out[-1] = (out[-1][0], b)
-                else:
-                    out.append((a, b))
+        for j in blocks:
+            a, b = self.t0_s + j * B / self.fs, self.t0_s + (j + 1) * B / self.fs
+            if out and abs(out[-1][1] - a) < 1e-9:
+                out[-1] = (out[-1][0], b)
+            else:
+                out.append((a, b))
         return out
 
     def stride_table(self) -> pd.DataFrame:
@@ -276,15 +304,24 @@ def analyze(recording: Recording, *, calibration: Calibration | None = None,
         e.finish()
         e.stats["saturated_n"] = _saturated_samples(foot.pressure)
     return finalize(engines, calibration=calibration, meta={"source_format": recording.source_format,
-                                                            "has_imu": {s: f.has_imu for s, f in recording.feet.items()}})
+                                                            "has_imu": {s: f.has_imu for s, f in recording.feet.items()},
+                                                            "reader": _reader_quality(recording.meta)})
+
+
+def _reader_quality(meta: dict) -> dict[str, Any]:
+    """What the reader found wrong with the file (its ``truncated`` flag and ``*_n`` counts, e.g. dropped rows);
+    nothing else of the file's metadata, which may name the person, goes into the summary."""
+    return {k: v for k, v in meta.items() if k == "truncated" or k.endswith("_n")}
 
 
 def _check_recording(recording: Recording) -> None:
+    """An empty foot is an error; a foot without one finite sample (an insole that never sent data) is not, as
+    long as the other foot has some: it is flagged ``no_data_<side>`` and the other foot walks alone."""
     for side, foot in recording.feet.items():
         if foot.n_samples == 0:
             raise ValidationError(f"{side}: recording has no samples", reason="empty")
-        if not (np.isfinite(foot.pressure[:1000]).any() or np.isfinite(foot.pressure).any()):
-            raise ValidationError(f"{side}: recording has no finite samples", reason="no_data")
+    if not any(np.isfinite(f.pressure[:1000]).any() or np.isfinite(f.pressure).any() for f in recording.feet.values()):
+        raise ValidationError(f"{'/'.join(recording.feet)}: recording has no finite samples", reason="no_data")
 
 
 def _column_max(p: np.ndarray, rows_per_pass: int = 64) -> np.ndarray:
@@ -347,11 +384,12 @@ def finalize(engines: dict[str, FootEngine], *, calibration: Calibration | None,
         strides.loc[need, C.STRIDE_LENGTH_SOURCE] = "calibration"
     strides[C.GAIT_SPEED_M_S] = strides[C.STRIDE_LENGTH_M] / strides[C.STRIDE_TIME_S]
     n_candidates = len(strides)
-    bouts, bout_id = detect_bouts(strides, engines)
+    dead = dead_feet(engines)
+    bouts, bout_id = detect_bouts(strides, engines, dead=dead)
     strides[C.BOUT_ID] = bout_id
     rejected = int((bout_id < 0).sum())
     strides = strides[bout_id >= 0].reset_index(drop=True)
-    summary = _summary(strides, bouts, engines, meta, n_candidates=n_candidates, rejected=rejected)
+    summary = _summary(strides, bouts, engines, meta, n_candidates=n_candidates, rejected=rejected, dead=dead)
     return GaitResult(strides=strides[C.STRIDE_COLS], bouts=bouts, summary=summary)
 
 
@@ -396,7 +434,7 @@ def _f(x: Any) -> Any:
     return x
 
 
-def _summary(strides, bouts, engines, meta, *, n_candidates, rejected) -> dict[str, Any]:
+def _summary(strides, bouts, engines, meta, *, n_candidates, rejected, dead=frozenset()) -> dict[str, Any]:
     s: dict[str, Any] = {"source_format": meta.get("source_format"), "strides_n": int(len(strides)),
                          "stride_candidates_n": int(n_candidates), "strides_rejected_outside_bouts_n": rejected}
     per_side = {}
@@ -436,7 +474,9 @@ def _summary(strides, bouts, engines, meta, *, n_candidates, rejected) -> dict[s
         if e.stats["saturated_n"] / n > 0.01:
             flags.append(f"saturated_channel_{side}")
     for side, e in engines.items():
-        if e.flat_intervals_s():
+        if e.stats["missing_n"] >= e.stats["samples_n"]:
+            flags.append(f"no_data_{side}")
+        elif side in dead or e.flat_intervals_s():
             flags.append(f"flat_sensor_{side}")
     if len(engines) < 2:
         flags.append("single_foot")
@@ -446,6 +486,10 @@ def _summary(strides, bouts, engines, meta, *, n_candidates, rejected) -> dict[s
         flags.append("few_strides")
     if not np.isfinite(strides[C.STRIDE_LENGTH_M].astype(float)).any():
         flags.append("no_stride_length")
+    reader = meta.get("reader") or {}
+    if reader.get("truncated"):
+        flags.append("truncated_file")
     s["data_quality"] = q
+    s["reader_quality"] = reader
     s["flags"] = flags
     return s
