@@ -72,7 +72,9 @@ def read_gaitndd(path: str | Path) -> Recording:
     except OSError as exc:
         raise ValidationError(f"{hea}: cannot read WFDB header ({exc})", reason="bad_file") from exc
     try:
-        name, n_sig, rate_hz, n_samples = lines[0][0], int(lines[0][1]), float(lines[0][2]), int(lines[0][3])
+        name, n_sig, rate_hz = lines[0][0], int(lines[0][1]), float(lines[0][2])
+        # the sample count is optional in WFDB: without it, every sample in the signal file is read
+        n_samples = int(lines[0][3]) if len(lines[0]) > 3 else None
         signals = lines[1 : 1 + n_sig]
         if len(signals) != n_sig:
             raise IndexError
@@ -99,7 +101,9 @@ def read_gaitndd(path: str | Path) -> Recording:
     if not feet:
         raise ValidationError(f"{hea}: no signals", reason="empty")
     n = min(f.n_samples for f in feet.values())
-    meta = {"record": name, "declared_samples": n_samples, "truncated": n < n_samples}
+    # truncated: a signal has fewer samples than declared, or (no count declared) than the other signal
+    expected = n_samples if n_samples is not None else max(f.n_samples for f in feet.values())
+    meta = {"record": name, "declared_samples": n_samples, "truncated": n < expected}
     return Recording(feet=feet, source_format="gaitndd", meta=meta)
 
 

@@ -85,12 +85,14 @@ def read_recording(path: str | Path) -> Recording:
         raise ValidationError(f"{root}: no {META_FILE}; not a kinetic recording", reason="not_a_recording") from None
     except json.JSONDecodeError as exc:
         raise ValidationError(f"{root / META_FILE}: not valid JSON ({exc})", reason="bad_file") from exc
+    if not isinstance(meta, dict):
+        raise ValidationError(f"{root / META_FILE}: expected a JSON object, got {type(meta).__name__}", reason="bad_file")
     if meta.get("format") != FORMAT_NAME or meta.get("version") != FORMAT_VERSION:
         raise ValidationError(
             f"{root}: format {meta.get('format')!r} v{meta.get('version')!r}; this build reads {FORMAT_NAME} v{FORMAT_VERSION}",
             reason="bad_version",
         )
-    rate = float(meta["sample_rate_hz"])
+    rate = _check_meta(root / META_FILE, meta)
     feet = {}
     for side, fm in meta.get("feet", {}).items():
         try:
@@ -120,6 +122,40 @@ def read_recording(path: str | Path) -> Recording:
             device_id=fm.get("device_id"),
         )
     return Recording(feet=feet, source_format=meta.get("source_format", FORMAT_NAME), meta=meta.get("meta", {}))
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v))
+
+
+def _check_meta(where: Path, meta: dict) -> float:
+    """Check the fields of recording.json that the reader uses; returns the sample rate in Hz."""
+    def bad(what: str) -> ValidationError:
+        return ValidationError(f"{where}: {what}", reason="bad_file")
+
+    rate = meta.get("sample_rate_hz")
+    if not (_number(rate) and rate > 0):
+        raise bad(f"sample_rate_hz must be a positive number, got {rate!r}")
+    feet = meta.get("feet", {})
+    if not isinstance(feet, dict):
+        raise bad(f"feet must be an object keyed by side, got {type(feet).__name__}")
+    if not isinstance(meta.get("meta", {}), dict):
+        raise bad("meta must be an object")
+    for side, fm in feet.items():
+        if side not in ("L", "R"):
+            raise bad(f"foot {side!r}: sides are 'L' and 'R'")
+        if not isinstance(fm, dict):
+            raise bad(f"foot {side}: expected an object, got {type(fm).__name__}")
+        if not _number(fm.get("t0_s")):
+            raise bad(f"foot {side}: t0_s must be a number, got {fm.get('t0_s')!r}")
+        ch = fm.get("channels")
+        if not (isinstance(ch, list) and ch and all(isinstance(c, str) for c in ch)):
+            raise bad(f"foot {side}: channels must be a non-empty list of names, got {ch!r}")
+        if not isinstance(fm.get("pressure_unit"), str):
+            raise bad(f"foot {side}: pressure_unit must be a string, got {fm.get('pressure_unit')!r}")
+        if not isinstance(fm.get("layout"), (str, type(None))):
+            raise bad(f"foot {side}: layout must be a name or null, got {fm.get('layout')!r}")
+    return float(rate)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

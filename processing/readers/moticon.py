@@ -1,21 +1,37 @@
 """Reader for Moticon OpenGo text exports (``# time`` header, tab-separated, 100 Hz).
 
 Channels are located by their header names, so exports with extra columns
-(events, COP velocity) read the same way. Per foot:
+(events, COP velocity) or another column order read the same way. Every channel
+group is optional except ``time`` and the 16 pressures of at least one foot, as in
+the OpenGo export dialog (a foot is present when its ``pressure 1`` column is). Per foot:
 
 * 16 pressures in N/cm^2, kept in that unit (``pressure_unit="N/cm^2"``; 1 N/cm^2 = 10 kPa).
   Moticon's sensor map is not published, so ``layout`` is None and the vendor
   COP is used instead of one recomputed from the pressures.
-* vendor COP: X (-0.5 heel .. +0.5 toe) becomes ``cop_ap = X + 0.5``; Y is
+* total force in N when exported, else ``total_force_n`` is None (the analytics then use
+  the sum of the 16 pressures as the load).
+* vendor COP, when exported: X (-0.5 heel .. +0.5 toe) becomes ``cop_ap = X + 0.5``; Y is
   per-foot mirrored with +Y medial (the gait line ends under the hallux at
   larger Y on both feet), so ``cop_ml = -Y`` (lateral positive). The insole reports
   (0, 0) at low force; those samples become NaN.
-* IMU in g and deg/s, stored as exported (see docs/analytics.md for the axis check).
-* empty cells are missing samples (NaN rows), never zero force.
+* IMU in g and deg/s, stored as exported (see docs/analytics.md for the axis check);
+  acceleration and angular rate are each optional.
+* empty cells are missing samples (NaN rows), never zero force; a pressure row with
+  any empty or non-numeric cell is a missing sample.
+
+Rows are placed on the sample grid by processing/readers/grid.py: a row without a numeric time,
+an exact repeat of the previous row or a row whose time goes backwards is dropped, as is a
+truncated last line; ``meta["rows_dropped_n"]`` and ``meta["rows_dropped_by_reason_n"]`` count them,
+``meta["non_numeric_cells_n"]`` counts sensor cells that were not numbers (read as missing).
 
 Vendor step events (codes 11/15/21/25 in ``left/right steps[]``, or
 ``Left/Right Events[]`` with 1 = heel strike) are returned in
-``recording.meta["vendor_events"]`` as a list of ``{"side", "event", "t_s"}``.
+``recording.meta["vendor_events"]`` as a list of ``{"side", "event", "t_s"}``. A value in
+those columns that is not a number (e.g. a custom label) is skipped and counted in
+``meta["vendor_events_skipped_n"]``.
+
+The file is parsed by pandas' C parser straight into float columns (a 1-hour export of
+~120 MB peaks at a few hundred MB, docs/analytics.md).
 """
 
 from __future__ import annotations
@@ -24,128 +40,179 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from insole_common.errors import ValidationError
 from insole_common.recording import FootRecording, Recording
+from processing.readers.grid import RowFilter, grid_index, rows_equal, time_filter
 
 STEP_CODES = {11: ("L", "heel_strike"), 15: ("L", "toe_off"), 21: ("R", "heel_strike"), 25: ("R", "toe_off")}
 SIDE_WORD = {"L": "left", "R": "right"}
+#: the channel header: "# time" followed by the channel names (tab-separated)
+HEADER_RE = re.compile(r"#\s*time\t")
+#: per-foot channel groups read as numbers (all optional but the pressures)
+GROUPS = {
+    "pressure": [f"pressure {i}" for i in range(1, 17)],
+    "total": ["total force"],
+    "cop": ["center of pressure X", "center of pressure Y"],
+    "acc": [f"acceleration {a}" for a in "XYZ"],
+    "gyr": [f"angular {a}" for a in "XYZ"],
+}
+EVENT_COLUMNS = [("right steps", None), ("left steps", None), ("Left Events", "L"), ("Right Events", "R")]
 
 
 def is_moticon_export(path: str | Path) -> bool:
     try:
-        with open(path, "r", encoding="utf-8", errors="replace") as fh:
+        with open(path, "r", encoding="utf-8-sig", errors="replace") as fh:
             for _ in range(40):
                 line = fh.readline()
                 if not line:
                     return False
-                if line.startswith("# time") and "left pressure 1" in line:
+                if HEADER_RE.match(line) and ("left pressure 1" in line or "right pressure 1" in line):
                     return True
     except OSError:
         return False
     return False
 
 
-def _num(cells: list[str]) -> np.ndarray:
-    out = np.full(len(cells), np.nan)
-    for i, c in enumerate(cells):
-        if c.strip():
-            out[i] = float(c)
-    return out
+def _header(p: Path) -> tuple[int, dict, list[str]]:
+    """Line number of the channel header, the ``# key: value`` metadata before it and the channel names."""
+    meta: dict = {}
+    try:
+        with open(p, "r", encoding="utf-8-sig", errors="replace") as fh:
+            for i, ln in enumerate(fh):
+                if HEADER_RE.match(ln):
+                    names = [re.sub(r"\[.*?\]$", "", c).strip() for c in ln.rstrip("\r\n").lstrip("#").split("\t")]
+                    return i, meta, names
+                if ln.strip() and not ln.startswith("#"):
+                    break
+                m = re.match(r"#\s*([^:]+):\s*(.*)", ln)
+                if m:
+                    meta[m.group(1).strip().lower().replace(" ", "_")] = m.group(2).strip()
+    except OSError as exc:
+        raise ValidationError(f"{p}: cannot read ({exc})", reason="bad_file") from exc
+    raise ValidationError(f"{p}: no '# time' channel header; not a Moticon text export", reason="bad_format")
+
+
+def _last_line_fields(p: Path) -> int:
+    """Number of tab-separated fields on the last non-blank line of ``p``."""
+    with open(p, "rb") as fh:
+        fh.seek(0, 2)
+        fh.seek(max(0, fh.tell() - 65536))
+        lines = [ln for ln in fh.read().split(b"\n") if ln.strip()]
+    return lines[-1].count(b"\t") + 1 if lines else 0
 
 
 def read_moticon(path: str | Path) -> Recording:
     p = Path(path)
-    try:
-        lines = p.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError as exc:
-        raise ValidationError(f"{p}: cannot read ({exc})", reason="bad_file") from exc
-    header_i = next((i for i, ln in enumerate(lines) if ln.startswith("# time")), None)
-    if header_i is None:
-        raise ValidationError(f"{p}: no '# time' channel header; not a Moticon text export", reason="bad_format")
-    meta: dict = {}
-    for ln in lines[:header_i]:
-        m = re.match(r"#\s*([^:]+):\s*(.*)", ln)
-        if m:
-            meta[m.group(1).strip().lower().replace(" ", "_")] = m.group(2).strip()
-    names = [re.sub(r"\[.*?\]$", "", c).strip() for c in lines[header_i].lstrip("#").split("\t")]
+    header_i, meta, names = _header(p)
     col = {n: i for i, n in enumerate(names)}
-    n_cols = len(names)
-    rows = [ln.split("\t") for ln in lines[header_i + 1 :] if ln.strip()]
-    # a truncated final line is dropped
-    if rows and len(rows[-1]) < n_cols - 4:
-        rows = rows[:-1]
-    if not rows:
-        raise ValidationError(f"{p}: no data rows", reason="empty")
-    rows = [r + [""] * (n_cols - len(r)) if len(r) < n_cols else r[:n_cols] for r in rows]
-    table = np.array(rows, dtype=object)
+    if "time" not in col:
+        raise ValidationError(f"{p}: no time column", reason="bad_format")
+    sides = [s for s, w in SIDE_WORD.items() if f"{w} pressure 1" in col]
+    if not sides:
+        raise ValidationError(f"{p}: no left or right pressure columns", reason="bad_format")
+    # the numeric channels to read: time, then per foot the groups that are present
+    num_names = ["time"]
+    groups: dict[tuple[str, str], list[str]] = {}
+    for side in sides:
+        for g, chans in GROUPS.items():
+            keys = [f"{SIDE_WORD[side]} {c}" for c in chans]
+            present = [k in col for k in keys]
+            if g == "pressure" and not all(present):
+                missing = [k for k, ok in zip(keys, present) if not ok]
+                raise ValidationError(f"{p}: missing column {missing[0]!r}", reason="bad_format")
+            if all(present):
+                groups[side, g] = keys
+                num_names += keys
+    ev_names = [k for k, _ in EVENT_COLUMNS if k in col]
+    use = num_names + ev_names
     try:
-        t = np.array([float(x) for x in table[:, col["time"]]])
-    except (ValueError, KeyError) as exc:
-        raise ValidationError(f"{p}: bad time column ({exc})", reason="bad_format") from exc
-    if t.size < 2 or not np.all(np.diff(t) > 0):
-        raise ValidationError(f"{p}: time column is not increasing", reason="bad_format")
-    step_s = float(np.median(np.diff(t)))
+        df = pd.read_csv(p, sep="\t", header=None, skiprows=header_i + 1, names=[f"c{i}" for i in range(len(names))],
+                         usecols=[f"c{col[k]}" for k in use], dtype={f"c{col[k]}": object for k in ev_names},
+                         encoding="utf-8", encoding_errors="replace", engine="c")
+    except pd.errors.EmptyDataError:
+        raise ValidationError(f"{p}: no data rows", reason="empty") from None
+    except (OSError, pd.errors.ParserError, ValueError) as exc:
+        raise ValidationError(f"{p}: cannot parse the data rows ({exc})", reason="bad_format") from exc
+    dropped = RowFilter()
+    # a truncated final line is dropped
+    if len(df) and _last_line_fields(p) < len(names) - 4:
+        df = df.iloc[:-1]
+        dropped.drop("truncated_last_line", np.ones(1, dtype=bool))
+    if df.empty:
+        raise ValidationError(f"{p}: no data rows", reason="empty")
+    # sensor cells that are not numbers are missing values, counted
+    non_numeric_n = 0
+    for k in num_names:
+        c = df[f"c{col[k]}"]
+        if not pd.api.types.is_float_dtype(c):
+            v = pd.to_numeric(c, errors="coerce")
+            non_numeric_n += int((v.isna() & c.notna()).sum())
+            df[f"c{col[k]}"] = v
+    # one column at a time, so no second copy of the table is made
+    num = [f"c{col[k]}" for k in num_names]
+    t_all = df[num[0]].to_numpy(np.float64)
+    same_t = np.flatnonzero(t_all[1:] == t_all[:-1]) + 1  # only these rows can repeat the row before
+    repeated = np.zeros(t_all.size, dtype=bool)
+    repeated[same_t] = rows_equal(df.iloc[same_t][num].to_numpy(np.float64), df.iloc[same_t - 1][num].to_numpy(np.float64))
+    rows = np.flatnonzero(dropped.drop("repeated_row", repeated))
+    rows = rows[time_filter(t_all[rows], dropped)]
+    if len(rows) < 2:
+        raise ValidationError(f"{p}: {len(rows)} usable data rows (dropped: {dropped.dropped_n}; "
+                              f"{non_numeric_n} non-numeric cells)", reason="bad_format")
+    t = t_all[rows]
+    idx, n, step_s = grid_index(t, str(p))
     rate_hz = round(1.0 / step_s, 6)
-    # every row is one sample; a time step of about k sample periods (k >= 2) means k-1 dropped samples
-    idx = np.r_[0, np.cumsum(np.maximum(np.rint(np.diff(t) / step_s), 1))].astype(np.int64)
-    n = int(idx[-1]) + 1
+    all_rows = len(rows) == len(df)
 
-    def grid(values: np.ndarray) -> np.ndarray:
-        out = np.full((n,) + values.shape[1:], np.nan)
-        out[idx] = values
+    def grid(keys: list[str]) -> np.ndarray:
+        out = np.full((n, len(keys)), np.nan)
+        for j, k in enumerate(keys):
+            v = df[f"c{col[k]}"].to_numpy(np.float64)
+            out[idx, j] = v if all_rows else v[rows]
         return out
 
-    def block(prefix: str, k: int | None = None) -> np.ndarray:
-        keys = [f"{prefix} {i}" for i in range(1, k + 1)] if k else [prefix]
-        try:
-            cells = table[:, [col[key] for key in keys]]
-        except KeyError as exc:
-            raise ValidationError(f"{p}: missing column {exc}", reason="bad_format") from None
-        try:
-            return grid(np.column_stack([_num(list(c)) for c in cells.T]))
-        except ValueError as exc:
-            raise ValidationError(f"{p}: non-numeric value ({exc})", reason="bad_format") from exc
-
     feet = {}
-    for side, word in SIDE_WORD.items():
-        if f"{word} pressure 1" not in col:
-            continue
-        pressure = block(f"{word} pressure", 16)
+    for side in sides:
+        pressure = grid(groups[side, "pressure"])
         missing = np.isnan(pressure).all(axis=1)
         pressure[np.isnan(pressure).any(axis=1)] = np.nan
-        total = block(f"{word} total force")[:, 0]
-        cop_x = block(f"{word} center of pressure X")[:, 0]
-        cop_y = block(f"{word} center of pressure Y")[:, 0]
-        no_cop = (cop_x == 0) & (cop_y == 0)
-        acc = np.column_stack([block(f"{word} acceleration {a}")[:, 0] for a in "XYZ"])
-        gyr = np.column_stack([block(f"{word} angular {a}")[:, 0] for a in "XYZ"])
-        for arr in (total, cop_x, cop_y, acc, gyr):
+        ch = {g: grid(groups[side, g]) for g in ("total", "cop", "acc", "gyr") if (side, g) in groups}
+        for arr in ch.values():
             arr[missing] = np.nan
+        cop_ap = cop_ml = None
+        if "cop" in ch:
+            cop_x, cop_y = ch["cop"][:, 0], ch["cop"][:, 1]
+            no_cop = (cop_x == 0) & (cop_y == 0)
+            cop_ap, cop_ml = np.where(no_cop, np.nan, cop_x + 0.5), np.where(no_cop, np.nan, -cop_y)
         feet[side] = FootRecording(
             side=side, sample_rate_hz=rate_hz, t0_s=float(t[0]), pressure=pressure, pressure_unit="N/cm^2",
-            layout=None, channel_names=tuple(f"s{i:02d}" for i in range(1, 17)), total_force_n=total,
-            cop_ap=np.where(no_cop, np.nan, cop_x + 0.5), cop_ml=np.where(no_cop, np.nan, -cop_y),
-            acc_g=acc, gyro_dps=gyr,
+            layout=None, channel_names=tuple(f"s{i:02d}" for i in range(1, 17)),
+            total_force_n=ch["total"][:, 0] if "total" in ch else None, cop_ap=cop_ap, cop_ml=cop_ml,
+            acc_g=ch.get("acc"), gyro_dps=ch.get("gyr"),
         )
-    if not feet:
-        raise ValidationError(f"{p}: no left or right pressure columns", reason="bad_format")
-    events = []
-    for key in ("right steps", "left steps"):
-        if key in col:
-            for i, c in zip(idx, table[:, col[key]]):
-                if c.strip():
-                    side, ev = STEP_CODES.get(int(float(c)), (None, None))
-                    if side:
-                        events.append({"side": side, "event": ev, "t_s": float(t[0] + i * step_s)})
-    for side, word in SIDE_WORD.items():
-        key = f"{word.capitalize()} Events"
-        if key in col:
-            for i, c in zip(idx, table[:, col[key]]):
-                if c.strip():
-                    code = int(float(c))
-                    events.append({"side": side, "event": "heel_strike" if code == 1 else "midstance_min" if code == 2 else str(code),
-                                   "t_s": float(t[0] + i * step_s)})
+    events, skipped_n = [], 0
+    for key, side in EVENT_COLUMNS:
+        if key not in ev_names:
+            continue
+        cells = pd.Series(df[f"c{col[key]}"].to_numpy()[rows], dtype=object)
+        text = cells.astype(str).str.strip().where(cells.notna(), "")
+        code = pd.to_numeric(text, errors="coerce").to_numpy(np.float64)
+        ok = np.abs(code) < 2**31  # False for NaN (empty or not a number) and inf
+        skipped_n += int(((text != "").to_numpy() & ~ok).sum())
+        for i, c in zip(idx[ok], code[ok].astype(np.int64)):
+            t_s = float(t[0] + i * step_s)
+            if side is None:
+                ev_side, ev = STEP_CODES.get(int(c), (None, None))
+                if ev_side:
+                    events.append({"side": ev_side, "event": ev, "t_s": t_s})
+            else:
+                events.append({"side": side, "event": "heel_strike" if c == 1 else "midstance_min" if c == 2 else str(c),
+                               "t_s": t_s})
     meta["vendor_events"] = sorted(events, key=lambda e: e["t_s"])
+    meta["vendor_events_skipped_n"] = skipped_n
     meta["dropped_samples_n"] = {s: int(f.missing.sum()) for s, f in feet.items()}
+    meta.update(dropped.meta(), non_numeric_cells_n=non_numeric_n,
+                repeated_time_stamps_n=int(np.count_nonzero(np.diff(t) == 0)))
     return Recording(feet=feet, source_format="moticon", meta=meta)
