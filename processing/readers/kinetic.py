@@ -1,4 +1,4 @@
-"""The project's own recording format (docs/recording-format.md).
+"""The project's own recording format, described below (the readers: docs/analytics.md, "Readers").
 
 A recording is a directory::
 
