@@ -20,7 +20,7 @@ from insole_common.layouts import KC16
 from insole_common.recording import FootRecording, Recording
 from processing.analytics import analyze
 from processing.readers.auto import detect_format, read_any
-from processing.readers.kinetic import write_recording
+from processing.readers.kinetic import read_recording, write_recording
 from processing.readers.moticon import read_moticon
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -81,6 +81,12 @@ def test_moticon_channel_groups_are_optional(tmp_path: Path, selection: str):
         assert (foot.acc_g is not None) == has("acceleration") and (foot.gyro_dps is not None) == has("angular")
     assert bool(rec.meta["vendor_events"]) == any(keep(c) for c in cols if "steps" in c)
     assert len(analyze(rec).strides) == len(analyze(full).strides) == 14
+    # the project's own format keeps whatever the export had (acceleration without angular rate included)
+    own = read_recording(write_recording(rec, tmp_path / "own"))
+    for side, foot in rec.feet.items():
+        for a, b in ((foot.acc_g, own.feet[side].acc_g), (foot.gyro_dps, own.feet[side].gyro_dps),
+                     (foot.total_force_n, own.feet[side].total_force_n)):
+            assert (a is None and b is None) or np.array_equal(a, b, equal_nan=True)
 
 
 @pytest.mark.parametrize("walk", WALKS)

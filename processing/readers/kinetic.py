@@ -51,9 +51,9 @@ def write_recording(recording: Recording, path: str | Path) -> Path:
             cols[name] = column
         if foot.total_force_n is not None:
             cols["total_force_n"] = foot.total_force_n
-        if foot.has_imu:
-            for name, column in zip(ACC_COLUMNS + GYRO_COLUMNS, np.hstack([foot.acc_g, foot.gyro_dps]).T):
-                cols[name] = column
+        for names, arr in ((ACC_COLUMNS, foot.acc_g), (GYRO_COLUMNS, foot.gyro_dps)):  # each as exported
+            if arr is not None:
+                cols.update(zip(names, arr.T))
         _atomic_parquet(pa.table(cols), out / f"{side}.parquet")
         feet_meta[side] = {
             "device_id": foot.device_id,
@@ -106,7 +106,8 @@ def read_recording(path: str | Path) -> Recording:
         if missing:
             raise ValidationError(f"{root / (side + '.parquet')}: missing columns {missing}", reason="bad_file")
         pressure = np.column_stack([table[c].to_numpy() for c in foot_stub.pressure_columns()]).astype(np.float64)
-        has_imu = all(c in table.column_names for c in ACC_COLUMNS + GYRO_COLUMNS)
+        has_acc = all(c in table.column_names for c in ACC_COLUMNS)
+        has_gyro = all(c in table.column_names for c in GYRO_COLUMNS)
         feet[side] = FootRecording(
             side=side,
             sample_rate_hz=rate,
@@ -116,8 +117,8 @@ def read_recording(path: str | Path) -> Recording:
             layout=layout,
             channel_names=tuple(fm["channels"]),
             total_force_n=table["total_force_n"].to_numpy() if "total_force_n" in table.column_names else None,
-            acc_g=np.column_stack([table[c].to_numpy() for c in ACC_COLUMNS]) if has_imu else None,
-            gyro_dps=np.column_stack([table[c].to_numpy() for c in GYRO_COLUMNS]) if has_imu else None,
+            acc_g=np.column_stack([table[c].to_numpy() for c in ACC_COLUMNS]) if has_acc else None,
+            gyro_dps=np.column_stack([table[c].to_numpy() for c in GYRO_COLUMNS]) if has_gyro else None,
             seq=table["seq"].to_numpy() if "seq" in table.column_names else None,
             device_id=fm.get("device_id"),
         )
