@@ -21,6 +21,8 @@ def test_format_212_decoder_known_values():
     # s0 = 0x123, s1 = 0x456 -> bytes 0x23, 0x41, 0x56 ; negative: 0xFFF -> -1
     assert decode_format_212(bytes([0x23, 0x41, 0x56])).tolist() == [0x123, 0x456]
     assert decode_format_212(bytes([0xFF, 0xFF, 0x00])).tolist() == [-1, -256]
+    # an odd number of samples: WFDB writes the last one in 2 bytes
+    assert decode_format_212(bytes([0x23, 0x41, 0x56, 0x89, 0x07])).tolist() == [0x123, 0x456, 0x789]
 
 
 def test_gaitndd_header_first_value_and_checksum():

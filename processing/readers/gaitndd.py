@@ -32,15 +32,19 @@ TS_COLUMNS = (
 
 
 def decode_format_212(raw: bytes) -> np.ndarray:
-    """Decode WFDB format-212 bytes (two 12-bit samples per 3 bytes) into int16 samples."""
-    b = np.frombuffer(raw[: len(raw) - len(raw) % 3], dtype=np.uint8).reshape(-1, 3).astype(np.int16)
+    """Decode WFDB format-212 bytes (two 12-bit samples per 3 bytes) into int16 samples. An odd number of
+    samples ends in 2 bytes holding the last one (as WFDB writes it); a single stray byte is ignored."""
+    tail = len(raw) % 3
+    b = np.frombuffer(raw[: len(raw) - tail], dtype=np.uint8).reshape(-1, 3).astype(np.int16)
+    if tail == 2:
+        b = np.vstack([b, np.array([raw[-2], raw[-1], 0], dtype=np.int16)])
     s0 = b[:, 0] | ((b[:, 1] & 0x0F) << 8)
     s1 = b[:, 2] | ((b[:, 1] & 0xF0) << 4)
     out = np.empty(2 * len(b), dtype=np.int16)
     out[0::2] = s0
     out[1::2] = s1
     out[out > 2047] -= 4096
-    return out
+    return out[:-1] if tail == 2 else out
 
 
 def invalid_samples(adc: np.ndarray) -> np.ndarray:
