@@ -81,6 +81,15 @@ def test_truncated_gaitndd_signal(tmp_path: Path):
     assert "truncated_file" not in analyze(read_any(src / "control1.hea")).summary["flags"]
 
 
+def test_reader_quality_carries_counts_only():
+    # a file's metadata may name the person (Moticon's "# name:" line); only the reader's counts reach the summary
+    rec = walking(20.0)
+    rec.meta.update({"name": "Jane Doe", "subject_n": "Jane Doe", "notes_n": {"a": "x"}, "rows_dropped_n": 3,
+                     "rows_dropped_by_reason_n": {"bad_columns": 3}, "truncated": False})
+    assert analyze(rec).summary["reader_quality"] == {"rows_dropped_n": 3, "rows_dropped_by_reason_n": {"bad_columns": 3},
+                                                      "truncated": False}
+
+
 def test_all_nan_is_an_error():
     rec = rec_from_loads(np.full(1000, np.nan), np.full(1000, np.nan))
     with pytest.raises(ValidationError):

@@ -311,7 +311,12 @@ def analyze(recording: Recording, *, calibration: Calibration | None = None,
 def _reader_quality(meta: dict) -> dict[str, Any]:
     """What the reader found wrong with the file (its ``truncated`` flag and ``*_n`` counts, e.g. dropped rows);
     nothing else of the file's metadata, which may name the person, goes into the summary."""
-    return {k: v for k, v in meta.items() if k == "truncated" or k.endswith("_n")}
+    def count(v: Any) -> bool:
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool) or (
+            isinstance(v, dict) and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in v.values()))
+
+    return {k: v for k, v in meta.items()
+            if (k == "truncated" and isinstance(v, (bool, np.bool_))) or (k.endswith("_n") and count(v))}
 
 
 def _check_recording(recording: Recording) -> None:
