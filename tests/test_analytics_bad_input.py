@@ -84,8 +84,9 @@ def test_truncated_gaitndd_signal(tmp_path: Path):
 def test_reader_quality_carries_counts_only():
     # a file's metadata may name the person (Moticon's "# name:" line); only the reader's counts reach the summary
     rec = walking(20.0)
-    rec.meta.update({"name": "Jane Doe", "subject_n": "Jane Doe", "notes_n": {"a": "x"}, "rows_dropped_n": 3,
-                     "rows_dropped_by_reason_n": {"bad_columns": 3}, "truncated": False})
+    rec.meta.update({"name": "Jane Doe", "subject_n": 7, "notes_n": {"a": "x"}, "rows_dropped_n": 3,
+                     "rows_dropped_by_reason_n": {"bad_columns": 3}, "truncated": False,
+                     "dropped_samples_n": {"L": 2, "Jane Doe": 1}})
     assert analyze(rec).summary["reader_quality"] == {"rows_dropped_n": 3, "rows_dropped_by_reason_n": {"bad_columns": 3},
                                                       "truncated": False}
 
@@ -213,3 +214,26 @@ def test_a_dead_foot_streams_like_the_batch():
     rec = control1_with_right(-1900.0 + np.random.default_rng(3).integers(-1, 2, n))
     streamed, _ = stream(rec, np.random.default_rng(7))
     pd.testing.assert_frame_equal(streamed, analyze(rec).strides, check_exact=False, rtol=1e-12, atol=1e-12)
+
+
+def test_a_foot_whose_file_ends_early_lets_the_other_walk_on(tmp_path: Path):
+    # als1.rit cut to its first 20,000 samples (67 s): the left foot's walking after that, broken by pauses into
+    # several bouts, is kept as if the right foot's missing tail were NaN (before: 132 of 202 left strides lost)
+    for ext in ("hea", "let", "rit"):
+        data = (NDD / f"als1.{ext}").read_bytes()
+        (tmp_path / f"als1.{ext}").write_bytes(data[:30_000] if ext == "rit" else data)
+    res = analyze(read_any(tmp_path / "als1.hea"))
+    intact = analyze(read_any(NDD / "als1.hea")).strides
+    assert (res.strides.side == "L").sum() == (intact.side == "L").sum() == 202
+    assert res.summary["strides_rejected_outside_bouts_n"] == 0
+    assert "truncated_file" in res.summary["flags"]
+
+
+def test_feet_in_different_units_are_not_compared_for_a_dead_sensor():
+    # 1 % of the other foot's amplitude is a dead sensor only when both feet are in one unit
+    rec = walking(40.0)
+    r = rec.feet["R"]
+    rec.feet["R"] = FootRecording("R", FS, 0.0, r.pressure * 0.01, "N", layout=KC16)
+    assert (analyze(rec).strides.side == "R").sum() > 25
+    rec.feet["R"] = FootRecording("R", FS, 0.0, r.pressure * 0.01, "kPa", layout=KC16)
+    assert (analyze(rec).strides.side == "R").sum() == 0

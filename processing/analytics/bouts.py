@@ -4,7 +4,8 @@
   previous one's end heel strike, at least ``MIN_CHAIN_STRIDES`` long, that
   overlaps such a run of the other foot (steps alternate). Where the other
   foot's sensor is flat or its data are missing (dead or disconnected:
-  ``FootEngine.absent_intervals_s``), a run of at least ``MIN_CHAIN_STRIDES + 1``
+  ``FootEngine.absent_intervals_s``; also before its first and after its last
+  sample, when the feet's recordings differ in span), a run of at least ``MIN_CHAIN_STRIDES + 1``
   of a chain's strides lying within that span stands on its own, as for a
   single-foot recording. Strides outside bouts are rejected, so a lone step or a weight
   shift never becomes a stride.
@@ -41,8 +42,12 @@ DEAD_AMPLITUDE_FRACTION = 0.05
 
 def dead_feet(engines: dict) -> frozenset[str]:
     """Feet of a bilateral recording whose largest loaded - unloaded amplitude is below
-    ``DEAD_AMPLITUDE_FRACTION`` of the other foot's (a sensor that never worked, or no data at all)."""
+    ``DEAD_AMPLITUDE_FRACTION`` of the other foot's (a sensor that never worked, or no data at all). Only
+    amplitudes of the same kind compare: both feet in one unit, both total force or both channel sums."""
     if len(engines) < 2:
+        return frozenset()
+    kinds = {(e.unit, e.uses_total_force) for e in engines.values()}
+    if len(kinds) > 1:
         return frozenset()
     amp = {s: e.amplitude_max() for s, e in engines.items()}
     return frozenset(s for s in amp
@@ -78,6 +83,11 @@ def detect_bouts(strides: pd.DataFrame, engines: dict, *, dead: frozenset[str] |
         intervals[side] = out
     dead = dead_feet(engines) if dead is None else dead
     absent = {s: e.absent_intervals_s() for s, e in engines.items()} if bilateral else {}
+    if bilateral:  # before a foot's first sample and after its last one, its data are missing too
+        spans = {s: e.span_s() for s, e in engines.items()}
+        t_min, t_max = min(a for a, _ in spans.values()), max(b for _, b in spans.values())
+        for s, (a, b) in spans.items():
+            absent[s] = ([(t_min, a)] if a > t_min else []) + absent[s] + ([(b, t_max)] if b < t_max else [])
     kept: list[tuple[float, float, np.ndarray]] = []
     for side, chains in intervals.items():
         if side in dead:

@@ -17,6 +17,7 @@ from processing.analytics import consts as C
 from processing.analytics.bouts import dead_feet, detect_bouts
 from processing.analytics.events import LoadEventDetector, SpanDetector
 from processing.analytics.strides import channel_sums, empty_strides, stride_rows
+from processing.readers.grid import DROP_REASONS  # the readers' vocabulary (grid.py does no I/O)
 
 #: a zero-based load unit: 0 means "foot in the air"
 ZERO_BASED_UNITS = {"N", "kPa", "N/cm^2"}
@@ -254,6 +255,10 @@ class FootEngine:
                 merged.append((a, b))
         return merged
 
+    def span_s(self) -> tuple[float, float]:
+        """Start and end (s) of the samples received."""
+        return self.t0_s, self.t0_s + self.n_abs / self.fs
+
     def amplitude_max(self) -> float:
         """The largest loaded - unloaded level difference of any block (0 when no block has levels)."""
         sp = self._span
@@ -308,15 +313,26 @@ def analyze(recording: Recording, *, calibration: Calibration | None = None,
                                                             "reader": _reader_quality(recording.meta)})
 
 
-def _reader_quality(meta: dict) -> dict[str, Any]:
-    """What the reader found wrong with the file (its ``truncated`` flag and ``*_n`` counts, e.g. dropped rows);
-    nothing else of the file's metadata, which may name the person, goes into the summary."""
-    def count(v: Any) -> bool:
-        return isinstance(v, (int, np.integer)) and not isinstance(v, bool) or (
-            isinstance(v, dict) and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in v.values()))
+#: what the readers report about a file's defects (processing/readers): the only metadata summary.json repeats
+READER_QUALITY_KEYS = frozenset({"truncated", "dropped_samples_n", "rows_dropped_n", "rows_dropped_by_reason_n",
+                                 "repeated_time_stamps_n", "non_numeric_cells_n", "vendor_events_skipped_n"})
 
-    return {k: v for k, v in meta.items()
-            if (k == "truncated" and isinstance(v, (bool, np.bool_))) or (k.endswith("_n") and count(v))}
+
+def _reader_quality(meta: dict) -> dict[str, Any]:
+    """What the reader found wrong with the file (its ``truncated`` flag and counts of dropped rows, samples,
+    cells); nothing else of the file's metadata, which may name the person, goes into the summary: known keys
+    only, with a count or a dict of counts keyed by side or by a reader's drop reason."""
+    def count(v: Any) -> bool:
+        return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+    def ok(k: str, v: Any) -> bool:
+        if k == "truncated":
+            return isinstance(v, (bool, np.bool_))
+        if isinstance(v, dict):
+            return all(x in DROP_REASONS or x in ("L", "R") for x in v) and all(count(x) for x in v.values())
+        return count(v)
+
+    return {k: v for k, v in meta.items() if k in READER_QUALITY_KEYS and ok(k, v)}
 
 
 def _check_recording(recording: Recording) -> None:
