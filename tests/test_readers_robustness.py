@@ -184,6 +184,8 @@ def gaitpdb_variant(tmp_path: Path, name: str) -> Path:
         rows = [[f"{float(r[0]):.2f}"] + r[1:] for r in rows]
     elif name == "time_backwards":
         rows = rows[:5000] + [["1.0000"] + rows[5000][1:]] + rows[5001:]
+    elif name == "time_forward_glitch":  # one corrupt time far ahead: that row goes, not the 7,000 after it
+        rows = rows[:5000] + [["800.0000"] + rows[5000][1:]] + rows[5001:]
     f.write_text("\n".join("\t".join(r) for r in rows) + "\n")
     return f
 
@@ -193,6 +195,7 @@ def gaitpdb_variant(tmp_path: Path, name: str) -> Path:
     ("extra_column", {"bad_columns": 1}, True),
     ("non_numeric", {"non_numeric": 1}, True),
     ("time_backwards", {"time_backwards": 1}, True),
+    ("time_forward_glitch", {"time_glitch": 1}, True),
     ("repeated_row", {"repeated_row": 1}, False),
     ("repeated_time", {}, False),
     ("time_2_decimals", {}, False),
@@ -210,6 +213,23 @@ def test_gaitpdb_bad_rows_are_dropped_and_counted(tmp_path: Path, name: str, dro
             b[5000] = np.nan
         assert np.array_equal(a, b, equal_nan=True)
     assert len(analyze(rec).strides) == len(analyze(ref).strides)
+
+
+def test_gaitpdb_time_glitches_at_the_ends_and_impossible_grids(tmp_path: Path):
+    rows = [ln.split("\t") for ln in GAITPDB.read_text().splitlines()]
+    ref = read_any(GAITPDB)
+    f = tmp_path / "ends.txt"
+    # a last row 27 h in the future (a 10-million-sample grid before) and a first row from the future
+    f.write_text("\n".join("\t".join(r) for r in [["5000.0000"] + rows[0][1:]] + rows[1:-1] + [["99999.99"] + rows[-1][1:]]))
+    rec = read_any(f)
+    assert rec.meta["rows_dropped_by_reason_n"] == {"time_glitch": 2}
+    assert rec.feet["L"].n_samples == ref.feet["L"].n_samples - 2
+    assert np.array_equal(rec.feet["L"].pressure, ref.feet["L"].pressure[1:-1], equal_nan=True)
+    # times that are wrong throughout: a clear error naming the jump, not gigabytes of missing samples
+    bad = rows[:6000] + [[f"{float(r[0]) + 1e5:.4f}"] + r[1:] for r in rows[6000:]]
+    f.write_text("\n".join("\t".join(r) for r in bad))
+    with pytest.raises(ValidationError, match="time jumps by"):
+        read_any(f)
 
 
 def test_gaitpdb_mostly_bad_rows_is_an_error(tmp_path: Path):
