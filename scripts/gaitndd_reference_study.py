@@ -51,18 +51,19 @@ def edges(pre_ms: float, post_ms: float, control_on_fraction: float | None) -> p
         det = LoadEventDetector().detect(x, sampling_rate_hz=fs_hz)
         on_i = det.events_.on_i.to_numpy()
         hs_s = det.events_.heel_strike_s.to_numpy()
-        ref_s = ts.time_s.to_numpy()[ts.stride_l_s.to_numpy() < MAX_STRIDE_S]
+        ts_row = np.flatnonzero(ts.stride_l_s.to_numpy() < MAX_STRIDE_S)  # .ts rows: consecutive rows = strides
+        ref_s = ts.time_s.to_numpy()[ts_row]
         if control_on_fraction is not None:  # positive control: the reference is a rule of the edge
             alt = LoadEventDetector(on_fraction=control_on_fraction).detect(x, sampling_rate_hz=fs_hz).events_
             j = np.searchsorted(alt.heel_strike_s.to_numpy(), ref_s).clip(1, len(alt) - 1)
             a = alt.heel_strike_s.to_numpy()
             near = np.where(np.abs(a[j] - ref_s) < np.abs(a[j - 1] - ref_s), a[j], a[j - 1])
-            ref_s = near[np.abs(near - ref_s) <= 0.1]
+            ts_row, ref_s = ts_row[np.abs(near - ref_s) <= 0.1], near[np.abs(near - ref_s) <= 0.1]
         block_n = int(round(5.0 * fs_hz))
         centre_n = det.levels_.block.to_numpy() * block_n + (block_n - 1) / 2
         pre_n, post_n = int(round(pre_ms * fs_hz / 1000)), int(round(post_ms * fs_hz / 1000))
         pad_n = int(round(SHIFT_MS * fs_hz / 1000))
-        for t_s in ref_s:
+        for t_s, row in zip(ref_s, ts_row):
             j = int(np.argmin(np.abs(hs_s - t_s)))
             if abs(hs_s[j] - t_s) > 0.1:
                 continue
@@ -71,7 +72,7 @@ def edges(pre_ms: float, post_ms: float, control_on_fraction: float | None) -> p
                 continue
             lo = np.interp(on_i[j], centre_n, det.levels_.low.to_numpy())
             hi = np.interp(on_i[j], centre_n, det.levels_.high.to_numpy())
-            rows.append({"record": r, "fs_hz": fs_hz, "start_n": start, "pad_n": pad_n,
+            rows.append({"record": r, "ts_row": int(row), "fs_hz": fs_hz, "start_n": start, "pad_n": pad_n,
                          "ref_n": t_s * fs_hz - start, "ours_n": hs_s[j] * fs_hz - start,
                          "edge": (x[start:int(on_i[j]) + post_n + pad_n] - lo) / (hi - lo)})
     return pd.DataFrame(rows)
@@ -91,10 +92,14 @@ def best_shifts(w: np.ndarray, pad_n: int) -> tuple[np.ndarray, np.ndarray]:
     return rms, shift
 
 
-def stride_mae_ms(t_ref_s: np.ndarray, t_est_s: np.ndarray) -> tuple[float, int]:
-    """Summed |error| (ms) and count of consecutive-heel-strike strides, as in the matching (|error| <= 100 ms)."""
+def stride_mae_ms(t_ref_s: np.ndarray, t_est_s: np.ndarray, consecutive: np.ndarray | None = None
+                  ) -> tuple[float, int]:
+    """Summed |error| (ms) and count of the strides between consecutive heel strikes (``consecutive``: per pair,
+    whether the two are one stride apart in the reference, not two with a missed one between), as in the
+    matching (|error| <= 100 ms)."""
     d_ref = np.diff(t_ref_s)
-    err = (np.diff(t_est_s) - d_ref)[(d_ref > 0.4) & (d_ref < MAX_STRIDE_S)] * 1000
+    use = (d_ref > 0.4) & (d_ref < MAX_STRIDE_S) & (True if consecutive is None else consecutive)
+    err = (np.diff(t_est_s) - d_ref)[use] * 1000
     err = err[np.abs(err) <= 100]
     return float(np.abs(err).sum()), int(err.size)
 
@@ -121,11 +126,12 @@ def study(df: pd.DataFrame, k: int, label: str) -> None:
         t_ref_s = (start_n + ref_n) / fs_hz
         rec_row = {"record": r}
         d_ref_s, d_our_s = np.diff(t_ref_s), np.diff((start_n + ours_n) / fs_hz)
-        ok = (d_ref_s > 0.4) & (d_ref_s < MAX_STRIDE_S) & (np.abs(d_our_s - d_ref_s) <= 0.1)
+        consecutive = np.diff(g.ts_row.to_numpy()) == 1
+        ok = consecutive & (d_ref_s > 0.4) & (d_ref_s < MAX_STRIDE_S) & (np.abs(d_our_s - d_ref_s) <= 0.1)
         rec_row["ref succ. diff"] = 1000 * np.mean(np.abs(np.diff(d_ref_s[ok])))
         rec_row["ours succ. diff"] = 1000 * np.mean(np.abs(np.diff(d_our_s[ok])))
         for name, pos_n in t.items():
-            s, n = stride_mae_ms(t_ref_s, (start_n + pos_n) / fs_hz)
+            s, n = stride_mae_ms(t_ref_s, (start_n + pos_n) / fs_hz, consecutive)
             est[name] += s
             counts[name] += n
             rec_row[name] = s / max(n, 1)

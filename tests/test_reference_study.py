@@ -31,3 +31,6 @@ def test_stride_errors_are_counted_like_the_matching():
     total_ms, n = study.stride_mae_ms(ref_s, est_s)
     assert n == 3  # the 200 ms miss is beyond the 100 ms tolerance, the 7 s pause is not a stride
     assert np.isclose(total_ms, 8.0)
+    # two heel strikes two strides apart (a missed one between) are not a stride
+    total_ms, n = study.stride_mae_ms(ref_s, est_s, np.array([True, False, True, True, True]))
+    assert n == 2 and np.isclose(total_ms, 4.0)
