@@ -82,12 +82,11 @@ def detect_bouts(strides: pd.DataFrame, engines: dict, *, dead: frozenset[str] |
                 out.append((float(hs[a]), float(nhs[b]), idx[a : b + 1]))
         intervals[side] = out
     dead = dead_feet(engines) if dead is None else dead
-    absent = {s: e.absent_intervals_s() for s, e in engines.items()} if bilateral else {}
-    if bilateral:  # before a foot's first sample and after its last one, its data are missing too
-        spans = {s: e.span_s() for s, e in engines.items()}
-        t_min, t_max = min(a for a, _ in spans.values()), max(b for _, b in spans.values())
-        for s, (a, b) in spans.items():
-            absent[s] = ([(t_min, a)] if a > t_min else []) + absent[s] + ([(b, t_max)] if b < t_max else [])
+    absent = {}
+    if bilateral:  # (before a foot's first sample and after its last one, its data are missing too)
+        spans = [e.span_s() for e in engines.values()]
+        whole = (min(a for a, _ in spans), max(b for _, b in spans))
+        absent = {s: e.absent_intervals_s(within_s=whole) for s, e in engines.items()}
     kept: list[tuple[float, float, np.ndarray]] = []
     for side, chains in intervals.items():
         if side in dead:

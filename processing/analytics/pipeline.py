@@ -234,18 +234,23 @@ class FootEngine:
             return []
         return self._block_spans_s([j for j in sorted(sp.flat) if sp.flat[j] >= min_share])
 
-    def absent_intervals_s(self, *, min_share: float = 0.5) -> list[tuple[float, float]]:
+    def absent_intervals_s(self, *, within_s: tuple[float, float] | None = None,
+                           min_share: float = 0.5) -> list[tuple[float, float]]:
         """Time spans (s) in which this foot's sensor says nothing about walking: blocks mostly made of flat
-        seconds, and blocks without enough usable samples for levels (the insole's data are missing)."""
+        seconds, blocks without enough usable samples for levels and seconds without one finite sample (the
+        insole's data are missing), and, given the recording's whole span ``within_s``, the time before this
+        foot's first sample and after its last."""
         sp = self._span
         if sp is None:
-            return []
+            return [within_s] if within_s else []
         spans = self._block_spans_s([j for j in sorted(sp.lo) if sp.flat.get(j, 0.0) >= min_share
                                      or not (np.isfinite(sp.lo[j]) and np.isfinite(sp.hi[j]))])
-        t, load, _ = self.seconds()  # and every second without one finite sample, at the resolution of seconds
-        gone = np.r_[0, np.isnan(load).view(np.int8), 0]
-        d = np.diff(gone)
+        t, load, _ = self.seconds()
+        d = np.diff(np.r_[0, np.isnan(load).view(np.int8), 0])
         spans += [(float(t[i]), float(t[j - 1] + 1)) for i, j in zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1))]
+        if within_s is not None:
+            a, b = self.span_s()
+            spans += [iv for iv in ((within_s[0], a), (b, within_s[1])) if iv[1] > iv[0]]
         spans.sort()
         merged: list[tuple[float, float]] = []
         for a, b in spans:
