@@ -251,14 +251,7 @@ class FootEngine:
         if within_s is not None:
             a, b = self.span_s()
             spans += [iv for iv in ((within_s[0], a), (b, within_s[1])) if iv[1] > iv[0]]
-        spans.sort()
-        merged: list[tuple[float, float]] = []
-        for a, b in spans:
-            if merged and a <= merged[-1][1] + 1e-9:
-                merged[-1] = (merged[-1][0], max(merged[-1][1], b))
-            else:
-                merged.append((a, b))
-        return merged
+        return _merge_spans(spans)
 
     def span_s(self) -> tuple[float, float]:
         """Start and end (s) of the samples received."""
@@ -271,20 +264,24 @@ class FootEngine:
 
     def _block_spans_s(self, blocks: list[int]) -> list[tuple[float, float]]:
         B = self._span.p.block_n
-        out: list[tuple[float, float]] = []
-        for j in blocks:
-            a, b = self.t0_s + j * B / self.fs, self.t0_s + (j + 1) * B / self.fs
-            if out and abs(out[-1][1] - a) < 1e-9:
-                out[-1] = (out[-1][0], b)
-            else:
-                out.append((a, b))
-        return out
+        return _merge_spans([(self.t0_s + j * B / self.fs, self.t0_s + (j + 1) * B / self.fs) for j in blocks])
 
     def stride_table(self) -> pd.DataFrame:
         if not self.strides:
             return empty_strides()
         frames = [s for s in self.strides if not s.empty]
         return pd.concat(frames, ignore_index=True) if frames else empty_strides()
+
+
+def _merge_spans(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Overlapping or touching time spans joined, in order."""
+    merged: list[tuple[float, float]] = []
+    for a, b in sorted(spans):
+        if merged and a <= merged[-1][1] + 1e-9:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
 
 
 def _row_nanmean(x: np.ndarray) -> np.ndarray:
