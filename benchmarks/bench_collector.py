@@ -61,8 +61,8 @@ def run_one(mode: str, rate_hz: float, duration_s: float) -> dict:
     from collector.sources.base import InsoleSource
     from collector.sources.ble import BleInsoleSource, NotificationDecoder
     from collector.profiles import get_profile, kc_open
-    from collector.testing.signals import synthetic_imu, synthetic_pressure
-    from kinetic.mqtt import MqttSettings
+    from collector.emulation.signals import synthetic_imu, synthetic_pressure
+    from transport.mqtt import MqttSettings
 
     patient = f"bench-{uuid.uuid4().hex[:8]}"
     tmp = Path(tempfile.mkdtemp(prefix="kc-bench-"))
@@ -102,7 +102,7 @@ def run_one(mode: str, rate_hz: float, duration_s: float) -> dict:
                         sample_rate_hz=int(rate_hz), imu_raw=synthetic_imu(seqs, rate_hz), battery_pct=80))
                 sources.append(ReplaySource(side, notes, rate_hz / 5))
         else:
-            from collector.testing import BumbleLink, EmulatedInsole
+            from collector.emulation import BumbleLink, EmulatedInsole
 
             link = BumbleLink()
             for side in ("L", "R"):
@@ -139,7 +139,7 @@ def decode_throughput(n: int = 20_000) -> list[dict]:
     from collector.profiles import get_profile, kc_open, orphe
     from collector.sources.base import SourceStatus
     from collector.sources.ble import NotificationDecoder
-    from collector.testing.signals import synthetic_imu, synthetic_pressure
+    from collector.emulation.signals import synthetic_imu, synthetic_pressure
 
     out = []
     seqs = np.arange(5)

@@ -24,8 +24,8 @@ from pathlib import Path
 import httpx
 
 from dashboards.app import create_app
-from dashboards.testing import FIXTURE_PASSWORD, ServerThread, build_fixture
-from processing.store import SQLiteStore
+from tests.fixtures.dashboard import FIXTURE_PASSWORD, ServerThread, build_fixture
+from storage.store import SQLiteStore
 
 TODAY = date(2026, 11, 20)
 PATIENT = "pat-a"

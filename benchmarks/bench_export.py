@@ -3,7 +3,7 @@
 Run: ``.venv/bin/python -m benchmarks.bench_export`` (``--hours 8 --memory`` adds the
 peak-memory check of an 8-hour session, about a minute more).
 
-Input: one session in the raw archive's own format (research.testing), 100 Hz, 16 pressure
+Input: one session in the raw archive's own format (tests.fixtures.research), 100 Hz, 16 pressure
 channels + IMU per foot. Baseline, measured in the same run: reading both archive files
 into memory (``pyarrow.parquet.read_table``), i.e. what any export must at least do. Each
 export is timed end to end (``write_export``: read, de-identify, write, rename into place),
@@ -24,11 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pyarrow.parquet as pq  # noqa: E402
 
-from processing.archive import RawArchive  # noqa: E402
+from storage.archive import RawArchive  # noqa: E402
 from research.deid import Subject  # noqa: E402
 from research.export import ExportSession, write_export  # noqa: E402
 from research.samples import archive_streams  # noqa: E402
-from research.testing import peak_memory_mb, write_archive_session  # noqa: E402
+from tests.fixtures.research import peak_memory_mb, write_archive_session  # noqa: E402
 
 START_US = 1_790_000_000_000_000
 
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _prepare_db(db: Path, archive: RawArchive, hours: float) -> None:
     """A processing database that knows the archived session (as the service leaves it)."""
-    from processing.store import SQLiteStore
+    from storage.store import SQLiteStore
 
     store = SQLiteStore(db)
     store.migrate()

@@ -10,7 +10,7 @@ at 100 Hz of simulated walking (``simulator``), from ``--devices`` insoles (two 
 
 Consumers: (a) a bare paho subscriber in this process that only counts and acknowledges
 (paho's defaults: the baseline), and the same with paho reading up to 512 waiting packets per
-wake-up as the worker's client does (``kinetic.mqtt.make_client(read_burst_n=...)``); (b) one ``kinetic process`` worker (a separate OS process, SQLite), without and with live
+wake-up as the worker's client does (``transport.mqtt.make_client(read_burst_n=...)``); (b) one ``kinetic process`` worker (a separate OS process, SQLite), without and with live
 provisional strides; (c) two ``kinetic process`` workers (``--worker 0/2`` and ``1/2``, two OS
 processes, one SQLite file each). A worker process is started and subscribed first, then
 stopped (SIGSTOP) while the batches are published and timed from SIGCONT until every batch
@@ -37,7 +37,7 @@ import numpy as np
 
 from insole_common import topics
 from insole_common.codec import HEADER, Batch, PressureUnit, encode_batch, split_payloads
-from kinetic.mqtt import MqttSettings, connect, make_client
+from transport.mqtt import MqttSettings, connect, make_client
 from processing.service import GROUP_COMMIT_N
 
 FRAMES = 50

@@ -41,7 +41,7 @@ from benchmarks.bench_ingest import FRAMES, child_pids, cpu_s, start_broker, sta
 from insole_common import topics
 from insole_common.codec import HEADER, Batch, PressureUnit, encode_batch, split_payloads
 from insole_common.messages import SessionMessage
-from kinetic.mqtt import MqttSettings, connect, make_client
+from transport.mqtt import MqttSettings, connect, make_client
 
 BATCH_S = FRAMES / 100.0
 WALKS_N = 25

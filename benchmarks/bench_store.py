@@ -4,7 +4,7 @@
 
 The processing service's hot path stores a group of up to 512 in-order batches per transaction
 with ``Store.add_raw_payloads``, which merges each device's consecutive batches into one row of
-``raw_batches`` (``processing.store.runs_of``). This times that call on the batches of
+``raw_batches`` (``storage.store.runs_of``). This times that call on the batches of
 ``benchmarks.bench_ingest`` (50 frames x 16 channels + IMU, ``--devices`` insoles interleaved as
 they arrive), in groups of 512, on a fresh SQLite file and a fresh PostgreSQL schema
 (``KINETIC_TEST_PG_DSN``). The baseline, measured on its own fresh store in the same round: the
@@ -27,7 +27,7 @@ from pathlib import Path
 from benchmarks.bench_ingest import make_messages
 from insole_common.codec import HEADER
 from processing.service import GROUP_COMMIT_N
-from processing.store import PostgresStore, SQLiteStore
+from storage.store import PostgresStore, SQLiteStore
 
 PG_DSN = os.environ.get("KINETIC_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 INSERT = ("INSERT INTO raw_batches (device_id, first_seq, n_frames, session_id, side, collector_time_us, payload) "

@@ -66,7 +66,7 @@ class _Emulation:
     """Two emulated insoles on a Bumble link, plus the bleak backends to reach them."""
 
     def __init__(self, args, profile: str, addresses: dict[str, str]) -> None:
-        from collector.testing import BumbleLink
+        from collector.emulation import BumbleLink
 
         self.link = BumbleLink()
         self.args = args
@@ -75,7 +75,7 @@ class _Emulation:
         self.insoles = []
 
     async def start(self) -> None:
-        from collector.testing import EmulatedInsole
+        from collector.emulation import EmulatedInsole
 
         rate = self.args.emulate_rate_hz
         n = 1 if self.profile == "kc16" else (4 if rate == 200 else 2)
@@ -174,7 +174,7 @@ def cmd_pair(args) -> int:
 def cmd_collect(args) -> int:
     from collector.service import Collector, CollectorConfig
     from collector.sources.ble import BleInsoleSource
-    from kinetic.mqtt import MqttSettings
+    from transport.mqtt import MqttSettings
 
     async def run() -> int:
         settings = load_settings(args.config).validated()

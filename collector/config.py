@@ -15,7 +15,7 @@ Default location ``~/.config/kinetic/collector.toml`` (or ``$KINETIC_COLLECTOR_C
 Environment variables win over the file: ``KINETIC_PATIENT``, ``KINETIC_PROFILE``,
 ``KINETIC_INSOLE_L``, ``KINETIC_INSOLE_R``, ``KINETIC_OUTBOX_PATH``,
 ``KINETIC_OUTBOX_BUDGET_MB``. The broker comes from ``KINETIC_MQTT_URL`` and
-friends (``kinetic.mqtt``), never from this file, so no password lands in it.
+friends (``transport.mqtt``), never from this file, so no password lands in it.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import time
 
 import paho.mqtt.client as paho
 
-from collector.outbox import Outbox
+from storage.outbox import Outbox
 
 log = logging.getLogger(__name__)
 

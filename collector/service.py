@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from collector.clock import ClockAligner
-from collector.outbox import Outbox, OutboxFullError
+from storage.outbox import Outbox, OutboxFullError
 from collector.publisher import OutboxPublisher
 from collector.sources.base import DeviceFrames, InsoleSource
 from insole_common import topics
 from insole_common.codec import Batch, encode_batch
 from insole_common.messages import CollectorStatus, InsoleStatus, SessionMessage
-from kinetic.mqtt import MqttSettings, make_client
+from transport.mqtt import MqttSettings, make_client
 
 log = logging.getLogger(__name__)
 SOFTWARE = "kinetic-chain-collector/0.1"

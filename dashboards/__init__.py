@@ -3,7 +3,7 @@
 Therapists see their patients' weekly trends against baseline, flags with evidence,
 notes, session pressure maps and gait lines, and a live view; patients see plainly whether
 their insoles record and how their walking goes; researchers list and download
-de-identified sessions (through :mod:`research`, as ``kinetic export`` writes them). It reads the processing service's storage (``processing.store``)
+de-identified sessions (through :mod:`research`, as ``kinetic export`` writes them). It reads the processing service's storage (``storage.store``)
 and hears collector status and live frames from the broker (``dashboards.live``).
 
 Modules: ``app`` (routes and access rules), ``auth`` (accounts, Argon2 passwords),

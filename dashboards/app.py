@@ -33,7 +33,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Form, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
@@ -42,9 +42,9 @@ from starlette.middleware.sessions import SessionMiddleware
 from dashboards import data
 from dashboards.auth import Actor, authenticate, load_actor
 from dashboards.live import LiveFeed
-from dashboards.schema import migrate
+from research.deid import ensure_subject_labels
 from dashboards.signin_limit import SigninLimiter, client_network
-from processing.store import Store
+from storage.store import Store
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "kc_session"
@@ -81,14 +81,14 @@ def create_app(store: Store, *, secret: str, feed: LiveFeed | None = None,
                today: Callable[[], date] | None = None, now_us: Callable[[], int] | None = None,
                https_only: bool = False, session_cache_n: int = 16, archive=None) -> FastAPI:
     """The app over ``store``. ``secret`` signs the session cookies (KINETIC_DASHBOARD_SECRET).
-    ``archive`` (a :class:`processing.archive.RawArchive`) is where researcher downloads read raw samples.
+    ``archive`` (a :class:`storage.archive.RawArchive`) is where researcher downloads read raw samples.
 
     ``feed`` supplies collector status and live frames (a bare :class:`LiveFeed` knows
     nothing: status "unknown"); ``today``/``now_us`` are the clock (injectable for tests).
     """
     if not secret or len(secret) < MIN_SECRET_CHARS:
         raise ValueError(f"the session secret must have at least {MIN_SECRET_CHARS} characters (KINETIC_DASHBOARD_SECRET)")
-    migrate(store)
+    store.migrate()
     feed = feed if feed is not None else LiveFeed()
     now_us = now_us or (lambda: time.time_ns() // 1000)
     today = today or (lambda: datetime.fromtimestamp(now_us() / 1e6, tz=timezone.utc).date())
@@ -406,8 +406,6 @@ def create_app(store: Store, *, secret: str, feed: LiveFeed | None = None,
     @app.get("/api/research/cohorts", openapi_extra=R, tags=["researcher"])
     def api_cohorts(actor: Actor = Depends(researcher)):
         """Cohort names."""
-        from dashboards.schema import ensure_subject_labels
-
         ensure_subject_labels(store)
         return {"cohorts": data.cohorts(store)}
 

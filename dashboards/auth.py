@@ -17,7 +17,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from insole_common.errors import InsoleError
-from processing.store import Store
+from storage.store import Store
 
 ROLES = ("therapist", "patient", "researcher", "admin")
 MIN_PASSWORD_CHARS = 10

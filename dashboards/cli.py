@@ -22,6 +22,9 @@ import getpass
 import os
 import sys
 
+from storage.open import open_store as _open_store
+from storage.store import Store
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
@@ -69,17 +72,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         d.set_defaults(func=lambda args, flag=flag: toggle(args, flag))
 
 
-def open_store(args: argparse.Namespace):
-    from dashboards.schema import migrate
-    from processing.store import PostgresStore, SQLiteStore
-
-    dsn = getattr(args, "dsn", None) or (None if getattr(args, "db", None) else os.environ.get("KINETIC_DATABASE_URL"))
-    if dsn:
-        store = PostgresStore(dsn, schema=getattr(args, "pg_schema", None) or "public")
-    else:
-        store = SQLiteStore(getattr(args, "db", None) or os.environ.get("KINETIC_DB", "kinetic.sqlite"))
-    migrate(store)
-    return store
+def open_store(args: argparse.Namespace) -> Store:
+    """The store named by the command's ``--db`` / ``--dsn`` / ``--pg-schema`` (see :func:`storage.open.open_store`)."""
+    return _open_store(db=getattr(args, "db", None), dsn=getattr(args, "dsn", None),
+                       pg_schema=getattr(args, "pg_schema", None))
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -87,7 +83,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from dashboards.app import MIN_SECRET_CHARS, create_app
     from dashboards.live import LiveFeed, MqttLiveFeed
-    from kinetic.mqtt import MqttError, MqttSettings
+    from transport.mqtt import MqttError, MqttSettings
 
     secret = os.environ.get("KINETIC_DASHBOARD_SECRET", "")
     if len(secret) < MIN_SECRET_CHARS:
@@ -107,7 +103,7 @@ def serve(args: argparse.Namespace) -> int:
             print(f"warning: {exc}; collector status and live view are unavailable", file=sys.stderr)
     if store.query("SELECT COUNT(*) AS n FROM accounts").iloc[0]["n"] == 0:
         print("no accounts yet: create one with  kinetic dashboard add-user NAME --role therapist", file=sys.stderr)
-    from processing.archive import RawArchive
+    from storage.archive import RawArchive
 
     app = create_app(store, secret=secret, feed=feed, https_only=args.https_only_cookies,
                      archive=RawArchive(args.archive))
@@ -155,7 +151,7 @@ def assign(args: argparse.Namespace) -> int:
 
 
 def set_cohort(args: argparse.Namespace) -> int:
-    from dashboards.schema import set_cohort as _set
+    from research.deid import set_cohort as _set
 
     store = open_store(args)
     if store.query("SELECT 1 AS x FROM patients WHERE pseudonym = ?", (args.patient,)).empty:

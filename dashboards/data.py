@@ -1,6 +1,6 @@
 """What the dashboards read from the processing service's storage, as plain dicts (the JSON API's bodies).
 
-Everything here takes a :class:`processing.store.Store` and a pseudonym or session id
+Everything here takes a :class:`storage.store.Store` and a pseudonym or session id
 that the caller has already been allowed to see (access rules live in ``app.py``);
 nothing here checks roles. Days are UTC calendar days ``YYYY-MM-DD`` as in the store;
 weeks start on Monday. "This week" means the seven days ending today.
@@ -16,8 +16,10 @@ from datetime import date, datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 
-from processing.analytics import consts as C
-from processing.store import Store
+from insole_common import metrics as C
+from research.deid import Subject, ensure_labels, ensure_subject_labels
+from storage.store import Store
+from storage.strides import session_strides
 
 STANCE_SYMMETRY_PCT = "stance_symmetry_pct"
 
@@ -244,15 +246,7 @@ def sessions(store: Store, patient: str, *, limit: int = 50, offset: int = 0) ->
     return out
 
 
-def strides(store: Store, session_id: str) -> pd.DataFrame:
-    rows = store.query("SELECT metrics_json FROM strides WHERE session_id = ? ORDER BY heel_strike_s, side", (session_id,))
-    if rows.empty:
-        return pd.DataFrame(columns=C.STRIDE_COLS)
-    table = pd.DataFrame([json.loads(m) for m in rows["metrics_json"]])
-    for col in C.STRIDE_COLS:
-        if col not in table:
-            table[col] = np.nan
-    return table[C.STRIDE_COLS + [c for c in table.columns if c not in C.STRIDE_COLS]]
+strides = session_strides
 
 
 def session_detail(store: Store, session_id: str) -> dict:
@@ -348,11 +342,7 @@ def research_sessions(store: Store, *, cohort: str | None = None, from_day: str 
     Days are shifted per subject (research.deid), and ``from_day`` / ``to_day`` (inclusive)
     filter on those shifted days: a filter on real days would let a researcher recover them.
     """
-    from dashboards.schema import ensure_session_labels, ensure_subject_labels
-    from research.deid import Subject
-
-    ensure_subject_labels(store)
-    ensure_session_labels(store)
+    ensure_labels(store)
     for day in (from_day, to_day):
         if day:
             date.fromisoformat(day)  # ValueError for a bad day
@@ -380,9 +370,6 @@ def research_sessions(store: Store, *, cohort: str | None = None, from_day: str 
 
 def research_session(store: Store, label: str) -> tuple[str, str, str, str] | None:
     """(session_id, subject label, cohort, shifted day) behind a research session label, or None."""
-    from dashboards.schema import ensure_subject_labels
-    from research.deid import Subject
-
     ensure_subject_labels(store)
     rows = store.query(
         "SELECT s.session_id, sub.label AS subject, sub.cohort, sub.date_shift_days, s.start_us FROM research_sessions rs "

@@ -2,7 +2,7 @@
 
 :class:`LiveFeed` holds the state and handles one message at a time (:meth:`LiveFeed.handle`,
 a plain method, so tests feed it directly); :class:`MqttLiveFeed` wires it to the broker
-through :mod:`kinetic.mqtt`: the status topics of every patient (retained, so the state is
+through :mod:`transport.mqtt`: the status topics of every patient (retained, so the state is
 known right after connecting) and, only while somebody watches a patient's live view, that
 patient's raw topics.
 """
@@ -22,7 +22,7 @@ from insole_common.codec import decode_batch
 from insole_common.errors import InsoleError
 from insole_common.layouts import LAYOUTS_BY_WIRE_ID, centre_of_pressure
 from insole_common.messages import CollectorStatus, InsoleStatus, parse_message
-from kinetic.mqtt import MqttSettings, connect, make_client
+from transport.mqtt import MqttSettings, connect, make_client
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from insole_common.codec import Batch
 from insole_common.layouts import SensorLayout, centre_of_pressure
-from processing.analytics import consts as C
+from insole_common import metrics as C
 
 #: a right insole's outline, (ap, ml), clockwise from the back of the heel; smoothed by :func:`foot_outline`
 _OUTLINE_KNOTS = (

@@ -39,13 +39,7 @@ import math
 import os
 from collections.abc import Callable, Iterable
 
-from processing.store import Store
-
-TABLE_SQL = (
-    "CREATE TABLE IF NOT EXISTS signin_failures ("
-    "key TEXT PRIMARY KEY, failures INTEGER NOT NULL, last_us BIGINT NOT NULL)"
-)
-
+from storage.store import Store
 
 def _networks(spec: str | Iterable[str] | None) -> tuple:
     items = spec.split(",") if isinstance(spec, str) else list(spec or ())
@@ -75,7 +69,8 @@ def client_network(peer: str | None, forwarded_for: str | None = None, trusted_p
 
 
 class SigninLimiter:
-    """Counts failed sign-ins in ``store`` and says how long a new attempt must wait.
+    """Counts failed sign-ins in ``store`` (table ``signin_failures``, created by its migrations) and says how
+    long a new attempt must wait.
 
     ``now_us`` is the clock (injectable for tests); all times in the table are microseconds.
     """
@@ -91,13 +86,6 @@ class SigninLimiter:
         if trusted_proxies is None:
             trusted_proxies = os.environ.get("KINETIC_TRUSTED_PROXIES", "")
         self.trusted_proxies = _networks(trusted_proxies)
-        self._ensure_table()
-
-    def _ensure_table(self) -> None:
-        try:
-            self.store.execute(TABLE_SQL)
-        except Exception:  # two processes creating it at once on PostgreSQL: one of them loses the race
-            self.store.query("SELECT 1 AS x FROM signin_failures WHERE 1 = 0")
 
     def _keys(self, username: str, network: str) -> dict[str, tuple[str, int]]:
         def mac(kind: str, value: str) -> str:

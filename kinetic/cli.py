@@ -17,7 +17,7 @@ SUBCOMMAND_MODULES = {
     "simulate": "simulator.cli",
     "analyze": "processing.analyze_cli",
     "process": "processing.service_cli",
-    "validate-detection": "processing.detection_cli",
+    "validate-detection": "simulator.validate_cli",
     "scan": "collector.cli",
     "pair": "collector.cli",
     "collect": "collector.cli",

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from kinetic.mqtt import MqttSettings, broker_reachable
+from transport.mqtt import MqttSettings, broker_reachable
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ class _ClockedSource:
 def stream_walk(patient: str, sim, start_us: int, settings: MqttSettings, outbox_dir: Path, session_id: str) -> None:
     """One simulated walk through the collector and the broker."""
     from collector.service import Collector, CollectorConfig
-    from collector.sources.simulated import SimulatedInsoleSource
+    from simulator.source import SimulatedInsoleSource
 
     clock = [start_us]
     sources = [
@@ -168,7 +168,7 @@ def stream_walk(patient: str, sim, start_us: int, settings: MqttSettings, outbox
 
 def run(args: argparse.Namespace) -> int:
     from processing.service import ProcessingService
-    from processing.store import SQLiteStore
+    from storage.store import SQLiteStore
     from simulator import simulate
 
     out = Path(args.out)
@@ -259,9 +259,7 @@ Where to look:
 def demo_therapist(store, patients: list[str]) -> str:
     """A therapist account for this demo database, assigned the demo patients; returns its random password."""
     from dashboards.auth import add_account, assign_patient
-    from dashboards.schema import migrate as dashboard_migrate
-
-    dashboard_migrate(store)
+    store.migrate()
     password = secrets.token_urlsafe(12)
     add_account(store, "demo-therapist", "therapist", password, display_name="Demo therapist")
     for patient in patients:
@@ -271,7 +269,7 @@ def demo_therapist(store, patients: list[str]) -> str:
 
 def weekly_report(store) -> str:
     """Per patient and ISO week: medians of the daily summaries."""
-    from processing.analytics import consts as C
+    from insole_common import metrics as C
 
     daily = store.query("SELECT patient, day, strides_n, metrics_json FROM daily_summaries ORDER BY patient, day")
     if daily.empty:

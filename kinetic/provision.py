@@ -188,7 +188,7 @@ def provision_patient(*, passwd: Path, out: Path, broker_url: str, ca_file: Path
                       store=None, tool: str | None = "auto") -> GatewayBundle:
     """Broker account + collector bundle for one patient's gateway; see the module docstring."""
     from collector.config import CollectorSettings, load_settings, save_settings
-    from kinetic.mqtt import MqttError, MqttSettings
+    from transport.mqtt import MqttError, MqttSettings
 
     try:
         MqttSettings.from_url(broker_url)

@@ -2,7 +2,7 @@
 
 Input: one patient's daily metrics, a DataFrame indexed by day (sortable labels:
 ``YYYY-MM-DD`` strings, dates or integers) with the daily-summary columns of
-:func:`processing.service.update_daily_summary` (``{metric}``, ``{metric}_L``,
+:func:`processing.summaries.update_daily_summary` (``{metric}``, ``{metric}_L``,
 ``{metric}_R``) and ``strides_n``. Optionally a :class:`ReferencePeriod` set by a
 therapist. Output (:class:`CompensationDetector`): the baseline of every monitored
 series (``baselines_``) and the flag events (``flags_``).
@@ -54,7 +54,7 @@ import numpy as np
 import pandas as pd
 
 from insole_common.errors import ValidationError
-from processing.analytics import consts as C
+from insole_common import metrics as C
 
 try:  # Python 3.11+
     from typing import Self

@@ -39,23 +39,25 @@ import time
 import zlib
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
 
 from insole_common import topics
+from insole_common.calendar import day_of
 from insole_common.codec import CRC_SIZE, HEADER, HEADER_SIZE, Batch, PressureUnit, decode_batch
 from insole_common.errors import InsoleError
 from insole_common.layouts import LAYOUTS_BY_WIRE_ID
 from insole_common.messages import SessionMessage, StridesMessage, parse_message
 from insole_common.recording import FootRecording, Recording
-from kinetic.mqtt import MqttSettings, ack_all, connect, make_client
-from processing.analytics import consts as C
+from transport.mqtt import MqttSettings, ack_all, connect, make_client
+from processing.analytics import analyze
 from processing.analytics.online import OnlineStride
-from processing.archive import RawArchive
+from processing.flags import update_flags
+from storage.archive import RawArchive
 from processing.live import LiveFeet, LiveProcess, LiveResult
-from processing.store import Store, StoreUnavailableError
+from processing.summaries import backfill_weekly_summaries, update_daily_summary, update_weekly_summary
+from storage.store import Store, StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +84,6 @@ class ServiceStats:
     @property
     def rejected_n(self) -> int:
         return sum(self.rejected.values())
-
-
-def day_of(time_us: int) -> str:
-    """Calendar day (UTC) of a timestamp, ``YYYY-MM-DD``."""
-    return datetime.fromtimestamp(time_us / 1e6, tz=timezone.utc).strftime("%Y-%m-%d")
 
 
 class _RawTopic:
@@ -763,149 +760,5 @@ def recording_from_batches(batches: list[Batch], *, origin_us: int) -> Recording
 
 def run_analytics(recording: Recording) -> tuple[pd.DataFrame, dict]:
     """Gait analytics on one recording -> (per-stride table, session summary)."""
-    from processing.analytics import analyze
-
     result = analyze(recording)
     return result.strides, dict(result.summary)
-
-
-#: per-stride columns summarised per day (median over the day's strides), when present
-DAILY_METRICS = (
-    C.STRIDE_TIME_S, C.STANCE_TIME_S, C.SWING_TIME_S, C.STANCE_PCT, C.DOUBLE_SUPPORT_PCT, C.CADENCE_STEPS_PER_MIN,
-    C.STRIDE_LENGTH_M, C.GAIT_SPEED_M_S, C.COP_ML_MEAN_FW, C.LATERAL_LOAD_FRACTION, C.HEEL_LOAD_FRACTION,
-    C.MIDFOOT_LOAD_FRACTION, C.FOREFOOT_LOAD_FRACTION, C.PEAK_HEEL_LOAD, C.PEAK_LOAD,
-)
-
-
-def daily_metrics(table: pd.DataFrame) -> dict[str, float | int | None]:
-    """One day's metrics from its strides: the median of each of :data:`DAILY_METRICS`, over both
-    feet and per side (``{metric}_L`` / ``{metric}_R``: limp and one-sided changes need them),
-    and the stride counts. The service's daily summaries and the detection cohorts both use it."""
-    metrics: dict[str, float | int | None] = {}
-    side = table["side"] if "side" in table else pd.Series(dtype=object)
-    for col in DAILY_METRICS:
-        if col not in table:
-            continue
-        values = pd.to_numeric(table[col], errors="coerce")
-        metrics[col] = float(values.median()) if values.notna().any() else None
-        for s in ("L", "R"):
-            side_values = values[side == s].dropna()
-            metrics[f"{col}_{s}"] = float(side_values.median()) if len(side_values) else None
-    for s in ("L", "R"):
-        metrics[f"strides_{s}_n"] = int((side == s).sum())
-    return metrics
-
-
-def update_daily_summary(store: Store, patient: str, day: str) -> None:
-    """Recompute one patient-day from its stored strides (idempotent)."""
-    import json
-
-    rows = store.query("SELECT session_id, side, metrics_json FROM strides WHERE patient = ? AND day = ?", (patient, day))
-    sessions_n = int(store.query(
-        "SELECT COUNT(*) AS n FROM session_summaries WHERE patient = ? AND day = ?", (patient, day)).iloc[0]["n"])
-    metrics = daily_metrics(pd.DataFrame([json.loads(m) for m in rows["metrics_json"]])) if len(rows) else {}
-    store.save_daily_summary(patient, day, sessions_n, len(rows), metrics)
-
-
-def iso_week(day: str) -> tuple[str, str]:
-    """The ISO 8601 week of a ``YYYY-MM-DD`` day: (``YYYY-Www``, its Monday ``YYYY-MM-DD``)."""
-    d = date.fromisoformat(day)
-    year, week, _ = d.isocalendar()
-    return f"{year}-W{week:02d}", (d - timedelta(days=d.weekday())).isoformat()
-
-
-def weekly_metrics(daily: pd.DataFrame) -> dict[str, float | int | None]:
-    """One ISO week's metrics from its daily summaries (rows of :func:`daily_metrics` output): the median of
-    each daily value over the days that have one (as the dashboard's weekly trend), counts (``*_n``) summed."""
-    out: dict[str, float | int | None] = {}
-    for col in daily.columns:
-        values = pd.to_numeric(daily[col], errors="coerce").dropna()
-        if col.endswith("_n"):
-            out[col] = int(values.sum())
-        else:
-            out[col] = float(values.median()) if len(values) else None
-    return out
-
-
-def update_weekly_summary(store: Store, patient: str, day: str) -> None:
-    """Recompute the ISO week containing ``day`` from its daily summaries (idempotent)."""
-    import json
-
-    week, monday = iso_week(day)
-    sunday = (date.fromisoformat(monday) + timedelta(days=6)).isoformat()
-    rows = store.query("SELECT day, sessions_n, strides_n, metrics_json FROM daily_summaries WHERE patient = ? "
-                       "AND day >= ? AND day <= ?", (patient, monday, sunday))
-    metrics = weekly_metrics(pd.DataFrame([json.loads(m) for m in rows["metrics_json"]])) if len(rows) else {}
-    store.save_weekly_summary(patient, week, monday, len(rows), int(rows["sessions_n"].sum()) if len(rows) else 0,
-                              int(rows["strides_n"].sum()) if len(rows) else 0, metrics)
-
-
-def backfill_weekly_summaries(store: Store) -> int:
-    """Weekly summaries for weeks that have daily summaries but none of their own (days stored before
-    migration 4); returns how many were written."""
-    days = store.query("SELECT patient, day FROM daily_summaries")
-    have = set(store.query("SELECT patient, week FROM weekly_summaries").itertuples(index=False, name=None))
-    todo = {}
-    for patient, day in days.itertuples(index=False, name=None):
-        key = (str(patient), iso_week(str(day))[0])
-        if key not in have:
-            todo.setdefault(key, str(day))
-    for (patient, _week), day in todo.items():
-        update_weekly_summary(store, patient, day)
-    return len(todo)
-
-
-def daily_table(store: Store, patient: str) -> pd.DataFrame:
-    """The patient's daily summaries as one row per day (index ``YYYY-MM-DD``): metrics and ``strides_n``."""
-    import json
-
-    rows = store.query("SELECT day, strides_n, metrics_json FROM daily_summaries WHERE patient = ? ORDER BY day",
-                       (patient,))
-    table = pd.DataFrame([json.loads(m) for m in rows["metrics_json"]], index=rows["day"].astype(str))
-    table["strides_n"] = rows["strides_n"].to_numpy()
-    return table.apply(pd.to_numeric, errors="coerce")
-
-
-def update_flags(store: Store, patient: str, *, now_us: int) -> list:
-    """Run compensation detection over all the patient's days; store baselines and flags.
-
-    Recomputed from the daily summaries each time (idempotent under redelivery and restarts).
-    The therapist's reference period, when one is stored (a ``baselines`` row with source
-    ``therapist``), replaces the automatic baseline. Returns the flag events that are new
-    since the last run; the caller publishes them on the alerts topic.
-    """
-    import json
-
-    from processing.detection import CompensationDetector, ReferencePeriod
-
-    daily = daily_table(store, patient)
-    ref = store.query("SELECT start_day, end_day, set_by FROM baselines WHERE patient = ? AND source = 'therapist' "
-                      "ORDER BY updated_us DESC LIMIT 1", (patient,))
-    reference = None if ref.empty else ReferencePeriod(ref["start_day"][0], ref["end_day"][0], ref["set_by"][0])
-    try:
-        det = CompensationDetector().detect(daily, reference=reference)
-    except InsoleError as exc:  # e.g. not enough walking days yet
-        log.info("no compensation detection for %s yet: %s", patient, exc)
-        return []
-    old = store.query("SELECT kind, metric, state, day, evidence_json, created_us FROM flags WHERE patient = ?",
-                      (patient,))
-    created = {(r.kind, r.metric, r.state, str(r.day), json.loads(r.evidence_json).get("direction")): int(r.created_us)
-               for r in old.itertuples()}
-    new_events = []
-    with store.transaction():
-        store.execute("DELETE FROM flags WHERE patient = ?", (patient,))
-        for event in det.flags_:
-            key = (event.kind, event.metric, event.state, str(event.day), event.evidence.get("direction"))
-            if key not in created:
-                new_events.append(event)
-            row = event.to_row(patient, created_us=created.get(key, now_us))
-            store.execute(f"INSERT INTO flags ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                          tuple(row.values()))
-        if reference is None:
-            store.execute("DELETE FROM baselines WHERE patient = ? AND source = 'auto'", (patient,))
-        for baseline in det.baselines_.values():
-            row = baseline.to_row(patient, updated_us=now_us)
-            store.execute("DELETE FROM baselines WHERE patient = ? AND metric = ?", (patient, row["metric"]))
-            store.execute(f"INSERT INTO baselines ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                          tuple(row.values()))
-    return new_events

@@ -11,10 +11,10 @@ import sys
 import threading
 
 from insole_common.topics import N_PARTITIONS, partitions_for_worker
-from kinetic.mqtt import MqttSettings
-from processing.archive import RawArchive
+from transport.mqtt import MqttSettings
+from storage.archive import RawArchive
 from processing.service import ProcessingService
-from processing.store import PostgresStore, SQLiteStore
+from storage.store import PostgresStore, SQLiteStore
 
 log = logging.getLogger(__name__)
 

@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from insole_common.errors import InsoleError
-    from processing.archive import RawArchive
+    from storage.archive import RawArchive
     from research.export import recording_sessions, select_sessions, software_version, write_export
 
     try:
@@ -62,9 +62,9 @@ def _run(args: argparse.Namespace) -> int:
             recording = read_any(args.recording, args.input_format)
             chosen = recording_sessions(recording)
         else:
-            from dashboards.cli import open_store
+            from storage.open import open_store
 
-            store = open_store(args)
+            store = open_store(db=args.db, dsn=args.dsn, pg_schema=args.pg_schema)
             chosen = select_sessions(store, RawArchive(args.archive), session=args.session, patient=args.patient,
                                      cohort=args.cohort, from_day=args.from_day, to_day=args.to_day)
         result = write_export(chosen, args.out, args.format, software=software_version(), overwrite=args.overwrite,

@@ -26,6 +26,9 @@ import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
+from storage import research as label_tables
+from storage.store import Store
+
 #: shifts are whole weeks in this range (days, negative = into the past)
 SHIFT_WEEKS_MIN = 5218  # ~100 years
 SHIFT_WEEKS_MAX = 6522  # ~125 years
@@ -48,6 +51,22 @@ SHIFTED = {
 def random_date_shift_days() -> int:
     """A fresh random shift in days (a negative whole number of weeks, ~100-125 years)."""
     return -7 * (SHIFT_WEEKS_MIN + secrets.randbelow(SHIFT_WEEKS_MAX - SHIFT_WEEKS_MIN + 1))
+
+
+def ensure_subject_labels(store: Store) -> None:
+    """Give every patient without one a random research label and date shift (idempotent)."""
+    label_tables.ensure_subject_labels(store, shift_days=random_date_shift_days)
+
+
+def ensure_labels(store: Store) -> None:
+    """Research labels for every patient and every closed session that has none yet (idempotent)."""
+    ensure_subject_labels(store)
+    label_tables.ensure_session_labels(store)
+
+
+def set_cohort(store: Store, patient: str, cohort: str) -> None:
+    """Put ``patient`` into ``cohort`` (creating its research label when new)."""
+    label_tables.set_cohort(store, patient, cohort, shift_days=random_date_shift_days)
 
 
 def bids_label(label: str) -> str:
@@ -92,4 +111,5 @@ def manifest(*, fmt: str, subjects_n: int, sessions_n: int, software: str, files
     }
 
 
-__all__ = ["REMOVED", "SHIFTED", "Subject", "bids_label", "manifest", "random_date_shift_days"]
+__all__ = ["REMOVED", "SHIFTED", "Subject", "bids_label", "ensure_labels", "ensure_subject_labels", "manifest",
+           "random_date_shift_days", "set_cohort"]

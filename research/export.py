@@ -39,10 +39,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from insole_common.calendar import day_of
 from insole_common.errors import InsoleError
-from processing.analytics import consts as C
+from insole_common import metrics as C
 from research import formats
-from research.deid import Subject, bids_label, manifest
+from storage.strides import session_strides as stored_strides
+from research.deid import Subject, bids_label, ensure_labels, manifest
 from research.samples import FootStream, archive_streams, recording_streams
 
 #: per-stride columns summarised per ISO week (median over the week's strides)
@@ -101,13 +103,9 @@ def select_sessions(store, archive, *, session: str | None = None, patient: str 
     ``from_day`` / ``to_day`` are inclusive UTC days (``YYYY-MM-DD``) of the sessions' real
     starts. Research labels and date shifts are created on first use and then kept.
     """
-    from dashboards.data import strides as stored_strides
-    from dashboards.schema import ensure_session_labels, ensure_subject_labels, migrate
-    from processing.service import day_of
 
-    migrate(store)
-    ensure_subject_labels(store)
-    ensure_session_labels(store)
+    store.migrate()
+    ensure_labels(store)
     sql = ("SELECT s.session_id, s.patient, s.start_us, s.end_us, rs.label, sub.label AS subject, sub.cohort, "
            "sub.date_shift_days FROM sessions s JOIN research_sessions rs ON rs.session_id = s.session_id "
            "JOIN research_subjects sub ON sub.patient = s.patient WHERE s.state = 'closed'")

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from processing.analytics import consts as C
+from insole_common import metrics as C
 from research.samples import SIDE_NAME, FootStream, nan_to_null
 
 FORMATS = ("parquet", "csv", "bids")

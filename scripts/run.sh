@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The two commands of the README:
 #   bash scripts/run.sh demo   -> virtual environment + dependencies, then `kinetic demo`
-#   bash scripts/run.sh test   -> the same, plus Mosquitto, PostgreSQL, headless Chromium, compose, systemd-analyze
+#   bash scripts/run.sh test   -> the same, plus the static checks (import layers), Mosquitto, PostgreSQL, headless Chromium, compose, systemd-analyze
 #                                 (installed with apt-get when absent; the services started when
 #                                 down), then the whole test suite
 # Extra arguments go to `kinetic demo` or to pytest.
@@ -111,6 +111,8 @@ case "$cmd" in
     ensure_deploy_tools
     export KINETIC_MQTT_URL=${KINETIC_MQTT_URL:-mqtt://$MQTT_HOST:$MQTT_PORT}
     export KINETIC_TEST_PG_DSN=${KINETIC_TEST_PG_DSN:-postgresql://postgres@$PG_HOST:$PG_PORT/postgres}
+    say "static checks: import layers (lint-imports)"
+    "$VENV/bin/lint-imports" --no-cache >/dev/null || "$VENV/bin/lint-imports" --no-cache
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
   *)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from kinetic.mqtt import MqttSettings, broker_reachable
+from transport.mqtt import MqttSettings, broker_reachable
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PG_DSN = os.environ.get("KINETIC_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -16,10 +16,10 @@ import pytest
 from collector.service import Collector, CollectorConfig
 from collector.sources.base import DeviceFrames
 from collector.sources.ble import BleInsoleSource, scan_insoles
-from collector.testing import BumbleLink, EmulatedInsole, Faults
-from collector.testing.emulated_insole import synthetic_imu, synthetic_pressure
+from collector.emulation import BumbleLink, EmulatedInsole, Faults
+from collector.emulation.emulated_insole import synthetic_imu, synthetic_pressure
 from insole_common.codec import decode_batch
-from kinetic.mqtt import MqttSettings
+from transport.mqtt import MqttSettings
 
 
 def source_for(link: BumbleLink, ins: EmulatedInsole, **kw) -> BleInsoleSource:

@@ -12,7 +12,7 @@ from collector.profiles import get_profile, profile_for_service
 from collector.profiles import kc_open, orphe
 from collector.sources.base import SourceStatus
 from collector.sources.ble import NotificationDecoder, nearest_congruent
-from collector.testing.emulated_insole import synthetic_imu, synthetic_pressure
+from collector.emulation.emulated_insole import synthetic_imu, synthetic_pressure
 
 KC = get_profile("kc16")
 ORPHE = get_profile("orphe")

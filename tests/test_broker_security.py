@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from insole_common import topics
-from kinetic.mqtt import MqttConnectError, MqttSettings, connect, make_client
+from transport.mqtt import MqttConnectError, MqttSettings, connect, make_client
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 

@@ -1,6 +1,6 @@
 """The BLE collector against a real Mosquitto: a 60 s broker outage mid-stream, and the retained status.
 
-The outage test runs its own Mosquitto on a free port (``collector.testing.broker``)
+The outage test runs its own Mosquitto on a free port (``tests.fixtures.broker``)
 and stops it, never the shared broker. ``KINETIC_TEST_OUTAGE_S`` shortens the
 outage for local runs (default 60, as the issue asks).
 """
@@ -16,14 +16,14 @@ import uuid
 
 import pytest
 
-from collector.outbox import Outbox
+from storage.outbox import Outbox
 from collector.service import Collector, CollectorConfig
 from collector.sources.ble import BleInsoleSource
-from collector.testing import BumbleLink, EmulatedInsole
-from collector.testing.broker import PrivateMosquitto
+from collector.emulation import BumbleLink, EmulatedInsole
+from tests.fixtures.broker import PrivateMosquitto
 from insole_common import topics
 from insole_common.codec import decode_batch
-from kinetic.mqtt import connect, make_client
+from transport.mqtt import connect, make_client
 
 pytestmark = pytest.mark.services
 OUTAGE_S = float(os.environ.get("KINETIC_TEST_OUTAGE_S", "60"))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from collector.clock import ClockAligner, CounterUnwrapper
-from collector.outbox import Outbox, OutboxFullError
+from storage.outbox import Outbox, OutboxFullError
 
 
 def test_outbox_survives_reopen_and_keeps_order(tmp_path) -> None:

@@ -19,8 +19,8 @@ import time
 
 import pytest
 
-from collector.outbox import Outbox
-from collector.testing.broker import PrivateMosquitto
+from storage.outbox import Outbox
+from tests.fixtures.broker import PrivateMosquitto
 from tests.test_collector_broker import Recorder, seq_multiset, wait_for
 
 pytestmark = pytest.mark.services

@@ -20,9 +20,9 @@ import pytest
 import yaml
 
 from dashboards.app import create_app
-from dashboards.testing import ServerThread
+from tests.fixtures.dashboard import ServerThread
 from kinetic import healthcheck
-from processing.store import SQLiteStore
+from storage.store import SQLiteStore
 from tests.test_broker_security import DEPLOY, make_certs, start_secure_mosquitto
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,10 +20,10 @@ import uuid
 import pytest
 
 from collector.service import Collector, CollectorConfig
-from collector.sources.simulated import SimulatedInsoleSource
-from kinetic.mqtt import purge_session
+from simulator.source import SimulatedInsoleSource
+from transport.mqtt import purge_session
 from processing.service import ProcessingService
-from processing.store import SQLiteStore, split_raw_rows
+from storage.store import SQLiteStore, split_raw_rows
 from simulator import SimulationParams, simulate
 from tests.helpers import running_service, wait_for
 

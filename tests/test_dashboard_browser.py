@@ -1,7 +1,7 @@
 """The dashboards in a real headless Chromium (Debian's chromium + chromium-driver, driven by Selenium).
 
 The app runs in-process (uvicorn in a thread, 127.0.0.1, free port) over a SQLite store filled by
-:func:`dashboards.testing.build_fixture`; status and live frames come from the real Mosquitto
+:func:`tests.fixtures.dashboard.build_fixture`; status and live frames come from the real Mosquitto
 (``KINETIC_MQTT_URL``). Screenshots go to ``docs/screenshots/``.
 """
 
@@ -19,13 +19,13 @@ import pytest
 
 from dashboards.app import create_app
 from dashboards.live import MqttLiveFeed
-from dashboards.testing import FIXTURE_PASSWORD, ServerThread, build_fixture
+from tests.fixtures.dashboard import FIXTURE_PASSWORD, ServerThread, build_fixture
 from insole_common import topics
 from insole_common.codec import Batch, PressureUnit, encode_batch
 from insole_common.messages import CollectorStatus, InsoleStatus
-from kinetic.mqtt import connect, make_client
-from processing.archive import RawArchive
-from processing.store import SQLiteStore
+from transport.mqtt import connect, make_client
+from storage.archive import RawArchive
+from storage.store import SQLiteStore
 
 selenium = pytest.importorskip("selenium")  # a declared dependency: importorskip only guards odd installs
 from selenium import webdriver  # noqa: E402

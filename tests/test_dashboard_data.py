@@ -9,13 +9,13 @@ import numpy as np
 from dashboards import data
 from dashboards.live import LiveFeed
 from dashboards.plots import GRID_AP_N, GRID_ML_N, heat_grid
-from dashboards.schema import ensure_subject_labels, migrate
-from dashboards.testing import build_fixture
+from research.deid import ensure_subject_labels
+from tests.fixtures.dashboard import build_fixture
 from insole_common import topics
 from insole_common.codec import Batch, PressureUnit, encode_batch
 from insole_common.layouts import KC16
 from insole_common.messages import CollectorStatus
-from processing.store import SQLiteStore
+from storage.store import SQLiteStore
 
 
 def test_live_feed_keeps_status_and_latest_frames():
@@ -52,7 +52,7 @@ def test_research_labels_are_random_and_stable(tmp_path):
     stores = [SQLiteStore(tmp_path / f"{k}.sqlite") for k in range(2)]
     labels = []
     for store in stores:
-        migrate(store)
+        store.migrate()
         store.execute("INSERT INTO patients (pseudonym, created_us) VALUES ('p1', 0)")
         ensure_subject_labels(store)
         ensure_subject_labels(store)

@@ -17,9 +17,9 @@ from starlette.routing import Mount
 from dashboards import data
 from dashboards.app import create_app
 from dashboards.auth import set_disabled
-from dashboards.testing import FIXTURE_PASSWORD, ServerThread, build_fixture
-from processing.archive import RawArchive
-from processing.store import SQLiteStore
+from tests.fixtures.dashboard import FIXTURE_PASSWORD, ServerThread, build_fixture
+from storage.archive import RawArchive
+from storage.store import SQLiteStore
 
 TODAY = date(2026, 11, 20)
 ROLES = {"anonymous": None, "therapist": "ther-1", "patient": "patient-a", "researcher": "res-1", "admin": "admin-1"}

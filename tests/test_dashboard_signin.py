@@ -19,8 +19,8 @@ import pytest
 from dashboards.app import create_app
 from dashboards.auth import add_account
 from dashboards.signin_limit import SigninLimiter, _networks, client_network
-from dashboards.testing import ServerThread
-from processing.store import PostgresStore, SQLiteStore
+from tests.fixtures.dashboard import ServerThread
+from storage.store import PostgresStore, SQLiteStore
 from tests.conftest import PG_DSN
 
 PASSWORD = "right password 123"

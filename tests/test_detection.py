@@ -1,4 +1,4 @@
-"""Compensatory-gait detection (processing.detection) and its validation pieces (processing.cohort).
+"""Compensatory-gait detection (processing.detection) and its validation pieces (simulator.cohort).
 
 Unit tests run on synthetic daily-metric tables with known day-to-day variability;
 a small simulated cohort and one replayed gaitpdb control walk check the whole chain
@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from insole_common.messages import FlagMessage, parse_message
-from processing.cohort import Change, PatientProfile, daily_metrics, replay_days, simulate_days
+from simulator.cohort import Change, PatientProfile, daily_metrics, replay_days, simulate_days
 from processing.detection import (
     CompensationDetector,
     DetectionInputError,
@@ -22,8 +22,8 @@ from processing.detection import (
     ReferencePeriod,
     symmetry_index,
 )
-from processing.detection_cli import clopper_pearson, evaluate_patient
-from processing.store import SQLiteStore
+from simulator.validate_cli import clopper_pearson, evaluate_patient
+from storage.store import SQLiteStore
 from tests.conftest import SHARED_DATA
 
 

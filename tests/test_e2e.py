@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 
 from collector.service import Collector, CollectorConfig
-from collector.sources.simulated import SimulatedInsoleSource
+from simulator.source import SimulatedInsoleSource
 from insole_common import topics
 from insole_common.messages import parse_message
-from kinetic.mqtt import connect, make_client
+from transport.mqtt import connect, make_client
 from processing.service import ProcessingService
-from processing.store import SQLiteStore
+from storage.store import SQLiteStore
 from simulator import SimulationParams, simulate
 from tests.helpers import running_service, wait_for
 

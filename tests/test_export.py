@@ -19,11 +19,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from dashboards.testing import STORIES, add_simulated_session, add_synthetic_session
-from processing.analytics import consts as C
-from processing.archive import RawArchive
-from processing.service import day_of
-from processing.store import SQLiteStore
+from tests.fixtures.dashboard import STORIES, add_simulated_session, add_synthetic_session
+from insole_common import metrics as C
+from storage.archive import RawArchive
+from insole_common.calendar import day_of
+from storage.store import SQLiteStore
 from research import load_session, load_strides, load_table
 from research.deid import REMOVED
 from research.export import ExportError, select_sessions, weekly_table, write_export
@@ -37,9 +37,9 @@ def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("export-site")
     store = SQLiteStore(root / "kinetic.sqlite")
     archive = RawArchive(root / "archive")
-    from dashboards.schema import migrate, set_cohort
+    from research.deid import set_cohort
 
-    migrate(store)
+    store.migrate()
     rng = np.random.default_rng(3)
     sessions = {}
     for k, story in enumerate(STORIES[:2]):
@@ -260,7 +260,7 @@ def test_a_real_recording_exports_to_valid_bids(tmp_path):
 def test_an_eight_hour_session_exports_in_bounded_memory(tmp_path):
     """Issue 7: an 8-hour bilateral session exports with peak memory < 300 MB (the whole `kinetic export` process)."""
     from benchmarks.bench_export import START_US, _prepare_db
-    from research.testing import peak_memory_mb, write_archive_session
+    from tests.fixtures.research import peak_memory_mb, write_archive_session
 
     archive = RawArchive(tmp_path / "archive")
     paths = write_archive_session(archive, hours=8.0, patient="p", session_id="s", start_us=START_US)
@@ -281,7 +281,7 @@ def test_postgres_store_exports_what_sqlite_exports(tmp_path):
 
     import psycopg
 
-    from processing.store import PostgresStore
+    from storage.store import PostgresStore
     from tests.conftest import PG_DSN
 
     schema = f"t_{uuid.uuid4().hex[:10]}"

@@ -1,7 +1,7 @@
 """Byte-exact golden exports of one small session, in every format (issue 7).
 
 The session: 2 s of bilateral kc16 + IMU frames written into a raw archive exactly as the
-processing service writes it (research.testing), with a fixed two-stride table and fixed
+processing service writes it (tests.fixtures.research), with a fixed two-stride table and fixed
 labels, so the export's bytes depend only on the export code. Text files (CSV, TSV, JSON,
 README) must match byte for byte. Parquet files embed the writing library's version in
 their footer, so for them the schema, metadata and every value must match instead.
@@ -20,12 +20,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from processing.analytics import consts as C
-from processing.archive import RawArchive
+from insole_common import metrics as C
+from storage.archive import RawArchive
 from research.deid import Subject
 from research.export import ExportSession, write_export
 from research.samples import archive_streams
-from research.testing import write_archive_session
+from tests.fixtures.research import write_archive_session
 
 GOLDEN = Path(__file__).parent / "data" / "export-golden"
 START_US = 1_790_000_000_000_000  # 2026-09-21T13:33:20Z

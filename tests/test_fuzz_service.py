@@ -19,9 +19,9 @@ import pytest
 
 from insole_common import topics
 from insole_common.codec import Batch, PressureUnit, encode_batch
-from kinetic.mqtt import connect, make_client
+from transport.mqtt import connect, make_client
 from processing.service import ProcessingService
-from processing.store import SQLiteStore, split_raw_rows
+from storage.store import SQLiteStore, split_raw_rows
 from tests.helpers import running_service, wait_for
 
 pytestmark = pytest.mark.services

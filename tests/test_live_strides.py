@@ -21,10 +21,10 @@ from insole_common import topics
 from insole_common.codec import Batch, PressureUnit, encode_batch
 from insole_common.layouts import get_layout
 from insole_common.messages import SessionMessage, parse_message
-from kinetic.mqtt import connect, make_client, purge_session
+from transport.mqtt import connect, make_client, purge_session
 from processing.live import LiveProcess, _loads
 from processing.service import ProcessingService, _live_spec
-from processing.store import SQLiteStore, split_raw_rows
+from storage.store import SQLiteStore, split_raw_rows
 from simulator import SimulationParams, simulate
 from simulator.device import ACC_SCALE_G, GYRO_SCALE_DPS, PRESSURE_SCALE_KPA, device_blocks
 from tests.helpers import running_service, wait_for
@@ -235,7 +235,7 @@ def test_the_helper_process_gives_the_in_process_strides_and_a_dead_helper_is_re
 
 @pytest.mark.services
 def test_the_burst_reader_delivers_every_message_intact_and_in_order(mqtt_settings, patient_id) -> None:
-    """The worker's MQTT client reads through a receive buffer (kinetic.mqtt): messages smaller and much
+    """The worker's MQTT client reads through a receive buffer (transport.mqtt): messages smaller and much
     larger than its 64 KiB reads, back to back, arrive intact and in order, and a message that arrives
     after a quiet spell is not stuck in the buffer."""
     topic = f"kc-test/{patient_id}/burst"

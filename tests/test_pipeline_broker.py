@@ -15,10 +15,10 @@ from collector.service import Collector, CollectorConfig
 from collector.sources.base import DeviceFrames, InsoleSource
 from insole_common import topics
 from insole_common.codec import PressureUnit, decode_batch
-from kinetic.mqtt import connect, make_client
+from transport.mqtt import connect, make_client
 from processing.service import ProcessingService
-from processing.archive import RawArchive, archive_metadata
-from processing.store import SQLiteStore
+from storage.archive import RawArchive, archive_metadata
+from storage.store import SQLiteStore
 from tests.helpers import running_service, wait_for
 
 pytestmark = pytest.mark.services

@@ -18,13 +18,12 @@ import pytest
 
 from collector.config import load_settings
 from dashboards.auth import authenticate
-from dashboards.schema import migrate
 from insole_common import topics
 from kinetic.cli import main
-from kinetic.mqtt import MqttConnectError, MqttSettings
+from transport.mqtt import MqttConnectError, MqttSettings
 from kinetic.provision import (PATIENT_ACL_RULES, ProvisionError, broker_users, ensure_patient_acl, mosquitto_hash,
                                new_pseudonym, provision_patient, provision_service, provision_therapist)
-from processing.store import SQLiteStore
+from storage.store import SQLiteStore
 from tests.test_broker_security import DEPLOY, Listener, client_as, make_certs, publish_and_settle, start_secure_mosquitto
 
 SHIPPED_ACL = DEPLOY / "mosquitto" / "acl"
@@ -179,7 +178,7 @@ def test_mosquitto_hash_matches_mosquitto_passwd(tmp_path):
 def test_therapist_account_with_a_one_time_password(tmp_path, capsys):
     db = tmp_path / "kinetic.sqlite"
     store = SQLiteStore(db)
-    migrate(store)
+    store.migrate()
     bundle = provision_patient(passwd=tmp_path / "passwd", out=tmp_path / "gw", broker_url="mqtts://b:8883", store=store)
     assert main(["provision", "therapist", "ada", "--display-name", "Dr Ada", "--assign", bundle.pseudonym,
                  "--db", str(db)]) == 0

@@ -15,7 +15,7 @@ import pytest
 from collector.service import Collector, CollectorConfig
 from insole_common.topics import partition_of, partitions_for_worker
 from processing.service import ProcessingService
-from processing.store import PostgresStore, split_raw_rows
+from storage.store import PostgresStore, split_raw_rows
 from tests.conftest import PG_DSN
 from tests.helpers import wait_for
 from tests.test_pipeline_broker import FramesSource, synthetic_frames

@@ -13,9 +13,9 @@ import pytest
 
 from insole_common import topics
 from insole_common.messages import FlagMessage, parse_message
-from kinetic.mqtt import connect, make_client
-from processing.store import SQLiteStore
-from processing.service import update_flags
+from transport.mqtt import connect, make_client
+from storage.store import SQLiteStore
+from processing.flags import update_flags
 from tests.helpers import wait_for
 
 

@@ -8,7 +8,7 @@ from insole_common import topics
 from insole_common.codec import Batch, PressureUnit, encode_batch
 from insole_common.messages import SessionMessage
 from processing.service import ProcessingService
-from processing.store import SQLiteStore
+from storage.store import SQLiteStore
 
 T0_US = 1_800_000_000_000_000
 

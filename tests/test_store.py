@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from insole_common.codec import Batch, PressureUnit, encode_batch
-from processing.store import MAX_FRAMES, MIGRATIONS, PostgresStore, RawOverlapError, SQLiteStore, split_raw_rows
+from storage.store import MAX_FRAMES, MIGRATIONS, PostgresStore, RawOverlapError, SQLiteStore, split_raw_rows
 from tests.conftest import PG_DSN
 
 
@@ -220,7 +220,8 @@ def test_consecutive_batches_share_a_row_and_come_back_one_by_one(store) -> None
 
 
 def test_weekly_summaries_follow_the_iso_week(store) -> None:
-    from processing.service import backfill_weekly_summaries, iso_week, update_weekly_summary
+    from insole_common.calendar import iso_week
+    from processing.summaries import backfill_weekly_summaries, update_weekly_summary
 
     store.migrate()
     assert iso_week("2026-12-31") == ("2026-W53", "2026-12-28")  # a Thursday: the week belongs to 2026
@@ -309,7 +310,7 @@ def test_session_batches_stay_apart_when_a_late_batch_joins_the_next_session(sto
 def test_migration_5_keeps_the_sessions_of_an_existing_archive(store, monkeypatch) -> None:
     """A database at schema 4 (raw batches indexed by session) upgrades to per-session device ranges."""
     from insole_common.codec import encode_batch
-    from processing import store as store_mod
+    from storage import store as store_mod
 
     monkeypatch.setattr(store_mod, "MIGRATIONS", MIGRATIONS[:4])
     assert store.migrate() == 4

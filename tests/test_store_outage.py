@@ -11,7 +11,7 @@ import pytest
 
 from collector.service import Collector, CollectorConfig
 from processing.service import ProcessingService
-from processing.store import PostgresStore
+from storage.store import PostgresStore
 from tests.conftest import PG_DSN
 from tests.helpers import running_service, wait_for
 from tests.test_pipeline_broker import FramesSource, synthetic_frames

@@ -5,7 +5,7 @@ Public API
 ``analyze(recording, *, calibration=None, detector=None) -> GaitResult``
     Whole-recording analysis of a :class:`insole_common.recording.Recording`.
 ``GaitResult``
-    ``.strides`` (DataFrame, one row per stride; columns in :mod:`processing.analytics.consts`,
+    ``.strides`` (DataFrame, one row per stride; columns in :mod:`insole_common.metrics`,
     times in seconds on the recording's time base, side ``"L"``/``"R"``), ``.bouts``
     (start_s, end_s, activity in walking/standing/sitting/shuffling/turning, n_strides) and
     ``.summary`` (JSON-ready dict: means per side, cadence, symmetry indices, ``data_quality``, ``flags``).

@@ -28,7 +28,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from processing.analytics import consts as C
+from insole_common import metrics as C
 
 MIN_CHAIN_STRIDES = 2
 TURN_YAW_DPS = 60.0

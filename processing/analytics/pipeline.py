@@ -13,7 +13,7 @@ import pandas as pd
 from insole_common.errors import ValidationError
 from insole_common.layouts import SensorLayout
 from insole_common.recording import Recording
-from processing.analytics import consts as C
+from insole_common import metrics as C
 from processing.analytics.bouts import dead_feet, detect_bouts
 from processing.analytics.events import LoadEventDetector, SpanDetector
 from processing.analytics.strides import channel_sums, empty_strides, stride_rows

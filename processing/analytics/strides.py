@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from insole_common.layouts import SensorLayout
-from processing.analytics import consts as C
+from insole_common import metrics as C
 
 G_M_S2 = 9.80665
 #: plausible stride: time, and shortest swing (the same 60 ms as the event detector's ``min_swing_ms``: the brief

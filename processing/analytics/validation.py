@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from processing.analytics import consts as C
+from insole_common import metrics as C
 from processing.analytics.strides import MAX_STRIDE_S
 
 

@@ -1,6 +1,6 @@
 """``kinetic validate-detection``: detection quality on simulated cohorts and on replayed real control walks.
 
-Arms (``--patients`` independent simulated patients each, see :mod:`processing.cohort`):
+Arms (``--patients`` independent simulated patients each, see :mod:`simulator.cohort`):
 ``stable`` (no change, ``--stable-weeks`` monitored weeks after the baseline),
 ``shortened_stride`` (stride length -10 % from day 14) and ``lateral_shift``
 (+0.05 foot widths from day 14); ``recovery`` (``--recovery-patients``: -10 % stride
@@ -94,7 +94,7 @@ def evaluate_patient(daily: pd.DataFrame, change, *, n_days: int, detector=None)
 
 
 def replay_gaitpdb(folder: Path, *, n_days: int, seed: int) -> list[dict]:
-    from processing.cohort import replay_days
+    from simulator.cohort import replay_days
     from processing.detection import CompensationDetector
     from processing.readers.auto import read_any
 
@@ -113,7 +113,7 @@ def replay_gaitpdb(folder: Path, *, n_days: int, seed: int) -> list[dict]:
 def validate(*, patients: int, stable_weeks: int = 4, recovery_patients: int = 40, seed: int = 0, workers: int = 1,
              gaitpdb: str | Path | None = DEFAULT_GAITPDB, replay_days_n: int = 35) -> dict:
     """Run the cohorts and the replay; returns the figures as a dict."""
-    from processing.cohort import Change, make_cohort, simulate_cohort
+    from simulator.cohort import Change, make_cohort, simulate_cohort
 
     t0 = time.time()
     from processing.detection import CompensationDetector

@@ -31,8 +31,7 @@ import numpy as np
 import pandas as pd
 
 from insole_common.errors import ValidationError
-from processing.service import DAILY_METRICS
-from processing.service import daily_metrics as service_daily_metrics
+from processing.summaries import daily_metrics as service_daily_metrics
 
 
 ChangeKind = Literal["none", "shortened_stride", "lateral_shift", "heel_offloading", "limp"]
@@ -40,7 +39,7 @@ ChangeKind = Literal["none", "shortened_stride", "lateral_shift", "heel_offloadi
 
 def daily_metrics(strides: pd.DataFrame) -> dict[str, float | int | None]:
     """One day's summary from its strides, exactly as the service stores it
-    (:func:`processing.service.daily_metrics`), plus ``strides_n``."""
+    (:func:`processing.summaries.daily_metrics`), plus ``strides_n``."""
     out: dict[str, float | int | None] = {"strides_n": int(len(strides))}
     if len(strides):
         out.update(service_daily_metrics(strides))
@@ -197,7 +196,7 @@ def simulate_cohort(patients: list[CohortPatient], *, workers: int = 1) -> list[
         return list(pool.map(_simulate_one, patients, chunksize=4))
 
 
-__all__ = ["DAILY_METRICS", "Change", "CohortPatient", "PatientProfile", "daily_metrics", "day_params",
+__all__ = ["Change", "CohortPatient", "PatientProfile", "daily_metrics", "day_params",
            "make_cohort", "simulate_cohort", "simulate_days", "cut_recording", "replay_days"]
 
 

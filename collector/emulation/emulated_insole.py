@@ -27,8 +27,8 @@ from bumble.gatt import Characteristic, Service
 
 from collector.profiles import kc_open, orphe
 from collector.profiles.base import DeviceInfo
-from collector.testing.bumble_backend import BumbleLink
-from collector.testing.signals import synthetic_imu, synthetic_pressure  # noqa: F401 (re-exported)
+from collector.emulation.bumble_backend import BumbleLink
+from collector.emulation.signals import synthetic_imu, synthetic_pressure  # noqa: F401 (re-exported)
 from insole_common.codec import PressureUnit
 
 log = logging.getLogger(__name__)

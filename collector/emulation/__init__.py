@@ -15,11 +15,11 @@ __all__ = ["BumbleBleakClient", "BumbleBleakScanner", "BumbleLink", "EmulatedIns
 
 def __getattr__(name: str):  # import Bumble only when the Bumble parts are used
     if name in ("BumbleBleakClient", "BumbleBleakScanner", "BumbleLink"):
-        from collector.testing import bumble_backend
+        from collector.emulation import bumble_backend
 
         return getattr(bumble_backend, name)
     if name in ("EmulatedInsole", "Faults"):
-        from collector.testing import emulated_insole
+        from collector.emulation import emulated_insole
 
         return getattr(emulated_insole, name)
     raise AttributeError(name)

@@ -17,6 +17,7 @@ import numpy as np
 from collector.sources.base import DeviceFrames, InsoleSource
 from insole_common.codec import PressureUnit, Side
 from insole_common.layouts import get_layout
+from simulator import device as sim_device
 
 
 class SimulatedInsoleSource(InsoleSource):
@@ -41,8 +42,6 @@ class SimulatedInsoleSource(InsoleSource):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        from simulator import device as sim_device
-
         self._device = sim_device
         self.sim = sim
         self.side = side

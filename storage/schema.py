@@ -1,0 +1,223 @@
+"""Every table of Kinetic Chain: the versioned migrations, applied by :meth:`storage.store.Store.migrate`.
+
+:data:`MIGRATIONS` (log ``schema_migrations``): the processing service's tables.
+Migration 1: ``patients``, ``devices``, ``sessions``, ``raw_batches`` (every accepted frame exactly
+once, as wire-format payloads keyed by device and sequence range; a row holds a run of up to
+``MAX_FRAMES`` frames of consecutive batches of one device and session, their payloads laid end to end,
+see :func:`storage.store.split_raw_rows`), ``strides``, ``session_summaries``, ``daily_summaries``,
+``rejections`` (audit of bad input). Migration 2: ``accounts``, ``therapist_patients``, ``notes``,
+``baselines``, ``flags``. Migration 3: ``live_strides`` (provisional strides of running sessions; times
+in seconds since the Unix epoch on the collector's time base). Migration 4: ``weekly_summaries`` (per
+patient and ISO 8601 week, ``week`` like ``2026-W48``, ``week_start`` its Monday). Migration 5:
+``raw_session_ranges`` (per session and device, the range ``[first_seq, end_seq)`` that holds its raw
+batches; it replaces an index of ``raw_batches`` by session). Migration 6: PostgreSQL keeps
+``raw_batches.payload`` uncompressed (``STORAGE EXTERNAL``).
+
+:data:`DASHBOARD_MIGRATIONS` (log ``dashboard_migrations``): the research exports' de-identification
+tables. ``research_subjects``: per patient a random research label (never derived from the pseudonym),
+a cohort name and (step 2) a random date shift in days; ``research_sessions``: per session a random label.
+
+:data:`SIGNIN_TABLE_SQL`: ``signin_failures``, the dashboards' sign-in rate limit (keys are HMACs).
+
+Times: ``*_us`` integers, microseconds since the Unix epoch.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE patients (
+        pseudonym TEXT PRIMARY KEY,
+        created_us BIGINT NOT NULL
+    );
+    CREATE TABLE devices (
+        device_id TEXT PRIMARY KEY,
+        patient TEXT NOT NULL REFERENCES patients(pseudonym),
+        side TEXT NOT NULL CHECK (side IN ('L', 'R')),
+        layout_id INTEGER NOT NULL,
+        first_seen_us BIGINT NOT NULL
+    );
+    CREATE TABLE sessions (
+        session_id TEXT PRIMARY KEY,
+        patient TEXT NOT NULL REFERENCES patients(pseudonym),
+        start_us BIGINT NOT NULL,
+        end_us BIGINT,
+        state TEXT NOT NULL CHECK (state IN ('open', 'closed')),
+        close_reason TEXT,
+        devices_json TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX sessions_patient ON sessions (patient, start_us);
+    CREATE TABLE raw_batches (
+        device_id TEXT NOT NULL,
+        first_seq BIGINT NOT NULL,
+        n_frames INTEGER NOT NULL,
+        session_id TEXT NOT NULL REFERENCES sessions(session_id),
+        side TEXT NOT NULL,
+        collector_time_us BIGINT NOT NULL,
+        payload BYTEA NOT NULL,
+        PRIMARY KEY (device_id, first_seq)
+    );
+    CREATE INDEX raw_batches_session ON raw_batches (session_id, side, first_seq);
+    CREATE TABLE strides (
+        session_id TEXT NOT NULL REFERENCES sessions(session_id),
+        side TEXT NOT NULL,
+        heel_strike_s DOUBLE PRECISION NOT NULL,
+        patient TEXT NOT NULL,
+        day TEXT NOT NULL,
+        metrics_json TEXT NOT NULL,
+        PRIMARY KEY (session_id, side, heel_strike_s)
+    );
+    CREATE TABLE session_summaries (
+        session_id TEXT PRIMARY KEY REFERENCES sessions(session_id),
+        patient TEXT NOT NULL,
+        day TEXT NOT NULL,
+        strides_n INTEGER NOT NULL,
+        summary_json TEXT NOT NULL
+    );
+    CREATE TABLE daily_summaries (
+        patient TEXT NOT NULL,
+        day TEXT NOT NULL,
+        sessions_n INTEGER NOT NULL,
+        strides_n INTEGER NOT NULL,
+        metrics_json TEXT NOT NULL,
+        PRIMARY KEY (patient, day)
+    );
+    CREATE TABLE rejections (
+        id {AUTO_ID},
+        time_us BIGINT NOT NULL,
+        topic TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        message TEXT NOT NULL,
+        payload_head BYTEA
+    );
+    """,
+    # 2: people and clinical state (dashboards, compensation detection)
+    """
+    CREATE TABLE accounts (
+        username TEXT PRIMARY KEY,
+        role TEXT NOT NULL CHECK (role IN ('therapist', 'patient', 'researcher', 'admin')),
+        password_hash TEXT NOT NULL,
+        display_name TEXT NOT NULL DEFAULT '',
+        patient TEXT REFERENCES patients(pseudonym),
+        created_us BIGINT NOT NULL,
+        disabled INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE therapist_patients (
+        therapist TEXT NOT NULL REFERENCES accounts(username),
+        patient TEXT NOT NULL REFERENCES patients(pseudonym),
+        PRIMARY KEY (therapist, patient)
+    );
+    CREATE TABLE notes (
+        id {AUTO_ID},
+        patient TEXT NOT NULL REFERENCES patients(pseudonym),
+        author TEXT NOT NULL,
+        time_us BIGINT NOT NULL,
+        text TEXT NOT NULL
+    );
+    CREATE TABLE baselines (
+        patient TEXT NOT NULL REFERENCES patients(pseudonym),
+        metric TEXT NOT NULL,
+        start_day TEXT NOT NULL,
+        end_day TEXT NOT NULL,
+        mean DOUBLE PRECISION NOT NULL,
+        sd DOUBLE PRECISION NOT NULL,
+        days_n INTEGER NOT NULL,
+        source TEXT NOT NULL CHECK (source IN ('auto', 'therapist')),
+        set_by TEXT,
+        updated_us BIGINT NOT NULL,
+        PRIMARY KEY (patient, metric)
+    );
+    CREATE TABLE flags (
+        id {AUTO_ID},
+        patient TEXT NOT NULL REFERENCES patients(pseudonym),
+        kind TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('raised', 'cleared', 'improved')),
+        day TEXT NOT NULL,
+        baseline DOUBLE PRECISION NOT NULL,
+        current DOUBLE PRECISION NOT NULL,
+        threshold DOUBLE PRECISION NOT NULL,
+        effect_size DOUBLE PRECISION NOT NULL,
+        days_n INTEGER NOT NULL,
+        evidence_json TEXT NOT NULL,
+        created_us BIGINT NOT NULL
+    );
+    CREATE INDEX flags_patient ON flags (patient, day)
+    """,
+    # 3: provisional strides of running sessions (processing.analytics.online), replaced at session close
+    """
+    CREATE TABLE live_strides (
+        session_id TEXT NOT NULL REFERENCES sessions(session_id),
+        side TEXT NOT NULL,
+        heel_strike_s DOUBLE PRECISION NOT NULL,
+        patient TEXT NOT NULL,
+        toe_off_s DOUBLE PRECISION NOT NULL,
+        next_heel_strike_s DOUBLE PRECISION NOT NULL,
+        stride_time_s DOUBLE PRECISION NOT NULL,
+        stance_time_s DOUBLE PRECISION NOT NULL,
+        swing_time_s DOUBLE PRECISION NOT NULL,
+        stored_us BIGINT NOT NULL,
+        PRIMARY KEY (session_id, side, heel_strike_s)
+    )
+    """,
+    # 4: ISO-week summaries beside the daily ones (filled when sessions close)
+    """
+    CREATE TABLE weekly_summaries (
+        patient TEXT NOT NULL,
+        week TEXT NOT NULL,
+        week_start TEXT NOT NULL,
+        days_n INTEGER NOT NULL,
+        sessions_n INTEGER NOT NULL,
+        strides_n INTEGER NOT NULL,
+        metrics_json TEXT NOT NULL,
+        PRIMARY KEY (patient, week)
+    )
+    """,
+    # 5: the sequence range each session holds of each device, instead of an index of raw_batches by session.
+    # That index had one insertion point per streaming device, so every commit rewrote as many of its pages
+    # (16 KiB each) and the cost per stored batch grew with the table; this table has one row per session
+    # and device, updated once per commit (docs/benchmarks.md).
+    """
+    CREATE TABLE raw_session_ranges (
+        session_id TEXT NOT NULL REFERENCES sessions(session_id),
+        device_id TEXT NOT NULL,
+        side TEXT NOT NULL,
+        first_seq BIGINT NOT NULL,
+        end_seq BIGINT NOT NULL,
+        PRIMARY KEY (session_id, device_id)
+    );
+    INSERT INTO raw_session_ranges (session_id, device_id, side, first_seq, end_seq)
+        SELECT session_id, device_id, MIN(side), MIN(first_seq), MAX(first_seq + n_frames)
+        FROM raw_batches GROUP BY session_id, device_id;
+    DROP INDEX raw_batches_session
+    """,
+    # 6: PostgreSQL stores raw payloads out of line without compressing them (statements marked {postgres} run
+    # there only). A run of batches (~30 kB) went through pglz: 105 us per stored batch against 26 us with
+    # EXTERNAL storage, which takes 48 MB where pglz took 36 MB for 45 MB of payloads (docs/benchmarks.md).
+    """
+    {postgres} ALTER TABLE raw_batches ALTER COLUMN payload SET STORAGE EXTERNAL
+    """,
+)
+
+DASHBOARD_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE research_subjects (
+        patient TEXT PRIMARY KEY REFERENCES patients(pseudonym),
+        label TEXT NOT NULL UNIQUE,
+        cohort TEXT NOT NULL DEFAULT 'unassigned'
+    );
+    CREATE TABLE research_sessions (
+        session_id TEXT PRIMARY KEY REFERENCES sessions(session_id),
+        label TEXT NOT NULL UNIQUE
+    )
+    """,
+    # 2: per-subject date shift for de-identified exports (research.deid)
+    """
+    ALTER TABLE research_subjects ADD COLUMN date_shift_days INTEGER
+    """,
+)
+
+SIGNIN_TABLE_SQL = (
+    "CREATE TABLE IF NOT EXISTS signin_failures ("
+    "key TEXT PRIMARY KEY, failures INTEGER NOT NULL, last_us BIGINT NOT NULL)"
+)

@@ -1,0 +1,1 @@
+"""Infrastructure: the one MQTT transport every side uses (paho-mqtt underneath)."""
