@@ -54,9 +54,9 @@ Method (docs/analytics.md):
    300 Hz data use the same settings.
 
 Everything is vectorised over samples; per-block work is vectorised over blocks.
-The core works on a span of a longer signal (absolute sample indices), which is
-what lets :class:`processing.analytics.streaming.StreamingAnalyzer` reproduce
-the batch result exactly.
+The core works on a span of a longer signal (absolute sample indices), with a
+horizon up to which its results are final; ``FootEngine`` (pipeline.py) runs
+it over a whole foot and then finishes it.
 """
 
 from __future__ import annotations

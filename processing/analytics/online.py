@@ -1,8 +1,8 @@
 """Low-latency provisional strides: an incremental per-foot heel-strike / toe-off detector.
 
-:class:`processing.analytics.streaming.StreamingAnalyzer` reproduces the batch result exactly,
-which costs it about 10 s of look-ahead (centred 15-s level windows). This detector trades
-that exactness for a bounded look-ahead, so that a running session's strides can be stored
+The batch engine (:func:`processing.analytics.analyze`) takes its levels from centred 15-s
+windows, so it needs about 11 s (two blocks plus one second) of data after a stride to fix it. This
+detector trades that exactness for a bounded look-ahead, so that a running session's strides can be stored
 and shown within a fraction of a second; the session's final analysis at close stays the
 authoritative one (the service then replaces the provisional strides).
 

@@ -1,4 +1,4 @@
-"""Whole-recording analysis and the per-foot engine shared with the streaming analyser."""
+"""Whole-recording analysis and its per-foot engine."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ class GaitResult:
 
 
 class FootEngine:
-    """Incremental per-foot analysis; :func:`analyze` feeds it everything at once, the stream chunk by chunk."""
+    """Per-foot analysis; :func:`analyze` feeds it the whole foot at once, then finishes it."""
 
     def __init__(self, side: str, *, sampling_rate_hz: float, t0_s: float, layout: SensorLayout | None,
                  pressure_unit: str, n_channels: int, zero_based: bool | None = None,
