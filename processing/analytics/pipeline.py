@@ -216,7 +216,7 @@ class FootEngine:
         B = self._span.p.block_n
         keep_from = max((self.start - self._span.p.search_n) // B - 3, 0) * B
         # blocks needed for levels still to be computed
-        next_level_block = self._span.last_final_block(self.n_abs) + 1
+        next_level_block = self._span.levels.last_final_block(self.n_abs) + 1
         keep_from = min(keep_from, max(next_level_block - 2, 0) * B, (self._sec_done // B) * B)
         cut = keep_from - self.abs0
         if cut <= 0:
@@ -228,8 +228,8 @@ class FootEngine:
 
     def flat_intervals_s(self, *, min_share: float = 0.5) -> list[tuple[float, float]]:
         """Time spans (s) of blocks mostly made of flat seconds (dead or disconnected sensor, see
-        ``SpanDetector._levels``)."""
-        sp = self._span
+        ``BlockLevels.update``)."""
+        sp = self._span.levels if self._span is not None else None
         if sp is None or not sp.flat:
             return []
         return self._block_spans_s([j for j in sorted(sp.flat) if sp.flat[j] >= min_share])
@@ -240,7 +240,7 @@ class FootEngine:
         seconds, blocks without enough usable samples for levels and seconds without one finite sample (the
         insole's data are missing), and, given the recording's whole span ``within_s``, the time before this
         foot's first sample and after its last."""
-        sp = self._span
+        sp = self._span.levels if self._span is not None else None
         if sp is None:
             return [within_s] if within_s else []
         spans = self._block_spans_s([j for j in sorted(sp.lo) if sp.flat.get(j, 0.0) >= min_share
@@ -260,7 +260,7 @@ class FootEngine:
     def amplitude_max(self) -> float:
         """The largest loaded - unloaded level difference of any block (0 when no block has levels)."""
         sp = self._span
-        return max(sp.amp_max.values(), default=0.0) if sp is not None else 0.0
+        return max(sp.levels.amp_max.values(), default=0.0) if sp is not None else 0.0
 
     def _block_spans_s(self, blocks: list[int]) -> list[tuple[float, float]]:
         B = self._span.p.block_n
