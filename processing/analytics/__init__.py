@@ -24,6 +24,7 @@ usable-but-poor input yields flags in ``summary["flags"]`` (``no_walking``, ``fe
 """
 
 from processing.analytics.events import OPENGO_EVENT_LEVELS, LoadEventDetector
-from processing.analytics.pipeline import Calibration, GaitResult, analyze, symmetry_index
+from processing.analytics.pipeline import Calibration, GaitResult, analyze
+from processing.analytics.summary import symmetry_index
 
 __all__ = ["analyze", "GaitResult", "Calibration", "LoadEventDetector", "OPENGO_EVENT_LEVELS", "symmetry_index"]
