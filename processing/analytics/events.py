@@ -63,6 +63,7 @@ Code: levels.py (steps 1-2), contacts.py (3), heel_strike.py and toe_off.py
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Self
 
 import numpy as np
@@ -82,6 +83,7 @@ __all__ = ["OPENGO_EVENT_LEVELS", "EventParams", "LoadEventDetector", "SpanDetec
 OPENGO_EVENT_LEVELS = {"zero_level_fraction": 0.06, "to_level_fraction": 0.12}
 
 
+@dataclass(kw_only=True, eq=False)
 class LoadEventDetector:
     """Heel strike / toe off from a 1-D load signal (any unit, any offset).
 
@@ -103,54 +105,28 @@ class LoadEventDetector:
     ``levels_`` (per-block unloaded / loaded levels).
     """
 
-    def __init__(
-        self,
-        *,
-        block_s: float = 5.0,
-        low_pct: float = 5.0,
-        high_pct: float = 97.0,
-        on_fraction: float = 0.30,
-        off_fraction: float = 0.10,
-        hs_slope_per_s: float = 2.5,
-        to_slope_per_s: float = 0.5,
-        min_stance_ms: float = 150.0,
-        min_swing_ms: float = 60.0,
-        max_gap_ms: float = 50.0,
-        search_ms: float = 400.0,
-        zero_based: bool = False,
-        min_relative_amplitude: float = 0.25,
-        max_unloaded_fraction: float = 0.2,
-        zero_level_fraction: float = 0.02,
-        to_level_fraction: float | None = None,
-        slope_span_ms: float = 15.0,
-        flat_fraction: float = 0.01,
-        partial_swing_ms: float = 200.0,
-        to_rebound_fraction: float = 0.01,
-        rebound_ms: float = 30.0,
-        offset_to_level_fraction: float = 0.03,
-    ) -> None:
-        self.partial_swing_ms = partial_swing_ms
-        self.to_rebound_fraction = to_rebound_fraction
-        self.rebound_ms = rebound_ms
-        self.offset_to_level_fraction = offset_to_level_fraction
-        self.flat_fraction = flat_fraction
-        self.zero_level_fraction = zero_level_fraction
-        self.to_level_fraction = to_level_fraction
-        self.slope_span_ms = slope_span_ms
-        self.block_s = block_s
-        self.low_pct = low_pct
-        self.high_pct = high_pct
-        self.on_fraction = on_fraction
-        self.off_fraction = off_fraction
-        self.hs_slope_per_s = hs_slope_per_s
-        self.to_slope_per_s = to_slope_per_s
-        self.min_stance_ms = min_stance_ms
-        self.min_swing_ms = min_swing_ms
-        self.max_gap_ms = max_gap_ms
-        self.search_ms = search_ms
-        self.zero_based = zero_based
-        self.min_relative_amplitude = min_relative_amplitude
-        self.max_unloaded_fraction = max_unloaded_fraction
+    block_s: float = 5.0
+    low_pct: float = 5.0
+    high_pct: float = 97.0
+    on_fraction: float = 0.30
+    off_fraction: float = 0.10
+    hs_slope_per_s: float = 2.5
+    to_slope_per_s: float = 0.5
+    min_stance_ms: float = 150.0
+    min_swing_ms: float = 60.0
+    max_gap_ms: float = 50.0
+    search_ms: float = 400.0
+    zero_based: bool = False
+    min_relative_amplitude: float = 0.25
+    max_unloaded_fraction: float = 0.2
+    zero_level_fraction: float = 0.02
+    to_level_fraction: float | None = None
+    slope_span_ms: float = 15.0
+    flat_fraction: float = 0.01
+    partial_swing_ms: float = 200.0
+    to_rebound_fraction: float = 0.01
+    rebound_ms: float = 30.0
+    offset_to_level_fraction: float = 0.03
 
     def params(self, sampling_rate_hz: float) -> EventParams:
         fs = float(sampling_rate_hz)
