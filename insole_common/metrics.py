@@ -41,9 +41,10 @@ PEAK_LOAD = "peak_load"
 LOAD_UNIT = "load_unit"
 BOUT_ID = "bout_id"
 
+#: a stride's times: events and durations (also the fields of a provisional stride, online.py)
+STRIDE_TIME_COLS = [HEEL_STRIKE_S, TOE_OFF_S, NEXT_HEEL_STRIKE_S, STRIDE_TIME_S, STANCE_TIME_S, SWING_TIME_S]
 #: columns every strides table has, in this order
-STRIDE_CORE_COLS = [SIDE, HEEL_STRIKE_S, TOE_OFF_S, NEXT_HEEL_STRIKE_S, STRIDE_TIME_S, STANCE_TIME_S,
-                    SWING_TIME_S, STANCE_PCT, CADENCE_STEPS_PER_MIN]
+STRIDE_CORE_COLS = [SIDE, *STRIDE_TIME_COLS, STANCE_PCT, CADENCE_STEPS_PER_MIN]
 #: columns filled when the data allows it (NaN otherwise)
 STRIDE_OPTIONAL_COLS = [DOUBLE_SUPPORT_S, DOUBLE_SUPPORT_PCT, STRIDE_LENGTH_M, GAIT_SPEED_M_S,
                         COP_AP_START_FL, COP_ML_START_FW, COP_AP_END_FL, COP_ML_END_FW, GAIT_LINE_LENGTH_FL,

@@ -121,12 +121,13 @@ def gait_sequences(bouts: list[tuple[float, float, str]]) -> list[tuple[float, f
     return seqs
 
 
+_OTHER = {"L": "R", "R": "L"}
+
+
 def plan_gait(bouts: list[tuple[float, float, str]], p: SimulationParams, rng: np.random.Generator) -> dict[str, FootPlan]:
     """Plan every step of every gait sequence. Loops over steps (never over samples)."""
     profiles = step_profiles(p)
-    cv = p.variability_cv
-    other = {"L": "R", "R": "L"}
-    fac = {p.affected_side: 1.0 - p.asymmetry / 2, other[p.affected_side]: 1.0 + p.asymmetry / 2}
+    fac = {p.affected_side: 1.0 - p.asymmetry / 2, _OTHER[p.affected_side]: 1.0 + p.asymmetry / 2}
     plans = {s: FootPlan() for s in SIDES}
 
     def z() -> float:
@@ -135,105 +136,7 @@ def plan_gait(bouts: list[tuple[float, float, str]], p: SimulationParams, rng: n
     for a, b, subs in gait_sequences(bouts):
         lead = SIDES[int(rng.integers(2))]
         turn_sign = {i: (1.0 if rng.random() < 0.5 else -1.0) for i, s in enumerate(subs) if s[2] == "turning"}
-
-        def sub_at(t: float) -> int:
-            for i, (s0, s1, _) in enumerate(subs):
-                if t < s1:
-                    return i
-            return len(subs) - 1
-
-        def phase(pr: StepProfile) -> float:
-            """Fraction of the stride from left heel strike to right heel strike (equal double supports)."""
-            return 0.5 + pr.stance_fraction * (fac["L"] - fac["R"]) / 2
-
-        pr0 = profiles[subs[0][2]]
-        t0 = pr0.stride_time_s
-        hs = [a + INIT_PUSH_OFF_S + (1.0 - pr0.stance_fraction * fac[lead]) * t0]
-        feet = [lead]
-        while True:
-            pr = profiles[subs[sub_at(hs[-1])][2]]
-            stride = pr.stride_time_s * (1.0 + cv * math.sqrt(2.0) * z())
-            ph = phase(pr)
-            step = (ph if feet[-1] == "L" else 1.0 - ph) * stride
-            if hs[-1] + step > b - END_MARGIN_S:
-                break
-            hs.append(hs[-1] + step)
-            feet.append(other[feet[-1]])
-        n = len(hs)
-        subs_i = [sub_at(h) for h in hs]
-        prs = [profiles[subs[i][2]] for i in subs_i]
-        stance = np.empty(n)
-        for j in range(n):
-            t_local = hs[j + 2] - hs[j] if j + 2 < n else prs[j].stride_time_s
-            s = prs[j].stance_fraction * t_local * fac[feet[j]] * (1.0 + 0.5 * cv * z())
-            if j + 1 < n:
-                s = max(s, hs[j + 1] - hs[j] + MIN_DOUBLE_SUPPORT_S)
-            if j + 2 < n:
-                s = min(s, hs[j + 2] - hs[j] - MIN_SWING_S)
-            stance[j] = s
-        # swing displacement ending at each heel strike: half a stride to start and to close
-        disp = np.array([prs[j].stride_length_m * (1.0 + cv * z()) for j in range(n)])
-        for j in range(n):
-            if subs[subs_i[j]][2] == "turning":
-                inner = "L" if turn_sign[subs_i[j]] > 0 else "R"
-                disp[j] *= 0.7 if feet[j] == inner else 1.3
-        disp[0] *= 0.5
-        if n >= 2:
-            disp[n - 1] *= 0.5
-        # yaw: each foot turns the bout's whole angle over its swings that land in the bout
-        dpsi = np.zeros(n)
-        for i, sign in turn_sign.items():
-            for side in SIDES:
-                js = [j for j in range(n) if subs_i[j] == i and feet[j] == side]
-                for j in js:
-                    dpsi[j] = sign * math.radians(abs(p.turn_angle_deg)) / len(js)
-        # gait initiation: when each foot first leaves the ground
-        first_to: dict[str, float] = {}
-        first_to[lead] = hs[0] - (1.0 - pr0.stance_fraction * fac[lead]) * t0
-        ph0 = phase(pr0)
-        back = (1.0 - ph0 if lead == "L" else ph0) * t0  # virtual trailing heel strike before hs[0]
-        trail_to = hs[0] - back + pr0.stance_fraction * t0 * fac[other[lead]]
-        if n >= 2:
-            trail_to = min(trail_to, hs[1] - MIN_SWING_S)
-        first_to[other[lead]] = max(trail_to, hs[0] + MIN_DOUBLE_SUPPORT_S)
-        for side in SIDES:
-            plans[side].partials.append({
-                "kind": "initial", "start": a, "end": first_to[side], "anchor": first_to[side],
-                "stance_s": pr0.stance_fraction * t0 * fac[side], "peak1": pr0.peak1_bw * fac[side],
-                "valley": pr0.valley_bw * fac[side], "peak2": pr0.peak2_bw * fac[side], "ml_jit": 0.0,
-            })
-        for j in range(n):
-            side, pr = feet[j], prs[j]
-            plan = plans[side]
-            loads = [x * fac[side] * (1.0 + cv * z()) for x in (pr.peak1_bw, pr.valley_bw, pr.peak2_bw)]
-            ml_jit, ap_jit = 0.5 * cv * z(), 0.2 * cv * z()
-            if j + 2 < n:
-                plan.hs.append(hs[j])
-                plan.to.append(hs[j] + stance[j])
-                plan.next_hs.append(hs[j + 2])
-                plan.peak1.append(loads[0])
-                plan.valley.append(loads[1])
-                plan.peak2.append(loads[2])
-                plan.ml_jit.append(ml_jit)
-                plan.ap_jit.append(ap_jit)
-                plan.activity.append(subs[subs_i[j]][2])
-                plan.stride_length.append(float(disp[j + 2]))
-                plan.terminal.append(j + 2 == n - 1)
-            else:
-                plan.partials.append({
-                    "kind": "final", "start": hs[j], "end": b, "anchor": hs[j], "stance_s": float(stance[j]),
-                    "peak1": loads[0], "valley": loads[1], "peak2": loads[2], "ml_jit": ml_jit,
-                })
-            # the swing that ends at this heel strike
-            if j >= 2:
-                to_prev, s_prev = hs[j - 2] + stance[j - 2], stance[j - 2]
-            else:
-                to_prev, s_prev = first_to[side], pr.stance_fraction * pr.stride_time_s
-            ho = max(to_prev - (1.0 - U_HEEL_OFF) * s_prev, a + 0.02, (to_prev + a) / 2)
-            ff = min(hs[j] + U_FOOT_FLAT * stance[j], b - 0.01)
-            scale = disp[j] / pr.stride_length_m if pr.stride_length_m > 0 else 1.0
-            plan.swings.append((ho, to_prev, hs[j], ff, float(disp[j]), float(dpsi[j]),
-                                pr.pitch_to_deg * min(scale, 1.2), pr.pitch_hs_deg * min(scale, 1.2), pr.clearance_m))
+        _plan_sequence(plans, a, b, subs, lead, turn_sign, profiles, fac, p, z)
     for plan in plans.values():
         order = np.argsort(plan.hs, kind="stable")
         for name in ("hs", "to", "next_hs", "peak1", "valley", "peak2", "ml_jit", "ap_jit", "activity",
@@ -242,3 +145,150 @@ def plan_gait(bouts: list[tuple[float, float, str]], p: SimulationParams, rng: n
             setattr(plan, name, [vals[i] for i in order])
         plan.swings.sort(key=lambda s: s[0])
     return plans
+
+
+def _sub_at(subs: list[tuple[float, float, str]], t: float) -> int:
+    """Index of the sub-bout of a gait sequence at time ``t`` (the last one after its end)."""
+    for i, (_s0, s1, _) in enumerate(subs):
+        if t < s1:
+            return i
+    return len(subs) - 1
+
+
+def _phase(pr: StepProfile, fac: dict[str, float]) -> float:
+    """Fraction of the stride from left heel strike to right heel strike (equal double supports)."""
+    return 0.5 + pr.stance_fraction * (fac["L"] - fac["R"]) / 2
+
+
+def _plan_sequence(plans: dict[str, FootPlan], a: float, b: float, subs: list[tuple[float, float, str]], lead: str,
+                   turn_sign: dict[int, float], profiles: dict[str, StepProfile], fac: dict[str, float],
+                   p: SimulationParams, z) -> None:
+    """Plan the steps of the gait sequence ``[a, b)`` made of ``subs``, starting with foot ``lead``; ``z`` draws
+    a clipped standard normal (the order of the draws fixes the simulation of a seed)."""
+    cv = p.variability_cv
+    pr0 = profiles[subs[0][2]]
+    hs, feet = _heel_strikes(a, b, subs, lead, profiles, fac, cv, z)
+    n = len(hs)
+    subs_i = [_sub_at(subs, h) for h in hs]
+    prs = [profiles[subs[i][2]] for i in subs_i]
+    stance = _stances(hs, feet, prs, fac, cv, z)
+    disp = _displacements(subs, subs_i, feet, prs, turn_sign, cv, z)
+    dpsi = _yaw_changes(subs_i, feet, turn_sign, p.turn_angle_deg)
+    first_to = _first_toe_offs(hs, lead, pr0, fac)
+    for side in SIDES:
+        plans[side].partials.append({
+            "kind": "initial", "start": a, "end": first_to[side], "anchor": first_to[side],
+            "stance_s": pr0.stance_fraction * pr0.stride_time_s * fac[side], "peak1": pr0.peak1_bw * fac[side],
+            "valley": pr0.valley_bw * fac[side], "peak2": pr0.peak2_bw * fac[side], "ml_jit": 0.0,
+        })
+    for j in range(n):
+        side, pr = feet[j], prs[j]
+        plan = plans[side]
+        loads = [x * fac[side] * (1.0 + cv * z()) for x in (pr.peak1_bw, pr.valley_bw, pr.peak2_bw)]
+        ml_jit, ap_jit = 0.5 * cv * z(), 0.2 * cv * z()
+        if j + 2 < n:
+            plan.hs.append(hs[j])
+            plan.to.append(hs[j] + stance[j])
+            plan.next_hs.append(hs[j + 2])
+            plan.peak1.append(loads[0])
+            plan.valley.append(loads[1])
+            plan.peak2.append(loads[2])
+            plan.ml_jit.append(ml_jit)
+            plan.ap_jit.append(ap_jit)
+            plan.activity.append(subs[subs_i[j]][2])
+            plan.stride_length.append(float(disp[j + 2]))
+            plan.terminal.append(j + 2 == n - 1)
+        else:
+            plan.partials.append({
+                "kind": "final", "start": hs[j], "end": b, "anchor": hs[j], "stance_s": float(stance[j]),
+                "peak1": loads[0], "valley": loads[1], "peak2": loads[2], "ml_jit": ml_jit,
+            })
+        # the swing that ends at this heel strike
+        if j >= 2:
+            to_prev, s_prev = hs[j - 2] + stance[j - 2], stance[j - 2]
+        else:
+            to_prev, s_prev = first_to[side], pr.stance_fraction * pr.stride_time_s
+        ho = max(to_prev - (1.0 - U_HEEL_OFF) * s_prev, a + 0.02, (to_prev + a) / 2)
+        ff = min(hs[j] + U_FOOT_FLAT * stance[j], b - 0.01)
+        scale = disp[j] / pr.stride_length_m if pr.stride_length_m > 0 else 1.0
+        plan.swings.append((ho, to_prev, hs[j], ff, float(disp[j]), float(dpsi[j]),
+                            pr.pitch_to_deg * min(scale, 1.2), pr.pitch_hs_deg * min(scale, 1.2), pr.clearance_m))
+
+
+def _heel_strikes(a: float, b: float, subs: list[tuple[float, float, str]], lead: str,
+                  profiles: dict[str, StepProfile], fac: dict[str, float], cv: float, z) -> tuple[list[float], list[str]]:
+    """Heel strikes of the sequence and their feet, alternating from ``lead``: the first after the gait
+    initiation's push-off and swing, none closer than ``END_MARGIN_S`` to the end."""
+    pr0 = profiles[subs[0][2]]
+    t0 = pr0.stride_time_s
+    hs = [a + INIT_PUSH_OFF_S + (1.0 - pr0.stance_fraction * fac[lead]) * t0]
+    feet = [lead]
+    while True:
+        pr = profiles[subs[_sub_at(subs, hs[-1])][2]]
+        stride = pr.stride_time_s * (1.0 + cv * math.sqrt(2.0) * z())
+        ph = _phase(pr, fac)
+        step = (ph if feet[-1] == "L" else 1.0 - ph) * stride
+        if hs[-1] + step > b - END_MARGIN_S:
+            break
+        hs.append(hs[-1] + step)
+        feet.append(_OTHER[feet[-1]])
+    return hs, feet
+
+
+def _stances(hs: list[float], feet: list[str], prs: list[StepProfile], fac: dict[str, float], cv: float,
+             z) -> np.ndarray:
+    """Stance time of each heel strike, kept between a minimal double support and a minimal swing."""
+    n = len(hs)
+    stance = np.empty(n)
+    for j in range(n):
+        t_local = hs[j + 2] - hs[j] if j + 2 < n else prs[j].stride_time_s
+        s = prs[j].stance_fraction * t_local * fac[feet[j]] * (1.0 + 0.5 * cv * z())
+        if j + 1 < n:
+            s = max(s, hs[j + 1] - hs[j] + MIN_DOUBLE_SUPPORT_S)
+        if j + 2 < n:
+            s = min(s, hs[j + 2] - hs[j] - MIN_SWING_S)
+        stance[j] = s
+    return stance
+
+
+def _displacements(subs: list[tuple[float, float, str]], subs_i: list[int], feet: list[str], prs: list[StepProfile],
+                   turn_sign: dict[int, float], cv: float, z) -> np.ndarray:
+    """Swing displacement ending at each heel strike: half a stride to start and to close; in a turn the inner
+    foot steps shorter than the outer one."""
+    n = len(feet)
+    disp = np.array([prs[j].stride_length_m * (1.0 + cv * z()) for j in range(n)])
+    for j in range(n):
+        if subs[subs_i[j]][2] == "turning":
+            inner = "L" if turn_sign[subs_i[j]] > 0 else "R"
+            disp[j] *= 0.7 if feet[j] == inner else 1.3
+    disp[0] *= 0.5
+    if n >= 2:
+        disp[n - 1] *= 0.5
+    return disp
+
+
+def _yaw_changes(subs_i: list[int], feet: list[str], turn_sign: dict[int, float], turn_angle_deg: float) -> np.ndarray:
+    """Yaw change of each swing: each foot turns the bout's whole angle over its swings that land in the bout."""
+    n = len(feet)
+    dpsi = np.zeros(n)
+    for i, sign in turn_sign.items():
+        for side in SIDES:
+            js = [j for j in range(n) if subs_i[j] == i and feet[j] == side]
+            for j in js:
+                dpsi[j] = sign * math.radians(abs(turn_angle_deg)) / len(js)
+    return dpsi
+
+
+def _first_toe_offs(hs: list[float], lead: str, pr0: StepProfile, fac: dict[str, float]) -> dict[str, float]:
+    """Gait initiation: when each foot first leaves the ground (the leading foot before ``hs[0]``, the trailing
+    one after it, with a minimal double support and swing)."""
+    t0 = pr0.stride_time_s
+    first_to: dict[str, float] = {}
+    first_to[lead] = hs[0] - (1.0 - pr0.stance_fraction * fac[lead]) * t0
+    ph0 = _phase(pr0, fac)
+    back = (1.0 - ph0 if lead == "L" else ph0) * t0  # virtual trailing heel strike before hs[0]
+    trail_to = hs[0] - back + pr0.stance_fraction * t0 * fac[_OTHER[lead]]
+    if len(hs) >= 2:
+        trail_to = min(trail_to, hs[1] - MIN_SWING_S)
+    first_to[_OTHER[lead]] = max(trail_to, hs[0] + MIN_DOUBLE_SUPPORT_S)
+    return first_to

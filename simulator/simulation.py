@@ -161,16 +161,8 @@ def simulate(params: SimulationParams | None = None, seed: int | None = 0) -> Si
         pressure = quantize(noisy, device.PRESSURE_SCALE_KPA).astype(np.float64) * device.PRESSURE_SCALE_KPA
         ok = _delivered_mask(n, p, rng_loss[side])
         pressure[~ok] = np.nan
-        acc = gyro = None
         arr = plan.arrays()
-        if p.imu:
-            acc, gyro = foot_imu(t, arr)
-            acc = acc + p.imu_acc_noise_g * rng_imu.standard_normal(acc.shape)
-            gyro = gyro + p.imu_gyro_noise_dps * rng_imu.standard_normal(gyro.shape)
-            acc = quantize(acc, device.ACC_SCALE_G, dtype=np.int16) * device.ACC_SCALE_G
-            gyro = quantize(gyro, device.GYRO_SCALE_DPS, dtype=np.int16) * device.GYRO_SCALE_DPS
-            acc[~ok] = np.nan
-            gyro[~ok] = np.nan
+        acc, gyro = _imu(t, arr, ok, p, rng_imu) if p.imu else (None, None)
         feet[side] = FootRecording(
             side=side, sample_rate_hz=fs, t0_s=0.0, pressure=pressure, pressure_unit="kPa", layout=layout,
             acc_g=acc, gyro_dps=gyro, seq=np.arange(n, dtype=np.uint64), device_id=f"sim-{side}",
@@ -179,6 +171,31 @@ def simulate(params: SimulationParams | None = None, seed: int | None = 0) -> Si
         force_n[side] = load_bw * body_weight_n
         event_frames.append(_stride_table(side, arr, layout, clean, stance_idx))
 
+    truth = _ground_truth(p, seed, bouts, event_frames, delivered, force_n, body_weight_n=body_weight_n, area=area)
+    meta = {"simulator_version": SIMULATOR_VERSION, "seed": seed, "sensor_area_m2": area,
+            "body_mass_kg": p.body_mass_kg, "simulated": True}
+    recording = Recording(feet=feet, source_format=SOURCE_FORMAT, meta=meta)
+    return Simulation(recording=recording, truth=truth, params=p)
+
+
+def _imu(t: np.ndarray, arr: dict[str, np.ndarray], ok: np.ndarray, p: SimulationParams,
+         rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One foot's accelerometer (g) and gyroscope (deg/s): noise-free signals plus sensor noise, quantised as the
+    device sends them, NaN where the sample was lost."""
+    acc, gyro = foot_imu(t, arr)
+    acc = acc + p.imu_acc_noise_g * rng.standard_normal(acc.shape)
+    gyro = gyro + p.imu_gyro_noise_dps * rng.standard_normal(gyro.shape)
+    acc = quantize(acc, device.ACC_SCALE_G, dtype=np.int16) * device.ACC_SCALE_G
+    gyro = quantize(gyro, device.GYRO_SCALE_DPS, dtype=np.int16) * device.GYRO_SCALE_DPS
+    acc[~ok] = np.nan
+    gyro[~ok] = np.nan
+    return acc, gyro
+
+
+def _ground_truth(p: SimulationParams, seed: int | None, bouts: list[tuple[float, float, str]],
+                  event_frames: list[pd.DataFrame], delivered: dict[Side, np.ndarray], force_n: dict[Side, np.ndarray],
+                  *, body_weight_n: float, area: float) -> GroundTruth:
+    """The strides of both feet in time order, the bouts, the injected parameters and the device clocks."""
     events = pd.concat(event_frames, ignore_index=True).sort_values("heel_strike_s", kind="stable")
     events = events.reset_index(drop=True)[list(EVENT_COLUMNS)]
     bouts_df = pd.DataFrame(bouts, columns=list(BOUT_COLUMNS))
@@ -194,12 +211,8 @@ def simulate(params: SimulationParams | None = None, seed: int | None = 0) -> Si
         "stride_time_s": p.stride_time_s,
         "unaffected_side": "L" if p.affected_side == "R" else "R",
     }
-    truth = GroundTruth(events=events, bouts=bouts_df, params=truth_params, clock=clock, delivered=delivered,
-                        force_n=force_n, seed=seed)
-    meta = {"simulator_version": SIMULATOR_VERSION, "seed": seed, "sensor_area_m2": area,
-            "body_mass_kg": p.body_mass_kg, "simulated": True}
-    recording = Recording(feet=feet, source_format=SOURCE_FORMAT, meta=meta)
-    return Simulation(recording=recording, truth=truth, params=p)
+    return GroundTruth(events=events, bouts=bouts_df, params=truth_params, clock=clock, delivered=delivered,
+                       force_n=force_n, seed=seed)
 
 
 def _stride_table(side: Side, arr: dict[str, np.ndarray], layout: SensorLayout, clean: np.ndarray,

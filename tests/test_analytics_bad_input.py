@@ -207,15 +207,6 @@ def test_strides_where_the_other_foot_has_no_data_stand_alone():
     assert len(right) >= 45 and (right.next_heel_strike_s <= 57.5).all()
 
 
-def test_a_dead_foot_streams_like_the_batch():
-    from tests.test_analytics_streaming import stream
-
-    n = read_any(NDD / "control1.hea").feet["R"].n_samples
-    rec = control1_with_right(-1900.0 + np.random.default_rng(3).integers(-1, 2, n))
-    streamed, _ = stream(rec, np.random.default_rng(7))
-    pd.testing.assert_frame_equal(streamed, analyze(rec).strides, check_exact=False, rtol=1e-12, atol=1e-12)
-
-
 def test_a_foot_whose_file_ends_early_lets_the_other_walk_on(tmp_path: Path):
     # als1.rit cut to its first 20,000 samples (67 s): the left foot's walking after that, broken by pauses into
     # several bouts, is kept as if the right foot's missing tail were NaN (before: 132 of 202 left strides lost)

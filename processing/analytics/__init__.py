@@ -9,9 +9,6 @@ Public API
     times in seconds on the recording's time base, side ``"L"``/``"R"``), ``.bouts``
     (start_s, end_s, activity in walking/standing/sitting/shuffling/turning, n_strides) and
     ``.summary`` (JSON-ready dict: means per side, cadence, symmetry indices, ``data_quality``, ``flags``).
-``StreamingAnalyzer(sides, *, calibration=None)`` / ``StreamingAnalyzer.like(recording)``
-    ``.feed(side, t0_s, pressure, *, total_force_n=None, acc_g=None, gyro_dps=None, cop_ap=None, cop_ml=None)``
-    returns the strides completed by that chunk; ``.finish() -> GaitResult`` equals ``analyze`` on the same data.
 ``Calibration(stride_length_m, stride_time_s, exponent=1.0)`` / ``Calibration.from_walk(strides, distance_m=10.0)``
     stride length for insoles without an IMU (calibration walk, e.g. a 10-metre walk test).
 ``LoadEventDetector(*, ...)`` with ``.detect(load, *, sampling_rate_hz, t0_s=0.0) -> self`` and ``.events_``
@@ -27,8 +24,7 @@ usable-but-poor input yields flags in ``summary["flags"]`` (``no_walking``, ``fe
 """
 
 from processing.analytics.events import OPENGO_EVENT_LEVELS, LoadEventDetector
-from processing.analytics.pipeline import Calibration, GaitResult, analyze, symmetry_index
-from processing.analytics.streaming import StreamingAnalyzer
+from processing.analytics.pipeline import Calibration, GaitResult, analyze
+from processing.analytics.summary import symmetry_index
 
-__all__ = ["analyze", "GaitResult", "StreamingAnalyzer", "Calibration", "LoadEventDetector", "OPENGO_EVENT_LEVELS",
-           "symmetry_index"]
+__all__ = ["analyze", "GaitResult", "Calibration", "LoadEventDetector", "OPENGO_EVENT_LEVELS", "symmetry_index"]

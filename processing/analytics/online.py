@@ -1,8 +1,8 @@
 """Low-latency provisional strides: an incremental per-foot heel-strike / toe-off detector.
 
-:class:`processing.analytics.streaming.StreamingAnalyzer` reproduces the batch result exactly,
-which costs it about 10 s of look-ahead (centred 15-s level windows). This detector trades
-that exactness for a bounded look-ahead, so that a running session's strides can be stored
+The batch engine (:func:`processing.analytics.analyze`) takes its levels from centred 15-s
+windows, so it needs about 11 s (two blocks plus one second) of data after a stride to fix it. This
+detector trades that exactness for a bounded look-ahead, so that a running session's strides can be stored
 and shown within a fraction of a second; the session's final analysis at close stays the
 authoritative one (the service then replaces the provisional strides).
 
@@ -44,7 +44,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from insole_common.errors import ValidationError
+from insole_common import metrics as C
 from processing.analytics.events import LoadEventDetector
 from processing.analytics.strides import MAX_STRIDE_S, MIN_STRIDE_S, MIN_SWING_S
 
@@ -52,15 +52,11 @@ from processing.analytics.strides import MAX_STRIDE_S, MIN_STRIDE_S, MIN_SWING_S
 _NONE = np.empty(0, dtype=np.intp)
 
 
-class OnlineStride(NamedTuple):
-    """One provisional stride; times in seconds on the caller's time base (``t0_s`` + sample / rate)."""
-
-    heel_strike_s: float
-    toe_off_s: float
-    next_heel_strike_s: float
-    stride_time_s: float
-    stance_time_s: float
-    swing_time_s: float
+#: One provisional stride; times in seconds on the caller's time base (``t0_s`` + sample / rate). Its fields are
+#: the stride times of a strides table (``insole_common.metrics.STRIDE_TIME_COLS``), which are also the fields of the wire's
+#: ``StrideRecord`` without its side (insole_common/messages.py; processing/service.py publishes it as one).
+OnlineStride = NamedTuple("OnlineStride", [(name, float) for name in C.STRIDE_TIME_COLS])
+OnlineStride.__doc__ = "One provisional stride; times in seconds on the caller's time base (t0_s + sample / rate)."
 
 
 class _Contact:
@@ -86,24 +82,22 @@ class OnlineStrideDetector:
     def __init__(self, *, sampling_rate_hz: float, t0_s: float = 0.0, zero_based: bool = True,
                  detector: LoadEventDetector | None = None, window_s: float = 10.0, min_window_s: float = 2.0,
                  level_every_s: float = 2.0) -> None:
-        fs = float(sampling_rate_hz)
-        if not (math.isfinite(fs) and fs > 0):
-            raise ValidationError(f"sampling rate must be positive, got {sampling_rate_hz}", reason="bad_rate")
-        d = detector or LoadEventDetector()
-        if not 0 < d.off_fraction < d.on_fraction < 1:
-            raise ValidationError("need 0 < off_fraction < on_fraction < 1", reason="bad_setting")
+        # the final analysis's settings in samples at this rate (LoadEventDetector.params checks the rate and the
+        # thresholds), so both detectors count the same samples as a stance, a swing or the search window
+        p = (detector or LoadEventDetector()).params(sampling_rate_hz)
+        fs = p.fs
         self.fs = fs
         self.t0_s = float(t0_s)
         self.zero_based = zero_based
-        self.low_pct, self.high_pct = d.low_pct, d.high_pct
-        self.on_fraction, self.off_fraction = d.on_fraction, d.off_fraction
-        self.hs_level_fraction = d.zero_level_fraction
-        self.to_level_fraction = d.zero_level_fraction if d.to_level_fraction is None else d.to_level_fraction
-        self.min_relative_amplitude = d.min_relative_amplitude
-        self.max_unloaded_fraction = d.max_unloaded_fraction
-        self.min_stance_n = int(round(d.min_stance_ms / 1000 * fs))
-        self.min_swing_n = int(round(d.min_swing_ms / 1000 * fs))
-        self.search_n = max(int(round(d.search_ms / 1000 * fs)), 2)
+        self.low_pct, self.high_pct = p.low_pct, p.high_pct
+        self.on_fraction, self.off_fraction = p.on_fraction, p.off_fraction
+        self.hs_level_fraction = p.zero_level_fraction
+        self.to_level_fraction = p.to_level_fraction
+        self.min_relative_amplitude = p.min_relative_amplitude
+        self.max_unloaded_fraction = p.max_unloaded_fraction
+        self.min_stance_n = p.min_stance_n
+        self.min_swing_n = p.min_swing_n
+        self.search_n = p.search_n
         self.window_n = max(int(round(window_s * fs)), 8)
         self.min_window_n = max(int(round(min_window_s * fs)), 4)
         self.level_every_n = max(int(round(level_every_s * fs)), 1)

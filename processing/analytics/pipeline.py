@@ -1,9 +1,8 @@
-"""Whole-recording analysis and the per-foot engine shared with the streaming analyser."""
+"""Whole-recording analysis: one ``FootEngine`` per foot (foot_engine.py), then both feet together (double
+support, stride length, bouts, summary)."""
 
 from __future__ import annotations
 
-import math
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,16 +10,17 @@ import numpy as np
 import pandas as pd
 
 from insole_common.errors import ValidationError
-from insole_common.layouts import SensorLayout
 from insole_common.recording import Recording
 from insole_common import metrics as C
 from processing.analytics.bouts import dead_feet, detect_bouts
-from processing.analytics.events import LoadEventDetector, SpanDetector
-from processing.analytics.strides import channel_sums, empty_strides, stride_rows
+from processing.analytics.events import LoadEventDetector
+from processing.analytics.foot_engine import ZERO_BASED_UNITS, FootEngine
+from processing.analytics.strides import empty_strides
+from processing.analytics.summary import build_summary, symmetry_index
 from processing.readers.grid import DROP_REASONS  # the readers' vocabulary (grid.py does no I/O)
 
-#: a zero-based load unit: 0 means "foot in the air"
-ZERO_BASED_UNITS = {"N", "kPa", "N/cm^2"}
+__all__ = ["READER_QUALITY_KEYS", "ZERO_BASED_UNITS", "Calibration", "FootEngine", "GaitResult", "analyze",
+           "engines_for", "finalize", "symmetry_index"]
 
 
 @dataclass(frozen=True)
@@ -58,239 +58,12 @@ class Calibration:
 
 @dataclass
 class GaitResult:
-    """Output of :func:`analyze`: ``strides`` (one row per stride, columns in consts),
+    """Output of :func:`analyze`: ``strides`` (one row per stride, columns in insole_common.metrics),
     ``bouts`` (start_s, end_s, activity, n_strides), ``summary`` (JSON-ready dict)."""
 
     strides: pd.DataFrame
     bouts: pd.DataFrame
     summary: dict[str, Any] = field(default_factory=dict)
-
-
-class FootEngine:
-    """Incremental per-foot analysis; :func:`analyze` feeds it everything at once, the stream chunk by chunk."""
-
-    def __init__(self, side: str, *, sampling_rate_hz: float, t0_s: float, layout: SensorLayout | None,
-                 pressure_unit: str, n_channels: int, zero_based: bool | None = None,
-                 detector: LoadEventDetector | None = None) -> None:
-        self.side = side
-        self.fs = float(sampling_rate_hz)
-        self.t0_s = float(t0_s)
-        self.layout = layout
-        self.unit = pressure_unit
-        self.n_channels = n_channels
-        det = detector or LoadEventDetector()
-        self.uses_total_force: bool | None = None
-        self._zero_based = zero_based
-        self._det = det
-        self._span: SpanDetector | None = None
-        self._chunks: dict[str, list[np.ndarray]] = {}
-        self._buf: dict[str, np.ndarray | None] = {}
-        self.abs0 = 0  # absolute index of the buffer's first sample
-        self.n_abs = 0
-        self.start = 0
-        self.state0 = math.nan
-        self.strides: list[pd.DataFrame] = []
-        self.finished = False
-        self.stats = {"samples_n": 0, "missing_n": 0, "saturated_n": 0}
-        self._sec_n = max(int(round(self.fs)), 1)
-        self._sec_done = 0  # absolute sample index up to which per-second summaries exist
-        self._sec_load: list[np.ndarray] = []
-        self._sec_yaw: list[np.ndarray] = []
-
-    # ---- input ----
-    def feed(self, pressure: np.ndarray, *, total_force_n=None, acc_g=None, gyro_dps=None, cop_ap=None,
-             cop_ml=None) -> pd.DataFrame:
-        if self.finished:
-            raise ValidationError(f"{self.side}: stream already finished", reason="finished")
-        p = np.asarray(pressure, dtype=np.float64)
-        if p.ndim == 1:
-            p = p[:, None]
-        if p.ndim != 2 or p.shape[1] != self.n_channels:
-            raise ValidationError(f"{self.side}: expected (n, {self.n_channels}) pressure, got {p.shape}", reason="bad_shape")
-        n = p.shape[0]
-        use_total = total_force_n is not None
-        if self.uses_total_force is None:
-            self.uses_total_force = use_total
-        elif self.uses_total_force != use_total:
-            raise ValidationError(f"{self.side}: total force present in some chunks only", reason="inconsistent_stream")
-        parts = {"p": p, "f": None if total_force_n is None else np.asarray(total_force_n, float).reshape(n),
-                 "acc": None if acc_g is None else np.asarray(acc_g, float).reshape(n, 3),
-                 "gyr": None if gyro_dps is None else np.asarray(gyro_dps, float).reshape(n, 3),
-                 "cap": None if cop_ap is None else np.asarray(cop_ap, float).reshape(n),
-                 "cml": None if cop_ml is None else np.asarray(cop_ml, float).reshape(n)}
-        for k, v in parts.items():
-            if v is not None:
-                self._chunks.setdefault(k, []).append(v)
-            elif k in self._chunks:
-                raise ValidationError(f"{self.side}: channel {k} missing from a chunk", reason="inconsistent_stream")
-        self.n_abs += n
-        self.stats["samples_n"] += n
-        psum, q = channel_sums(p, self.layout)  # one pass over the channels for the load and stance sums
-        self._chunks.setdefault("psum", []).append(psum)
-        if q is not None:
-            self._chunks.setdefault("q", []).append(q)
-        cand = np.isnan(psum)  # a missing sample has every channel NaN: check only rows with a NaN
-        self.stats["missing_n"] += int(np.isnan(p[cand]).all(axis=1).sum()) if cand.any() else 0
-        return self._process(final=False)
-
-    def finish(self) -> pd.DataFrame:
-        out = self._process(final=True)
-        self.finished = True
-        return out
-
-    # ---- core ----
-    def _consolidate(self) -> None:
-        for k, chunks in self._chunks.items():
-            if chunks:
-                prev = self._buf.get(k)
-                arrs = ([prev] if prev is not None else []) + chunks
-                self._buf[k] = arrs[0] if len(arrs) == 1 else np.concatenate(arrs)
-                self._chunks[k] = []
-
-    def _load(self) -> np.ndarray:
-        f = self._buf.get("f")
-        if f is not None:
-            return f
-        return self._buf["psum"]
-
-    def _process(self, *, final: bool) -> pd.DataFrame:
-        self._consolidate()
-        if self._buf.get("p") is None:
-            return empty_strides()
-        if self._span is None:
-            zb = self._zero_based
-            if zb is None:
-                zb = self.unit in ZERO_BASED_UNITS
-            det = self._det
-            p = det.params(self.fs)
-            self._span = SpanDetector(type(p)(**{**p.__dict__, "zero_based": bool(zb)}))
-        load = self._load()
-        self._seconds(load, final)
-        res = self._span.run(load, abs0=self.abs0, start=self.start, state0=self.state0, final=final)
-        c = res.contacts
-        n_str = max(c["hs_i"].size - 1, 0)
-        new = None
-        if n_str > 0:
-            new = stride_rows(
-                self.side, c, fs=self.fs, t0_s=self.t0_s, abs0=self.abs0, pressure=self._buf["p"],
-                layout=self.layout, load_unit=self.unit,
-                cop_ap=self._buf.get("cap"), cop_ml=self._buf.get("cml"), acc_g=self._buf.get("acc"),
-                gyro_dps=self._buf.get("gyr"), n_strides=n_str, channel_q=self._buf.get("q"))
-            self.strides.append(new)
-            self.start = int(c["on_i"][n_str])
-            self.state0 = 0.0
-        elif c["hs_i"].size == 0 and not final:
-            # nothing pending: jump the state machine forward when the foot is surely in swing
-            pass
-        if not final:
-            self._trim()
-        return new if new is not None else empty_strides()
-
-    def _seconds(self, load: np.ndarray, final: bool) -> None:
-        """Per-second mean load and mean |yaw rate| (for activity labels), for whole seconds received."""
-        S = self._sec_n
-        end = self.n_abs if final else (self.n_abs // S) * S
-        if end <= self._sec_done:
-            return
-        a, b = self._sec_done - self.abs0, end - self.abs0
-        seg = load[a:b]
-        m = -(-seg.size // S)
-        pad = np.full(m * S, np.nan)
-        pad[: seg.size] = seg
-        self._sec_load.append(_row_nanmean(pad.reshape(m, S)))
-        gyr = self._buf.get("gyr")
-        if gyr is not None:
-            g = np.full(m * S, np.nan)
-            g[: seg.size] = np.abs(gyr[a:b, 2])
-            self._sec_yaw.append(_row_nanmean(g.reshape(m, S)))
-        else:
-            self._sec_yaw.append(np.full(m, np.nan))
-        self._sec_done = end
-
-    def seconds(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        load = np.concatenate(self._sec_load) if self._sec_load else np.zeros(0)
-        yaw = np.concatenate(self._sec_yaw) if self._sec_yaw else np.zeros(0)
-        return self.t0_s + np.arange(load.size), load, yaw
-
-    def _trim(self) -> None:
-        B = self._span.p.block_n
-        keep_from = max((self.start - self._span.p.search_n) // B - 3, 0) * B
-        # blocks needed for levels still to be computed
-        next_level_block = self._span.last_final_block(self.n_abs) + 1
-        keep_from = min(keep_from, max(next_level_block - 2, 0) * B, (self._sec_done // B) * B)
-        cut = keep_from - self.abs0
-        if cut <= 0:
-            return
-        for k, v in self._buf.items():
-            if v is not None:
-                self._buf[k] = v[cut:].copy()
-        self.abs0 = keep_from
-
-    def flat_intervals_s(self, *, min_share: float = 0.5) -> list[tuple[float, float]]:
-        """Time spans (s) of blocks mostly made of flat seconds (dead or disconnected sensor, see
-        ``SpanDetector._levels``)."""
-        sp = self._span
-        if sp is None or not sp.flat:
-            return []
-        return self._block_spans_s([j for j in sorted(sp.flat) if sp.flat[j] >= min_share])
-
-    def absent_intervals_s(self, *, within_s: tuple[float, float] | None = None,
-                           min_share: float = 0.5) -> list[tuple[float, float]]:
-        """Time spans (s) in which this foot's sensor says nothing about walking: blocks mostly made of flat
-        seconds, blocks without enough usable samples for levels and seconds without one finite sample (the
-        insole's data are missing), and, given the recording's whole span ``within_s``, the time before this
-        foot's first sample and after its last."""
-        sp = self._span
-        if sp is None:
-            return [within_s] if within_s else []
-        spans = self._block_spans_s([j for j in sorted(sp.lo) if sp.flat.get(j, 0.0) >= min_share
-                                     or not (np.isfinite(sp.lo[j]) and np.isfinite(sp.hi[j]))])
-        t, load, _ = self.seconds()
-        d = np.diff(np.r_[0, np.isnan(load).view(np.int8), 0])
-        spans += [(float(t[i]), float(t[j - 1] + 1)) for i, j in zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1))]
-        if within_s is not None:
-            a, b = self.span_s()
-            spans += [iv for iv in ((within_s[0], a), (b, within_s[1])) if iv[1] > iv[0]]
-        return _merge_spans(spans)
-
-    def span_s(self) -> tuple[float, float]:
-        """Start and end (s) of the samples received."""
-        return self.t0_s, self.t0_s + self.n_abs / self.fs
-
-    def amplitude_max(self) -> float:
-        """The largest loaded - unloaded level difference of any block (0 when no block has levels)."""
-        sp = self._span
-        return max(sp.amp_max.values(), default=0.0) if sp is not None else 0.0
-
-    def _block_spans_s(self, blocks: list[int]) -> list[tuple[float, float]]:
-        B = self._span.p.block_n
-        return _merge_spans([(self.t0_s + j * B / self.fs, self.t0_s + (j + 1) * B / self.fs) for j in blocks])
-
-    def stride_table(self) -> pd.DataFrame:
-        if not self.strides:
-            return empty_strides()
-        frames = [s for s in self.strides if not s.empty]
-        return pd.concat(frames, ignore_index=True) if frames else empty_strides()
-
-
-def _merge_spans(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Overlapping or touching time spans joined, in order."""
-    merged: list[tuple[float, float]] = []
-    for a, b in sorted(spans):
-        if merged and a <= merged[-1][1] + 1e-9:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
-        else:
-            merged.append((a, b))
-    return merged
-
-
-def _row_nanmean(x: np.ndarray) -> np.ndarray:
-    """``np.nanmean(x, axis=1)`` (NaN for all-NaN rows) via two matrix-vector products."""
-    ok = np.isfinite(x)
-    ones = np.ones(x.shape[1])
-    n = ok.astype(np.float64) @ ones
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, np.where(ok, x, 0.0) @ ones / n, np.nan)
 
 
 def engines_for(recording: Recording, detector: LoadEventDetector | None = None) -> dict[str, FootEngine]:
@@ -412,7 +185,7 @@ def finalize(engines: dict[str, FootEngine], *, calibration: Calibration | None,
     strides[C.BOUT_ID] = bout_id
     rejected = int((bout_id < 0).sum())
     strides = strides[bout_id >= 0].reset_index(drop=True)
-    summary = _summary(strides, bouts, engines, meta, n_candidates=n_candidates, rejected=rejected, dead=dead)
+    summary = build_summary(strides, bouts, engines, meta, n_candidates=n_candidates, rejected=rejected, dead=dead)
     return GaitResult(strides=strides[C.STRIDE_COLS], bouts=bouts, summary=summary)
 
 
@@ -440,79 +213,3 @@ def _double_support(strides: pd.DataFrame) -> None:
         ds_all[me] = ini + ter
     strides[C.DOUBLE_SUPPORT_S] = ds_all
     strides[C.DOUBLE_SUPPORT_PCT] = 100 * ds_all / strides[C.STRIDE_TIME_S].to_numpy(float)
-
-
-def symmetry_index(left: float, right: float) -> float:
-    """Robinson symmetry index in percent: 100 * (L - R) / (0.5 * (L + R)); 0 = symmetric."""
-    if not (np.isfinite(left) and np.isfinite(right)) or (left + right) == 0:
-        return float("nan")
-    return float(100.0 * (left - right) / (0.5 * (left + right)))
-
-
-def _f(x: Any) -> Any:
-    if isinstance(x, (float, np.floating)):
-        return None if not np.isfinite(x) else round(float(x), 6)
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    return x
-
-
-def _summary(strides, bouts, engines, meta, *, n_candidates, rejected, dead=frozenset()) -> dict[str, Any]:
-    s: dict[str, Any] = {"source_format": meta.get("source_format"), "strides_n": int(len(strides)),
-                         "stride_candidates_n": int(n_candidates), "strides_rejected_outside_bouts_n": rejected}
-    per_side = {}
-    cols = [C.STRIDE_TIME_S, C.STANCE_TIME_S, C.SWING_TIME_S, C.STANCE_PCT, C.DOUBLE_SUPPORT_S,
-            C.CADENCE_STEPS_PER_MIN, C.STRIDE_LENGTH_M, C.GAIT_SPEED_M_S, C.COP_ML_MEAN_FW,
-            C.LATERAL_LOAD_FRACTION, C.HEEL_LOAD_FRACTION, C.MIDFOOT_LOAD_FRACTION, C.FOREFOOT_LOAD_FRACTION,
-            C.PEAK_HEEL_LOAD]
-    side_arr = strides[C.SIDE].to_numpy(dtype=object)
-    vals = strides[cols].to_numpy(dtype=np.float64)
-    for side in ("L", "R"):
-        v = vals[side_arr == side]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN column: mean is NaN, reported as None
-            means = np.nanmean(v, axis=0) if len(v) else None
-        per_side[side] = {"strides_n": int(len(v)),
-                          **{f"mean_{c}": _f(means[i]) if len(v) else None for i, c in enumerate(cols)}}
-    s["per_side"] = per_side
-    if len(strides):
-        s["mean_stride_time_s"] = _f(strides[C.STRIDE_TIME_S].mean())
-        s["cadence_steps_per_min"] = _f(120.0 / strides[C.STRIDE_TIME_S].median())
-        s["mean_stride_length_m"] = _f(strides[C.STRIDE_LENGTH_M].astype(float).mean())
-        s["mean_gait_speed_m_s"] = _f(strides[C.GAIT_SPEED_M_S].astype(float).mean())
-        s["stride_time_cv_pct"] = _f(100 * strides[C.STRIDE_TIME_S].std() / strides[C.STRIDE_TIME_S].mean()) if len(strides) > 2 else None
-    s["symmetry_index_pct"] = {c: _f(symmetry_index(per_side["L"][f"mean_{c}"] or np.nan, per_side["R"][f"mean_{c}"] or np.nan))
-                               for c in (C.STRIDE_TIME_S, C.STANCE_TIME_S, C.SWING_TIME_S, C.STRIDE_LENGTH_M,
-                                         C.PEAK_HEEL_LOAD)}
-    s["walking_time_s"] = _f(float((bouts.loc[bouts.activity == "walking", "end_s"] - bouts.loc[bouts.activity == "walking", "start_s"]).sum())) if len(bouts) else 0.0
-    s["bouts_n"] = int((bouts.activity == "walking").sum()) if len(bouts) else 0
-    flags = []
-    q = {}
-    for side, e in engines.items():
-        n = max(e.stats["samples_n"], 1)
-        q[side] = {"samples_n": e.stats["samples_n"], "missing_fraction": round(e.stats["missing_n"] / n, 6),
-                   "saturated_fraction": round(e.stats["saturated_n"] / n, 6)}
-        if e.stats["missing_n"] / n > 0.01:
-            flags.append(f"dropped_samples_{side}")
-        if e.stats["saturated_n"] / n > 0.01:
-            flags.append(f"saturated_channel_{side}")
-    for side, e in engines.items():
-        if e.stats["missing_n"] >= e.stats["samples_n"]:
-            flags.append(f"no_data_{side}")
-        elif side in dead or e.flat_intervals_s():
-            flags.append(f"flat_sensor_{side}")
-    if len(engines) < 2:
-        flags.append("single_foot")
-    if len(strides) == 0:
-        flags.append("no_walking" if n_candidates == 0 else "no_walking_bout")
-    elif len(strides) < 4:
-        flags.append("few_strides")
-    if not np.isfinite(strides[C.STRIDE_LENGTH_M].astype(float)).any():
-        flags.append("no_stride_length")
-    reader = meta.get("reader") or {}
-    if reader.get("truncated"):
-        flags.append("truncated_file")
-    s["data_quality"] = q
-    s["reader_quality"] = reader
-    s["flags"] = flags
-    return s

@@ -112,7 +112,34 @@ def read_moticon(path: str | Path) -> Recording:
     sides = [s for s, w in SIDE_WORD.items() if f"{w} pressure 1" in col]
     if not sides:
         raise ValidationError(f"{p}: no left or right pressure columns", reason="bad_format")
-    # the numeric channels to read: time, then per foot the groups that are present
+    num_names, groups = _numeric_channels(p, col, sides)
+    ev_names = [k for k, _ in EVENT_COLUMNS if k in col]
+    df = _read_rows(p, header_i, names, col, num_names + ev_names, ev_names)
+    df, rows, dropped, non_numeric_n = _usable_rows(p, df, names, col, num_names)
+    t = df[f"c{col['time']}"].to_numpy(np.float64)[rows]
+    idx, n, step_s = grid_index(t, str(p))
+    rate_hz = round(1.0 / step_s, 6)
+    all_rows = len(rows) == len(df)
+
+    def grid(keys: list[str]) -> np.ndarray:
+        out = np.full((n, len(keys)), np.nan)
+        for j, k in enumerate(keys):
+            v = df[f"c{col[k]}"].to_numpy(np.float64)
+            out[idx, j] = v if all_rows else v[rows]
+        return out
+
+    feet = {side: _foot(side, grid, groups, rate_hz=rate_hz, t0_s=float(t[0])) for side in sides}
+    events, skipped_n = _vendor_events(df, col, ev_names, rows, idx, t0_s=float(t[0]), step_s=step_s)
+    meta["vendor_events"] = sorted(events, key=lambda e: e["t_s"])
+    meta["vendor_events_skipped_n"] = skipped_n
+    meta["dropped_samples_n"] = {s: int(f.missing.sum()) for s, f in feet.items()}
+    meta.update(dropped.meta(), non_numeric_cells_n=non_numeric_n,
+                repeated_time_stamps_n=int(np.count_nonzero(np.diff(t) == 0)))
+    return Recording(feet=feet, source_format="moticon", meta=meta)
+
+
+def _numeric_channels(p: Path, col: dict[str, int], sides: list[str]) -> tuple[list[str], dict[tuple[str, str], list[str]]]:
+    """The numeric channels to read: time, then per foot the groups that are present (all 16 pressures needed)."""
     num_names = ["time"]
     groups: dict[tuple[str, str], list[str]] = {}
     for side in sides:
@@ -125,16 +152,27 @@ def read_moticon(path: str | Path) -> Recording:
             if all(present):
                 groups[side, g] = keys
                 num_names += keys
-    ev_names = [k for k, _ in EVENT_COLUMNS if k in col]
-    use = num_names + ev_names
+    return num_names, groups
+
+
+def _read_rows(p: Path, header_i: int, names: list[str], col: dict[str, int], use: list[str],
+               ev_names: list[str]) -> pd.DataFrame:
+    """The data rows of the channels ``use`` (columns ``c<i>``; event columns as text), by pandas' C parser."""
     try:
-        df = pd.read_csv(p, sep="\t", header=None, skiprows=header_i + 1, names=[f"c{i}" for i in range(len(names))],
-                         usecols=[f"c{col[k]}" for k in use], dtype={f"c{col[k]}": object for k in ev_names},
-                         encoding="utf-8", encoding_errors="replace", engine="c")
+        return pd.read_csv(p, sep="\t", header=None, skiprows=header_i + 1, names=[f"c{i}" for i in range(len(names))],
+                           usecols=[f"c{col[k]}" for k in use], dtype={f"c{col[k]}": object for k in ev_names},
+                           encoding="utf-8", encoding_errors="replace", engine="c")
     except pd.errors.EmptyDataError:
         raise ValidationError(f"{p}: no data rows", reason="empty") from None
     except (OSError, pd.errors.ParserError, ValueError) as exc:
         raise ValidationError(f"{p}: cannot parse the data rows ({exc})", reason="bad_format") from exc
+
+
+def _usable_rows(p: Path, df: pd.DataFrame, names: list[str], col: dict[str, int],
+                 num_names: list[str]) -> tuple[pd.DataFrame, np.ndarray, RowFilter, int]:
+    """Drop a truncated last line, read non-numeric sensor cells as missing (counted), and find the rows that go
+    on the sample grid (no exact repeat of the row before, time moving forward). Returns the table, the usable
+    rows' positions, the drop counts and the number of non-numeric cells."""
     dropped = RowFilter()
     # a truncated final line is dropped
     if len(df) and _last_line_fields(p) < len(names) - 4:
@@ -161,37 +199,35 @@ def read_moticon(path: str | Path) -> Recording:
     if len(rows) < 2:
         raise ValidationError(f"{p}: {len(rows)} usable data rows (dropped: {dropped.dropped_n}; "
                               f"{non_numeric_n} non-numeric cells)", reason="bad_format")
-    t = t_all[rows]
-    idx, n, step_s = grid_index(t, str(p))
-    rate_hz = round(1.0 / step_s, 6)
-    all_rows = len(rows) == len(df)
+    return df, rows, dropped, non_numeric_n
 
-    def grid(keys: list[str]) -> np.ndarray:
-        out = np.full((n, len(keys)), np.nan)
-        for j, k in enumerate(keys):
-            v = df[f"c{col[k]}"].to_numpy(np.float64)
-            out[idx, j] = v if all_rows else v[rows]
-        return out
 
-    feet = {}
-    for side in sides:
-        pressure = grid(groups[side, "pressure"])
-        missing = np.isnan(pressure).all(axis=1)
-        pressure[np.isnan(pressure).any(axis=1)] = np.nan
-        ch = {g: grid(groups[side, g]) for g in ("total", "cop", "acc", "gyr") if (side, g) in groups}
-        for arr in ch.values():
-            arr[missing] = np.nan
-        cop_ap = cop_ml = None
-        if "cop" in ch:
-            cop_x, cop_y = ch["cop"][:, 0], ch["cop"][:, 1]
-            no_cop = (cop_x == 0) & (cop_y == 0)
-            cop_ap, cop_ml = np.where(no_cop, np.nan, cop_x + 0.5), np.where(no_cop, np.nan, -cop_y)
-        feet[side] = FootRecording(
-            side=side, sample_rate_hz=rate_hz, t0_s=float(t[0]), pressure=pressure, pressure_unit="N/cm^2",
-            layout=None, channel_names=tuple(f"s{i:02d}" for i in range(1, 17)),
-            total_force_n=ch["total"][:, 0] if "total" in ch else None, cop_ap=cop_ap, cop_ml=cop_ml,
-            acc_g=ch.get("acc"), gyro_dps=ch.get("gyr"),
-        )
+def _foot(side: str, grid, groups: dict[tuple[str, str], list[str]], *, rate_hz: float, t0_s: float) -> FootRecording:
+    """One foot on the sample grid (``grid(keys)`` places channels there): a pressure row with any missing cell
+    is a missing sample, and so are that foot's other channels where every pressure is missing."""
+    pressure = grid(groups[side, "pressure"])
+    missing = np.isnan(pressure).all(axis=1)
+    pressure[np.isnan(pressure).any(axis=1)] = np.nan
+    ch = {g: grid(groups[side, g]) for g in ("total", "cop", "acc", "gyr") if (side, g) in groups}
+    for arr in ch.values():
+        arr[missing] = np.nan
+    cop_ap = cop_ml = None
+    if "cop" in ch:
+        cop_x, cop_y = ch["cop"][:, 0], ch["cop"][:, 1]
+        no_cop = (cop_x == 0) & (cop_y == 0)
+        cop_ap, cop_ml = np.where(no_cop, np.nan, cop_x + 0.5), np.where(no_cop, np.nan, -cop_y)
+    return FootRecording(
+        side=side, sample_rate_hz=rate_hz, t0_s=t0_s, pressure=pressure, pressure_unit="N/cm^2",
+        layout=None, channel_names=tuple(f"s{i:02d}" for i in range(1, 17)),
+        total_force_n=ch["total"][:, 0] if "total" in ch else None, cop_ap=cop_ap, cop_ml=cop_ml,
+        acc_g=ch.get("acc"), gyro_dps=ch.get("gyr"),
+    )
+
+
+def _vendor_events(df: pd.DataFrame, col: dict[str, int], ev_names: list[str], rows: np.ndarray, idx: np.ndarray, *,
+                   t0_s: float, step_s: float) -> tuple[list[dict], int]:
+    """The vendor's step events of the usable rows (``{"side", "event", "t_s"}``) and the number of cells skipped
+    (not a number)."""
     events, skipped_n = [], 0
     for key, side in EVENT_COLUMNS:
         if key not in ev_names:
@@ -202,7 +238,7 @@ def read_moticon(path: str | Path) -> Recording:
         ok = np.abs(code) < 2**31  # False for NaN (empty or not a number) and inf
         skipped_n += int(((text != "").to_numpy() & ~ok).sum())
         for i, c in zip(idx[ok], code[ok].astype(np.int64)):
-            t_s = float(t[0] + i * step_s)
+            t_s = float(t0_s + i * step_s)
             if side is None:
                 ev_side, ev = STEP_CODES.get(int(c), (None, None))
                 if ev_side:
@@ -210,9 +246,4 @@ def read_moticon(path: str | Path) -> Recording:
             else:
                 events.append({"side": side, "event": "heel_strike" if c == 1 else "midstance_min" if c == 2 else str(c),
                                "t_s": t_s})
-    meta["vendor_events"] = sorted(events, key=lambda e: e["t_s"])
-    meta["vendor_events_skipped_n"] = skipped_n
-    meta["dropped_samples_n"] = {s: int(f.missing.sum()) for s, f in feet.items()}
-    meta.update(dropped.meta(), non_numeric_cells_n=non_numeric_n,
-                repeated_time_stamps_n=int(np.count_nonzero(np.diff(t) == 0)))
-    return Recording(feet=feet, source_format="moticon", meta=meta)
+    return events, skipped_n
