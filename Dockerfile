@@ -2,6 +2,8 @@ FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY insole_common insole_common
+COPY transport transport
+COPY storage storage
 COPY collector collector
 COPY processing processing
 COPY dashboards dashboards
