@@ -22,7 +22,12 @@ from pathlib import Path
 
 from insole_common.errors import InsoleError
 from processing.readers.auto import read_any
-from research.export import recording_sessions, select_sessions, software_version, write_export
+from research.export import (
+    recording_sessions,
+    select_sessions,
+    software_version,
+    write_export,
+)
 from storage.archive import RawArchive
 from storage.open import open_store
 
