@@ -2,6 +2,9 @@
 
 ``--emulate-insoles`` runs emulated insoles on an in-process Bumble link
 instead of the radio (demos, tests, trying the collector without hardware).
+
+Imported only when a command runs: the Bluetooth stack (bleak, :mod:`collector.sources.ble`; D-Bus on
+Linux) and the emulation (bumble, an optional dependency), so that ``kinetic --help`` needs neither.
 """
 
 from __future__ import annotations
@@ -17,41 +20,53 @@ from pathlib import Path
 from collector.config import CollectorSettings, load_settings, save_settings
 from collector.errors import CollectorError
 from collector.profiles import PROFILES, get_profile
+from collector.service import Collector, CollectorConfig
 from insole_common.errors import InsoleError
+from transport.mqtt import MqttSettings
 
 log = logging.getLogger(__name__)
 
 EMULATED_ADDRESSES = {"L": "F0:4B:43:00:00:01", "R": "F0:4B:43:00:00:02"}
 
 
+def _arg(*flags: str, **options) -> tuple[tuple[str, ...], dict]:
+    return flags, options
+
+
+#: the collector's subcommands: name -> (help, description, arguments); each also gets the emulation options
+COMMANDS = {
+    "scan": ("list insoles advertising nearby", "Scan for insoles (filtered by the profiles' service UUIDs).", (
+        _arg("--timeout-s", type=float, default=5.0, help="how long to listen, in seconds (default 5)"),
+        _arg("--profile", choices=sorted(PROFILES), help="only this profile (default: all)"),
+    )),
+    "pair": ("pair a patient's left and right insole",
+             "Store the patient's pseudonym and insole addresses in the config file. "
+             "Without --left/--right, scans and asks each insole which foot it is.", (
+        _arg("--patient", required=True, help="the patient's pseudonym (never a name)"),
+        _arg("--left", help="Bluetooth address of the left insole"),
+        _arg("--right", help="Bluetooth address of the right insole"),
+        _arg("--profile", choices=sorted(PROFILES), default=None, help="device profile (default: kc16)"),
+        _arg("--timeout-s", type=float, default=8.0, help="scan time, in seconds (default 8)"),
+        _arg("--config", type=Path, help="config file (default ~/.config/kinetic/collector.toml)"),
+    )),
+    "collect": ("record the paired insoles and forward them to the broker",
+                "Connect to the paired insoles, publish every sample through the durable outbox, and show a live "
+                "one-line status. Stop with Ctrl-C (SIGINT) or SIGTERM.", (
+        _arg("--config", type=Path, help="config file (default ~/.config/kinetic/collector.toml)"),
+        _arg("--status-interval-s", type=float, default=2.0, help="status line / MQTT status period (default 2)"),
+        _arg("--duration-s", type=float, default=None, help="stop after this many seconds (default: run until stopped)"),
+    )),
+}
+
+
 def register(subparsers) -> None:
-    p = subparsers.add_parser("scan", help="list insoles advertising nearby",
-                              description="Scan for insoles (filtered by the profiles' service UUIDs).")
-    p.add_argument("--timeout-s", type=float, default=5.0, help="how long to listen, in seconds (default 5)")
-    p.add_argument("--profile", choices=sorted(PROFILES), help="only this profile (default: all)")
-    _emulation_args(p)
-    p.set_defaults(func=cmd_scan)
-
-    p = subparsers.add_parser("pair", help="pair a patient's left and right insole",
-                              description="Store the patient's pseudonym and insole addresses in the config file. "
-                                          "Without --left/--right, scans and asks each insole which foot it is.")
-    p.add_argument("--patient", required=True, help="the patient's pseudonym (never a name)")
-    p.add_argument("--left", help="Bluetooth address of the left insole")
-    p.add_argument("--right", help="Bluetooth address of the right insole")
-    p.add_argument("--profile", choices=sorted(PROFILES), default=None, help="device profile (default: kc16)")
-    p.add_argument("--timeout-s", type=float, default=8.0, help="scan time, in seconds (default 8)")
-    p.add_argument("--config", type=Path, help="config file (default ~/.config/kinetic/collector.toml)")
-    _emulation_args(p)
-    p.set_defaults(func=cmd_pair)
-
-    p = subparsers.add_parser("collect", help="record the paired insoles and forward them to the broker",
-                              description="Connect to the paired insoles, publish every sample through the durable "
-                                          "outbox, and show a live one-line status. Stop with Ctrl-C (SIGINT) or SIGTERM.")
-    p.add_argument("--config", type=Path, help="config file (default ~/.config/kinetic/collector.toml)")
-    p.add_argument("--status-interval-s", type=float, default=2.0, help="status line / MQTT status period (default 2)")
-    p.add_argument("--duration-s", type=float, default=None, help="stop after this many seconds (default: run until stopped)")
-    _emulation_args(p)
-    p.set_defaults(func=cmd_collect)
+    run = {"scan": cmd_scan, "pair": cmd_pair, "collect": cmd_collect}
+    for name, (help_text, description, arguments) in COMMANDS.items():
+        p = subparsers.add_parser(name, help=help_text, description=description)
+        for flags, options in arguments:
+            p.add_argument(*flags, **options)
+        _emulation_args(p)
+        p.set_defaults(func=run[name])
 
 
 def _emulation_args(p: argparse.ArgumentParser) -> None:
@@ -172,9 +187,7 @@ def cmd_pair(args) -> int:
 
 
 def cmd_collect(args) -> int:
-    from collector.service import Collector, CollectorConfig
-    from collector.sources.ble import BleInsoleSource
-    from transport.mqtt import MqttSettings
+    from collector.sources.ble import BleInsoleSource  # lazily: see the module docstring
 
     async def run() -> int:
         settings = load_settings(args.config).validated()

@@ -1,4 +1,4 @@
-"""The collector: insole sources -> clock alignment -> batches -> durable outbox -> broker."""
+"""The collector: insole sources -> clock alignment -> batches (:mod:`collector.batching`) -> durable outbox -> broker."""
 
 from __future__ import annotations
 
@@ -7,22 +7,25 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import numpy as np
-
-from collector.clock import ClockAligner
-from storage.outbox import Outbox, OutboxFullError
+from collector.batching import SideState, cut_batches, pending_batch, same_format
 from collector.publisher import OutboxPublisher
 from collector.sources.base import DeviceFrames, InsoleSource
 from insole_common import topics
-from insole_common.codec import Batch, encode_batch
+from insole_common.codec import encode_batch
 from insole_common.messages import CollectorStatus, InsoleStatus, SessionMessage
+from storage.outbox import Outbox, OutboxFullError
 from transport.mqtt import MqttSettings, make_client
 
 log = logging.getLogger(__name__)
-SOFTWARE = "kinetic-chain-collector/0.1"
+try:
+    #: what the collector reports as its software in its status messages (pyproject.toml is the version's one source)
+    SOFTWARE = f"kinetic-chain-collector/{version('kinetic-chain')}"
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    SOFTWARE = "kinetic-chain-collector/source"
 
 
 @dataclass
@@ -42,19 +45,6 @@ class CollectorConfig:
 
 def new_session_id() -> str:
     return time.strftime("s%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
-
-
-@dataclass
-class _SideState:
-    aligner: ClockAligner = field(default_factory=ClockAligner)
-    pending: list[DeviceFrames] = field(default_factory=list)
-    batches_n: int = 0
-    frames_n: int = 0
-    last_seq: int | None = None
-    device_id: str | None = None
-    #: added to the device's sequence numbers in this run (see Collector._seq_offset); None until known
-    seq_offset: int | None = None
-    staged_at: float = float("-inf")
 
 
 class Collector:
@@ -80,7 +70,7 @@ class Collector:
         will = (topics.collector_status_topic(config.patient), CollectorStatus(online=False).to_json(), 1, True)
         self.client = make_client(mqtt, client_id=self.client_id, clean_session=True, will=will)
         self.publisher = OutboxPublisher(self.outbox, self.client)
-        self._sides = {s.side: _SideState() for s in sources}
+        self._sides = {s.side: SideState() for s in sources}
         self.lost_outbox_full_n = 0
         self.session_id: str | None = None
         self._window: dict[str, tuple[float, float | None]] = {}  # side -> (loss fraction, rate Hz) last window
@@ -181,7 +171,7 @@ class Collector:
         state.aligner.observe(last_dev_us, frames.arrival_time_us)
         if state.pending:
             prev = state.pending[-1]
-            contiguous = prev.first_seq + prev.n_frames == frames.first_seq and _same_format(prev, frames)
+            contiguous = prev.first_seq + prev.n_frames == frames.first_seq and same_format(prev, frames)
             rows = [] if contiguous else self._flush(frames.side)
         else:
             rows = []
@@ -200,7 +190,8 @@ class Collector:
         if not rows and not force and now - state.staged_at < self.config.stage_interval_s:
             return  # staged again soon: one SQLite transaction per notification costs more CPU than it is worth
         state.staged_at = now
-        staged = self._pending_payload(side)
+        tail = pending_batch(state)
+        staged = None if tail is None else (topics.raw_topic(self.config.patient, side), encode_batch(tail))
         mark = None
         if state.pending:
             last = state.pending[-1]
@@ -215,77 +206,11 @@ class Collector:
         if rows:
             self.publisher.notify()
 
-    def _pending_payload(self, side: str) -> tuple[str, bytes] | None:
-        state = self._sides[side]
-        if not state.pending:
-            return None
-        head = state.pending[0]
-        pressure = np.concatenate([f.pressure_raw for f in state.pending]) if len(state.pending) > 1 else head.pressure_raw
-        imu = None
-        if head.imu_raw is not None:
-            imu = np.concatenate([f.imu_raw for f in state.pending]) if len(state.pending) > 1 else head.imu_raw
-        batch = self._batch(head, side, head.first_seq, head.device_time_us, pressure, imu)
-        return topics.raw_topic(self.config.patient, side), encode_batch(batch)
-
-    def _batch(self, head: DeviceFrames, side: str, seq: int, dev_us: int, pressure: np.ndarray,
-               imu: np.ndarray | None) -> Batch:
-        return Batch(
-            device_id=head.device_id,
-            side=head.side,
-            sample_rate_hz=head.sample_rate_hz,
-            first_seq=seq,
-            device_time_us=dev_us,
-            collector_time_us=self._sides[side].aligner.to_collector_us(dev_us),
-            pressure_raw=np.ascontiguousarray(pressure),
-            layout_id=head.layout_id,
-            pressure_unit=head.pressure_unit,
-            pressure_scale=head.pressure_scale,
-            pressure_offset=head.pressure_offset,
-            imu_raw=None if imu is None else np.ascontiguousarray(imu),
-            acc_scale_g=head.acc_scale_g,
-            gyro_scale_dps=head.gyro_scale_dps,
-        )
-
     def _flush(self, side: str, *, only_complete: bool = False) -> list[tuple[str, bytes]]:
-        """Cut pending frames into batches at multiples of frames_per_batch in seq space; return them encoded."""
-        state = self._sides[side]
-        rows: list[tuple[str, bytes]] = []
-        if not state.pending:
-            return rows
-        fpb = self.config.frames_per_batch
-        head = state.pending[0]
-        pressure = np.concatenate([f.pressure_raw for f in state.pending])
-        imu = None if head.imu_raw is None else np.concatenate([f.imu_raw for f in state.pending])
-        first_seq = head.first_seq
-        n = pressure.shape[0]
-        period_us = 1e6 / head.sample_rate_hz
-        start = 0
-        while start < n:
-            seq = first_seq + start
-            end = min(n, start + fpb - (seq % fpb))
-            if only_complete and (seq + (end - start)) % fpb != 0:
-                break
-            dev_us = head.device_time_us + int(round(start * period_us))
-            batch = self._batch(head, side, seq, dev_us, pressure[start:end], None if imu is None else imu[start:end])
-            rows.append((topics.raw_topic(self.config.patient, side), encode_batch(batch)))
-            state.batches_n += 1
-            state.last_seq = batch.last_seq
-            state.device_id = batch.device_id
-            start = end
-        if start >= n:
-            state.pending = []
-        else:
-            rest = DeviceFrames(
-                side=head.side, device_id=head.device_id, first_seq=first_seq + start,
-                device_time_us=head.device_time_us + int(round(start * period_us)),
-                arrival_time_us=state.pending[-1].arrival_time_us, pressure_raw=pressure[start:],
-                sample_rate_hz=head.sample_rate_hz, layout_id=head.layout_id, pressure_unit=head.pressure_unit,
-                pressure_scale=head.pressure_scale, pressure_offset=head.pressure_offset,
-                imu_raw=None if imu is None else imu[start:], acc_scale_g=head.acc_scale_g,
-                gyro_scale_dps=head.gyro_scale_dps, battery_pct=head.battery_pct,
-            )
-            state.pending = [rest]
-        return rows
+        """Cut the side's pending frames into batches (:func:`collector.batching.cut_batches`), encoded."""
+        topic = topics.raw_topic(self.config.patient, side)
+        return [(topic, encode_batch(b))
+                for b in cut_batches(self._sides[side], self.config.frames_per_batch, only_complete=only_complete)]
 
     def start_session(self, session_id: str | None = None) -> str:
         self.session_id = session_id or new_session_id()
@@ -392,10 +317,3 @@ class Collector:
         self.client.loop_stop()
         self.outbox.close()
 
-
-def _same_format(a: DeviceFrames, b: DeviceFrames) -> bool:
-    return (
-        a.device_id == b.device_id and a.sample_rate_hz == b.sample_rate_hz and a.pressure_raw.shape[1] == b.pressure_raw.shape[1]
-        and (a.imu_raw is None) == (b.imu_raw is None) and a.pressure_scale == b.pressure_scale
-        and a.layout_id == b.layout_id and a.pressure_unit == b.pressure_unit
-    )

@@ -11,6 +11,8 @@ import importlib
 import logging
 import sys
 
+from kinetic import __version__
+
 #: every subcommand -> the module that defines it (each module defines register(subparsers));
 #: running one command imports only its module, so e.g. ``kinetic export`` does not load the web stack
 SUBCOMMAND_MODULES = {
@@ -34,6 +36,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         prog="kinetic",
         description="Kinetic Chain: pressure-sensing insoles for gait retraining at home.",
     )
+    parser.add_argument("--version", action="version", version=f"kinetic (kinetic-chain) {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     modules = [SUBCOMMAND_MODULES[command]] if command in SUBCOMMAND_MODULES else list(dict.fromkeys(SUBCOMMAND_MODULES.values()))

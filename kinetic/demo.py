@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import secrets
 import shutil
@@ -29,8 +28,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import pandas as pd
-
+from collector.service import Collector, CollectorConfig
+from dashboards.auth import add_account, assign_patient
+from insole_common import metrics as C
+from processing.service import ProcessingService
+from simulator import SimulationParams, simulate
+from simulator.source import SimulatedInsoleSource
+from storage.patients import stored_frames_n, weekly_summaries
+from storage.store import SQLiteStore
 from transport.mqtt import MqttSettings, broker_reachable
 
 log = logging.getLogger(__name__)
@@ -45,9 +50,7 @@ class DemoPatient:
     stride_factor: float = 1.0
     cadence_factor: float = 1.0
 
-    def params_for_day(self, day_index: int, days_n: int, walk_s: float, seed: int):
-        from simulator import SimulationParams
-
+    def params_for_day(self, day_index: int, days_n: int, walk_s: float, seed: int) -> SimulationParams:
         onset = max(0, days_n - 14)  # changes develop over the last two weeks
         progress = 0.0 if day_index < onset else (day_index - onset + 1) / (days_n - onset)
         return SimulationParams(
@@ -96,7 +99,7 @@ class EmbeddedBroker:
         self._thread = threading.Thread(target=self._run, name="embedded-broker", daemon=True)
 
     def _run(self) -> None:
-        from amqtt.broker import Broker
+        from amqtt.broker import Broker  # lazily: only when no broker is reachable (it loads a whole MQTT server)
 
         asyncio.set_event_loop(self._loop)
         config = {
@@ -150,9 +153,6 @@ class _ClockedSource:
 
 def stream_walk(patient: str, sim, start_us: int, settings: MqttSettings, outbox_dir: Path, session_id: str) -> None:
     """One simulated walk through the collector and the broker."""
-    from collector.service import Collector, CollectorConfig
-    from simulator.source import SimulatedInsoleSource
-
     clock = [start_us]
     sources = [
         _ClockedSource(SimulatedInsoleSource(sim, side, device_id=f"{patient}-{side}", start_time_us=start_us,
@@ -167,26 +167,11 @@ def stream_walk(patient: str, sim, start_us: int, settings: MqttSettings, outbox
 
 
 def run(args: argparse.Namespace) -> int:
-    from processing.service import ProcessingService
-    from storage.store import SQLiteStore
-    from simulator import simulate
-
     out = Path(args.out)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    settings = MqttSettings.from_env(args.mqtt_url)
-    broker = None
-    if args.embedded_broker or not broker_reachable(settings):
-        if not args.embedded_broker:
-            print(f"no broker at {settings.url}; starting an embedded one")
-        logging.getLogger("amqtt").setLevel(logging.ERROR)  # its internal PUBACK bookkeeping is chatty
-        broker = EmbeddedBroker()
-        settings = broker.start()
-        print(f"embedded broker (amqtt) on {settings.url}")
-    else:
-        print(f"using the broker at {settings.url}")
-
+    settings, broker = _broker(args)
     store = SQLiteStore(out / "kinetic.sqlite")
     service = ProcessingService(store, analyze_on_close=True)
     service.detection_clock = "data"  # the history is simulated: stamp flags with the sessions' own dates
@@ -202,27 +187,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
     t_start = time.monotonic()
-    today = datetime.now(timezone.utc).date()
-    expected = 0
-    sent_frames = 0
     try:
-        for day_index in range(args.days):
-            day = today - timedelta(days=args.days - 1 - day_index)
-            for k, base in enumerate(PATIENTS):
-                patient = replace(base, pseudonym=f"{base.pseudonym}{'-' + args.tag if args.tag else ''}")
-                seed = zlib.crc32(f"{patient.pseudonym}/{day}".encode())
-                sim = simulate(patient.params_for_day(day_index, args.days, args.walk_s, seed), seed=seed)
-                start = datetime(day.year, day.month, day.day, 9 + 2 * k, 0, tzinfo=timezone.utc)
-                session_id = f"demo-{patient.pseudonym}-{day:%Y%m%d}"
-                stream_walk(patient.pseudonym, sim, int(start.timestamp() * 1e6), settings, out, session_id)
-                expected += 1
-                sent_frames += int(sum(mask.sum() for mask in sim.truth.delivered.values()))
-                # one session at a time: the backlog stays far below a stock broker's
-                # per-subscriber queue (Mosquitto drops QoS 1 messages beyond max_queued_messages)
-                deadline = time.monotonic() + 60
-                while service.stats.sessions_closed_n < expected and time.monotonic() < deadline:
-                    time.sleep(0.02)
-            print(f"  streamed {day}  ({expected} sessions, {time.monotonic() - t_start:.0f} s)", flush=True)
+        expected, sent_frames = _stream_history(args, service, settings, out, t_start)
     finally:
         stop.set()
         worker.join(10)
@@ -230,13 +196,67 @@ def run(args: argparse.Namespace) -> int:
             broker.stop()
 
     s = service.stats
-    names = [f"{p.pseudonym}{'-' + args.tag if args.tag else ''}" for p in PATIENTS]
+    names = _pseudonyms(args.tag)
     print(f"\nprocessed {s.sessions_closed_n}/{expected} sessions: {s.frames_accepted_n} frames stored exactly once, "
           f"{s.frames_duplicate_n} duplicates dropped, {s.rejected_n} messages rejected "
           f"({time.monotonic() - t_start:.0f} s)\n")
     print(weekly_report(store))
-    password = demo_therapist(store, names)
-    print(f"""
+    print(_where_to_look(out, demo_therapist(store, names)))
+    # count this demo's own frames in the database: on a shared broker the service also sees other traffic
+    stored = stored_frames_n(store, names)
+    ok = s.sessions_closed_n >= expected and stored == sent_frames
+    print("OK: every frame the simulated insoles sent was stored exactly once" if ok else
+          f"PROBLEM: {sent_frames} frames sent, {stored} stored; {s.sessions_closed_n}/{expected} sessions")
+    return 0 if ok else 1
+
+
+def _pseudonyms(tag: str) -> list[str]:
+    return [f"{p.pseudonym}{'-' + tag if tag else ''}" for p in PATIENTS]
+
+
+def _broker(args: argparse.Namespace) -> tuple[MqttSettings, EmbeddedBroker | None]:
+    """The configured broker when reachable (and not ``--embedded-broker``), else a started embedded one."""
+    settings = MqttSettings.from_env(args.mqtt_url)
+    if not args.embedded_broker and broker_reachable(settings):
+        print(f"using the broker at {settings.url}")
+        return settings, None
+    if not args.embedded_broker:
+        print(f"no broker at {settings.url}; starting an embedded one")
+    logging.getLogger("amqtt").setLevel(logging.ERROR)  # its internal PUBACK bookkeeping is chatty
+    broker = EmbeddedBroker()
+    settings = broker.start()
+    print(f"embedded broker (amqtt) on {settings.url}")
+    return settings, broker
+
+
+def _stream_history(args: argparse.Namespace, service: ProcessingService, settings: MqttSettings, out: Path,
+                    t_start: float) -> tuple[int, int]:
+    """Every patient's daily walk for ``args.days`` days, one session at a time; (sessions, frames) sent."""
+    today = datetime.now(timezone.utc).date()
+    expected = 0
+    sent_frames = 0
+    for day_index in range(args.days):
+        day = today - timedelta(days=args.days - 1 - day_index)
+        for k, (base, pseudonym) in enumerate(zip(PATIENTS, _pseudonyms(args.tag))):
+            patient = replace(base, pseudonym=pseudonym)
+            seed = zlib.crc32(f"{patient.pseudonym}/{day}".encode())
+            sim = simulate(patient.params_for_day(day_index, args.days, args.walk_s, seed), seed=seed)
+            start = datetime(day.year, day.month, day.day, 9 + 2 * k, 0, tzinfo=timezone.utc)
+            session_id = f"demo-{patient.pseudonym}-{day:%Y%m%d}"
+            stream_walk(patient.pseudonym, sim, int(start.timestamp() * 1e6), settings, out, session_id)
+            expected += 1
+            sent_frames += int(sum(mask.sum() for mask in sim.truth.delivered.values()))
+            # one session at a time: the backlog stays far below a stock broker's
+            # per-subscriber queue (Mosquitto drops QoS 1 messages beyond max_queued_messages)
+            deadline = time.monotonic() + 60
+            while service.stats.sessions_closed_n < expected and time.monotonic() < deadline:
+                time.sleep(0.02)
+        print(f"  streamed {day}  ({expected} sessions, {time.monotonic() - t_start:.0f} s)", flush=True)
+    return expected, sent_frames
+
+
+def _where_to_look(out: Path, password: str) -> str:
+    return f"""
 Where to look:
   dashboard   export KINETIC_DASHBOARD_SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')
               .venv/bin/kinetic dashboard --db {out / 'kinetic.sqlite'}
@@ -245,20 +265,11 @@ Where to look:
   database    {out / 'kinetic.sqlite'}  (SQLite; tables sessions, strides, session_summaries, daily_summaries, flags, raw_batches)
   e.g.        sqlite3 {out / 'kinetic.sqlite'} "SELECT patient, day, strides_n, metrics_json FROM daily_summaries ORDER BY patient, day"
   one walk    kinetic simulate --out walk && kinetic analyze walk --out walk-analysis
-""")
-    # count this demo's own frames in the database: on a shared broker the service also sees other traffic
-    stored = int(store.query(
-        f"SELECT COALESCE(SUM(r.n_frames), 0) AS n FROM raw_batches r JOIN sessions s ON r.session_id = s.session_id "
-        f"WHERE s.patient IN ({', '.join('?' * len(names))})", tuple(names)).iloc[0]["n"])
-    ok = s.sessions_closed_n >= expected and stored == sent_frames
-    print("OK: every frame the simulated insoles sent was stored exactly once" if ok else
-          f"PROBLEM: {sent_frames} frames sent, {stored} stored; {s.sessions_closed_n}/{expected} sessions")
-    return 0 if ok else 1
+"""
 
 
 def demo_therapist(store, patients: list[str]) -> str:
     """A therapist account for this demo database, assigned the demo patients; returns its random password."""
-    from dashboards.auth import add_account, assign_patient
     store.migrate()
     password = secrets.token_urlsafe(12)
     add_account(store, "demo-therapist", "therapist", password, display_name="Demo therapist")
@@ -267,21 +278,19 @@ def demo_therapist(store, patients: list[str]) -> str:
     return password
 
 
-def weekly_report(store) -> str:
-    """Per patient and ISO week: medians of the daily summaries."""
-    from insole_common import metrics as C
-
-    daily = store.query("SELECT patient, day, strides_n, metrics_json FROM daily_summaries ORDER BY patient, day")
-    if daily.empty:
-        return "(no daily summaries)"
-    metrics = pd.DataFrame([json.loads(m) for m in daily["metrics_json"]])
-    table = pd.concat([daily[["patient", "day", "strides_n"]], metrics], axis=1)
-    iso = pd.to_datetime(table["day"]).dt.isocalendar()
-    table["week"] = iso["year"].astype(str) + "-W" + iso["week"].astype(str).str.zfill(2)
-    cols = [c for c in (C.CADENCE_STEPS_PER_MIN, C.STRIDE_LENGTH_M, C.STRIDE_TIME_S, C.COP_ML_MEAN_FW,
-                        C.LATERAL_LOAD_FRACTION, C.HEEL_LOAD_FRACTION) if c in table]
-    weekly = table.groupby(["patient", "week"])[["strides_n"] + cols].median().round(3)
-    weekly.columns = [c.replace("cadence_steps_per_min", "cadence_spm").replace("_fraction", "_frac") for c in weekly.columns]
-    return "Weekly medians per patient (of the daily medians):\n" + weekly.to_string()
+#: the weekly report's metric columns, and their shorter headings
+REPORT_METRICS = (C.CADENCE_STEPS_PER_MIN, C.STRIDE_LENGTH_M, C.STRIDE_TIME_S, C.COP_ML_MEAN_FW, C.LATERAL_LOAD_FRACTION,
+                  C.HEEL_LOAD_FRACTION)
 
 
+def weekly_report(store, patients: list[str] | None = None) -> str:
+    """Per patient and ISO week, the stored weekly summaries (:mod:`processing.summaries`): each metric the
+    median of the week's daily medians; ``days_n`` and ``strides_n`` the week's totals."""
+    weekly = weekly_summaries(store, patients)
+    if weekly.empty:
+        return "(no weekly summaries)"
+    cols = ["days_n", "strides_n"] + [c for c in REPORT_METRICS if c in weekly]
+    table = weekly.set_index(["patient", "week"])[cols].round(3)
+    table.columns = [c.replace("cadence_steps_per_min", "cadence_spm").replace("_fraction", "_frac") for c in table.columns]
+    return "Weekly summaries per patient (metrics: medians of the daily medians; days_n, strides_n: totals):\n" \
+        + table.to_string()

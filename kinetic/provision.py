@@ -29,43 +29,27 @@ broker password (once, for the compose env file); nothing is written inside a gi
 from __future__ import annotations
 
 import argparse
-import base64
-import fcntl
-import hashlib
 import os
-import re
 import secrets
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from collector.config import CollectorSettings, load_settings, save_settings
+from dashboards.auth import AccountError, add_account, assign_patient, set_password
+from dashboards.cli import open_store
 from insole_common.errors import InsoleError
 from insole_common.topics import check_patient
+from kinetic.broker_files import (ProvisionError, broker_users, ensure_patient_acl, env_line, refuse_repo,
+                                  set_broker_password, write_private)
+from storage import patients as patient_table
+from transport.mqtt import MqttError, MqttSettings
 
-#: the ACL rules that give each collector (username = pseudonym) its own patient's topics; the
-#: same lines as deploy/mosquitto/acl (tests/test_provision.py checks that they stay the same)
-PATIENT_ACL_RULES = (
-    "pattern write kc/v1/+/%u/raw/+",
-    "pattern write kc/v1/+/%u/session",
-    "pattern write kc/v1/+/%u/status/#",
-    "pattern read kc/v1/+/%u/control",
-)
 SERVICE_ACCOUNTS = ("kinetic-processing", "kinetic-dashboard")
-#: PBKDF2 iterations of mosquitto_passwd's default sha512-pbkdf2 ($7$); the passwords are 256-bit random
-#: strings, so the (low) count costs a guesser nothing it could use, and keeps the broker's per-connect check cheap
-MOSQUITTO_PBKDF2_ITERATIONS = 101
 GATEWAY_DIR = Path("/etc/kinetic")
 GATEWAY_OUTBOX = Path("/var/lib/kinetic/outbox.sqlite")
-_ENV_VALUE = re.compile(r"^[A-Za-z0-9_.:/@%+=-]*$")
-
-
-class ProvisionError(InsoleError):
-    """Provisioning cannot do what was asked (existing account, path inside a repository, bad ACL)."""
-
-    reason = "provision"
 
 
 @dataclass(frozen=True)
@@ -75,101 +59,6 @@ class GatewayBundle:
     config: Path
     env: Path
     ca: Path | None
-
-
-# --- Mosquitto password file -----------------------------------------------------------------------
-
-def mosquitto_hash(password: str, *, salt: bytes | None = None, iterations: int = MOSQUITTO_PBKDF2_ITERATIONS) -> str:
-    """A password-file hash as ``mosquitto_passwd`` (2.x, sha512-pbkdf2) writes it: ``$7$iter$salt$hash``."""
-    salt = salt or secrets.token_bytes(12)
-    digest = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, iterations)
-    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
-
-
-def broker_users(passwd: Path) -> set[str]:
-    if not passwd.exists():
-        return set()
-    return {line.split(":", 1)[0] for line in passwd.read_text().splitlines() if ":" in line and not line.startswith("#")}
-
-
-def set_broker_password(passwd: Path, username: str, password: str, *, tool: str | None = "auto") -> None:
-    """Add or replace ``username`` in the Mosquitto password file ``passwd`` (created 0600 if missing).
-
-    Uses ``mosquitto_passwd`` when installed (``tool="auto"``; the password goes through its stdin,
-    never its arguments), else writes the same format itself. Either way the file is changed in
-    place, so a broker container that bind-mounts the single file sees the change after a reload.
-    """
-    if ":" in username or not username:
-        raise ProvisionError(f"bad broker username {username!r}")
-    if tool == "auto":
-        tool = shutil.which("mosquitto_passwd")
-    passwd.parent.mkdir(parents=True, exist_ok=True)
-    if not passwd.exists():
-        os.close(os.open(passwd, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    if tool:
-        done = subprocess.run([tool, str(passwd), username], input=f"{password}\n{password}\n", text=True,
-                              capture_output=True, timeout=30)
-        if done.returncode != 0:
-            raise ProvisionError(f"mosquitto_passwd failed: {(done.stderr or done.stdout).strip()}")
-        return
-    entry = f"{username}:{mosquitto_hash(password)}\n"
-    with open(passwd, "r+", encoding="utf-8") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        lines = [ln for ln in f.read().splitlines(keepends=True) if ln.split(":", 1)[0] != username]
-        lines = [ln if ln.endswith("\n") else ln + "\n" for ln in lines] + [entry]
-        f.seek(0)
-        f.write("".join(lines))
-        f.truncate()
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def ensure_patient_acl(acl: Path) -> bool:
-    """Make sure ``acl`` has the per-patient pattern rules; True when it had to add them."""
-    text = acl.read_text() if acl.exists() else ""
-    present = {line.strip() for line in text.splitlines()}
-    if all(rule in present for rule in PATIENT_ACL_RULES):
-        return False
-    missing = [rule for rule in PATIENT_ACL_RULES if rule not in present]
-    # 'pattern' rules apply to every client wherever they stand in the file (unlike 'topic' rules after 'user')
-    block = "# collectors (username = pseudonym): their own patient's topics only (kinetic provision)\n"
-    acl.parent.mkdir(parents=True, exist_ok=True)
-    acl.write_text((text.rstrip("\n") + "\n\n" if text.strip() else "") + block + "\n".join(missing) + "\n")
-    return True
-
-
-# --- where secrets may go ---------------------------------------------------------------------------
-
-def inside_git_worktree(path: Path) -> Path | None:
-    """The work tree that contains ``path`` (or would, once created), else None."""
-    p = path.expanduser().resolve()
-    for parent in (p, *p.parents):
-        if (parent / ".git").exists():
-            return parent
-    return None
-
-
-def _refuse_repo(path: Path, what: str) -> None:
-    repo = inside_git_worktree(path)
-    if repo is not None:
-        raise ProvisionError(f"{what} {path} is inside the git work tree {repo}: keep secrets outside any repository "
-                             "(e.g. KINETIC_SECRETS_DIR=/srv/kinetic-secrets)")
-
-
-def _env_line(key: str, value: str) -> str:
-    if not _ENV_VALUE.match(value):
-        raise ProvisionError(f"{key} value {value!r} has characters an environment file cannot carry unquoted")
-    return f"{key}={value}\n"
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to a new file readable by its owner only (0600), replacing any old one."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 # --- the three things to provision ------------------------------------------------------------------
@@ -187,29 +76,13 @@ def provision_patient(*, passwd: Path, out: Path, broker_url: str, ca_file: Path
                       profile: str = "kc16", gateway_dir: Path = GATEWAY_DIR, outbox_path: Path = GATEWAY_OUTBOX,
                       store=None, tool: str | None = "auto") -> GatewayBundle:
     """Broker account + collector bundle for one patient's gateway; see the module docstring."""
-    from collector.config import CollectorSettings, load_settings, save_settings
-    from transport.mqtt import MqttError, MqttSettings
-
     try:
         MqttSettings.from_url(broker_url)
     except MqttError as exc:
         raise ProvisionError(str(exc)) from exc
-    _refuse_repo(out, "output folder")
-    _refuse_repo(passwd, "password file")
-    users = broker_users(passwd)
-    if pseudonym is None:
-        if rotate:
-            raise ProvisionError("--rotate needs the --pseudonym whose password to replace")
-        taken = users | (set(store.query("SELECT pseudonym FROM patients")["pseudonym"]) if store is not None else set())
-        pseudonym = new_pseudonym(taken)
-    else:
-        check_patient(pseudonym)
-        if pseudonym in SERVICE_ACCOUNTS:
-            raise ProvisionError(f"{pseudonym!r} is a service account")
-        if pseudonym in users and not rotate:
-            raise ProvisionError(f"broker account {pseudonym!r} exists already; --rotate replaces its password")
-        if rotate and pseudonym not in users:
-            raise ProvisionError(f"no broker account {pseudonym!r} to rotate")
+    refuse_repo(out, "output folder")
+    refuse_repo(passwd, "password file")
+    pseudonym = _choose_pseudonym(broker_users(passwd), pseudonym, rotate=rotate, store=store)
     if acl is not None and ensure_patient_acl(acl):
         print(f"added the per-patient rules to {acl}", file=sys.stderr)
 
@@ -230,27 +103,47 @@ def provision_patient(*, passwd: Path, out: Path, broker_url: str, ca_file: Path
         os.chmod(ca_target, 0o644)
 
     password = secrets.token_urlsafe(32)
-    env_text = "# Kinetic Chain collector of one patient. Secret: keep mode 0600, never commit.\n"
-    env_text += _env_line("KINETIC_MQTT_URL", broker_url)
-    env_text += _env_line("KINETIC_MQTT_USERNAME", pseudonym)
-    env_text += _env_line("KINETIC_MQTT_PASSWORD", password)
-    if ca_target is not None:
-        env_text += _env_line("KINETIC_MQTT_CA_FILE", str(gateway_dir / "ca.crt"))
-    env_text += _env_line("KINETIC_COLLECTOR_CONFIG", str(gateway_dir / "collector.toml"))
     env = folder / "collector.env"
-    _write_private(env, env_text)  # first the bundle, then the account: no account without its password on disk
+    # first the bundle, then the account: no account without its password on disk
+    write_private(env, _gateway_env(broker_url, pseudonym, password, gateway_dir, with_ca=ca_target is not None))
     set_broker_password(passwd, pseudonym, password, tool=tool)
     if store is not None:
-        store.execute("INSERT INTO patients (pseudonym, created_us) VALUES (?, ?) ON CONFLICT (pseudonym) DO NOTHING",
-                      (pseudonym, time.time_ns() // 1000))
+        patient_table.register_patient(store, pseudonym, time.time_ns() // 1000)
     return GatewayBundle(pseudonym, folder, config, env, ca_target)
+
+
+def _choose_pseudonym(users: set[str], pseudonym: str | None, *, rotate: bool, store) -> str:
+    """A new random pseudonym (none given), or the given one when the broker accounts allow what is asked."""
+    if pseudonym is None:
+        if rotate:
+            raise ProvisionError("--rotate needs the --pseudonym whose password to replace")
+        return new_pseudonym(users | (patient_table.pseudonyms(store) if store is not None else set()))
+    check_patient(pseudonym)
+    if pseudonym in SERVICE_ACCOUNTS:
+        raise ProvisionError(f"{pseudonym!r} is a service account")
+    if pseudonym in users and not rotate:
+        raise ProvisionError(f"broker account {pseudonym!r} exists already; --rotate replaces its password")
+    if rotate and pseudonym not in users:
+        raise ProvisionError(f"no broker account {pseudonym!r} to rotate")
+    return pseudonym
+
+
+def _gateway_env(broker_url: str, pseudonym: str, password: str, gateway_dir: Path, *, with_ca: bool) -> str:
+    """The gateway's ``collector.env`` (secret: the broker password)."""
+    text = "# Kinetic Chain collector of one patient. Secret: keep mode 0600, never commit.\n"
+    text += env_line("KINETIC_MQTT_URL", broker_url)
+    text += env_line("KINETIC_MQTT_USERNAME", pseudonym)
+    text += env_line("KINETIC_MQTT_PASSWORD", password)
+    if with_ca:
+        text += env_line("KINETIC_MQTT_CA_FILE", str(gateway_dir / "ca.crt"))
+    return text + env_line("KINETIC_COLLECTOR_CONFIG", str(gateway_dir / "collector.toml"))
 
 
 def provision_service(*, passwd: Path, name: str, tool: str | None = "auto") -> str:
     """A new random broker password for a server service account; returns it (show it once)."""
     if name not in SERVICE_ACCOUNTS:
         raise ProvisionError(f"service must be one of {SERVICE_ACCOUNTS}")
-    _refuse_repo(passwd, "password file")
+    refuse_repo(passwd, "password file")
     password = secrets.token_urlsafe(32)
     set_broker_password(passwd, name, password, tool=tool)
     return password
@@ -260,14 +153,11 @@ def provision_therapist(store, username: str, *, password: str | None = None, di
                         assign: tuple[str, ...] = (), reset: bool = False) -> str | None:
     """A therapist account (dashboards.auth.add_account), or with ``reset`` a new password for an existing
     one; returns the generated password when none was given."""
-    from dashboards.auth import AccountError, add_account, assign_patient, set_password
-
     generated = None
     if password is None:
         password = generated = secrets.token_urlsafe(15)
     if reset:
-        role = store.query("SELECT role FROM accounts WHERE username = ?", (username,))
-        if role.empty or role.iloc[0]["role"] != "therapist":
+        if patient_table.account_role(store, username) != "therapist":
             raise AccountError(f"{username!r} is not a therapist account")
         set_password(store, username, password)
     else:
@@ -344,8 +234,6 @@ def _reload_hint() -> str:
 
 
 def cmd_patient(args) -> int:
-    from dashboards.cli import open_store
-
     try:
         if not args.broker_url:
             raise ProvisionError("give --broker-url mqtts://HOST:8883 (or set KINETIC_PUBLIC_MQTT_URL)")
@@ -372,9 +260,6 @@ def cmd_patient(args) -> int:
 
 
 def cmd_therapist(args) -> int:
-    from dashboards.auth import AccountError
-    from dashboards.cli import open_store
-
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
     try:
         generated = provision_therapist(open_store(args), args.username, password=password,

@@ -35,6 +35,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -107,8 +108,6 @@ def _read_plain_foot(folder: Path, subject: str, session: str, foot: str, fmt: s
         return table.replace_schema_metadata(None).to_pandas(), meta
     meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
     names = ["frame_index", "t_s"] + [c["name"] for c in meta["channels"]]
-    import pyarrow as pa
-
     dtype = pa.float32() if meta.get("wire_version") else pa.float64()
     types = {"frame_index": pa.int64(), "t_s": pa.float64(), **{n: dtype for n in names[2:]}}
     table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types=types, null_values=[""],
@@ -125,8 +124,6 @@ def _read_bids_foot(folder: Path, subject: str, session: str, foot: str):
     channels = pd.read_csv(f"{stem}_channels.tsv", sep="\t", keep_default_na=False)
     sidecar = json.loads(Path(f"{stem}_motion.json").read_text(encoding="utf-8"))
     names = list(channels["name"])
-    import pyarrow as pa
-
     read = pacsv.ReadOptions(column_names=names)
     conv = pacsv.ConvertOptions(column_types={n: pa.float64() for n in names}, null_values=["n/a"])
     df = pacsv.read_csv(path, read_options=read, parse_options=pacsv.ParseOptions(delimiter="\t"),

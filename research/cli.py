@@ -20,6 +20,17 @@ import os
 import sys
 from pathlib import Path
 
+from insole_common.errors import InsoleError
+from processing.readers.auto import read_any
+from research.export import (
+    recording_sessions,
+    select_sessions,
+    software_version,
+    write_export,
+)
+from storage.archive import RawArchive
+from storage.open import open_store
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="de-identified research export of raw sessions, strides and weekly summaries",
@@ -51,19 +62,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from insole_common.errors import InsoleError
-    from storage.archive import RawArchive
-    from research.export import recording_sessions, select_sessions, software_version, write_export
-
     try:
         if args.recording is not None:
-            from processing.readers.auto import read_any
-
             recording = read_any(args.recording, args.input_format)
             chosen = recording_sessions(recording)
         else:
-            from storage.open import open_store
-
             store = open_store(db=args.db, dsn=args.dsn, pg_schema=args.pg_schema)
             chosen = select_sessions(store, RawArchive(args.archive), session=args.session, patient=args.patient,
                                      cohort=args.cohort, from_day=args.from_day, to_day=args.to_day)

@@ -11,7 +11,8 @@ Layout of an export (``S`` = subject label, ``R`` = session label, ``EXT`` = par
     subjects.EXT                  subject, cohort
     sessions.EXT                  subject, session, start (shifted), duration_s, strides_n, feet, sample_rate_hz
     strides.EXT                   subject, session + the analytics' per-stride columns
-    weekly.EXT                    subject, iso_week, week_start (shifted) + weekly medians
+    weekly.EXT                    subject, iso_week, week_start (shifted), days_n, sessions_n, strides_n + the
+                                  week's metrics: medians of the daily medians (processing.summaries)
     sub-S/ses-R/sub-S_ses-R_foot-{L,R}_samples.EXT   (see research.formats)
 
 BIDS-Motion puts the tables where BIDS wants them: ``participants.tsv``,
@@ -32,27 +33,28 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from tqdm import tqdm
 
-from insole_common.calendar import day_of
-from insole_common.errors import InsoleError
 from insole_common import metrics as C
+from insole_common.calendar import day_of, day_start_us, iso_week
+from insole_common.errors import InsoleError
+from processing.analytics import analyze
+from processing.summaries import daily_metrics, weekly_metrics
 from research import formats
-from storage.strides import session_strides as stored_strides
 from research.deid import Subject, bids_label, ensure_labels, manifest
 from research.samples import FootStream, archive_streams, recording_streams
+from storage.research import labelled_sessions
+from storage.strides import session_strides as stored_strides
 
-#: per-stride columns summarised per ISO week (median over the week's strides)
-WEEKLY_METRICS = (
-    C.STRIDE_TIME_S, C.STANCE_TIME_S, C.SWING_TIME_S, C.STANCE_PCT, C.DOUBLE_SUPPORT_PCT, C.CADENCE_STEPS_PER_MIN,
-    C.STRIDE_LENGTH_M, C.GAIT_SPEED_M_S, C.COP_ML_MEAN_FW, C.LATERAL_LOAD_FRACTION, C.HEEL_LOAD_FRACTION,
-    C.MIDFOOT_LOAD_FRACTION, C.FOREFOOT_LOAD_FRACTION, C.PEAK_HEEL_LOAD,
-)
+#: the weekly table's columns: who, which week, counts, then the catalogue's daily metrics
+WEEKLY_COLUMNS = ("subject", "iso_week", "week_start", "days_n", "sessions_n", "strides_n") + C.DAILY_METRICS
 
 
 class ExportError(InsoleError):
@@ -92,10 +94,6 @@ class ExportResult:
 
 
 # choosing what to export ------------------------------------------------------------------------------
-def _day_start_us(day: str) -> int:
-    return int((date.fromisoformat(day) - date(1970, 1, 1)).total_seconds()) * 1_000_000
-
-
 def select_sessions(store, archive, *, session: str | None = None, patient: str | None = None,
                     cohort: str | None = None, from_day: str | None = None, to_day: str | None = None) -> list[ExportSession]:
     """Closed sessions of the store matching the filters, as :class:`ExportSession` objects.
@@ -106,44 +104,28 @@ def select_sessions(store, archive, *, session: str | None = None, patient: str 
 
     store.migrate()
     ensure_labels(store)
-    sql = ("SELECT s.session_id, s.patient, s.start_us, s.end_us, rs.label, sub.label AS subject, sub.cohort, "
-           "sub.date_shift_days FROM sessions s JOIN research_sessions rs ON rs.session_id = s.session_id "
-           "JOIN research_subjects sub ON sub.patient = s.patient WHERE s.state = 'closed'")
-    params: tuple = ()
-    for cond, value in (("s.session_id = ?", session), ("s.patient = ?", patient), ("sub.cohort = ?", cohort)):
-        if value is not None:
-            sql += f" AND {cond}"
-            params += (value,)
     try:
-        if from_day:
-            sql += " AND s.start_us >= ?"
-            params += (_day_start_us(from_day),)
-        if to_day:
-            sql += " AND s.start_us < ?"
-            params += (_day_start_us((date.fromisoformat(to_day) + timedelta(days=1)).isoformat()),)
+        start_from_us = day_start_us(from_day) if from_day else None
+        start_before_us = day_start_us(date.fromisoformat(to_day) + timedelta(days=1)) if to_day else None
     except ValueError as exc:
         raise ExportError(f"dates must be YYYY-MM-DD: {exc}") from exc
-    rows = store.query(sql + " ORDER BY s.start_us, s.session_id", params)
     out = []
-    for r in rows.itertuples(index=False):
-        subject = Subject(label=str(r.subject), cohort=str(r.cohort), date_shift_days=int(r.date_shift_days))
-        start_us = int(r.start_us)
-        end_us = None if r.end_us is None or pd.isna(r.end_us) else int(r.end_us)
-        paths = archive.session_paths(str(r.patient), day_of(start_us), str(r.session_id))
+    for r in labelled_sessions(store, session=session, patient=patient, cohort=cohort, start_from_us=start_from_us,
+                               start_before_us=start_before_us):
+        subject = Subject(label=r.subject, cohort=r.cohort, date_shift_days=r.date_shift_days)
+        paths = archive.session_paths(r.patient, day_of(r.start_us), r.session_id)
         out.append(ExportSession(
-            subject=subject, label=str(r.label),
-            streams=lambda paths=paths, start_us=start_us: archive_streams(paths, start_us),
-            strides=lambda sid=str(r.session_id): stored_strides(store, sid),
-            start=subject.shift_time_us(start_us),
-            duration_s=None if end_us is None else (end_us - start_us) / 1e6))
+            subject=subject, label=r.label,
+            streams=lambda paths=paths, start_us=r.start_us: archive_streams(paths, start_us),
+            strides=lambda sid=r.session_id: stored_strides(store, sid),
+            start=subject.shift_time_us(r.start_us),
+            duration_s=None if r.end_us is None else (r.end_us - r.start_us) / 1e6))
     return out
 
 
 def recording_sessions(recording, *, task: str = "walking", task_name: str = "walking",
                        task_description: str = "") -> list[ExportSession]:
     """A recording opened by :mod:`processing.readers` as one session of one new random subject."""
-    from processing.analytics import analyze
-
     subject = Subject(label=f"S{secrets.token_hex(4)}", cohort="n/a", date_shift_days=0)
     result = {}
 
@@ -167,9 +149,8 @@ def labelled_strides(strides: pd.DataFrame, subject: str, session: str) -> pd.Da
     lead = ["subject", "session"] + [c for c in C.STRIDE_COLS if c in table]
     return table[lead + [c for c in table.columns if c not in lead]]
 
-def _progress_bar(total: int, enabled: bool | None):
-    from tqdm import tqdm
 
+def _progress_bar(total: int, enabled: bool | None):
     if enabled is None:
         enabled = sys.stderr.isatty()
     return tqdm(total=total, unit=" samples", unit_scale=True, disable=not enabled, file=sys.stderr,
@@ -187,29 +168,39 @@ def _write_table(root: Path, fmt: str, stem: str, table: pd.DataFrame) -> str:
 
 
 def weekly_table(strides: pd.DataFrame, sessions: pd.DataFrame) -> pd.DataFrame:
-    """Per subject and (shifted) ISO week: sessions, strides and the medians of :data:`WEEKLY_METRICS`."""
-    cols = ["subject", "iso_week", "week_start", "sessions_n", "strides_n"] + list(WEEKLY_METRICS)
+    """Per subject and (shifted) ISO week, the service's weekly summary (:mod:`processing.summaries`): each
+    day's metrics are the medians of its strides (:func:`~processing.summaries.daily_metrics`), the week's
+    the medians of its days' values (:func:`~processing.summaries.weekly_metrics`), for every metric of
+    :data:`insole_common.metrics.DAILY_METRICS`. A session's day is the (shifted, UTC) day of its start."""
     dated = sessions.dropna(subset=["start"])
     if dated.empty:
-        return pd.DataFrame(columns=cols)
-    start = pd.to_datetime(dated["start"])
-    iso = start.dt.isocalendar()
-    week_of = pd.DataFrame({"subject": dated["subject"].to_numpy(), "session": dated["session"].to_numpy(),
-                            "iso_week": [f"{y:04d}-W{w:02d}" for y, w in zip(iso["year"], iso["week"])],
-                            "week_start": (start.dt.normalize() - pd.to_timedelta(start.dt.day_of_week, unit="D")).dt.strftime("%Y-%m-%d").to_numpy()})
-    out = week_of.groupby(["subject", "iso_week", "week_start"], sort=True).agg(sessions_n=("session", "nunique")).reset_index()
-    out["strides_n"] = 0
-    if not strides.empty:
-        merged = strides.merge(week_of, on=["subject", "session"])
-        present = [m for m in WEEKLY_METRICS if m in merged]
-        med = merged.groupby(["subject", "iso_week", "week_start"])[present].median(numeric_only=True)
-        med["strides_n"] = merged.groupby(["subject", "iso_week", "week_start"]).size()
-        out = out.drop(columns="strides_n").merge(med.reset_index(), on=["subject", "iso_week", "week_start"], how="left")
-        out["strides_n"] = out["strides_n"].fillna(0).astype(int)
-    for m in WEEKLY_METRICS:
-        if m not in out:
-            out[m] = np.nan
-    return out[cols]
+        return pd.DataFrame(columns=list(WEEKLY_COLUMNS))
+    days = pd.DataFrame({"subject": dated["subject"].to_numpy(), "session": dated["session"].to_numpy(),
+                         "day": pd.to_datetime(dated["start"]).dt.strftime("%Y-%m-%d").to_numpy()})
+    by_day = dict(iter(strides.merge(days, on=["subject", "session"]).groupby(["subject", "day"]))) \
+        if not strides.empty else {}
+    daily = []
+    for (subject, day), in_day in days.groupby(["subject", "day"], sort=True):
+        day_strides = by_day.get((subject, day))
+        week, week_start = iso_week(day)
+        row = {"subject": subject, "iso_week": week, "week_start": week_start,
+               "sessions_n": in_day["session"].nunique(), "strides_n": 0 if day_strides is None else len(day_strides)}
+        daily.append(row | ({} if day_strides is None else _overall(daily_metrics(day_strides))))
+    rows = []
+    for (subject, week, week_start), in_week in pd.DataFrame(daily).groupby(["subject", "iso_week", "week_start"],
+                                                                              sort=True):
+        values = in_week.drop(columns=["subject", "iso_week", "week_start"]).reindex(
+            columns=["sessions_n", "strides_n", *C.DAILY_METRICS])
+        rows.append({"subject": subject, "iso_week": week, "week_start": week_start, "days_n": len(in_week),
+                     **weekly_metrics(values)})
+    out = pd.DataFrame(rows, columns=list(WEEKLY_COLUMNS))
+    out[list(C.DAILY_METRICS)] = out[list(C.DAILY_METRICS)].astype(float)
+    return out
+
+
+def _overall(metrics: dict) -> dict:
+    """The both-feet values of a day's metrics (the export's weekly table has no per-side columns)."""
+    return {k: v for k, v in metrics.items() if k in C.BY_KEY}
 
 
 def write_export(sessions: list[ExportSession], out: str | Path, fmt: str, *, software: str,
@@ -335,8 +326,7 @@ def _write_readme(root: Path) -> str:
 
 
 def software_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
+    """``kinetic-chain VERSION``, the installed package's version (pyproject.toml is its one source)."""
     try:
         return f"kinetic-chain {version('kinetic-chain')}"
     except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
@@ -347,5 +337,5 @@ def read_manifest(path: str | Path) -> dict:
     return json.loads((Path(path) / "manifest.json").read_text(encoding="utf-8"))
 
 
-__all__ = ["ExportError", "ExportResult", "ExportSession", "WEEKLY_METRICS", "labelled_strides", "read_manifest", "recording_sessions",
+__all__ = ["ExportError", "ExportResult", "ExportSession", "WEEKLY_COLUMNS", "labelled_strides", "read_manifest", "recording_sessions",
            "select_sessions", "software_version", "weekly_table", "write_export"]

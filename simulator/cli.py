@@ -8,6 +8,7 @@ import time
 
 from insole_common.errors import ValidationError
 from insole_common.layouts import LAYOUTS
+from simulator import SimulationParams, simulate
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from simulator import SimulationParams, simulate
-
     try:
         params = SimulationParams(
             sample_rate_hz=args.sample_rate_hz, duration_s=args.duration_s, cadence_spm=args.cadence_spm,

@@ -1,5 +1,5 @@
 """The research exports' de-identification tables (``research_subjects``, ``research_sessions``;
-created by :mod:`storage.schema`).
+created by :mod:`storage.schema`) and the export's read of the labelled sessions (:func:`labelled_sessions`).
 
 Labels are created on first use with ``secrets.token_hex``, so they cannot be recomputed from the
 pseudonym; each subject's date shift is drawn once and stored with its label.
@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
 
 from storage.store import Store
 
@@ -44,3 +47,41 @@ def ensure_session_labels(store: Store) -> None:
         for sid in missing["session_id"]:
             store.execute("INSERT INTO research_sessions (session_id, label) VALUES (?, ?) ON CONFLICT (session_id) DO NOTHING",
                           (sid, f"R{secrets.token_hex(6)}"))
+
+
+@dataclass(frozen=True)
+class LabelledSession:
+    """A closed session with its research labels and its subject's (secret) date shift."""
+
+    session_id: str
+    patient: str
+    start_us: int
+    end_us: int | None
+    #: research session label
+    label: str
+    #: research subject label
+    subject: str
+    cohort: str
+    date_shift_days: int
+
+
+def labelled_sessions(store: Store, *, session: str | None = None, patient: str | None = None,
+                      cohort: str | None = None, start_from_us: int | None = None,
+                      start_before_us: int | None = None) -> list[LabelledSession]:
+    """Closed sessions that have research labels, matching every filter given (``start_from_us`` inclusive,
+    ``start_before_us`` exclusive, on the session's real start), ordered by start."""
+    sql = ("SELECT s.session_id, s.patient, s.start_us, s.end_us, rs.label, sub.label AS subject, sub.cohort, "
+           "sub.date_shift_days FROM sessions s JOIN research_sessions rs ON rs.session_id = s.session_id "
+           "JOIN research_subjects sub ON sub.patient = s.patient WHERE s.state = 'closed'")
+    params: tuple = ()
+    for cond, value in (("s.session_id = ?", session), ("s.patient = ?", patient), ("sub.cohort = ?", cohort),
+                        ("s.start_us >= ?", start_from_us), ("s.start_us < ?", start_before_us)):
+        if value is not None:
+            sql += f" AND {cond}"
+            params += (value,)
+    rows = store.query(sql + " ORDER BY s.start_us, s.session_id", params)
+    return [LabelledSession(session_id=str(r.session_id), patient=str(r.patient), start_us=int(r.start_us),
+                            end_us=None if r.end_us is None or pd.isna(r.end_us) else int(r.end_us),
+                            label=str(r.label), subject=str(r.subject), cohort=str(r.cohort),
+                            date_shift_days=int(r.date_shift_days))
+            for r in rows.itertuples(index=False)]

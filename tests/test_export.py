@@ -172,16 +172,23 @@ def test_dates_are_shifted_per_subject_keeping_intervals(site, tmp_path):
     pd.testing.assert_frame_equal(sessions, again)
 
 
-def test_weekly_summary_is_the_median_of_the_weeks_strides(site, tmp_path):
+def test_weekly_summary_is_the_median_of_the_weeks_daily_medians(site, tmp_path):
+    """The export's weekly table is the service's weekly summary (processing.summaries): the median over
+    the week's days of each day's median, counts summed, for every metric of the catalogue's DAILY_METRICS."""
     out = _export(site, "parquet", tmp_path / "pq", cohort="pilot").out
     strides, sessions, weekly = (load_table(out, n) for n in ("strides", "sessions", "weekly"))
     assert len(weekly) == 4  # 2 subjects x sessions on day 0/3 (one week) and day 8 (the next)
+    assert list(weekly.columns) == ["subject", "iso_week", "week_start", "days_n", "sessions_n", "strides_n",
+                                    *C.DAILY_METRICS]
     row = weekly.iloc[0]
     in_week = sessions[(sessions["subject"] == row["subject"])
                        & (pd.to_datetime(sessions["start"]).dt.strftime("%G-W%V") == row["iso_week"])]
-    mine = strides[strides["session"].isin(in_week["session"])]
+    mine = strides[strides["session"].isin(in_week["session"])].merge(
+        in_week.assign(day=pd.to_datetime(in_week["start"]).dt.date)[["session", "day"]], on="session")
     assert row["strides_n"] == len(mine) > 0 and row["sessions_n"] == len(in_week)
-    assert row[C.STRIDE_TIME_S] == pytest.approx(mine[C.STRIDE_TIME_S].median())
+    assert row["days_n"] == mine["day"].nunique() == 2
+    daily_medians = mine.groupby("day")[C.STRIDE_TIME_S].median()
+    assert row[C.STRIDE_TIME_S] == pytest.approx(daily_medians.median())
     assert weekly_table(strides.iloc[0:0], sessions.iloc[0:0]).empty
 
 
@@ -234,7 +241,9 @@ def test_cli_exports_and_explains_refusals(site, tmp_path):
 
 
 def test_a_real_recording_exports_to_valid_bids(tmp_path):
-    src = Path(__file__).resolve().parents[2] / "shared" / "data" / "physionet-gaitpdb" / "GaCo01_01.txt"
+    # the shared data folder sits beside the checkout (also when the checkout is a worktree one level deeper)
+    src = next((p / "shared" / "data" / "physionet-gaitpdb" / "GaCo01_01.txt" for p in Path(__file__).resolve().parents
+                if (p / "shared" / "data").is_dir()), Path("shared/data/physionet-gaitpdb/GaCo01_01.txt"))
     out = tmp_path / "gaco"
     run = subprocess.run([sys.executable, "-m", "kinetic", "export", "--recording", str(src), "--format", "bids",
                           "--out", str(out), "--progress"], capture_output=True, text=True)
