@@ -22,9 +22,10 @@ import json
 import math
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from insole_common import metrics as C
 from insole_common.errors import ValidationError

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from insole_common.errors import InsoleError
-from processing.detection import CompensationDetector, FlagEvent, ReferencePeriod, flag_status
+from processing.detection import CompensationDetector, FlagEvent, ReferencePeriod
 from processing.detection_settings import DetectionSettings
 from processing.summaries import daily_table
 from storage import flags as flag_store
