@@ -123,6 +123,7 @@ class DetectionSettings:
                 ok = _is_number(value)
             if not ok:
                 raise _bad(f"{key} = {value!r} has the wrong type (expected {fields[key].type})")
+        values = {k: float(v) if fields[k].type == "float" else v for k, v in values.items()}
         try:
             return cls(**values)
         except ValidationError as exc:
@@ -140,6 +141,11 @@ class DetectionSettings:
         if other:
             raise _bad(f"{path}: unknown tables or keys {other}; only [detection] is read")
         return cls.from_mapping(document.get("detection", {}))
+
+    @classmethod
+    def from_json(cls, text: str) -> DetectionSettings:
+        """The settings as stored with a baseline (:meth:`to_json`)."""
+        return cls.from_mapping(json.loads(text))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DetectionSettings:

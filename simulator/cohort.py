@@ -38,7 +38,6 @@ from processing.summaries import daily_metrics as service_daily_metrics
 from simulator.params import SimulationParams
 from simulator.simulation import simulate
 
-
 ChangeKind = Literal["none", "shortened_stride", "lateral_shift", "heel_offloading", "limp"]
 
 

@@ -102,9 +102,8 @@ def baselines(store: Store, patient: str) -> dict[str, dict]:
     rows = store.query(f"SELECT {', '.join(_BASELINE_COLS)} FROM baselines WHERE patient = ?", (patient,))
     out = {}
     for r in rows.to_dict("records"):
-        settings = r.pop("settings_json")
-        out[str(r.pop("metric"))] = {**{k: _clean(v) for k, v in r.items()},
-                                     "settings": json.loads(settings) if settings else None}
+        metric, settings = str(r.pop("metric")), r.pop("settings_json")
+        out[metric] = {**{k: _clean(v) for k, v in r.items()}, "settings": json.loads(settings) if isinstance(settings, str) else None}
     return out
 
 
