@@ -103,7 +103,8 @@ def baselines(store: Store, patient: str) -> dict[str, dict]:
     out = {}
     for r in rows.to_dict("records"):
         metric, settings = str(r.pop("metric")), r.pop("settings_json")
-        out[metric] = {**{k: _clean(v) for k, v in r.items()}, "settings": json.loads(settings) if isinstance(settings, str) else None}
+        out[metric] = {**{k: _clean(v) for k, v in r.items()},
+                       "settings": json.loads(settings) if isinstance(settings, str) else None}
     return out
 
 
