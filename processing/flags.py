@@ -1,54 +1,53 @@
-"""The patient's compensation flags and baselines, recomputed from the daily summaries and stored."""
+"""The patient's compensation flags and baselines, recomputed from the daily summaries and stored
+(storage/flags.py holds the SQL; :func:`processing.detection_records.flag_status` decides which flags are open)."""
 
 from __future__ import annotations
 
-import json
 import logging
 
 from insole_common.errors import InsoleError
-from processing.detection import CompensationDetector, ReferencePeriod
+from processing.detection import CompensationDetector, FlagEvent, ReferencePeriod
+from processing.detection_settings import DetectionSettings
 from processing.summaries import daily_table
+from storage import flags as flag_store
 from storage.store import Store
 
 log = logging.getLogger(__name__)
 
 
-def update_flags(store: Store, patient: str, *, now_us: int) -> list:
+def _event_key(kind, metric, state, day, direction) -> tuple:
+    """An event's identity across runs (its created_us is kept while it is stored)."""
+    return kind, metric, state, str(day), direction
+
+
+def update_flags(store: Store, patient: str, *, now_us: int,
+                 settings: DetectionSettings | None = None) -> list[FlagEvent]:
     """Run compensation detection over all the patient's days; store baselines and flags.
 
-    Recomputed from the daily summaries each time (idempotent under redelivery and restarts).
-    The therapist's reference period, when one is stored (a ``baselines`` row with source
-    ``therapist``), replaces the automatic baseline. Returns the flag events that are new
-    since the last run; the caller publishes them on the alerts topic.
+    Recomputed from the daily summaries each time (idempotent under redelivery and restarts), with
+    ``settings`` (default: the deployment's, :meth:`DetectionSettings.from_env`), which each stored
+    baseline records. The therapist's reference period, when one is stored (a ``baselines`` row with
+    source ``therapist``), replaces the automatic baseline. Each raised event is stored with its flag's
+    state (``active``, ``since_day``, ``cleared_day``). Returns the flag events that are new since the
+    last run; the caller publishes them on the alerts topic.
     """
+    settings = settings or DetectionSettings.from_env()
     daily = daily_table(store, patient)
-    ref = store.query("SELECT start_day, end_day, set_by FROM baselines WHERE patient = ? AND source = 'therapist' "
-                      "ORDER BY updated_us DESC LIMIT 1", (patient,))
-    reference = None if ref.empty else ReferencePeriod(ref["start_day"][0], ref["end_day"][0], ref["set_by"][0])
+    ref = flag_store.reference_period(store, patient)
+    reference = None if ref is None else ReferencePeriod(ref["start_day"], ref["end_day"], ref["set_by"])
     try:
-        det = CompensationDetector().detect(daily, reference=reference)
+        det = CompensationDetector(settings).detect(daily, reference=reference)
     except InsoleError as exc:  # e.g. not enough walking days yet
         log.info("no compensation detection for %s yet: %s", patient, exc)
         return []
-    old = store.query("SELECT kind, metric, state, day, evidence_json, created_us FROM flags WHERE patient = ?",
-                      (patient,))
-    created = {(r.kind, r.metric, r.state, str(r.day), json.loads(r.evidence_json).get("direction")): int(r.created_us)
-               for r in old.itertuples()}
-    new_events = []
-    with store.transaction():
-        store.execute("DELETE FROM flags WHERE patient = ?", (patient,))
-        for event in det.flags_:
-            key = (event.kind, event.metric, event.state, str(event.day), event.evidence.get("direction"))
-            if key not in created:
-                new_events.append(event)
-            row = event.to_row(patient, created_us=created.get(key, now_us))
-            store.execute(f"INSERT INTO flags ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                          tuple(row.values()))
-        if reference is None:
-            store.execute("DELETE FROM baselines WHERE patient = ? AND source = 'auto'", (patient,))
-        for baseline in det.baselines_.values():
-            row = baseline.to_row(patient, updated_us=now_us)
-            store.execute("DELETE FROM baselines WHERE patient = ? AND metric = ?", (patient, row["metric"]))
-            store.execute(f"INSERT INTO baselines ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                          tuple(row.values()))
+    created = {_event_key(f["kind"], f["metric"], f["state"], f["day"], f["evidence"].get("direction")):
+               int(f["created_us"]) for f in flag_store.flags(store, patient)}
+    new_events, flag_rows = [], []
+    for event, status in zip(det.flags_, det.status_):
+        key = _event_key(event.kind, event.metric, event.state, event.day, event.evidence.get("direction"))
+        if key not in created:
+            new_events.append(event)
+        flag_rows.append(event.to_row(patient, created_us=created.get(key, now_us), status=status))
+    baseline_rows = [b.to_row(patient, updated_us=now_us) for b in det.baselines_.values()]
+    flag_store.save_detection(store, patient, flag_rows, baseline_rows, keep_auto_baselines=reference is not None)
     return new_events

@@ -25,14 +25,18 @@ from __future__ import annotations
 import math
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from dataclasses import replace as dc_replace
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from insole_common.errors import ValidationError
+from insole_common.recording import Recording
+from processing.analytics import analyze
 from processing.summaries import daily_metrics as service_daily_metrics
-
+from simulator.params import SimulationParams
+from simulator.simulation import simulate
 
 ChangeKind = Literal["none", "shortened_stride", "lateral_shift", "heel_offloading", "limp"]
 
@@ -107,8 +111,6 @@ class PatientProfile:
 
 def day_params(profile: PatientProfile, change: Change, day: int, rng: np.random.Generator):
     """The :class:`simulator.SimulationParams` of one day's walk (``None`` for a day without walking)."""
-    from simulator import SimulationParams
-
     if rng.uniform() < profile.missing_day_fraction:
         return None
     e_sl = rng.normal()
@@ -144,9 +146,6 @@ def day_params(profile: PatientProfile, change: Change, day: int, rng: np.random
 
 def simulate_days(profile: PatientProfile, change: Change, *, n_days: int, seed: int) -> pd.DataFrame:
     """Daily metrics of one patient over days ``0 .. n_days-1`` (index ``day``; days without walking absent)."""
-    from processing.analytics import analyze
-    from simulator import simulate
-
     rng = np.random.default_rng(seed)
     rows = {}
     for day in range(n_days):
@@ -205,10 +204,6 @@ __all__ = ["Change", "CohortPatient", "PatientProfile", "daily_metrics", "day_pa
 
 def cut_recording(recording, start_s: float, end_s: float):
     """The part of a recording from ``start_s`` to ``end_s`` (s from its first sample), both feet."""
-    from dataclasses import replace as dc_replace
-
-    from insole_common.recording import Recording
-
     feet = {}
     for side, foot in recording.feet.items():
         i0 = max(0, int(round(start_s * foot.sample_rate_hz)))
@@ -225,8 +220,6 @@ def replay_days(recording, *, n_days: int = 35, window_fraction: float = 0.5, se
     """A real walk replayed as ``n_days`` days: each day is a window of ``window_fraction`` of the
     recording at a random offset, analysed on its own, so day-to-day differences are the walk's
     natural segment-to-segment variation (no change anywhere)."""
-    from processing.analytics import analyze
-
     if not 0.1 <= window_fraction <= 1.0:
         raise ValidationError("window_fraction must be 0.1..1", reason="bad_parameter")
     rng = np.random.default_rng(seed)

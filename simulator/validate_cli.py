@@ -25,6 +25,9 @@ import numpy as np
 import pandas as pd
 
 from insole_common.errors import ValidationError
+from processing.detection import CompensationDetector, DetectionSettings
+from processing.readers.auto import read_any
+from simulator.cohort import Change, make_cohort, replay_days, simulate_cohort
 
 ONSET_DAY = 14
 WITHIN_DAYS = 7
@@ -43,6 +46,9 @@ def register(subparsers) -> None:
     p.add_argument("--gaitpdb", default=str(DEFAULT_GAITPDB), help="folder with the PhysioNet gaitpdb walks ('' skips)")
     p.add_argument("--replay-days", type=int, default=35)
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    p.add_argument("--detection-config", default=None,
+                   help="TOML file with a [detection] table of detection settings (default: the file named by "
+                        "KINETIC_DETECTION_CONFIG, else the validated defaults)")
     p.set_defaults(func=run)
 
 
@@ -61,8 +67,6 @@ def clopper_pearson(k: int, n: int, *, level: float = 0.95) -> tuple[float, floa
 
 def evaluate_patient(daily: pd.DataFrame, change, *, n_days: int, detector=None) -> dict:
     """Detection outcome of one simulated patient against its ground truth ``change``."""
-    from processing.detection import CompensationDetector
-
     det = (detector or CompensationDetector()).detect(daily)
     out = {"baseline_complete": det.baseline_complete_, "flags": [(e.kind, e.state, e.day, e.metric) for e in det.flags_]}
     if not det.baselines_:
@@ -93,33 +97,27 @@ def evaluate_patient(daily: pd.DataFrame, change, *, n_days: int, detector=None)
     return out
 
 
-def replay_gaitpdb(folder: Path, *, n_days: int, seed: int) -> list[dict]:
-    from simulator.cohort import replay_days
-    from processing.detection import CompensationDetector
-    from processing.readers.auto import read_any
-
+def replay_gaitpdb(folder: Path, *, n_days: int, seed: int, settings: DetectionSettings | None = None) -> list[dict]:
     files = sorted(f for f in folder.glob("*.txt") if f.name.startswith(CONTROL_PREFIXES))
     out = []
     for i, f in enumerate(files):
         daily = replay_days(read_any(f), n_days=n_days, seed=seed + i)
-        det = CompensationDetector().detect(daily)
+        det = CompensationDetector(settings).detect(daily)
         out.append({"record": f.stem, "days_n": int(len(daily)),
-                    "valid_days_n": int((daily["strides_n"] >= det.min_strides_n).sum()),
+                    "valid_days_n": int((daily["strides_n"] >= det.settings.min_strides_n).sum()),
                     "monitored": sorted(det.baselines_), "raised_n": sum(e.state == "raised" for e in det.flags_),
                     "flags": [(e.kind, e.state, e.day, e.metric) for e in det.flags_]})
     return out
 
 
 def validate(*, patients: int, stable_weeks: int = 4, recovery_patients: int = 40, seed: int = 0, workers: int = 1,
-             gaitpdb: str | Path | None = DEFAULT_GAITPDB, replay_days_n: int = 35) -> dict:
-    """Run the cohorts and the replay; returns the figures as a dict."""
-    from simulator.cohort import Change, make_cohort, simulate_cohort
-
+             gaitpdb: str | Path | None = DEFAULT_GAITPDB, replay_days_n: int = 35,
+             settings: DetectionSettings | None = None) -> dict:
+    """Run the cohorts and the replay with ``settings`` (default: the defaults); returns the figures as a dict."""
     t0 = time.time()
-    from processing.detection import CompensationDetector
-
+    detector = CompensationDetector(settings)
     # the baseline takes baseline_days valid days (10 % of days are not walked: about 1.1 x that in calendar days)
-    stable_days = CompensationDetector().baseline_days + 3 + 7 * stable_weeks
+    stable_days = detector.settings.baseline_days + 3 + 7 * stable_weeks
     change_days = ONSET_DAY + 14
     arms = {"stable": (Change(), stable_days),
             "shortened_stride": (Change(kind="shortened_stride", magnitude=0.10, onset_day=ONSET_DAY), change_days),
@@ -130,7 +128,8 @@ def validate(*, patients: int, stable_weeks: int = 4, recovery_patients: int = 4
                                                    end_day=ONSET_DAY + 10), ONSET_DAY + 24)},
                               n_patients=recovery_patients, seed=seed + 1)
     dailies = simulate_cohort(cohort, workers=workers)
-    results = [dict(evaluate_patient(d, p.change, n_days=p.n_days), arm=p.arm, patient=p.profile.patient)
+    results = [dict(evaluate_patient(d, p.change, n_days=p.n_days, detector=detector), arm=p.arm,
+                    patient=p.profile.patient)
                for p, d in zip(cohort, dailies)]
     frame = pd.DataFrame(results)
     figures: dict = {"patients_per_arm": patients, "seed": seed, "walks_n": int(sum(len(d) for d in dailies))}
@@ -169,7 +168,7 @@ def validate(*, patients: int, stable_weeks: int = 4, recovery_patients: int = 4
         folder = Path(gaitpdb)
         if not folder.is_dir():
             raise ValidationError(f"gaitpdb folder {folder} not found", reason="bad_file")
-        replay = replay_gaitpdb(folder, n_days=replay_days_n, seed=seed)
+        replay = replay_gaitpdb(folder, n_days=replay_days_n, seed=seed, settings=detector.settings)
         figures["gaitpdb_replay"] = {"records": replay, "records_n": len(replay),
                                      "raised_n": int(sum(r["raised_n"] for r in replay))}
     figures["elapsed_s"] = round(time.time() - t0, 1)
@@ -216,9 +215,11 @@ def format_report(f: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        settings = (DetectionSettings.from_toml(args.detection_config) if args.detection_config
+                    else DetectionSettings.from_env())
         figures = validate(patients=args.patients, stable_weeks=args.stable_weeks,
                            recovery_patients=args.recovery_patients, seed=args.seed, workers=args.workers,
-                           gaitpdb=args.gaitpdb or None, replay_days_n=args.replay_days)
+                           gaitpdb=args.gaitpdb or None, replay_days_n=args.replay_days, settings=settings)
     except ValidationError as exc:
         print(f"kinetic validate-detection: {exc} ({exc.reason})", file=sys.stderr)
         return 2

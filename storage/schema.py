@@ -11,7 +11,8 @@ in seconds since the Unix epoch on the collector's time base). Migration 4: ``we
 patient and ISO 8601 week, ``week`` like ``2026-W48``, ``week_start`` its Monday). Migration 5:
 ``raw_session_ranges`` (per session and device, the range ``[first_seq, end_seq)`` that holds its raw
 batches; it replaces an index of ``raw_batches`` by session). Migration 6: PostgreSQL keeps
-``raw_batches.payload`` uncompressed (``STORAGE EXTERNAL``).
+``raw_batches.payload`` uncompressed (``STORAGE EXTERNAL``). Migration 8: flag state (``flags.active``,
+``since_day``, ``cleared_day``) and the detector's threshold, band and settings on each baseline.
 
 :data:`DASHBOARD_MIGRATIONS` (log ``dashboard_migrations``): the research exports' de-identification
 tables. ``research_subjects``: per patient a random research label (never derived from the pseudonym),
@@ -196,6 +197,23 @@ MIGRATIONS: tuple[str, ...] = (
     # EXTERNAL storage, which takes 48 MB where pglz took 36 MB for 45 MB of payloads (docs/benchmarks.md).
     """
     {postgres} ALTER TABLE raw_batches ALTER COLUMN payload SET STORAGE EXTERNAL
+    """,
+    # 7: the patient's time zone (added on branch `storage`)
+    # 8: flags are state and baselines carry what produced them (storage/flags.py, processing/flags.py). On a
+    # raised event: ``active`` 1 while that flag is open (raised and no `cleared` event of its series since; one
+    # row per open flag, its latest raise), ``since_day`` the first raise of its episode, ``cleared_day`` the day
+    # the episode was cleared. On a baseline: the detector's real-change ``threshold`` for one day, the band
+    # ``band_low``..``band_high`` (mean -/+ threshold) and the ``settings_json`` of the detection that made it.
+    # Rows stored before keep NULLs until detection runs again for the patient (it rewrites them all).
+    """
+    ALTER TABLE flags ADD COLUMN active INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE flags ADD COLUMN since_day TEXT;
+    ALTER TABLE flags ADD COLUMN cleared_day TEXT;
+    CREATE INDEX flags_active ON flags (active, patient);
+    ALTER TABLE baselines ADD COLUMN threshold DOUBLE PRECISION;
+    ALTER TABLE baselines ADD COLUMN band_low DOUBLE PRECISION;
+    ALTER TABLE baselines ADD COLUMN band_high DOUBLE PRECISION;
+    ALTER TABLE baselines ADD COLUMN settings_json TEXT
     """,
 )
 

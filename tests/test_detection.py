@@ -13,13 +13,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from insole_common import metrics as C
 from insole_common.messages import FlagMessage, parse_message
 from simulator.cohort import Change, PatientProfile, daily_metrics, replay_days, simulate_days
+from insole_common.errors import ValidationError
 from processing.detection import (
     CompensationDetector,
     DetectionInputError,
+    DetectionSettings,
     FlagEvent,
+    FlagStatus,
     ReferencePeriod,
+    flag_status,
     symmetry_index,
 )
 from simulator.validate_cli import clopper_pearson, evaluate_patient
@@ -313,3 +318,71 @@ def test_relapse_after_improvement_raises_again():
     assert [s for s, _, _ in events] == ["raised", "improved", "raised"], events
     assert events[0][2] is False and events[2][2] is True and events[2][1] >= 26
     assert [e.day for e in det.active_ if e.metric == "cop_ml_mean_fw_L"] == [events[2][1]]
+
+
+def test_relapse_continues_the_flag_and_status_marks_the_open_one():
+    daily = synthetic_daily(40, seed=12, changes={"cop_ml_mean_fw_L": (14, 22, 0.06)})
+    daily.loc[26:, "cop_ml_mean_fw_L"] += 0.06
+    det = CompensationDetector().detect(daily)
+    mine = [(e, s) for e, s in zip(det.flags_, det.status_) if e.metric == "cop_ml_mean_fw_L"]
+    (first, s1), (_, s2), (relapse, s3) = mine
+    # one flag from the first raise on: improved does not end it, the relapse continues it and is the open row
+    assert (s1.active, s1.since_day, s1.cleared_day) == (False, first.day, None)
+    assert s2 == FlagStatus()
+    assert (s3.active, s3.since_day, s3.cleared_day) == (True, first.day, None)
+    assert det.active_ == [e for e, s in zip(det.flags_, det.status_) if s.active]
+
+
+def test_flag_status_closes_at_cleared_of_the_same_series_only():
+    def ev(state, day, metric="m", direction="up"):
+        return FlagEvent(kind="limp", state=state, day=day, metric=metric, baseline=0.0, current=0.0, threshold=1.0,
+                         effect_size=0.0, days_n=1, evidence={"direction": direction})
+
+    events = [ev("raised", 1), ev("raised", 2, direction="down"), ev("improved", 5), ev("cleared", 9),
+              ev("raised", 12)]
+    status = flag_status(events)
+    assert status[0] == FlagStatus(active=False, since_day=1, cleared_day=9)
+    assert status[1] == FlagStatus(active=True, since_day=2)  # the other direction is another flag
+    assert status[2] == status[3] == FlagStatus()
+    assert status[4] == FlagStatus(active=True, since_day=12)
+
+
+def test_settings_defaults_are_the_validated_values_and_load_from_a_deployment_file(tmp_path):
+    s = DetectionSettings()
+    assert (s.baseline_days, s.min_baseline_days, s.min_strides_n, s.z_real_change, s.cusum_k, s.cusum_h, s.z_clip,
+            s.min_days_beyond, s.prior_weight_days, s.return_days, s.clear_days) == (
+        10, 3, 20, 1.96, 1.0, 4.0, 3.5, 2, 4.0, 3, 5)
+    assert s.sd_priors["stride_length_m"] == 0.04 and s.sd_floors["si_peak_heel_load"] == 1.5
+    assert CompensationDetector().settings == s and CompensationDetector(min_strides_n=0).settings.min_strides_n == 0
+    config = tmp_path / "kinetic.toml"
+    config.write_text("[detection]\nbaseline_days = 14\ncusum_h = 5\n[detection.sd_floors]\nstride_length_m = 0.02\n")
+    loaded = DetectionSettings.from_env({"KINETIC_DETECTION_CONFIG": str(config)})
+    assert (loaded.baseline_days, loaded.cusum_h, loaded.sd_floors["stride_length_m"]) == (14, 5.0, 0.02)
+    assert loaded.sd_floors["cadence_steps_per_min"] == 1.0  # the rest stay the defaults
+    assert DetectionSettings.from_env({}) == s
+    assert DetectionSettings.from_json(loaded.to_json()) == loaded
+    for bad, word in (("baseline_day = 14", "baseline_day"), ("baseline_days = 1.5", "baseline_days"),
+                      ("min_baseline_days = 30", "min_baseline_days"), ("[detection.sd_priors]\nfoo = 1", "foo")):
+        config.write_text(f"[detection]\n{bad}\n")
+        with pytest.raises(ValidationError) as err:
+            DetectionSettings.from_toml(config)
+        assert err.value.reason == "bad_detection_config" and word in str(err.value)
+
+
+def test_baselines_carry_the_detectors_threshold_and_settings():
+    settings = DetectionSettings(z_real_change=2.5)
+    det = CompensationDetector(settings).detect(synthetic_daily(45, seed=3, changes={"cop_ml_mean_fw_L": (14, 44, 0.06)}))
+    base = det.baselines_["cop_ml_mean_fw_L"]
+    assert base.threshold == pytest.approx(2.5 * base.sd * np.sqrt(1 + 1 / base.days_n))
+    row = base.to_row("p", updated_us=1)
+    assert (row["band_low"], row["band_high"]) == (base.mean - base.threshold, base.mean + base.threshold)
+    assert json.loads(row["settings_json"])["z_real_change"] == 2.5
+    flag = next(e for e in det.flags_ if e.metric == "cop_ml_mean_fw_L")
+    assert flag.threshold == base.threshold  # the flag and the baseline band are one number
+
+
+def test_directions_come_from_the_metric_catalogue():
+    det = CompensationDetector().detect(synthetic_daily(45, seed=1))
+    direction = det.series_.groupby("metric")["direction"].first()
+    for metric in ("cop_ml_mean_fw_L", "heel_load_fraction_R", "stride_length_m"):
+        assert direction[metric] == C.metric(metric).compensation

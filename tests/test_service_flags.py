@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from datetime import date, timedelta
 import sys
 import uuid
 
@@ -15,17 +16,23 @@ from insole_common import topics
 from insole_common.messages import FlagMessage, parse_message
 from transport.mqtt import connect, make_client
 from storage.store import SQLiteStore
+from processing.detection import DetectionSettings
 from processing.flags import update_flags
+from storage import flags as flag_store
 from tests.helpers import wait_for
 
 
-def fill_days(store, patient: str, n_days: int, *, shift_from_day: int | None, shift_fw: float = 0.06) -> list[str]:
-    """Daily summaries with realistic day-to-day noise and, optionally, a lateral COP shift."""
+def fill_days(store, patient: str, n_days: int, *, shift_from_day: int | None, shift_fw: float = 0.06,
+              shift_until_day: int | None = None) -> list[str]:
+    """Daily summaries with realistic day-to-day noise and, optionally, a lateral COP shift (from
+    ``shift_from_day``, until ``shift_until_day`` exclusive when given)."""
     rng = np.random.default_rng(4)
-    days = [f"2026-10-{d:02d}" for d in range(1, n_days + 1)]
+    start = date(2026, 10, 1)
+    days = [(start + timedelta(days=d)).isoformat() for d in range(n_days)]
     store.open_session("s0", patient, 0, {})
     for k, day in enumerate(days):
-        shift = shift_fw if shift_from_day is not None and k >= shift_from_day else 0.0
+        shifted = shift_from_day is not None and shift_from_day <= k < (shift_until_day or n_days)
+        shift = shift_fw if shifted else 0.0
         metrics = {"stride_length_m": 1.3 + rng.normal(0, 0.02), "cadence_steps_per_min": 108 + rng.normal(0, 1.5),
                    "stride_time_s": 1.11 + rng.normal(0, 0.01)}
         for side in "LR":
@@ -94,3 +101,54 @@ def test_demo_flags_the_compensating_patients_and_publishes_alerts(tmp_path, mqt
     assert set(raised.loc[raised["patient"] == f"demo-short-{tag}", "kind"]) == {"shortened_stride"}
     published = {(m.patient, m.kind, m.state) for m in got}
     assert published == {(r.patient, r.kind, r.state) for r in flags.itertuples()}
+
+
+def test_a_flag_never_cleared_stays_active_and_a_cleared_one_does_not(tmp_path) -> None:
+    store = SQLiteStore(tmp_path / "kc.sqlite")
+    store.migrate()
+    days = fill_days(store, "p-open", 40, shift_from_day=14)
+    update_flags(store, "p-open", now_us=1)
+    raised = [f for f in flag_store.flags(store, "p-open") if f["state"] == "raised"]
+    assert len(raised) == 2 and len({f["day"] for f in raised}) == 1
+    d = raised[0]["day"]
+    # raised on day D, never cleared, and the data go on past D + 21: still active, listed with its since-day
+    assert days.index(d) + 21 <= len(days) - 1
+    assert all(f["active"] and f["since_day"] == d and f["cleared_day"] is None for f in raised)
+    active = flag_store.active_flags(store, ["p-open"])
+    assert [(a["patient"], a["kind"], a["metric"], a["side"], a["direction"], a["since_day"]) for a in active] == [
+        ("p-open", "lateral_shift", "cop_ml_mean_fw_L", "L", "up", d),
+        ("p-open", "lateral_shift", "cop_ml_mean_fw_R", "R", "up", d)]
+    assert all(a["current"] - a["baseline"] > a["threshold"] > 0 for a in active)
+    assert active[0]["threshold"] == flag_store.baselines(store, "p-open")["cop_ml_mean_fw_L"]["threshold"]
+
+    # the same shift ending after ten days: improved, then cleared; a cleared flag is not active
+    fill_days(store, "p-back", 50, shift_from_day=14, shift_until_day=24)
+    update_flags(store, "p-back", now_us=1)
+    events = flag_store.flags(store, "p-back")
+    assert sorted(f["state"] for f in events) == ["cleared"] * 2 + ["improved"] * 2 + ["raised"] * 2
+    cleared_day = next(f["day"] for f in events if f["state"] == "cleared")
+    assert all(not f["active"] and f["cleared_day"] == cleared_day for f in events if f["state"] == "raised")
+    assert flag_store.active_flags(store, ["p-back"]) == []
+    assert [a["patient"] for a in flag_store.active_flags(store)] == ["p-open", "p-open"]
+    assert flag_store.active_flags(store, []) == []
+
+
+def test_baselines_store_the_detectors_band_and_settings(tmp_path, monkeypatch) -> None:
+    store = SQLiteStore(tmp_path / "kc.sqlite")
+    store.migrate()
+    fill_days(store, "p-set", 24, shift_from_day=None)
+    config = tmp_path / "detection.toml"
+    config.write_text("[detection]\nz_real_change = 2.5\n")
+    monkeypatch.setenv("KINETIC_DETECTION_CONFIG", str(config))
+    update_flags(store, "p-set", now_us=1)
+    base = flag_store.baselines(store, "p-set")["cop_ml_mean_fw_L"]
+    assert set(base) == {"start_day", "end_day", "mean", "sd", "days_n", "source", "set_by", "threshold", "band_low",
+                         "band_high", "settings"}
+    assert base["settings"]["z_real_change"] == 2.5 and base["source"] == "auto"
+    assert base["threshold"] == pytest.approx(2.5 * base["sd"] * (1 + 1 / base["days_n"]) ** 0.5)
+    assert (base["band_low"], base["band_high"]) == pytest.approx((base["mean"] - base["threshold"],
+                                                                  base["mean"] + base["threshold"]))
+    # explicit settings win over the deployment's file
+    update_flags(store, "p-set", now_us=2, settings=DetectionSettings())
+    assert flag_store.baselines(store, "p-set")["cop_ml_mean_fw_L"]["settings"]["z_real_change"] == 1.96
+    assert flag_store.reference_period(store, "p-set") is None

@@ -1,0 +1,166 @@
+"""The settings of compensation detection (:class:`DetectionSettings`), as a deployment sets them.
+
+Defaults are the validated ones (docs/detection.md). A deployment overrides any of them in a TOML file
+named by the environment variable ``KINETIC_DETECTION_CONFIG``::
+
+    [detection]
+    baseline_days = 14
+    cusum_h = 5.0
+
+    [detection.sd_floors]
+    stride_length_m = 0.02
+
+Unknown keys, wrong types and impossible values are a :class:`insole_common.errors.ValidationError`
+(reason ``bad_detection_config``) naming the key. Every stored baseline keeps the settings that made it
+(``baselines.settings_json``, :meth:`DetectionSettings.to_json`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from insole_common import metrics as C
+from insole_common.errors import ValidationError
+
+#: environment variable: path of the deployment's TOML file with a ``[detection]`` table
+CONFIG_ENV = "KINETIC_DETECTION_CONFIG"
+
+_SI = "si_"
+#: per metric (symmetry indices ``si_...`` in percentage points): the typical day-to-day SD of one day's
+#: median in free-living walking (the shrinkage target) and the floor the SD used is never below
+#: (measurement resolution / smallest meaningful change)
+_SD_PRIOR_FLOOR: dict[str, tuple[float, float]] = {
+    C.STRIDE_LENGTH_M: (0.04, 0.015),
+    C.CADENCE_STEPS_PER_MIN: (2.5, 1.0),
+    C.STRIDE_TIME_S: (0.025, 0.01),
+    C.COP_ML_MEAN_FW: (0.012, 0.005),
+    C.LATERAL_LOAD_FRACTION: (0.02, 0.008),
+    C.HEEL_LOAD_FRACTION: (0.012, 0.005),
+    _SI + C.STANCE_TIME_S: (1.5, 0.75),
+    _SI + C.PEAK_LOAD: (2.5, 1.0),
+    _SI + C.PEAK_HEEL_LOAD: (3.0, 1.5),
+}
+#: typical day-to-day SD of one day's median in free-living walking (the shrinkage target)
+SD_PRIORS: dict[str, float] = {k: prior for k, (prior, _) in _SD_PRIOR_FLOOR.items()}
+#: the day-to-day SD used is never below this
+SD_FLOORS: dict[str, float] = {k: floor for k, (_, floor) in _SD_PRIOR_FLOOR.items()}
+
+
+def _bad(message: str) -> ValidationError:
+    return ValidationError(f"detection settings: {message}", reason="bad_detection_config")
+
+
+@dataclass(frozen=True)
+class DetectionSettings:
+    """Every setting of :class:`processing.detection.CompensationDetector` (docs/detection.md says what each does).
+
+    ``sd_priors`` / ``sd_floors`` given in part are completed with the defaults (:data:`SD_PRIORS`,
+    :data:`SD_FLOORS`); their keys are the metrics of those tables.
+    """
+
+    baseline_days: int = 10
+    min_baseline_days: int = 3
+    min_strides_n: int = 20
+    z_real_change: float = 1.96
+    cusum_k: float = 1.0
+    cusum_h: float = 4.0
+    z_clip: float = 3.5
+    min_days_beyond: int = 2
+    prior_weight_days: float = 4.0
+    return_days: int = 3
+    clear_days: int = 5
+    sd_priors: Mapping[str, float] = field(default_factory=dict)
+    sd_floors: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, defaults in (("sd_priors", SD_PRIORS), ("sd_floors", SD_FLOORS)):
+            given = dict(getattr(self, name) or {})
+            unknown = sorted(set(given) - set(defaults))
+            if unknown:
+                raise _bad(f"{name} has unknown metrics {unknown}; known: {sorted(defaults)}")
+            object.__setattr__(self, name, {**defaults, **{k: float(v) for k, v in given.items()}})
+        self.check()
+
+    def check(self) -> None:
+        """Raise ValidationError (reason ``bad_parameter``) for settings the detector cannot work with."""
+        checks = [
+            (self.baseline_days >= 2, "baseline_days must be >= 2"),
+            (2 <= self.min_baseline_days <= self.baseline_days, "min_baseline_days must be 2..baseline_days"),
+            (self.min_strides_n >= 0, "min_strides_n must be >= 0"),
+            (self.z_real_change > 0 and self.cusum_h > 0 and self.cusum_k >= 0, "thresholds must be positive"),
+            (self.z_clip > self.cusum_k, "z_clip must exceed cusum_k"),
+            (self.min_days_beyond >= 1 and self.return_days >= 1 and self.clear_days >= 1, "day counts must be >= 1"),
+            (self.prior_weight_days >= 0, "prior_weight_days must be >= 0"),
+            (all(v >= 0 and math.isfinite(v) for v in (*self.sd_priors.values(), *self.sd_floors.values())),
+             "sd_priors and sd_floors must be finite and >= 0"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValidationError(f"CompensationDetector: {msg}", reason="bad_parameter")
+
+    # ------------------------------------------------------------------------------------------
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> DetectionSettings:
+        """Settings from a ``[detection]`` table: unknown keys and wrong types are an error naming the key."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise _bad(f"unknown keys {unknown}; known: {sorted(fields)}")
+        for key, value in values.items():
+            if key in ("sd_priors", "sd_floors"):
+                ok = isinstance(value, Mapping) and all(_is_number(v) for v in value.values())
+            elif fields[key].type == "int":
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            else:
+                ok = _is_number(value)
+            if not ok:
+                raise _bad(f"{key} = {value!r} has the wrong type (expected {fields[key].type})")
+        values = {k: float(v) if fields[k].type == "float" else v for k, v in values.items()}
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise _bad(str(exc)) from exc
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> DetectionSettings:
+        """Settings from the ``[detection]`` table of a TOML file (absent table: the defaults)."""
+        try:
+            with open(path, "rb") as f:
+                document = tomllib.load(f)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise _bad(f"cannot read {path}: {exc}") from exc
+        other = sorted(set(document) - {"detection"})
+        if other:
+            raise _bad(f"{path}: unknown tables or keys {other}; only [detection] is read")
+        return cls.from_mapping(document.get("detection", {}))
+
+    @classmethod
+    def from_json(cls, text: str) -> DetectionSettings:
+        """The settings as stored with a baseline (:meth:`to_json`)."""
+        return cls.from_mapping(json.loads(text))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> DetectionSettings:
+        """The deployment's settings: the file named by ``KINETIC_DETECTION_CONFIG``, else the defaults."""
+        path = (os.environ if environ is None else environ).get(CONFIG_ENV)
+        return cls.from_toml(path) if path else cls()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: (dict(v) if isinstance(v := getattr(self, f.name), Mapping) else v)
+                for f in dataclasses.fields(self)}
+
+    def to_json(self) -> str:
+        """The settings as stored with each baseline (keys sorted)."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
