@@ -18,14 +18,16 @@ import pandas as pd
 from insole_common import metrics as C
 from insole_common.calendar import day_of, day_start_us, week_window
 from insole_common.metrics import STANCE_SYMMETRY_PCT, TREND_METRICS
+from processing.detection import symmetry_index
 from research.deid import Subject, ensure_labels, ensure_subject_labels
 from storage import dashboard as db
+from storage import flags as stored_flags
 from storage.accounts import therapist_patients
 from storage.store import Store
 from storage.strides import session_strides
 
-#: real-change threshold shown when no flag carries the detector's own: this many baseline SDs
-DEFAULT_THRESHOLD_SD = 1.96 * math.sqrt(2)
+#: the detector's series (:mod:`processing.detection`) behind a trend metric that is not its own series
+SERIES_OF = {STANCE_SYMMETRY_PCT: f"si_{C.STANCE_TIME_S}"}
 
 #: per-stride table columns shown in the session drill-down
 STRIDE_TABLE_COLS = (C.SIDE, C.HEEL_STRIKE_S, C.STRIDE_TIME_S, C.STANCE_TIME_S, C.STANCE_PCT, C.CADENCE_STEPS_PER_MIN,
@@ -42,8 +44,15 @@ def _clean(x):
     return x
 
 
+def _series(key: str) -> set[str]:
+    """The names under which flags and baselines of the trend metric ``key`` are stored (the detector's series)."""
+    return {key, f"{key}_L", f"{key}_R", SERIES_OF.get(key, key)}
+
+
 def _label_unit(key: str) -> tuple[str, str]:
-    """Label and unit of a metric key (also ``{key}_L`` / ``{key}_R``) from the catalogue; unknown: (key, "")."""
+    """Label and unit of a metric or series key (also ``{key}_L`` / ``{key}_R``, ``si_...``) from the catalogue;
+    unknown: (key, "")."""
+    key = {series: metric for metric, series in SERIES_OF.items()}.get(key, key)
     try:
         m = C.metric(key)
     except KeyError:
@@ -52,19 +61,13 @@ def _label_unit(key: str) -> tuple[str, str]:
 
 
 # daily and weekly metrics -----------------------------------------------------------------------
-def stance_symmetry_pct(left, right):
-    """Signed stance-time symmetry index (per cent, positive = longer stance on the left) of per-side stance
-    times (numbers or Series): ``100 (L - R) / ((L + R) / 2)``; NaN where a side is missing."""
-    left, right = pd.to_numeric(left, errors="coerce"), pd.to_numeric(right, errors="coerce")
-    return 100.0 * (left - right) / ((left + right) / 2.0)
-
-
 def _with_trend_metrics(table: pd.DataFrame) -> pd.DataFrame:
     """``table`` (stored daily or weekly summaries) with :data:`STANCE_SYMMETRY_PCT` from its per-side stance
-    times and every :data:`TREND_METRICS` column numeric (NaN where missing)."""
+    times (the detector's :func:`processing.detection.symmetry_index`, signed: positive = longer stance on the
+    left) and every :data:`TREND_METRICS` column numeric (NaN where missing)."""
     left, right = f"{C.STANCE_TIME_S}_L", f"{C.STANCE_TIME_S}_R"
     if left in table and right in table:
-        table[STANCE_SYMMETRY_PCT] = stance_symmetry_pct(table[left], table[right])
+        table[STANCE_SYMMETRY_PCT] = symmetry_index(table[left], table[right])
     for m in TREND_METRICS:
         table[m.key] = pd.to_numeric(table[m.key], errors="coerce") if m.key in table else np.nan
     return table
@@ -77,52 +80,43 @@ def daily_table(store: Store, patient: str, *, since: str | None = None) -> pd.D
 
 
 def baselines(store: Store, patient: str) -> dict[str, dict]:
-    return {k: {c: _clean(v) for c, v in b.items()} for k, b in db.baselines(store, patient).items()}
+    """The detector's stored baseline per trend metric (mean, SD, its real-change ``threshold`` and band), for the
+    metrics it watches as one series (``stance_symmetry_pct``: ``si_stance_time_s``); per-side series are not a
+    trend metric's baseline."""
+    stored = stored_flags.baselines(store, patient)
+    return {m.key: stored[SERIES_OF.get(m.key, m.key)] for m in TREND_METRICS if SERIES_OF.get(m.key, m.key) in stored}
 
 
 def flags(store: Store, patient: str, *, since: str | None = None) -> list[dict]:
+    """Every stored flag event of the patient, newest first, with the metric's label and unit."""
     out = []
-    for f in db.flags(store, patient, since=since):
+    for f in stored_flags.flags(store, patient, since=since):
         label, unit = _label_unit(f["metric"])
-        out.append({**{k: _clean(v) for k, v in f.items()}, "metric_label": label, "unit": unit})
-    return out
-
-
-def latest_thresholds(flag_list: list[dict]) -> dict[str, float]:
-    """The real-change threshold per metric from the most recent flag that carries one."""
-    out: dict[str, float] = {}
-    for f in flag_list:  # newest first
-        if f["metric"] not in out and f.get("threshold") is not None:
-            out[f["metric"]] = float(f["threshold"])
+        out.append({**f, "metric_label": label, "unit": unit})
     return out
 
 
 def trends(store: Store, patient: str) -> dict:
     """Weekly trend of every :data:`TREND_METRICS` metric (the stored weekly summaries, weeks named by their
-    Monday), the daily values, baseline band and real-change threshold."""
+    Monday), the daily values, the stored baseline and its real-change threshold (none without a stored one)."""
     table = daily_table(store, patient)
     weekly = _with_trend_metrics(db.weekly_summaries(store, patient))
     weeks = [str(w) for w in weekly["week_start"]]
     base = baselines(store, patient)
     flag_list = flags(store, patient)
-    thresholds = latest_thresholds(flag_list)
     metrics = []
     for m in TREND_METRICS:
         values = table[m.key].to_numpy(dtype=float)
         b = base.get(m.key)
-        if m.key in thresholds:
-            threshold, source = thresholds[m.key], "flag"
-        elif b is not None and b["sd"] is not None:
-            threshold, source = DEFAULT_THRESHOLD_SD * float(b["sd"]), "default"
-        else:
-            threshold, source = None, None
+        threshold = None if b is None else b.get("threshold")
+        names = _series(m.key)
         metrics.append({
             "key": m.key, "label": m.label, "unit": m.unit, "decimals": m.decimals,
             "weekly": [{"week": w, "value": _clean(float(v)), "days_n": int(n)}
                        for w, v, n in zip(weeks, weekly[m.key], weekly["days_n"])],
             "daily": [{"day": d, "value": _clean(float(v))} for d, v in zip(table["day"], values) if np.isfinite(v)],
-            "baseline": b, "threshold": _clean(threshold), "threshold_source": source,
-            "flag_days": sorted({f["day"] for f in flag_list if f["metric"] == m.key and f["state"] == "raised"}),
+            "baseline": b, "threshold": _clean(threshold), "threshold_source": None if threshold is None else "baseline",
+            "flag_days": sorted({f["day"] for f in flag_list if f["metric"] in names and f["state"] == "raised"}),
         })
     return {"patient": patient, "weeks": weeks, "metrics": metrics}
 
@@ -148,15 +142,21 @@ def week_activity(store: Store, patient: str, today: date) -> list[dict]:
 
 
 def patient_list(store: Store, therapist: str, today: date, now_us: int) -> list[dict]:
-    """The therapist's patients with this week's flags and wearing time."""
-    start, _ = week_window(today)
+    """The therapist's patients with every active flag (raised and not cleared, however long ago), this week's
+    wearing time and steps."""
+    patients = therapist_patients(store, therapist)
+    active: dict[str, list[dict]] = {}
+    for f in stored_flags.active_flags(store, [p for p, _name in patients]):
+        active.setdefault(f["patient"], []).append(f)
     out = []
-    for patient, display_name in therapist_patients(store, therapist):
-        week_flags = flags(store, patient, since=start.isoformat())
+    for patient, display_name in patients:
+        open_flags = active.get(patient, [])
         out.append({
             "patient": patient, "display_name": display_name,
-            "flags": [{k: f[k] for k in ("kind", "metric", "metric_label", "state", "day", "effect_size")} for f in week_flags],
-            "raised_n": sum(f["state"] == "raised" for f in week_flags),
+            "flags": [{"kind": f["kind"], "metric": f["metric"], "metric_label": _label_unit(f["metric"])[0],
+                       "state": "raised", "day": f["day"], "since_day": f["since_day"], "effect_size": f["effect_size"]}
+                      for f in open_flags],
+            "raised_n": len(open_flags),
             "wearing_h": round(wearing_seconds(store, patient, today, now_us) / 3600.0, 2),
             "steps_week": sum(d["steps"] for d in week_activity(store, patient, today)),
             "last_day": db.last_summary_day(store, patient),
@@ -217,7 +217,6 @@ def plain_trend(store: Store, patient: str, today: date) -> list[str]:
     if this_week.empty:
         return ["No walks were recorded in the last seven days. Wear your insoles on your usual walks to see your trend."]
     base = baselines(store, patient)
-    earlier = table[table["day"] < start.isoformat()]
     sentences = []
     changed = False
     for m in TREND_METRICS:
@@ -225,15 +224,11 @@ def plain_trend(store: Store, patient: str, today: date) -> list[str]:
             continue
         now = float(this_week[m.key].median()) if this_week[m.key].notna().any() else math.nan
         b = base.get(m.key)
-        if b is not None:
-            usual, spread = float(b["mean"]), float(b["sd"] or 0.0)
-        elif earlier[m.key].notna().sum() >= 3:
-            usual, spread = float(earlier[m.key].median()), float(earlier[m.key].std())
-        else:
+        if b is None or b.get("threshold") is None:  # no stored real-change threshold: nothing to say
             continue
+        usual, threshold = float(b["mean"]), max(float(b["threshold"]), 1e-9)
         if not math.isfinite(now) or not math.isfinite(usual):
             continue
-        threshold = max(DEFAULT_THRESHOLD_SD * spread, 1e-9)
         if abs(now - usual) < threshold:
             continue
         changed = True

@@ -151,24 +151,3 @@ def labelled_session(store: Store, label: str) -> dict | None:
                   "ON sub.patient = s.patient WHERE rs.label = ?", (label,))
     return None if r is None else {**r, "date_shift_days": int(r["date_shift_days"]), "start_us": int(r["start_us"])}
 
-
-# flags and baselines: until storage.flags (branch `flags`) is merged ---------------------------------------
-def flags(store: Store, patient: str, *, since: str | None = None) -> list[dict]:
-    """The patient's flag events, newest first (``evidence`` parsed)."""
-    sql = ("SELECT id, kind, metric, state, day, baseline, current, threshold, effect_size, days_n, evidence_json, "
-           "created_us FROM flags WHERE patient = ?")
-    params: tuple = (patient,)
-    if since is not None:
-        sql += " AND day >= ?"
-        params += (since,)
-    out = []
-    for r in store.query(sql + " ORDER BY day DESC, id DESC", params).to_dict("records"):
-        evidence = json.loads(r.pop("evidence_json") or "{}")
-        out.append({**r, "evidence": evidence})
-    return out
-
-
-def baselines(store: Store, patient: str) -> dict[str, dict]:
-    rows = store.query("SELECT metric, start_day, end_day, mean, sd, days_n, source, set_by FROM baselines WHERE patient = ?",
-                       (patient,))
-    return {str(r.pop("metric")): r for r in rows.to_dict("records")}

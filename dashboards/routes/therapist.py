@@ -54,7 +54,7 @@ def therapist_session_page(request: Request, session_id: str = Depends(therapist
 # API --------------------------------------------------------------------------------------------------
 @router.get("/api/therapist/patients", openapi_extra=T)
 def api_patients(actor: Actor = Depends(therapist), d: Dashboard = Depends(dashboard)):
-    """The therapist's patients with this week's flags, wearing time and steps."""
+    """The therapist's patients with their active flags (raised, not cleared), this week's wearing time and steps."""
     return {"today": d.today().isoformat(), "patients": data.patient_list(d.store, actor.username, d.today(), d.now_us())}
 
 
@@ -68,7 +68,8 @@ def api_patient(patient: str = Depends(therapist_patient), d: Dashboard = Depend
 
 @router.get("/api/patients/{patient}/trends", openapi_extra=T)
 def api_trends(patient: str = Depends(therapist_patient), d: Dashboard = Depends(dashboard)):
-    """Weekly medians of the trend metrics with baseline band (mean ± SD) and real-change threshold."""
+    """Weekly medians of the trend metrics (stored weekly summaries) with the stored baseline (mean ± SD) and its
+    real-change threshold (none where no baseline is stored)."""
     return data.trends(d.store, patient)
 
 
