@@ -6,9 +6,10 @@ their insoles record and how their walking goes; researchers list and download
 de-identified sessions (through :mod:`research`, as ``kinetic export`` writes them). It reads the processing service's storage (``storage.store``)
 and hears collector status and live frames from the broker (``dashboards.live``).
 
-Modules: ``app`` (routes and access rules), ``auth`` (accounts, Argon2 passwords),
-``data`` (queries), ``plots`` (heat maps, gait lines), ``live`` (MQTT status and frames), ``schema`` (the dashboards' own tables),
-``testing`` (fixture data), ``cli``.
+Modules: ``app`` (create_app: state, error pages, headers), ``deps`` (who is asking, access rules),
+``routes`` (one router per role or resource), ``auth`` (accounts, Argon2 passwords), ``data`` (page bodies from
+:mod:`storage.dashboard`), ``plots`` (heat maps, gait lines), ``live`` (MQTT status and frames),
+``signin_limit``, ``cli``.
 """
 
 __all__ = ["create_app"]

@@ -17,6 +17,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from insole_common.errors import InsoleError
+from storage import accounts as stored
 from storage.store import Store
 
 ROLES = ("therapist", "patient", "researcher", "admin")
@@ -60,16 +61,12 @@ def add_account(store: Store, username: str, role: str, password: str, *, displa
     if role == "patient":
         if not patient:
             raise AccountError("a patient account needs --patient PSEUDONYM")
-        if store.query("SELECT 1 AS x FROM patients WHERE pseudonym = ?", (patient,)).empty:
-            store.execute("INSERT INTO patients (pseudonym, created_us) VALUES (?, ?) ON CONFLICT (pseudonym) DO NOTHING",
-                          (patient, time.time_ns() // 1000))
+        stored.ensure_patient(store, patient, time.time_ns() // 1000)
     elif patient:
         raise AccountError("only patient accounts are linked to a pseudonym")
-    if not store.query("SELECT 1 AS x FROM accounts WHERE username = ?", (username,)).empty:
+    if stored.account(store, username) is not None:
         raise AccountError(f"account {username!r} exists already")
-    store.execute(
-        "INSERT INTO accounts (username, role, password_hash, display_name, patient, created_us) VALUES (?, ?, ?, ?, ?, ?)",
-        (username, role, hash_password(password), display_name, patient, time.time_ns() // 1000))
+    stored.add_account(store, username, role, hash_password(password), display_name, patient, time.time_ns() // 1000)
 
 
 def set_password(store: Store, username: str, password: str) -> None:
@@ -77,44 +74,46 @@ def set_password(store: Store, username: str, password: str) -> None:
     account for that, or rotate KINETIC_DASHBOARD_SECRET to end every session."""
     if len(password) < MIN_PASSWORD_CHARS:
         raise AccountError(f"password must have at least {MIN_PASSWORD_CHARS} characters")
-    if store.execute("UPDATE accounts SET password_hash = ? WHERE username = ?", (hash_password(password), username)) != 1:
+    if not stored.set_password_hash(store, username, hash_password(password)):
         raise AccountError(f"no account {username!r}")
 
 
 def assign_patient(store: Store, therapist: str, patient: str) -> None:
     """Let ``therapist`` see ``patient``."""
-    acc = store.query("SELECT role FROM accounts WHERE username = ?", (therapist,))
-    if acc.empty or acc.iloc[0]["role"] != "therapist":
+    acc = stored.account(store, therapist)
+    if acc is None or acc.role != "therapist":
         raise AccountError(f"{therapist!r} is not a therapist account")
-    if store.query("SELECT 1 AS x FROM patients WHERE pseudonym = ?", (patient,)).empty:
+    if not stored.patient_exists(store, patient):
         raise AccountError(f"unknown patient {patient!r}")
-    store.execute("INSERT INTO therapist_patients (therapist, patient) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                  (therapist, patient))
+    stored.assign(store, therapist, patient)
 
 
 def set_disabled(store: Store, username: str, disabled: bool) -> bool:
-    return store.execute("UPDATE accounts SET disabled = ? WHERE username = ?", (int(disabled), username)) == 1
+    return stored.set_disabled(store, username, disabled)
+
+
+def is_assigned(store: Store, therapist: str, patient: str) -> bool:
+    """May ``therapist`` see ``patient``?"""
+    return stored.is_assigned(store, therapist, patient)
 
 
 def authenticate(store: Store, username: str, password: str) -> Actor | None:
     """The account when ``password`` is right and the account enabled, else None."""
-    rows = store.query("SELECT password_hash, disabled FROM accounts WHERE username = ?", (username,))
-    stored = str(rows.iloc[0]["password_hash"]) if len(rows) else _DUMMY_HASH
+    acc = stored.account(store, username)
+    hashed = acc.password_hash if acc is not None else _DUMMY_HASH
     try:
-        _hasher.verify(stored, password)
+        _hasher.verify(hashed, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return None
-    if rows.empty or int(rows.iloc[0]["disabled"]):
+    if acc is None or acc.disabled:
         return None
-    if _hasher.check_needs_rehash(stored):
-        store.execute("UPDATE accounts SET password_hash = ? WHERE username = ?", (hash_password(password), username))
+    if _hasher.check_needs_rehash(hashed):
+        stored.set_password_hash(store, username, hash_password(password))
     return load_actor(store, username)
 
 
 def load_actor(store: Store, username: str) -> Actor | None:
-    rows = store.query("SELECT username, role, display_name, patient, disabled FROM accounts WHERE username = ?", (username,))
-    if rows.empty or int(rows.iloc[0]["disabled"]):
+    acc = stored.account(store, username)
+    if acc is None or acc.disabled:
         return None
-    r = rows.iloc[0]
-    return Actor(username=str(r["username"]), role=str(r["role"]), display_name=str(r["display_name"] or ""),
-                 patient=None if r["patient"] is None else str(r["patient"]))
+    return Actor(username=acc.username, role=acc.role, display_name=acc.display_name, patient=acc.patient)

@@ -22,6 +22,7 @@ import getpass
 import os
 import sys
 
+from storage.accounts import accounts_n, patient_exists
 from storage.open import open_store as _open_store
 from storage.store import Store
 
@@ -101,7 +102,7 @@ def serve(args: argparse.Namespace) -> int:
             feed = mqtt_feed
         except MqttError as exc:
             print(f"warning: {exc}; collector status and live view are unavailable", file=sys.stderr)
-    if store.query("SELECT COUNT(*) AS n FROM accounts").iloc[0]["n"] == 0:
+    if accounts_n(store) == 0:
         print("no accounts yet: create one with  kinetic dashboard add-user NAME --role therapist", file=sys.stderr)
     from storage.archive import RawArchive
 
@@ -154,7 +155,7 @@ def set_cohort(args: argparse.Namespace) -> int:
     from research.deid import set_cohort as _set
 
     store = open_store(args)
-    if store.query("SELECT 1 AS x FROM patients WHERE pseudonym = ?", (args.patient,)).empty:
+    if not patient_exists(store, args.patient):
         print(f"error: unknown patient {args.patient!r}", file=sys.stderr)
         return 1
     _set(store, args.patient, args.cohort)

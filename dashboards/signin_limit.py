@@ -39,7 +39,9 @@ import math
 import os
 from collections.abc import Callable, Iterable
 
+from storage import signin as counts
 from storage.store import Store
+
 
 def _networks(spec: str | Iterable[str] | None) -> tuple:
     items = spec.split(",") if isinstance(spec, str) else list(spec or ())
@@ -102,27 +104,19 @@ class SigninLimiter:
     def retry_after_s(self, username: str, network: str) -> int:
         """0 when an attempt may be checked now, else whole seconds to wait (for Retry-After)."""
         keys = self._keys(username, network)
-        rows = self.store.query("SELECT key, failures, last_us FROM signin_failures WHERE key IN (?, ?)",
-                                (keys["user"][0], keys["network"][0]))
         now = self.now_us()
         free_of = {k: free for k, free in keys.values()}
         wait_us = 0.0
-        for key, failures, last_us in rows.itertuples(index=False):
-            if now - int(last_us) > self.forget_s * 1e6:
+        for key, failures, last_us in counts.failures(self.store, free_of):
+            if now - last_us > self.forget_s * 1e6:
                 continue
-            wait_us = max(wait_us, int(last_us) + self.wait_s(int(failures), free_of[key]) * 1e6 - now)
+            wait_us = max(wait_us, last_us + self.wait_s(failures, free_of[key]) * 1e6 - now)
         return max(0, math.ceil(wait_us / 1e6))
 
     def failed(self, username: str, network: str) -> None:
         now = self.now_us()
-        stale = now - int(self.forget_s * 1e6)
-        with self.store.transaction():
-            for key, _free in self._keys(username, network).values():
-                self.store.execute(
-                    "INSERT INTO signin_failures (key, failures, last_us) VALUES (?, 1, ?) ON CONFLICT (key) DO UPDATE "
-                    "SET failures = CASE WHEN signin_failures.last_us < ? THEN 1 ELSE signin_failures.failures + 1 END, "
-                    "last_us = excluded.last_us", (key, now, stale))
-            self.store.execute("DELETE FROM signin_failures WHERE last_us < ?", (stale,))
+        counts.count_failure(self.store, [key for key, _free in self._keys(username, network).values()], now,
+                             now - int(self.forget_s * 1e6))
 
     def succeeded(self, username: str) -> None:
-        self.store.execute("DELETE FROM signin_failures WHERE key = ?", (self._keys(username, "")["user"][0],))
+        counts.clear(self.store, self._keys(username, "")["user"][0])

@@ -12,11 +12,13 @@ from datetime import date
 
 import httpx
 import pytest
+from fastapi.routing import iter_route_contexts
 from starlette.routing import Mount
 
 from dashboards import data
 from dashboards.app import create_app
 from dashboards.auth import set_disabled
+from insole_common.calendar import day_of
 from tests.fixtures.dashboard import FIXTURE_PASSWORD, ServerThread, build_fixture
 from storage.archive import RawArchive
 from storage.store import SQLiteStore
@@ -89,8 +91,8 @@ def client_for(site, role: str) -> tuple[httpx.Client, str]:
 
 def app_routes(app) -> set[tuple[str, str]]:
     out = set()
-    for route in app.routes:
-        if isinstance(route, Mount):
+    for route in iter_route_contexts(app.routes):  # through the included routers
+        if isinstance(route.original_route, Mount):
             continue
         for method in route.methods - {"HEAD"}:
             out.add((method, route.path))
@@ -172,7 +174,7 @@ def test_researcher_sees_no_identifiers(site):
         set(store.query("SELECT session_id FROM sessions")["session_id"]) | \
         set(store.query("SELECT device_id FROM devices")["device_id"]) | {"Alex", "Cam", "heel pain in the morning"}
     secrets_ |= {d for devs in store.query("SELECT devices_json FROM sessions")["devices_json"] for d in eval(devs).values()}
-    secrets_ |= {data.utc_day(int(t)) for t in store.query("SELECT start_us FROM sessions")["start_us"]}  # real days
+    secrets_ |= {day_of(int(t)) for t in store.query("SELECT start_us FROM sessions")["start_us"]}  # real days
     bodies = [c.get("/api/research/cohorts").content, c.get("/api/research/sessions").content,
               c.get("/research").content,
               c.get(f"/api/research/sessions/{site['label']}/strides.csv").content]

@@ -26,7 +26,7 @@
     const tb = document.querySelector("#patients tbody"); tb.textContent = "";
     if (!d.patients.length) tb.appendChild(h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No patients are assigned to you yet.")));
     d.patients.forEach(p => {
-      const flags = p.flags.length ? p.flags.map(f => h("span", { class: "tag " + f.state }, `${f.metric_label} ${f.state}`)) : [h("span", { class: "muted" }, "none")];
+      const flags = p.flags.length ? p.flags.map(f => h("span", { class: "tag " + f.state, title: `since ${f.since_day}` }, `${f.metric_label} ${f.state}`)) : [h("span", { class: "muted" }, "none")];
       tb.appendChild(h("tr", { "data-patient": p.patient },
         h("td", {}, h("a", { href: "/therapist/patients/" + enc(p.patient) }, p.patient), p.display_name ? h("div", { class: "muted" }, p.display_name) : ""),
         h("td", {}, flags), h("td", { class: "num" }, hours(p.wearing_h)), h("td", { class: "num" }, p.steps_week),
@@ -53,7 +53,7 @@
       const last = (m.weekly || []).filter(w => w.value !== null).slice(-1)[0];
       const b = m.baseline;
       const note = b ? `baseline ${fmt(b.mean, m.decimals)} ± ${fmt(b.sd, m.decimals)} (${b.start_day} – ${b.end_day}, ${b.source})` +
-        (m.threshold !== null ? `; real change ± ${fmt(m.threshold, m.decimals)}${m.threshold_source === "default" ? " (default 2.77 SD)" : ""}` : "") : "no baseline yet";
+        (m.threshold !== null ? `; real change ± ${fmt(m.threshold, m.decimals)}` : "") : "no baseline yet";
       box.appendChild(h("div", { class: "chart", "data-metric": m.key },
         h("h3", {}, `${m.label} `, h("span", { class: "muted" }, `(${m.unit})${last ? " · last week " + fmt(last.value, m.decimals) : ""}`)),
         window.KC.trendChart(m), h("div", { class: "note" }, note)));
