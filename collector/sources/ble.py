@@ -1,14 +1,11 @@
 """Insoles over Bluetooth LE, through bleak (any backend: BlueZ, CoreBluetooth, WinRT, or Bumble in tests).
 
-:class:`NotificationDecoder` turns notifications into ordered
-:class:`~collector.sources.base.DeviceFrames` for any profile: it unwraps the
-wrapping counters, drops duplicates, puts slightly re-ordered notifications
-back in order, and records every gap in the frame sequence exactly.
-:class:`BleInsoleSource` finds the paired insole by address (scan filtered by
-the profile's service UUID), connects with bleak-retry-connector's
-``establish_connection`` (retries with back-off), reads the device info,
-subscribes, and starts over the moment the insole disconnects, scanning until
-it advertises again.
+:class:`NotificationDecoder` turns notifications into ordered :class:`~collector.sources.base.DeviceFrames`
+for any profile: it unwraps the wrapping counters, drops duplicates, puts slightly re-ordered notifications
+back in order, and records every gap in the frame sequence exactly. :class:`BleInsoleSource` finds the paired
+insole by address (scan filtered by the profile's service UUID), connects with bleak-retry-connector's
+``establish_connection`` (retries with back-off), reads the device info, subscribes, and starts over the
+moment the insole disconnects, scanning until it advertises again.
 """
 
 from __future__ import annotations
@@ -60,8 +57,7 @@ class NotificationDecoder:
         self.status = status
         self.info = info or profile.default_info()
         self.reorder_depth = reorder_depth
-        # the previous packet: unwrapped device clock (ticks), unwrapped sequence counter, arrival time (us)
-        self._last: tuple[int, int, int] | None = None
+        self._last: tuple[int, int, int] | None = None  # previous packet: unwrapped ticks and counter, arrival_us
         self._expected: int | None = None  # next frame seq to release
         self._held: list[tuple[int, int, DeviceFrames]] = []  # heap of (first_seq, tiebreak, frames)
         self._tiebreak = 0
@@ -94,8 +90,7 @@ class NotificationDecoder:
             ticks = nearest_congruent(packet.device_time_raw, predicted_ticks, p.time_modulus)
             # the counter advanced by the device time elapsed (exact to a frame), so long gaps unwrap right
             step = p.seq_step_frames or packet.n_frames
-            predicted_counter = (last_counter
-                                 + (ticks - last_ticks) * p.tick_us * 1e-6 * packet.sample_rate_hz / step)
+            predicted_counter = last_counter + (ticks - last_ticks) * p.tick_us * 1e-6 * packet.sample_rate_hz / step
             counter = nearest_congruent(packet.seq_raw, predicted_counter, p.seq_modulus)
         if last is None or ticks > last[0]:
             self._last = (ticks, counter, arrival_us)
@@ -219,10 +214,8 @@ async def scan_insoles(timeout_s: float = 5.0, *, profiles: list[str] | None = N
 
 def _scan_args(profile: Profile, backend: type[BaseBleakScanner] | None) -> BleakScanner.ExtraArgs:
     """The scanner arguments of bleak's find_device_* helpers: the profile's service; ``backend`` if given."""
-    args: BleakScanner.ExtraArgs = {"service_uuids": [profile.service_uuid]}
-    if backend is not None:
-        args["backend"] = backend
-    return args
+    service: BleakScanner.ExtraArgs = {"service_uuids": [profile.service_uuid]}
+    return service if backend is None else {**service, "backend": backend}
 
 
 async def read_device_info(address: str, profile: Profile, *, scan_timeout_s: float = 10.0,
@@ -324,8 +317,7 @@ class BleInsoleSource(InsoleSource):
             if client.services.get_service(self.profile.service_uuid) is None:
                 raise ProfileError(f"{self.address} does not offer the {self.profile.name} service "
                                    f"{self.profile.service_uuid}")
-            info_uuid = self.profile.info_char_uuid
-            if info_uuid is not None and client.services.get_characteristic(info_uuid):
+            if (info_uuid := self.profile.info_char_uuid) is not None and client.services.get_characteristic(info_uuid):
                 try:
                     info = self.profile.decode_info(await client.read_gatt_char(info_uuid))
                     self.decoder.set_info(info)
@@ -394,8 +386,7 @@ class BleInsoleSource(InsoleSource):
         finally:
             self._closing = True
             link.cancel()
-            # how the link loop ended was re-raised above if it ended first; here it is only being stopped
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # its own end was re-raised above
                 await link
 
     async def aclose(self) -> None:
