@@ -26,9 +26,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from insole_common.layouts import KC16  # noqa: E402
-from insole_common.recording import FootRecording, Recording  # noqa: E402
-from processing.analytics import analyze  # noqa: E402
+from insole_common.layouts import KC16
+from insole_common.recording import FootRecording, Recording
+from processing.analytics import analyze
 
 FS = 100.0
 
@@ -49,7 +49,8 @@ def synth_foot(duration_s: float, phase_s: float, rng: np.random.Generator) -> d
     pressure = (300.0 * load[:, None] * w + rng.normal(0, 0.5, (n, 16))).clip(0)
     acc = np.column_stack([0.3 * np.sin(2 * np.pi * t / 1.1), np.zeros(n), 1 + 0.2 * np.cos(2 * np.pi * t / 1.1)])
     gyr = np.column_stack([np.zeros(n), 200 * np.sin(2 * np.pi * t / 1.1) * (ph >= 1), 5 * np.ones(n)])
-    return {"pressure": pressure, "acc": acc + rng.normal(0, 0.003, acc.shape), "gyr": gyr + rng.normal(0, 0.15, gyr.shape)}
+    return {"pressure": pressure, "acc": acc + rng.normal(0, 0.003, acc.shape),
+            "gyr": gyr + rng.normal(0, 0.15, gyr.shape)}
 
 
 def main() -> None:
@@ -66,7 +67,8 @@ def main() -> None:
         load_runs = []
         for _ in range(args.repeat):  # best of N, for the baseline as for the analysis
             t0 = time.perf_counter()
-            arrays = {(s, k): np.load(os.path.join(d, f"{s}_{k}.npy")) for s in "LR" for k in ("pressure", "acc", "gyr")}
+            arrays = {(s, k): np.load(os.path.join(d, f"{s}_{k}.npy"))
+                      for s in "LR" for k in ("pressure", "acc", "gyr")}
             load_runs.append(time.perf_counter() - t0)
     raw_bytes = sum(a.nbytes for a in arrays.values())
     rec = Recording(feet={s: FootRecording(s, FS, 0.0, arrays[(s, "pressure")], "kPa", layout=KC16,
@@ -81,7 +83,8 @@ def main() -> None:
     analyze(rec)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    print(f"data: {args.hours:g} h bilateral, 16 channels + 6-axis IMU at {FS:g} Hz; raw arrays {raw_bytes / 1e6:.1f} MB; "
+    print(f"data: {args.hours:g} h bilateral, 16 channels + 6-axis IMU at {FS:g} Hz; "
+          f"raw arrays {raw_bytes / 1e6:.1f} MB; "
           f"{len(res.strides)} strides")
     for label, load_s, analyze_s in (("first run", load_runs[0], analyze_runs[0]),
                                      (f"best of {args.repeat}", min(load_runs), min(analyze_runs))):

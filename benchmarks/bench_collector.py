@@ -51,17 +51,18 @@ async def _measure(duration_s: float, warmup_s: float, sample) -> dict:
         rss_max = max(rss_max, proc.memory_info().rss)
     cpu = _cpu_s(proc) - c0
     wall = time.monotonic() - w0
-    out = {"cpu_pct_one_core": round(100 * cpu / wall, 2), "rss_mb": round(rss_max / 2**20, 1), "wall_s": round(wall, 1)}
+    out = {"cpu_pct_one_core": round(100 * cpu / wall, 2), "rss_mb": round(rss_max / 2**20, 1),
+           "wall_s": round(wall, 1)}
     out.update(sample())
     return out
 
 
 def run_one(mode: str, rate_hz: float, duration_s: float) -> dict:
+    from collector.emulation.signals import synthetic_imu, synthetic_pressure
+    from collector.profiles import get_profile, kc_open
     from collector.service import Collector, CollectorConfig
     from collector.sources.base import InsoleSource
     from collector.sources.ble import BleInsoleSource, NotificationDecoder
-    from collector.profiles import get_profile, kc_open
-    from collector.emulation.signals import synthetic_imu, synthetic_pressure
     from transport.mqtt import MqttSettings
 
     patient = f"bench-{uuid.uuid4().hex[:8]}"
@@ -74,7 +75,8 @@ def run_one(mode: str, rate_hz: float, duration_s: float) -> dict:
         def __init__(self, side: str, notifications: list[bytes], per_s: float) -> None:
             super().__init__()
             self.side, self.device_id = side, f"bench-{side}"
-            self.decoder = NotificationDecoder(get_profile("kc16"), side=side, device_id=self.device_id, status=self.status)
+            self.decoder = NotificationDecoder(get_profile("kc16"), side=side, device_id=self.device_id,
+                                               status=self.status)
             self.notifications, self.per_s = notifications, per_s
             self.sample_rate_hz = rate_hz
 
@@ -112,7 +114,8 @@ def run_one(mode: str, rate_hz: float, duration_s: float) -> dict:
                 insoles.append(ins)
             sources = [BleInsoleSource(address=i.address, side=i.side, scanner_backend=link.scanner_backend,
                                        client_backend=link.client_backend) for i in insoles]
-        collector = Collector(CollectorConfig(patient=patient, outbox_path=tmp / "outbox.sqlite", status_interval_s=5.0),
+        collector = Collector(CollectorConfig(patient=patient, outbox_path=tmp / "outbox.sqlite",
+                                              status_interval_s=5.0),
                               sources, MqttSettings.from_env())
         stop = asyncio.Event()
         task = asyncio.create_task(collector.run(stop=stop))
@@ -136,17 +139,19 @@ def run_one(mode: str, rate_hz: float, duration_s: float) -> dict:
 
 def decode_throughput(n: int = 20_000) -> list[dict]:
     """Frames per second: our decoders vs a bare struct + numpy unpack of the same bytes, same run."""
+    from collector.emulation.signals import synthetic_imu, synthetic_pressure
     from collector.profiles import get_profile, kc_open, orphe
     from collector.sources.base import SourceStatus
     from collector.sources.ble import NotificationDecoder
-    from collector.emulation.signals import synthetic_imu, synthetic_pressure
 
     out = []
     seqs = np.arange(5)
-    kc_notes = [kc_open.encode_packet(5 * k % 65536, 50_000 * k % (1 << 32), synthetic_pressure(seqs + 5 * k, 100, 16, "L"),
+    kc_notes = [kc_open.encode_packet(5 * k % 65536, 50_000 * k % (1 << 32),
+                                      synthetic_pressure(seqs + 5 * k, 100, 16, "L"),
                                       sample_rate_hz=100, imu_raw=synthetic_imu(seqs + 5 * k, 100), battery_pct=80)
                 for k in range(n)]
-    or_notes = [orphe.encode_packet(55, k % 65536, (20 * k) % orphe.MS_PER_DAY, synthetic_pressure(np.arange(4) + 4 * k, 200, 6, "L"),
+    or_notes = [orphe.encode_packet(55, k % 65536, (20 * k) % orphe.MS_PER_DAY,
+                                    synthetic_pressure(np.arange(4) + 4 * k, 200, 6, "L"),
                                     synthetic_imu(np.arange(4) + 4 * k, 200)) for k in range(n)]
     kc_dtype = np.dtype([("p", "<u2", (16,)), ("imu", "<i2", (6,))])
     hdr = struct.Struct("<BBHIBBHBB")
@@ -196,8 +201,10 @@ def main() -> int:
     results = []
     for mode in args.modes:
         for rate in args.rates:
-            out = subprocess.run([sys.executable, __file__, "--one", mode, str(rate), "--duration-s", str(args.duration_s)],
-                                 capture_output=True, text=True, timeout=args.duration_s + 120, env=dict(os.environ))
+            out = subprocess.run([sys.executable, __file__, "--one", mode, str(rate), "--duration-s",
+                                  str(args.duration_s)],
+                                 check=False, capture_output=True, text=True, timeout=args.duration_s + 120,
+                                 env=dict(os.environ))
             if out.returncode != 0:
                 print(out.stderr[-3000:], file=sys.stderr)
                 return 1

@@ -22,13 +22,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import pyarrow.parquet as pq  # noqa: E402
+import pyarrow.parquet as pq
 
-from storage.archive import RawArchive  # noqa: E402
-from research.deid import Subject  # noqa: E402
-from research.export import ExportSession, write_export  # noqa: E402
-from research.samples import archive_streams  # noqa: E402
-from tests.fixtures.research import peak_memory_mb, write_archive_session  # noqa: E402
+from research.deid import Subject
+from research.export import ExportSession, write_export
+from research.samples import archive_streams
+from storage.archive import RawArchive
+from tests.fixtures.research import peak_memory_mb, write_archive_session
 
 START_US = 1_790_000_000_000_000
 
@@ -37,7 +37,7 @@ def _session(paths) -> ExportSession:
     import pandas as pd
 
     return ExportSession(subject=Subject("Sbench000", "bench", -36_526), label="Rbench0000000",
-                         streams=lambda: archive_streams(paths, START_US), strides=lambda: pd.DataFrame(),
+                         streams=lambda: archive_streams(paths, START_US), strides=pd.DataFrame,
                          start=Subject("Sbench000", "bench", -36_526).shift_time_us(START_US))
 
 
@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         paths = write_archive_session(archive, hours=1.0, start_us=START_US)
         rows = sum(pq.read_metadata(p).num_rows for p in paths.values())
         size_mb = sum(p.stat().st_size for p in paths.values()) / 1e6
-        print(f"input: 1 h bilateral, {rows:,} frames, archive {size_mb:.1f} MB (made in {time.perf_counter() - t0:.1f} s)")
+        print(f"input: 1 h bilateral, {rows:,} frames, archive {size_mb:.1f} MB "
+              f"(made in {time.perf_counter() - t0:.1f} s)")
         base = best_of(lambda: [pq.read_table(p) for p in paths.values()], args.repeat)
         print(f"{'baseline: read the archive files':<42} {base:7.3f} s   1.00x")
         for fmt in ("parquet", "csv", "bids"):
@@ -80,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             big_paths = write_archive_session(big, hours=args.hours, patient="p", session_id="s", start_us=START_US)
             raw_mb = sum(pq.read_metadata(p).num_rows for p in big_paths.values()) * (8 + 8 + 22 * 4) / 1e6
-            print(f"input: {args.hours:g} h bilateral ({raw_mb:,.0f} MB as arrays), made in {time.perf_counter() - t0:.0f} s")
+            print(f"input: {args.hours:g} h bilateral ({raw_mb:,.0f} MB as arrays), "
+                  f"made in {time.perf_counter() - t0:.0f} s")
             db = tmp / "mem.sqlite"
             _prepare_db(db, big, args.hours)
             baseline_mb = peak_memory_mb(["export", "--help"])

@@ -10,12 +10,13 @@ at 100 Hz of simulated walking (``simulator``), from ``--devices`` insoles (two 
 
 Consumers: (a) a bare paho subscriber in this process that only counts and acknowledges
 (paho's defaults: the baseline), and the same with paho reading up to 512 waiting packets per
-wake-up as the worker's client does (``transport.mqtt.make_client(read_burst_n=...)``); (b) one ``kinetic process`` worker (a separate OS process, SQLite), without and with live
-provisional strides; (c) two ``kinetic process`` workers (``--worker 0/2`` and ``1/2``, two OS
-processes, one SQLite file each). A worker process is started and subscribed first, then
-stopped (SIGSTOP) while the batches are published and timed from SIGCONT until every batch
-is in its database, so its start-up is not measured. Prints messages/s, samples/s, the
-ratio to the bare subscriber, and whether every frame was stored exactly once (zero loss).
+wake-up as the worker's client does (``transport.mqtt.make_client(read_burst_n=...)``); (b) one
+``kinetic process`` worker (a separate OS process, SQLite), without and with live provisional strides;
+(c) two ``kinetic process`` workers (``--worker 0/2`` and ``1/2``, two OS processes, one SQLite file each).
+A worker process is started and subscribed first, then stopped (SIGSTOP) while the batches are published
+and timed from SIGCONT until every batch is in its database, so its start-up is not measured.
+Prints messages/s, samples/s, the ratio to the bare subscriber, and whether every frame was stored
+exactly once (zero loss).
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ import numpy as np
 
 from insole_common import topics
 from insole_common.codec import HEADER, Batch, PressureUnit, encode_batch, split_payloads
-from transport.mqtt import MqttSettings, connect, make_client
 from processing.service import GROUP_COMMIT_N
+from transport.mqtt import MqttSettings, connect, make_client
 
 FRAMES = 50
 T0_US = 1_800_000_000_000_000
@@ -69,15 +70,12 @@ def walking_batches(patient: str, side: str, seconds: float, *, seed: int, start
 
     sim = simulate(SimulationParams(schedule=(("standing", 2.0), ("walking", seconds)), imu=True), seed=seed)
     layout_id = sim.recording.feet[side].layout.wire_id
-    out = []
-    for b in device_blocks(sim, side, frames_per_block=FRAMES):
-        out.append(Batch(
-            device_id=f"{patient}-{side}", side=side, sample_rate_hz=b.sample_rate_hz, first_seq=b.first_seq,
-            device_time_us=b.device_time_us, collector_time_us=start_us + int(b.first_seq * 1e6 / b.sample_rate_hz),
-            pressure_raw=b.pressure_counts, layout_id=layout_id, pressure_unit=PressureUnit.KPA,
-            pressure_scale=PRESSURE_SCALE_KPA, imu_raw=b.imu_counts, acc_scale_g=ACC_SCALE_G,
-            gyro_scale_dps=GYRO_SCALE_DPS))
-    return out
+    return [Batch(
+        device_id=f"{patient}-{side}", side=side, sample_rate_hz=b.sample_rate_hz, first_seq=b.first_seq,
+        device_time_us=b.device_time_us, collector_time_us=start_us + int(b.first_seq * 1e6 / b.sample_rate_hz),
+        pressure_raw=b.pressure_counts, layout_id=layout_id, pressure_unit=PressureUnit.KPA,
+        pressure_scale=PRESSURE_SCALE_KPA, imu_raw=b.imu_counts, acc_scale_g=ACC_SCALE_G,
+        gyro_scale_dps=GYRO_SCALE_DPS) for b in device_blocks(sim, side, frames_per_block=FRAMES)]
 
 
 def make_messages(n_batches: int, n_devices: int) -> list[tuple[str, bytes]]:

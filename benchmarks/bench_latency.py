@@ -69,7 +69,8 @@ class Insole:
         self.patient, self.side, self.device_id = patient, side, f"{patient}-{side}"
         self.topic = topics.raw_topic(patient, side)
         self.blocks, self.start_block, self.t0_s = blocks, start_block, t0_s
-        self._fixed = dict(device_id=self.device_id, side=side, sample_rate_hz=100.0, layout_id=get_layout("kc16").wire_id,
+        self._fixed = dict(device_id=self.device_id, side=side, sample_rate_hz=100.0,
+                           layout_id=get_layout("kc16").wire_id,
                            pressure_unit=PressureUnit.KPA, pressure_scale=PRESSURE_SCALE_KPA, acc_scale_g=ACC_SCALE_G,
                            gyro_scale_dps=GYRO_SCALE_DPS)
 
@@ -178,8 +179,8 @@ def main() -> None:
                 patient = f"lat{p:03d}-{uuid.uuid4().hex[:4]}"
                 walk = walks[p % WALKS_N]
                 first = int(rng.integers(0, 40))  # each patient joins its walk at its own point
-                for side in "LR":
-                    insoles.append(Insole(patient, side, walk[side], first, start_s + float(rng.uniform(0, BATCH_S))))
+                insoles.extend(Insole(patient, side, walk[side], first, start_s + float(rng.uniform(0, BATCH_S)))
+                               for side in "LR")
             print(f"{len(insoles)} insoles ({args.patients} patients x L/R) at 100 Hz in {FRAMES}-frame batches "
                   f"({len(insoles) / BATCH_S:.0f} messages/s) for {args.seconds:.0f} s -> one `kinetic process` worker "
                   f"(SQLite, live strides) on a private Mosquitto; database polled every {args.poll_ms:.0f} ms")
@@ -221,8 +222,8 @@ def main() -> None:
     print(f"publisher lateness vs real time: {pct(late)}; load average (1 min) at the end {os.getloadavg()[0]:.2f}")
     print(f"worker CPU: {(cpu1 - cpu0) / (wall1 - wall0) * 100:.1f} % of one core, plus "
           f"{(hcpu1 - hcpu0) / (wall1 - wall0) * 100:.1f} % in its live-analysis helper process")
-    print(f"publish -> raw batch stored   ({len(raw_lat):6d} batches{'' if missing == 0 else f', {missing} seen after the end'}): "
-          f"{pct(raw_lat)}")
+    seen_late = "" if missing == 0 else f", {missing} seen after the end"
+    print(f"publish -> raw batch stored   ({len(raw_lat):6d} batches{seen_late}): {pct(raw_lat)}")
     print(f"publish -> live stride stored ({len(stride_lat):6d} strides): {pct(stride_lat)}")
     if stride_lat.size:
         print(f"p99 stride latency {np.percentile(stride_lat, 99):.2f} s (target <= 1.5 s): "

@@ -75,7 +75,7 @@ def run(kind: str, rows: list[tuple], workdir: Path, *, per_batch: bool) -> tupl
             group = rows[i : i + GROUP_COMMIT_N]
             with store.transaction():
                 if per_batch:  # the baseline: the store's own connection and transaction, one row per batch
-                    store._executemany(INSERT, group)  # noqa: SLF001 - the same driver call the store makes
+                    store._executemany(INSERT, group)
                 else:
                     store.add_raw_payloads(group)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0

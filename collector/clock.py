@@ -85,13 +85,14 @@ class ClockAligner:
             self._ref_us = device_time_us
         diff = arrival_time_us - device_time_us
         window = device_time_us // self.window_us
-        if window != self._cur_window:
-            if self._cur_min is not None:
-                self._minima.append(self._cur_min)
-                self._refit()
+        cur_min = self._cur_min
+        if window != self._cur_window or cur_min is None:  # (cur_min is None only before the first window)
+            if cur_min is not None:
+                self._minima.append(cur_min)
+                self._refit(self._ref_us)
             self._cur_window = window
             self._cur_min = (device_time_us, diff)
-        elif diff < self._cur_min[1]:
+        elif diff < cur_min[1]:
             self._cur_min = (device_time_us, diff)
 
     def _points(self) -> list[tuple[int, int]]:
@@ -100,12 +101,12 @@ class ClockAligner:
             pts.append(self._cur_min)
         return pts
 
-    def _refit(self) -> None:
+    def _refit(self, ref_us: int) -> None:
         pts = self._points()
         if len(pts) < 3:
             self._fit = None
             return
-        x = np.array([p[0] - self._ref_us for p in pts], dtype=np.float64)
+        x = np.array([p[0] - ref_us for p in pts], dtype=np.float64)
         y = np.array([p[1] for p in pts], dtype=np.float64)
         slope = 0.0
         if x.max() - x.min() >= self.min_drift_span_us:

@@ -7,4 +7,4 @@ sensor geometry are written exactly once.
 
 from insole_common.errors import CodecError, ControlMessageError, InsoleError, ValidationError
 
-__all__ = ["InsoleError", "CodecError", "ControlMessageError", "ValidationError"]
+__all__ = ["CodecError", "ControlMessageError", "InsoleError", "ValidationError"]

@@ -8,7 +8,7 @@ ending today (:func:`week_window`). Summaries, flags, dashboards and exports all
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -21,7 +21,7 @@ DEFAULT_TIME_ZONE = "UTC"
 def zone(name: str | None) -> ZoneInfo | timezone:
     """The time zone called ``name`` (None or "UTC": UTC); ValidationError for an unknown name."""
     if not name or name == DEFAULT_TIME_ZONE:
-        return timezone.utc
+        return UTC
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:

@@ -182,7 +182,8 @@ def _check_batch(batch: Batch) -> tuple[int, bytes]:
     dev = batch.device_id.encode("utf-8")
     if not 1 <= len(dev) <= MAX_DEVICE_ID_BYTES:
         raise CodecError(f"device_id must be 1..{MAX_DEVICE_ID_BYTES} UTF-8 bytes", reason="bad_device_id")
-    _check_floats(batch.sample_rate_hz, batch.pressure_scale, batch.pressure_offset, batch.acc_scale_g, batch.gyro_scale_dps)
+    _check_floats(batch.sample_rate_hz, batch.pressure_scale, batch.pressure_offset, batch.acc_scale_g,
+                  batch.gyro_scale_dps)
     rate_mhz = round(batch.sample_rate_hz * 1000)
     if not MIN_RATE_MHZ <= rate_mhz <= MAX_RATE_MHZ:
         raise CodecError(f"sample rate {batch.sample_rate_hz} Hz outside 1..2000 Hz", reason="absurd_rate")

@@ -133,7 +133,8 @@ GAITPDB_RAW_XY: tuple[tuple[int, int], ...] = (
 def _gaitpdb_layout() -> SensorLayout:
     ap = tuple(round(0.1 + 0.8 * (y + 800) / 1600, 4) for _, y in GAITPDB_RAW_XY)
     ml = tuple(round((abs(x) - 500) / 400 * 0.5, 4) for x, _ in GAITPDB_RAW_XY)
-    regions: tuple[Region, ...] = ("heel", "midfoot", "midfoot", "midfoot", "midfoot", "forefoot", "forefoot", "forefoot")
+    regions: tuple[Region, ...] = ("heel", "midfoot", "midfoot", "midfoot", "midfoot", "forefoot", "forefoot",
+                                   "forefoot")
     return SensorLayout(
         name="gaitpdb8",
         wire_id=2,
@@ -164,7 +165,8 @@ KC16 = SensorLayout(
         -0.26, -0.10, 0.04, 0.17, 0.30,
         -0.22, -0.04, 0.10, 0.24),
     regions=("heel",) * 4 + ("midfoot",) * 3 + ("forefoot",) * 9,
-    source="anatomical placement (docs/sensor-layouts.md); density modelled on 16-sensor insoles such as Moticon OpenGo",
+    source="anatomical placement (docs/sensor-layouts.md); "
+           "density modelled on 16-sensor insoles such as Moticon OpenGo",
 )
 
 GAITPDB8 = _gaitpdb_layout()

@@ -8,7 +8,7 @@ integers in microseconds since the Unix epoch on the collector's time base
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError as PydanticValidationError
 
@@ -112,7 +112,7 @@ class CommandMessage(_Message):
 
 
 AnyMessage = Annotated[
-    Union[SessionMessage, CollectorStatus, InsoleStatus, StridesMessage, FlagMessage, CommandMessage],
+    SessionMessage | CollectorStatus | InsoleStatus | StridesMessage | FlagMessage | CommandMessage,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter = TypeAdapter(AnyMessage)
@@ -121,7 +121,8 @@ _ADAPTER: TypeAdapter = TypeAdapter(AnyMessage)
 def parse_message(payload: bytes | str):
     """Parse and validate any contract JSON message; raises ControlMessageError saying what is wrong."""
     if len(payload) > MAX_MESSAGE_BYTES:
-        raise ControlMessageError(f"message is {len(payload)} bytes; the limit is {MAX_MESSAGE_BYTES}", reason="too_large")
+        raise ControlMessageError(f"message is {len(payload)} bytes; the limit is {MAX_MESSAGE_BYTES}",
+                                  reason="too_large")
     try:
         obj = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -129,7 +130,8 @@ def parse_message(payload: bytes | str):
     if not isinstance(obj, dict):
         raise ControlMessageError(f"expected a JSON object, got {type(obj).__name__}", reason="bad_json")
     if obj.get("v") != CONTROL_VERSION:
-        raise ControlMessageError(f"unsupported message version {obj.get('v')!r}; expected {CONTROL_VERSION}", reason="bad_version")
+        raise ControlMessageError(f"unsupported message version {obj.get('v')!r}; expected {CONTROL_VERSION}",
+                                  reason="bad_version")
     try:
         return _ADAPTER.validate_python(obj)
     except PydanticValidationError as exc:

@@ -59,7 +59,8 @@ class FootRecording:
             raise ValidationError(f"{self.side}: sample rate must be a positive number, got {self.sample_rate_hz}")
         n, ch = self.pressure.shape
         if self.layout is not None and self.layout.n_channels != ch:
-            raise ValidationError(f"{self.side}: layout {self.layout.name} has {self.layout.n_channels} channels, data has {ch}")
+            raise ValidationError(f"{self.side}: layout {self.layout.name} has {self.layout.n_channels} channels, "
+                                  f"data has {ch}")
         if not self.channel_names:
             self.channel_names = self.layout.channels if self.layout else tuple(f"ch{i + 1}" for i in range(ch))
         for name in ("total_force_n", "cop_ap", "cop_ml", "seq"):

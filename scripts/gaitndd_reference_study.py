@@ -63,7 +63,7 @@ def edges(pre_ms: float, post_ms: float, control_on_fraction: float | None) -> p
         centre_n = det.levels_.block.to_numpy() * block_n + (block_n - 1) / 2
         pre_n, post_n = int(round(pre_ms * fs_hz / 1000)), int(round(post_ms * fs_hz / 1000))
         pad_n = int(round(SHIFT_MS * fs_hz / 1000))
-        for t_s, row in zip(ref_s, ts_row):
+        for t_s, row in zip(ref_s, ts_row, strict=True):
             j = int(np.argmin(np.abs(hs_s - t_s)))
             if abs(hs_s[j] - t_s) > 0.1:
                 continue
@@ -139,8 +139,8 @@ def study(df: pd.DataFrame, k: int, label: str) -> None:
         off_ms = (ref_n - ours_adj_n) * 1000 / fs_hz
         nn = order[:, 0]
         pred_ms = (ref_n - (ref_n[nn] - shift[np.arange(len(w)), nn])) * 1000 / fs_hz
-        for i in np.flatnonzero(np.abs(off_ms) > 10):
-            twins.append({"record": r, "nn_rms": rms[i, nn[i]], "nn_error_ms": pred_ms[i]})
+        twins.extend({"record": r, "nn_rms": rms[i, nn[i]], "nn_error_ms": pred_ms[i]}
+                     for i in np.flatnonzero(np.abs(off_ms) > 10))
     tw = pd.DataFrame(twins)
     print(f"\n## {label}: {len(df)} left heel strikes")
     print("stride MAE per record (ms), and mean |difference of successive stride times| (ms):")
@@ -150,7 +150,8 @@ def study(df: pd.DataFrame, k: int, label: str) -> None:
         print(f"edges > 10 ms off our usual offset: {len(tw)}; their most similar edge differs by RMS "
               f"{tw.nn_rms.median():.3f} of the amplitude (median; quartiles {tw.nn_rms.quantile(.25):.3f}-"
               f"{tw.nn_rms.quantile(.75):.3f}) and puts the reference within 5 ms in "
-              f"{100 * (tw.nn_error_ms.abs() <= 5).mean():.0f} % of them (median |error| {tw.nn_error_ms.abs().median():.1f} ms)")
+              f"{100 * (tw.nn_error_ms.abs() <= 5).mean():.0f} % of them "
+              f"(median |error| {tw.nn_error_ms.abs().median():.1f} ms)")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The two commands of the README:
 #   bash scripts/run.sh demo   -> virtual environment + dependencies, then `kinetic demo`
-#   bash scripts/run.sh test   -> the same, plus the static checks (import layers), Mosquitto, PostgreSQL, headless Chromium, compose, systemd-analyze
+#   bash scripts/run.sh test   -> the same, plus the static checks (import layers, ruff, mypy), Mosquitto, PostgreSQL, headless Chromium, compose, systemd-analyze
 #                                 (installed with apt-get when absent; the services started when
 #                                 down), then the whole test suite
 # Extra arguments go to `kinetic demo` or to pytest.
@@ -9,7 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=.venv
-STAMP=$VENV/.installed-from-pyproject
+STAMP=$VENV/.installed-from
+CONSTRAINTS=constraints.txt  # the exact versions the suite passes with
 MQTT_HOST=127.0.0.1
 MQTT_PORT=1883
 PG_HOST=127.0.0.1
@@ -51,11 +52,14 @@ ensure_venv() {
   if [ ! -x "$VENV/bin/python" ]; then
     "$py" -m venv "$VENV" 2>/dev/null || { apt_install python3-venv; rm -rf "$VENV"; "$py" -m venv "$VENV"; }
   fi
-  if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
-    say "installing Kinetic Chain and its dependencies into $VENV"
+  # (re)install when pyproject.toml or the constraints differ from those of the last install
+  local want
+  want=$(cat pyproject.toml "$CONSTRAINTS" | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
+    say "installing Kinetic Chain and its dependencies into $VENV (versions from $CONSTRAINTS)"
     "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-    "$VENV/bin/python" -m pip install -q -e '.[test]'
-    touch "$STAMP"
+    "$VENV/bin/python" -m pip install -q -e '.[test]' -c "$CONSTRAINTS"
+    echo "$want" > "$STAMP"
   fi
 }
 
@@ -113,6 +117,10 @@ case "$cmd" in
     export KINETIC_TEST_PG_DSN=${KINETIC_TEST_PG_DSN:-postgresql://postgres@$PG_HOST:$PG_PORT/postgres}
     say "static checks: import layers (lint-imports)"
     "$VENV/bin/lint-imports" --no-cache >/dev/null || "$VENV/bin/lint-imports" --no-cache
+    say "static checks: lint (ruff check)"
+    "$VENV/bin/ruff" check --quiet .
+    say "static checks: types (mypy)"
+    "$VENV/bin/mypy"
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
   *)

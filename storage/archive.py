@@ -46,23 +46,25 @@ def batches_to_table(session_id: str, batches: list[Batch]) -> pa.Table:
     """One side's batches (one device) as an Arrow table with metadata."""
     head = batches[0]
     seq = np.concatenate([b.seqs for b in batches])
-    t_us = np.concatenate([b.collector_time_us + np.round(np.arange(b.n_frames) * 1e6 / b.sample_rate_hz).astype(np.int64)
-                           for b in batches])
+    t_us = np.concatenate([
+        b.collector_time_us + np.round(np.arange(b.n_frames) * 1e6 / b.sample_rate_hz).astype(np.int64)
+        for b in batches])
     pressure = np.concatenate([b.pressure for b in batches]).astype(np.float32)
     n = seq.size
     cols: dict[str, pa.Array] = {
-        "session_id": pa.array([session_id] * n, pa.dictionary(pa.int8(), pa.string())) if n else pa.array([], pa.string()),
+        "session_id": pa.array([session_id] * n, pa.dictionary(pa.int8(), pa.string())) if n else pa.array([],
+                                                                                                           pa.string()),
         "device_id": pa.array([head.device_id] * n, pa.dictionary(pa.int8(), pa.string())),
         "side": pa.array([head.side] * n, pa.dictionary(pa.int8(), pa.string())),
         "seq": pa.array(seq, pa.uint64()),
         "t_us": pa.array(t_us, pa.int64()),
     }
-    for name, column in zip(pressure_column_names(head), pressure.T):
+    for name, column in zip(pressure_column_names(head), pressure.T, strict=True):
         cols[name] = pa.array(column, pa.float32())
     if head.has_imu:
         acc = np.concatenate([b.acc_g for b in batches]).astype(np.float32)
         gyr = np.concatenate([b.gyro_dps for b in batches]).astype(np.float32)
-        for name, column in zip(ACC_COLUMNS + GYRO_COLUMNS, np.hstack([acc, gyr]).T):
+        for name, column in zip(ACC_COLUMNS + GYRO_COLUMNS, np.hstack([acc, gyr]).T, strict=True):
             cols[name] = pa.array(column, pa.float32())
     layout = LAYOUTS_BY_WIRE_ID.get(head.layout_id)
     meta = {

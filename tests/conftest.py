@@ -23,7 +23,7 @@ PG_DSN = os.environ.get("KINETIC_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:
 
 def _version(cmd: list[str]) -> str:
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=5)
+        out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=5)
         return (out.stdout or out.stderr).strip().splitlines()[0]
     except (OSError, subprocess.TimeoutExpired, IndexError):
         return "not found"
@@ -32,8 +32,8 @@ def _version(cmd: list[str]) -> str:
 def pytest_report_header(config) -> list[str]:
     mqtt = MqttSettings.from_env()
     return [
-        f"mosquitto: {_version(['mosquitto', '-h'])} at {mqtt.url} "
-        f"({'reachable' if broker_reachable(mqtt) else 'NOT REACHABLE'})",
+        (f"mosquitto: {_version(['mosquitto', '-h'])} at {mqtt.url} "
+         f"({'reachable' if broker_reachable(mqtt) else 'NOT REACHABLE'})"),
         f"postgresql: {_version(['psql', '--version'])} dsn {PG_DSN}",
         f"shared data: {SHARED_DATA} ({'present' if SHARED_DATA.is_dir() else 'MISSING'})",
     ]

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 
 import numpy as np
 import pytest
 
+from collector.emulation.signals import synthetic_imu, synthetic_pressure
 from collector.errors import PacketChecksumError, PacketError
-from collector.profiles import get_profile, profile_for_service
-from collector.profiles import kc_open, orphe
+from collector.profiles import get_profile, kc_open, orphe, profile_for_service
+from collector.profiles.base import DeviceInfo
 from collector.sources.base import SourceStatus
 from collector.sources.ble import NotificationDecoder, nearest_congruent
-from collector.emulation.emulated_insole import synthetic_imu, synthetic_pressure
+from insole_common.codec import PressureUnit
 
 KC = get_profile("kc16")
 ORPHE = get_profile("orphe")
@@ -59,13 +61,11 @@ def test_kc_malformed_packets_raise_typed_errors_with_a_reason(mutate, reason) -
 
 
 def test_kc_info_roundtrip() -> None:
-    from collector.profiles.base import DeviceInfo
-    from insole_common.codec import PressureUnit
-
     info = DeviceInfo(device_id="kc-0042", side="R", layout_id=1, pressure_unit=PressureUnit.KPA, pressure_scale=0.1,
                       acc_scale_g=1 / 4096, gyro_scale_dps=0.07, sample_rate_hz=200)
     got = KC.decode_info(kc_open.encode_info(info))
-    assert (got.device_id, got.side, got.layout_id, got.pressure_unit, got.sample_rate_hz) == ("kc-0042", "R", 1, PressureUnit.KPA, 200)
+    assert (got.device_id, got.side, got.layout_id, got.pressure_unit, got.sample_rate_hz) == ("kc-0042", "R", 1,
+                                                                                               PressureUnit.KPA, 200)
     assert got.pressure_scale == pytest.approx(0.1)
 
 
@@ -88,7 +88,8 @@ def test_orphe_104_byte_big_endian_layout(header: int) -> None:
     p = ORPHE.decode(data)
     np.testing.assert_array_equal(p.pressure_raw, pressure)
     np.testing.assert_array_equal(p.imu_raw, imu)
-    assert p.seq_raw == 65535 and p.device_time_raw == 86_399_998 and p.sample_rate_hz == (100.0 if header == 56 else 200.0)
+    assert p.seq_raw == 65535 and p.device_time_raw == 86_399_998
+    assert p.sample_rate_hz == (100.0 if header == 56 else 200.0)
 
 
 @pytest.mark.parametrize(("data", "reason"), [(b"\x37" * 103, "truncated"), (b"\x32" + bytes(103), "unsupported_mode"),
@@ -136,7 +137,7 @@ def test_decoder_orders_dedups_and_records_gaps_exactly_across_rollover() -> Non
     assert st.gaps == [(start + 25, 5)] and st.frames_missing_n == 5 and st.frames_received_n == 55
     assert st.duplicate_packets_n == 1 and st.bad_packet_reasons == {"truncated": 1}
     times = [f.device_time_us for f in out]
-    assert all(b > a for a, b in zip(times, times[1:]))  # the 32-bit clock unwrapped
+    assert all(b > a for a, b in itertools.pairwise(times))  # the 32-bit clock unwrapped
 
 
 def test_decoder_unwraps_a_long_outage_by_device_time() -> None:

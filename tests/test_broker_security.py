@@ -69,7 +69,8 @@ def secure_broker(tmp_path_factory):
 
 
 def client_as(tls: MqttSettings, user: str | None, password: str | None):
-    settings = MqttSettings(host=tls.host, port=tls.port, tls=True, ca_file=tls.ca_file, username=user, password=password)
+    settings = MqttSettings(host=tls.host, port=tls.port, tls=True, ca_file=tls.ca_file, username=user,
+                            password=password)
     client = make_client(settings)
     connect(client, settings, timeout_s=5)
     return client
@@ -107,7 +108,8 @@ def test_a_collector_reaches_only_its_own_patient(secure_broker) -> None:
     processing = Listener(client_as(tls, "kinetic-processing", acc["kinetic-processing"]),
                           [topics.partition_filters("raw/+")[0], topics.partition_filters("session")[0]])
     spy = Listener(client_as(tls, "patient-a", acc["patient-a"]),
-                   [topics.control_topic("patient-b"), topics.raw_topic("patient-b", "L"), topics.control_topic("patient-a")])
+                   [topics.control_topic("patient-b"), topics.raw_topic("patient-b", "L"),
+                    topics.control_topic("patient-a")])
     a = client_as(tls, "patient-a", acc["patient-a"])
     assert publish_and_settle(a, topics.raw_topic("patient-a", "L"))  # own data: allowed
     for forbidden in (topics.raw_topic("patient-b", "L"), topics.session_topic("patient-b"),

@@ -82,7 +82,8 @@ def test_truncated(cut: int) -> None:
 
 def test_payloads_end_to_end_split_where_their_headers_say() -> None:
     """The store keeps a run of batches as their payloads laid end to end; each comes back byte for byte."""
-    parts = [encode_batch(make_batch(n=n, ch=ch, imu=imu)) for n, ch, imu in ((4, 16, True), (1, 8, False), (50, 16, True))]
+    parts = [encode_batch(make_batch(n=n, ch=ch, imu=imu)) for n, ch, imu in ((4, 16, True), (1, 8, False), (50, 16,
+                                                                                                             True))]
     assert split_payloads(b"".join(parts)) == parts
     assert split_payloads(parts[1]) == parts[1:2] and split_payloads(b"") == []
     for cut in (1, 5, HEADER_SIZE + 3, len(parts[2]) - 1):  # the last one cut short, in its header or its body

@@ -11,7 +11,7 @@ EPOCH_US = 1_700_000_000_000_000
 
 
 def feed(aligner: ClockAligner, device_us: np.ndarray, arrival_us: np.ndarray) -> None:
-    for d, a in zip(device_us, arrival_us):
+    for d, a in zip(device_us, arrival_us, strict=True):
         aligner.observe(int(d), int(a))
 
 
@@ -28,7 +28,8 @@ def test_a_sparse_window_with_a_high_minimum_does_not_tilt_the_line() -> None:
     aligner = ClockAligner()
     feed(aligner, device[keep], arrival[keep])
     err_ms = (np.array([aligner.to_collector_us(int(d)) for d in device]) - (EPOCH_US + true_us)) / 1000
-    assert np.all(err_ms > 0) and np.max(err_ms) < 9.0  # never before the truth, never more than the latency floor + 1.5 ms
+    # never before the truth, never more than the latency floor + 1.5 ms
+    assert np.all(err_ms > 0) and np.max(err_ms) < 9.0
     assert aligner.drift_ppm == pytest.approx(-50, abs=25)
 
 

@@ -14,15 +14,16 @@ import shlex
 import shutil
 import socket
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
 
 from dashboards.app import create_app
-from tests.fixtures.dashboard import ServerThread
 from kinetic import healthcheck
 from storage.store import SQLiteStore
+from tests.fixtures.dashboard import ServerThread
 from tests.test_broker_security import DEPLOY, make_certs, start_secure_mosquitto
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +35,8 @@ SECRETS = {"POSTGRES_PASSWORD": "pg-secret-1", "KINETIC_DASHBOARD_SECRET": "d" *
 def compose_command() -> list[str]:
     if os.environ.get("KINETIC_TEST_COMPOSE"):
         return shlex.split(os.environ["KINETIC_TEST_COMPOSE"])
-    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], check=False,
+                                                   capture_output=True).returncode == 0:
         return ["docker", "compose"]
     if shutil.which("docker-compose"):
         return ["docker-compose"]
@@ -46,7 +48,8 @@ def compose_config(env_file: Path) -> subprocess.CompletedProcess:
     # a clean environment: variables of the caller's shell would win over the env file
     env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")}
     return subprocess.run([*compose_command(), "--env-file", str(env_file), "-f", str(ROOT / "docker-compose.yml"),
-                           "config"], capture_output=True, text=True, env=env, cwd=env_file.parent, timeout=60)
+                           "config"], check=False, capture_output=True, text=True, env=env, cwd=env_file.parent,
+                          timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +72,8 @@ def test_services_health_checks_and_restart_policies(config):
         assert service["logging"]["options"]["max-size"] == "10m", name  # logs rotate
     for name in ("processing", "dashboard"):
         deps = services[name]["depends_on"]
-        assert {d: v["condition"] for d, v in deps.items()} == {"mosquitto": "service_healthy", "postgres": "service_healthy"}
+        assert {d: v["condition"] for d, v in deps.items()} == {"mosquitto": "service_healthy",
+                                                                "postgres": "service_healthy"}
         assert services[name]["read_only"] is True and services[name]["cap_drop"] == ["ALL"]
 
 
@@ -155,11 +159,11 @@ def test_the_broker_health_check_against_the_secure_broker(config, tmp_path):
     shell = test[1].replace("$$", "$").replace("-p 8883", f"-p {tls.port}")
     shell = shell.replace("/mosquitto/config/certs/ca.crt", str(tmp_path / "certs" / "ca.crt"))
     try:
-        assert subprocess.run(["sh", "-c", shell], timeout=20).returncode == 0
+        assert subprocess.run(["sh", "-c", shell], check=False, timeout=20).returncode == 0
     finally:
         proc.terminate()
         proc.wait(5)
-    assert subprocess.run(["sh", "-c", shell], timeout=20).returncode != 0  # broker down: unhealthy
+    assert subprocess.run(["sh", "-c", shell], check=False, timeout=20).returncode != 0  # broker down: unhealthy
 
 
 def test_the_dashboard_and_processing_health_checks(config, tmp_path):
@@ -184,8 +188,6 @@ def test_the_dashboard_and_processing_health_checks(config, tmp_path):
 
 
 def test_the_image_has_every_package_the_services_import():
-    import tomllib
-
     include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
     copied = {line.split()[1] for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("COPY ")}
     assert {pattern.rstrip("*") for pattern in include} <= copied

@@ -75,9 +75,11 @@ def test_messages_round_trip() -> None:
         (b"[1]", "bad_json"),
         (b'{"v": 9, "type": "session"}', "bad_version"),
         (b'{"v": 1, "type": "nope"}', "invalid_message"),
-        (b'{"v": 1, "type": "insole_status", "side": "L", "connected": true, "time_us": 1, "battery_pct": 140}', "invalid_message"),
+        (b'{"v": 1, "type": "insole_status", "side": "L", "connected": true, "time_us": 1, "battery_pct": 140}',
+         "invalid_message"),
         (b'{"v": 1, "type": "collector_status", "online": true, "extra": 1}', "invalid_message"),
-        (b'{"v": 1, "type": "insole_status", "side": "L", "connected": true, "time_us": 1, "loss_fraction": NaN}', "invalid_message"),
+        (b'{"v": 1, "type": "insole_status", "side": "L", "connected": true, "time_us": 1, "loss_fraction": NaN}',
+         "invalid_message"),
     ],
 )
 def test_bad_messages(payload: bytes, reason: str) -> None:

@@ -21,9 +21,12 @@ import struct
 import threading
 import uuid
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import urlparse
 
 import paho.mqtt.client as paho
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from insole_common.errors import InsoleError
 
@@ -172,7 +175,8 @@ def make_client(
 
     ``read_burst_n`` > 1 lets the network thread read that many waiting packets per wake-up
     (high-rate consumers such as the processing service)."""
-    client = (paho.Client if read_burst_n <= 1 else _BurstReadingClient)(
+    client_class: type[paho.Client] = paho.Client if read_burst_n <= 1 else _BurstReadingClient
+    client = client_class(
         callback_api_version=paho.CallbackAPIVersion.VERSION2,
         client_id=client_id or f"kc-{uuid.uuid4().hex[:12]}",
         clean_session=clean_session,
@@ -185,7 +189,7 @@ def make_client(
     if will is not None:
         topic, payload, qos, retain = will
         client.will_set(topic, payload, qos=qos, retain=retain)
-    if read_burst_n > 1:
+    if isinstance(client, _BurstReadingClient):
         client.read_burst_n = read_burst_n
     client.reconnect_delay_set(min_delay=1, max_delay=30)
     client.max_inflight_messages_set(50)
@@ -199,10 +203,10 @@ def connect(client: paho.Client, settings: MqttSettings, *, timeout_s: float = 1
     Paho keeps reconnecting by itself afterwards.
     """
     done = threading.Event()
-    result: dict[str, object] = {}
+    result: list[tuple[paho.ConnectFlags, ReasonCode, Properties | None]] = []
 
-    def on_connect(_c, _u, _flags, reason_code, _props):
-        result["rc"] = reason_code
+    def on_connect(_c, _u, flags: paho.ConnectFlags, reason_code: ReasonCode, props: Properties | None) -> None:
+        result.append((flags, reason_code, props))
         done.set()
 
     previous = client.on_connect
@@ -216,12 +220,12 @@ def connect(client: paho.Client, settings: MqttSettings, *, timeout_s: float = 1
         client.loop_stop()
         raise MqttConnectError(f"no answer from the broker at {settings.url} within {timeout_s:.0f} s")
     client.on_connect = previous
-    rc = result["rc"]
-    if getattr(rc, "is_failure", False):
+    flags, rc, props = result[0]
+    if rc.is_failure:
         client.loop_stop()
         raise MqttConnectError(f"the broker at {settings.url} refused the connection: {rc}")
-    if previous is not None:
-        previous(client, client.user_data_get(), None, rc, None)
+    if previous is not None:  # a VERSION2 callback, as every client of make_client
+        cast("paho.CallbackOnConnect_v2", previous)(client, client.user_data_get(), flags, rc, props)
 
 
 _PUBACK = struct.Struct("!BBH")

@@ -15,11 +15,11 @@ __all__ = ["BumbleBleakClient", "BumbleBleakScanner", "BumbleLink", "EmulatedIns
 
 def __getattr__(name: str):  # import Bumble only when the Bumble parts are used
     if name in ("BumbleBleakClient", "BumbleBleakScanner", "BumbleLink"):
-        from collector.emulation import bumble_backend
+        from collector.emulation import bumble_backend  # noqa: PLC0415 - Bumble is optional (the emulation extra)
 
         return getattr(bumble_backend, name)
     if name in ("EmulatedInsole", "Faults"):
-        from collector.emulation import emulated_insole
+        from collector.emulation import emulated_insole  # noqa: PLC0415 - Bumble is optional (the emulation extra)
 
         return getattr(emulated_insole, name)
     raise AttributeError(name)

@@ -26,8 +26,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
+from bleak.assigned_numbers import CharacteristicPropertyName
 from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.client import BaseBleakClient, NotifyCallback
 from bleak.backends.descriptor import BleakGATTDescriptor
@@ -70,7 +71,7 @@ def advertisement_data(adv: Advertisement) -> AdvertisementData:
     uuids: list[str] = []
     for t in _UUID_LIST_TYPES:
         for lst in data.get_all(t):
-            uuids.extend(bleak_uuid(u) for u in lst)
+            uuids.extend(bleak_uuid(u) for u in cast("list[core.UUID]", lst))  # the UUID list types hold lists
     name = data.get(AdvertisingData.COMPLETE_LOCAL_NAME) or data.get(AdvertisingData.SHORTENED_LOCAL_NAME)
     manufacturer: dict[int, bytes] = {}
     for company_id, payload in data.get_all(AdvertisingData.MANUFACTURER_SPECIFIC_DATA):
@@ -90,14 +91,15 @@ def advertisement_data(adv: Advertisement) -> AdvertisementData:
 class BumbleLink:
     """One virtual radio environment: a shared LocalLink and the collector's central (its "adapter")."""
 
-    def __init__(self, *, central_address: str = "C0:11:EC:70:00:01", requested_mtu: int = DEFAULT_REQUESTED_MTU) -> None:
+    def __init__(self, *, central_address: str = "C0:11:EC:70:00:01",
+                 requested_mtu: int = DEFAULT_REQUESTED_MTU) -> None:
         self.link = LocalLink()
         self.central_address = central_address
         self.requested_mtu = requested_mtu
         self._central: Device | None = None
         self._central_ready: asyncio.Future | None = None
         self._scanners = 0
-        self._connect_lock: asyncio.Lock | None = None
+        self.connect_lock: asyncio.Lock | None = None
         #: address string -> Bumble Address (with its type) as last seen advertising
         self.known_addresses: dict[str, Address] = {}
         link = self
@@ -125,7 +127,7 @@ class BumbleLink:
         """The collector-side Bumble device, powered on once."""
         if self._central_ready is None:
             self._central_ready = asyncio.get_running_loop().create_future()
-            self._connect_lock = asyncio.Lock()
+            self.connect_lock = asyncio.Lock()
             device = self.new_device("collector", self.central_address)
             device.on(device.EVENT_ADVERTISEMENT, self._on_advertisement)
             await device.power_on()
@@ -141,7 +143,7 @@ class BumbleLink:
         for listener in list(getattr(self, "_listeners", [])):
             listener(adv)
 
-    async def _scan_acquire(self, listener: Callable[[Advertisement], None]) -> None:
+    async def scan_acquire(self, listener: Callable[[Advertisement], None]) -> None:
         central = await self.central()
         if not hasattr(self, "_listeners"):
             self._listeners = []
@@ -150,7 +152,7 @@ class BumbleLink:
         if self._scanners == 1:
             await central.start_scanning(active=False, filter_duplicates=False, scan_interval=60, scan_window=60)
 
-    async def _scan_release(self, listener: Callable[[Advertisement], None]) -> None:
+    async def scan_release(self, listener: Callable[[Advertisement], None]) -> None:
         if listener in getattr(self, "_listeners", []):
             self._listeners.remove(listener)
             self._scanners -= 1
@@ -182,12 +184,12 @@ class BumbleBleakScanner(BaseBleakScanner):
         self.seen_devices = {}
         if not self._running:
             self._running = True
-            await self.bumble_link._scan_acquire(self._on_adv)
+            await self.bumble_link.scan_acquire(self._on_adv)
 
     async def stop(self) -> None:
         if self._running:
             self._running = False
-            await self.bumble_link._scan_release(self._on_adv)
+            await self.bumble_link.scan_release(self._on_adv)
 
 
 class BumbleBleakClient(BaseBleakClient):
@@ -222,12 +224,12 @@ class BumbleBleakClient(BaseBleakClient):
         central = await link.central()
         address = self._bumble_address or link.address_of(self.address)
         timeout_s = float(kwargs.get("timeout", self._timeout))
-        assert link._connect_lock is not None
-        async with link._connect_lock:  # one pending LE connection at a time, like a real controller
+        assert link.connect_lock is not None
+        async with link.connect_lock:  # one pending LE connection at a time, like a real controller
             try:
                 connection = await central.connect(address, timeout=timeout_s)
             except core.TimeoutError as exc:
-                raise asyncio.TimeoutError(f"no connection to {self.address} within {timeout_s:.1f} s") from exc
+                raise TimeoutError(f"no connection to {self.address} within {timeout_s:.1f} s") from exc
             except core.ConnectionError as exc:
                 raise BleakDeviceNotFoundError(self.address, f"connecting to {self.address} failed: {exc}") from exc
             except core.BaseBumbleError as exc:
@@ -252,7 +254,8 @@ class BumbleBleakClient(BaseBleakClient):
             bs = BleakGATTService(svc, svc.handle, bleak_uuid(svc.uuid))
             services.add_service(bs)
             for char in svc.characteristics:
-                props = [str(p.name).lower() for p in type(char.properties) if p in char.properties and p.name]
+                props = cast("list[CharacteristicPropertyName]",  # bumble's flag names, lower case, are bleak's
+                             [str(p.name).lower() for p in type(char.properties) if p in char.properties and p.name])
                 bc = BleakGATTCharacteristic(char, char.handle, bleak_uuid(char.uuid), props,
                                              lambda: self.mtu_size - 3, bs)
                 services.add_characteristic(bc)  # also adds it to its service
@@ -293,11 +296,13 @@ class BumbleBleakClient(BaseBleakClient):
             raise BleakError(f"not connected to {self.address}")
         return self._peer
 
-    async def read_gatt_char(self, characteristic: BleakGATTCharacteristic, *, use_cached: bool = False, **kwargs) -> bytearray:
+    async def read_gatt_char(self, characteristic: BleakGATTCharacteristic, *, use_cached: bool = False,
+                             **kwargs) -> bytearray:
         self._require_peer()
         return bytearray(await characteristic.obj.read_value())
 
-    async def read_gatt_descriptor(self, descriptor: BleakGATTDescriptor, *, use_cached: bool = False, **kwargs) -> bytearray:
+    async def read_gatt_descriptor(self, descriptor: BleakGATTDescriptor, *, use_cached: bool = False,
+                                   **kwargs) -> bytearray:
         self._require_peer()
         return bytearray(await descriptor.obj.read_value())
 
@@ -309,7 +314,8 @@ class BumbleBleakClient(BaseBleakClient):
         self._require_peer()
         await descriptor.obj.write_value(bytes(data), with_response=True)
 
-    async def start_notify(self, characteristic: BleakGATTCharacteristic, callback: NotifyCallback, **kwargs: Any) -> None:
+    async def start_notify(self, characteristic: BleakGATTCharacteristic, callback: NotifyCallback,
+                           **kwargs: Any) -> None:
         peer = self._require_peer()
 
         def on_value(value: bytes) -> None:

@@ -15,21 +15,22 @@ keeps sampling, so the frames of that interval are the exact gap to expect.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from bumble.core import AdvertisingData, UUID
+from bumble.core import UUID, AdvertisingData
 from bumble.device import Connection, Device
 from bumble.gatt import Characteristic, Service
 
+from collector.emulation.bumble_backend import BumbleLink
+from collector.emulation.signals import synthetic_imu, synthetic_pressure
 from collector.profiles import kc_open, orphe
 from collector.profiles.base import DeviceInfo
-from collector.emulation.bumble_backend import BumbleLink
-from collector.emulation.signals import synthetic_imu, synthetic_pressure  # noqa: F401 (re-exported)
-from insole_common.codec import PressureUnit
+from insole_common.codec import PressureUnit, Side
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class EmulatedInsole:
         link: BumbleLink,
         *,
         address: str,
-        side: str = "L",
+        side: Side = "L",
         profile: str = "kc16",
         sample_rate_hz: float = 100.0,
         drift_ppm: float = 0.0,
@@ -99,8 +100,10 @@ class EmulatedInsole:
         #: probability that a connection event carries nothing (interference, retransmission): latency jitter
         self.event_skip_p = event_skip_p
         self._rng = np.random.default_rng(seed)
+        self._notifying: set[asyncio.Future] = set()
         #: JSON lines, one per notification handed to the link (for tests across processes)
-        self._sent_log = open(sent_log_path, "a", buffering=1, encoding="utf-8") if sent_log_path else None
+        self._sent_log = (open(sent_log_path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - kept open, line-buffered, for the insole's life
+                          if sent_log_path else None)
         self.n_channels = 16 if profile == "kc16" else orphe.N_CHANNELS
         self.orphe_header = 55 if sample_rate_hz == 200.0 else 56
         # ground truth
@@ -237,10 +240,8 @@ class EmulatedInsole:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         await self.stop_advertising()
         await self.disconnect()
         if self._device is not None:
@@ -286,7 +287,7 @@ class EmulatedInsole:
             return
         try:
             await self._device.notify_subscribers(self._data_char, payload)
-        except Exception as exc:  # the link went away between the check and the send
+        except Exception as exc:  # noqa: BLE001 - the link went away between the check and the send
             log.debug("notification not sent: %s", exc)
 
     async def _send(self, k0: int, n: int) -> None:
@@ -331,7 +332,9 @@ class EmulatedInsole:
             payload, _ = self._held
             self._held = None
             if send:
-                asyncio.ensure_future(self._notify(payload))
+                task = asyncio.ensure_future(self._notify(payload))
+                self._notifying.add(task)  # a reference until done: the event loop keeps only a weak one
+                task.add_done_callback(self._notifying.discard)
 
     # --- ground truth for tests -----------------------------------------------------------------------
     def expected_received_seqs(self) -> list[int]:

@@ -92,7 +92,7 @@ def encode_packet(
 
     ``imu_raw`` is (n, 6) int16 in our order (ax ay az gx gy gz); ORPHE puts gyro before acc.
     """
-    n, stride, _, g = MODES[header]
+    n, stride, _, _g = MODES[header]
     if pressure_raw.shape != (n, N_CHANNELS) or imu_raw.shape != (n, 6):
         raise ValueError(f"header {header} carries {n} samples of {N_CHANNELS} channels + 6 IMU axes")
     ms = int(time_ms_of_day) % MS_PER_DAY
@@ -106,7 +106,7 @@ def encode_packet(
     raw = slots.tobytes()
     buf[HEADER_SIZE : HEADER_SIZE + len(raw)] = raw
     if header == 56 and quat_raw is not None:
-        for k, q in zip(order, quat_raw):
+        for k, q in zip(order, quat_raw, strict=True):
             struct.pack_into(">4h", buf, HEADER_SIZE + stride * k, *q)
     return bytes(buf)
 
@@ -143,15 +143,18 @@ class OrpheInsoleProfile(Profile):
         mode = MODES.get(header)
         if mode is None:
             reason = "unsupported_mode" if header == 50 else "bad_header"
-            raise PacketError(f"ORPHE header {header} carries no pressure samples this collector can use", reason=reason)
+            raise PacketError(f"ORPHE header {header} carries no pressure samples this collector can use",
+                              reason=reason)
         if hh > 23 or mm > 59 or ss > 59 or ms > 999:
-            raise PacketError(f"device time {hh:02d}:{mm:02d}:{ss:02d}.{ms:03d} is not a time of day", reason="bad_time")
+            raise PacketError(f"device time {hh:02d}:{mm:02d}:{ss:02d}.{ms:03d} is not a time of day",
+                              reason="bad_time")
         n, _, rate_hz, _ = mode
         slots = np.frombuffer(buf, dtype=_DTYPES[header], count=n, offset=HEADER_SIZE)[::-1]  # oldest first
         pressure = slots["p"].astype(np.uint16)
         imu = np.concatenate([slots["acc"], slots["gyro"]], axis=1).astype(np.int16)
         time_ms = ((hh * 60 + mm) * 60 + ss) * 1000 + ms
-        return Packet(seq_raw=serial, device_time_raw=time_ms, pressure_raw=pressure, sample_rate_hz=rate_hz, imu_raw=imu)
+        return Packet(seq_raw=serial, device_time_raw=time_ms, pressure_raw=pressure, sample_rate_hz=rate_hz,
+                      imu_raw=imu)
 
     @staticmethod
     def frames_per_serial(packet: Packet) -> int:
@@ -167,7 +170,8 @@ class OrpheInsoleProfile(Profile):
             raise PacketError(f"range indices acc={acc_i} gyro={gyro_i} outside 0..3", reason="bad_range")
         return DeviceInfo(
             side="R" if mount & 1 else "L", layout_id=3, pressure_unit=PressureUnit.ADC, pressure_scale=1.0,
-            acc_scale_g=ACC_RANGES_G[acc_i] / 32768, gyro_scale_dps=GYRO_RANGES_DPS[gyro_i] * GYRO_DPS_PER_LSB_PER_RANGE,
+            acc_scale_g=ACC_RANGES_G[acc_i] / 32768,
+            gyro_scale_dps=GYRO_RANGES_DPS[gyro_i] * GYRO_DPS_PER_LSB_PER_RANGE,
             battery_pct=float(min(battery, 100)),
         )
 

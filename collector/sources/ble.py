@@ -1,19 +1,17 @@
 """Insoles over Bluetooth LE, through bleak (any backend: BlueZ, CoreBluetooth, WinRT, or Bumble in tests).
 
-:class:`NotificationDecoder` turns notifications into ordered
-:class:`~collector.sources.base.DeviceFrames` for any profile: it unwraps the
-wrapping counters, drops duplicates, puts slightly re-ordered notifications
-back in order, and records every gap in the frame sequence exactly.
-:class:`BleInsoleSource` finds the paired insole by address (scan filtered by
-the profile's service UUID), connects with bleak-retry-connector's
-``establish_connection`` (retries with back-off), reads the device info,
-subscribes, and starts over the moment the insole disconnects, scanning until
-it advertises again.
+:class:`NotificationDecoder` turns notifications into ordered :class:`~collector.sources.base.DeviceFrames`
+for any profile: it unwraps the wrapping counters, drops duplicates, puts slightly re-ordered notifications
+back in order, and records every gap in the frame sequence exactly. :class:`BleInsoleSource` finds the paired
+insole by address (scan filtered by the profile's service UUID), connects with bleak-retry-connector's
+``establish_connection`` (retries with back-off), reads the device info, subscribes, and starts over the
+moment the insole disconnects, scanning until it advertises again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 import time
@@ -59,9 +57,7 @@ class NotificationDecoder:
         self.status = status
         self.info = info or profile.default_info()
         self.reorder_depth = reorder_depth
-        self._last_ticks: int | None = None  # unwrapped device clock of the previous packet
-        self._last_arrival_us: int | None = None
-        self._last_counter: int | None = None  # unwrapped sequence counter of the previous packet
+        self._last: tuple[int, int, int] | None = None  # previous packet: unwrapped ticks and counter, arrival_us
         self._expected: int | None = None  # next frame seq to release
         self._held: list[tuple[int, int, DeviceFrames]] = []  # heap of (first_seq, tiebreak, frames)
         self._tiebreak = 0
@@ -77,24 +73,27 @@ class NotificationDecoder:
         st = self.status
         st.bad_packets_n += 1
         st.bad_packet_reasons[exc.reason] = st.bad_packet_reasons.get(exc.reason, 0) + 1
-        log.warning("%s insole %s: dropped a %d-byte notification (%s): %s", self.side, self.device_id, size, exc.reason, exc)
+        log.warning("%s insole %s: dropped a %d-byte notification (%s): %s", self.side, self.device_id, size,
+                    exc.reason, exc)
 
     def _unwrap(self, packet: Packet, arrival_us: int) -> tuple[int, int]:
         """(first frame seq, device time of the first frame in us), both unwrapped."""
         p = self.profile
-        if self._last_ticks is None:
+        last = self._last
+        if last is None:
             ticks = packet.device_time_raw
             counter = packet.seq_raw
         else:
+            last_ticks, last_counter, last_arrival_us = last
             # the device clock advanced about as much as the collector's clock (BLE jitter << wrap period)
-            predicted_ticks = self._last_ticks + (arrival_us - self._last_arrival_us) / p.tick_us
+            predicted_ticks = last_ticks + (arrival_us - last_arrival_us) / p.tick_us
             ticks = nearest_congruent(packet.device_time_raw, predicted_ticks, p.time_modulus)
             # the counter advanced by the device time elapsed (exact to a frame), so long gaps unwrap right
             step = p.seq_step_frames or packet.n_frames
-            predicted_counter = self._last_counter + (ticks - self._last_ticks) * p.tick_us * 1e-6 * packet.sample_rate_hz / step
+            predicted_counter = last_counter + (ticks - last_ticks) * p.tick_us * 1e-6 * packet.sample_rate_hz / step
             counter = nearest_congruent(packet.seq_raw, predicted_counter, p.seq_modulus)
-        if self._last_ticks is None or ticks > self._last_ticks:
-            self._last_ticks, self._last_counter, self._last_arrival_us = ticks, counter, arrival_us
+        if last is None or ticks > last[0]:
+            self._last = (ticks, counter, arrival_us)
         step = p.seq_step_frames or packet.n_frames
         return counter * step, int(round(ticks * p.tick_us))
 
@@ -151,20 +150,22 @@ class NotificationDecoder:
     def _release(self, *, force: bool) -> list[DeviceFrames]:
         out: list[DeviceFrames] = []
         st = self.status
+        expected = self._expected  # set by the first feed(), before anything is held
         while self._held:
             seq = self._held[0][0]
-            if seq != self._expected and not force and len(self._held) <= self.reorder_depth:
+            if seq != expected and not force and len(self._held) <= self.reorder_depth:
                 break
             _, _, f = heapq.heappop(self._held)
-            if f.first_seq > self._expected:
-                missing = f.first_seq - self._expected
-                st.gaps.append((self._expected, missing))
+            if expected is not None and f.first_seq > expected:
+                missing = f.first_seq - expected
+                st.gaps.append((expected, missing))
                 st.frames_missing_n += missing
-                log.info("%s insole: %d frames missing from seq %d", self.side, missing, self._expected)
-            self._expected = f.first_seq + f.n_frames
+                log.info("%s insole: %d frames missing from seq %d", self.side, missing, expected)
+            expected = f.first_seq + f.n_frames
             st.frames_received_n += f.n_frames
             self._note_released(f)
             out.append(f)
+        self._expected = expected
         return out
 
     def flush(self) -> list[DeviceFrames]:
@@ -211,12 +212,18 @@ async def scan_insoles(timeout_s: float = 5.0, *, profiles: list[str] | None = N
     return sorted(found.values(), key=lambda f: -f.rssi)
 
 
+def _scan_args(profile: Profile, backend: type[BaseBleakScanner] | None) -> BleakScanner.ExtraArgs:
+    """The scanner arguments of bleak's find_device_* helpers: the profile's service; ``backend`` if given."""
+    service: BleakScanner.ExtraArgs = {"service_uuids": [profile.service_uuid]}
+    return service if backend is None else {**service, "backend": backend}
+
+
 async def read_device_info(address: str, profile: Profile, *, scan_timeout_s: float = 10.0,
                            scanner_backend: type[BaseBleakScanner] | None = None,
                            client_backend: type[BaseBleakClient] | None = None) -> DeviceInfo:
     """Connect once and read an insole's info characteristic (used by ``kinetic pair``)."""
-    device = await BleakScanner.find_device_by_address(address, timeout=scan_timeout_s, backend=scanner_backend,
-                                                       service_uuids=[profile.service_uuid])
+    device = await BleakScanner.find_device_by_address(address, timeout=scan_timeout_s,
+                                                       **_scan_args(profile, scanner_backend))
     if device is None:
         raise InsoleNotFoundError(address, scan_timeout_s)
     async with BleakClient(device, backend=client_backend) as client:
@@ -288,18 +295,17 @@ class BleInsoleSource(InsoleSource):
 
     async def _find(self) -> BLEDevice | None:
         return await BleakScanner.find_device_by_filter(
-            self._matches, timeout=self.scan_timeout_s, backend=self.scanner_backend,
-            service_uuids=[self.profile.service_uuid],
+            self._matches, timeout=self.scan_timeout_s, **_scan_args(self.profile, self.scanner_backend),
         )
 
     async def _connect(self, device: BLEDevice, disconnected: asyncio.Event) -> BleakClient:
-        kwargs = {} if self.client_backend is None else {"backend": self.client_backend}
         try:
             return await establish_connection(
                 BleakClient, device, f"{self.side} insole {self.address}",
-                disconnected_callback=lambda _c: disconnected.set(), max_attempts=self.connect_attempts, **kwargs,
+                disconnected_callback=lambda _c: disconnected.set(), max_attempts=self.connect_attempts,
+                backend=self.client_backend,  # None: the platform's own, as BleakClient's default
             )
-        except (BleakError, BleakNotFoundError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, BleakError, BleakNotFoundError) as exc:
             raise InsoleConnectError(f"could not connect to the {self.side} insole {self.address}: {exc}") from exc
 
     async def _session(self, device: BLEDevice) -> None:
@@ -309,10 +315,11 @@ class BleInsoleSource(InsoleSource):
         self._client = client
         try:
             if client.services.get_service(self.profile.service_uuid) is None:
-                raise ProfileError(f"{self.address} does not offer the {self.profile.name} service {self.profile.service_uuid}")
-            if self.profile.info_char_uuid is not None and client.services.get_characteristic(self.profile.info_char_uuid):
+                raise ProfileError(f"{self.address} does not offer the {self.profile.name} service "
+                                   f"{self.profile.service_uuid}")
+            if (info_uuid := self.profile.info_char_uuid) is not None and client.services.get_characteristic(info_uuid):
                 try:
-                    info = self.profile.decode_info(await client.read_gatt_char(self.profile.info_char_uuid))
+                    info = self.profile.decode_info(await client.read_gatt_char(info_uuid))
                     self.decoder.set_info(info)
                     self.hardware_id = info.device_id
                     if info.side is not None and info.side != self.side:
@@ -340,10 +347,8 @@ class BleInsoleSource(InsoleSource):
             self._queue.put_nowait(_DISCONNECTED)
             self._client = None
             if client.is_connected:
-                try:
+                with contextlib.suppress(BleakError):
                     await client.disconnect()
-                except BleakError:
-                    pass
 
     async def _link_loop(self) -> None:
         while not self._closing:
@@ -381,19 +386,15 @@ class BleInsoleSource(InsoleSource):
         finally:
             self._closing = True
             link.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # its own end was re-raised above
                 await link
-            except (asyncio.CancelledError, Exception):
-                pass
 
     async def aclose(self) -> None:
         self._closing = True
         client = self._client
         if client is not None and client.is_connected:
-            try:
+            with contextlib.suppress(BleakError):
                 await client.disconnect()
-            except BleakError:
-                pass
         if self.status.connected:
             self.status.connected = False
             self._status_changed()
