@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -55,7 +55,7 @@ def create_app(store: Store, *, secret: str, feed: LiveFeed | None = None,
     store.migrate()
     feed = feed if feed is not None else LiveFeed()
     now_us = now_us or (lambda: time.time_ns() // 1000)
-    today = today or (lambda: datetime.fromtimestamp(now_us() / 1e6, tz=timezone.utc).date())
+    today = today or (lambda: datetime.fromtimestamp(now_us() / 1e6, tz=UTC).date())
 
     app = FastAPI(
         title="Kinetic Chain dashboards API",

@@ -20,8 +20,7 @@ from insole_common.calendar import day_of, day_start_us, week_window
 from insole_common.metrics import STANCE_SYMMETRY_PCT, TREND_METRICS
 from processing.detection import symmetry_index
 from research.deid import Subject, ensure_labels, ensure_subject_labels
-from storage import dashboard as db
-from storage import flags as stored_flags
+from storage import dashboard as db, flags as stored_flags
 from storage.accounts import therapist_patients
 from storage.store import Store
 from storage.strides import session_strides

@@ -12,9 +12,9 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from insole_common import metrics as C
 from insole_common.codec import Batch
 from insole_common.layouts import SensorLayout, centre_of_pressure
-from insole_common import metrics as C
 
 #: a right insole's outline, (ap, ml), clockwise from the back of the heel; smoothed by :func:`foot_outline`
 _OUTLINE_KNOTS = (

@@ -25,7 +25,7 @@ import time
 import uuid
 import zlib
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from collector.service import Collector, CollectorConfig
@@ -232,7 +232,7 @@ def _broker(args: argparse.Namespace) -> tuple[MqttSettings, EmbeddedBroker | No
 def _stream_history(args: argparse.Namespace, service: ProcessingService, settings: MqttSettings, out: Path,
                     t_start: float) -> tuple[int, int]:
     """Every patient's daily walk for ``args.days`` days, one session at a time; (sessions, frames) sent."""
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     expected = 0
     sent_frames = 0
     for day_index in range(args.days):
@@ -241,7 +241,7 @@ def _stream_history(args: argparse.Namespace, service: ProcessingService, settin
             patient = replace(base, pseudonym=pseudonym)
             seed = zlib.crc32(f"{patient.pseudonym}/{day}".encode())
             sim = simulate(patient.params_for_day(day_index, args.days, args.walk_s, seed), seed=seed)
-            start = datetime(day.year, day.month, day.day, 9 + 2 * k, 0, tzinfo=timezone.utc)
+            start = datetime(day.year, day.month, day.day, 9 + 2 * k, 0, tzinfo=UTC)
             session_id = f"demo-{patient.pseudonym}-{day:%Y%m%d}"
             stream_walk(patient.pseudonym, sim, int(start.timestamp() * 1e6), settings, out, session_id)
             expected += 1

@@ -42,8 +42,15 @@ from dashboards.auth import AccountError, add_account, assign_patient, set_passw
 from dashboards.cli import open_store
 from insole_common.errors import InsoleError
 from insole_common.topics import check_patient
-from kinetic.broker_files import (ProvisionError, broker_users, ensure_patient_acl, env_line, refuse_repo,
-                                  set_broker_password, write_private)
+from kinetic.broker_files import (
+    ProvisionError,
+    broker_users,
+    ensure_patient_acl,
+    env_line,
+    refuse_repo,
+    set_broker_password,
+    write_private,
+)
 from storage import patients as patient_table
 from transport.mqtt import MqttError, MqttSettings
 

@@ -74,7 +74,7 @@ from processing.detection_settings import SD_FLOORS, SD_PRIORS, DetectionSetting
 try:  # Python 3.11+
     from typing import Self
 except ImportError:  # pragma: no cover
-    from typing_extensions import Self
+    from typing import Self
 
 STRIDES_N = "strides_n"
 

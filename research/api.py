@@ -109,7 +109,7 @@ def _read_plain_foot(folder: Path, subject: str, session: str, foot: str, fmt: s
     meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
     names = ["frame_index", "t_s"] + [c["name"] for c in meta["channels"]]
     dtype = pa.float32() if meta.get("wire_version") else pa.float64()
-    types = {"frame_index": pa.int64(), "t_s": pa.float64(), **{n: dtype for n in names[2:]}}
+    types = {"frame_index": pa.int64(), "t_s": pa.float64(), **dict.fromkeys(names[2:], dtype)}
     table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types=types, null_values=[""],
                                                                         strings_can_be_null=True))
     return table.to_pandas(), meta

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from storage import research as label_tables
 from storage.store import Store
@@ -87,7 +87,7 @@ class Subject:
 
     def shift_time_us(self, time_us: int) -> datetime:
         """A real timestamp (us since the epoch, UTC) as the shifted, naive UTC date-time."""
-        real = datetime.fromtimestamp(time_us / 1e6, tz=timezone.utc).replace(tzinfo=None)
+        real = datetime.fromtimestamp(time_us / 1e6, tz=UTC).replace(tzinfo=None)
         return real + timedelta(days=self.date_shift_days)
 
     def shift_day(self, day: str) -> str:

@@ -337,5 +337,16 @@ def read_manifest(path: str | Path) -> dict:
     return json.loads((Path(path) / "manifest.json").read_text(encoding="utf-8"))
 
 
-__all__ = ["ExportError", "ExportResult", "ExportSession", "WEEKLY_COLUMNS", "labelled_strides", "read_manifest", "recording_sessions",
-           "select_sessions", "software_version", "weekly_table", "write_export"]
+__all__ = [
+    "WEEKLY_COLUMNS",
+    "ExportError",
+    "ExportResult",
+    "ExportSession",
+    "labelled_strides",
+    "read_manifest",
+    "recording_sessions",
+    "select_sessions",
+    "software_version",
+    "weekly_table",
+    "write_export",
+]

@@ -11,4 +11,4 @@
 from simulator.params import SimulationParams
 from simulator.simulation import DeviceClock, GroundTruth, Simulation, simulate
 
-__all__ = ["DeviceClock", "GroundTruth", "SimulationParams", "Simulation", "simulate"]
+__all__ = ["DeviceClock", "GroundTruth", "Simulation", "SimulationParams", "simulate"]

@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
-from dataclasses import replace as dc_replace
+from dataclasses import dataclass, replace as dc_replace
 from typing import Literal
 
 import numpy as np
@@ -195,8 +194,18 @@ def simulate_cohort(patients: list[CohortPatient], *, workers: int = 1) -> list[
         return list(pool.map(_simulate_one, patients, chunksize=4))
 
 
-__all__ = ["Change", "CohortPatient", "PatientProfile", "daily_metrics", "day_params",
-           "make_cohort", "simulate_cohort", "simulate_days", "cut_recording", "replay_days"]
+__all__ = [
+    "Change",
+    "CohortPatient",
+    "PatientProfile",
+    "cut_recording",
+    "daily_metrics",
+    "day_params",
+    "make_cohort",
+    "replay_days",
+    "simulate_cohort",
+    "simulate_days",
+]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ def speeds() -> dict[str, float]:
     out = {}
     for f in sorted(DATA.glob("*_*.txt")):
         subj, walk = f.stem.split("_")
-        row = d[d.ID == subj]
+        row = d[subj == d.ID]
         col = f"Speed_{walk}"
         if len(row) and col in d.columns:
             out[f.stem] = float(row[col].iloc[0])

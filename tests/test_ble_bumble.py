@@ -13,11 +13,11 @@ import time
 import numpy as np
 import pytest
 
+from collector.emulation import BumbleLink, EmulatedInsole, Faults
+from collector.emulation.emulated_insole import synthetic_imu, synthetic_pressure
 from collector.service import Collector, CollectorConfig
 from collector.sources.base import DeviceFrames
 from collector.sources.ble import BleInsoleSource, scan_insoles
-from collector.emulation import BumbleLink, EmulatedInsole, Faults
-from collector.emulation.emulated_insole import synthetic_imu, synthetic_pressure
 from insole_common.codec import decode_batch
 from transport.mqtt import MqttSettings
 

@@ -16,13 +16,13 @@ import uuid
 
 import pytest
 
-from storage.outbox import Outbox
+from collector.emulation import BumbleLink, EmulatedInsole
 from collector.service import Collector, CollectorConfig
 from collector.sources.ble import BleInsoleSource
-from collector.emulation import BumbleLink, EmulatedInsole
-from tests.fixtures.broker import PrivateMosquitto
 from insole_common import topics
 from insole_common.codec import decode_batch
+from storage.outbox import Outbox
+from tests.fixtures.broker import PrivateMosquitto
 from transport.mqtt import connect, make_client
 
 pytestmark = pytest.mark.services

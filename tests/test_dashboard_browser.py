@@ -19,13 +19,13 @@ import pytest
 
 from dashboards.app import create_app
 from dashboards.live import MqttLiveFeed
-from tests.fixtures.dashboard import FIXTURE_PASSWORD, ServerThread, build_fixture
 from insole_common import topics
 from insole_common.codec import Batch, PressureUnit, encode_batch
 from insole_common.messages import CollectorStatus, InsoleStatus
-from transport.mqtt import connect, make_client
 from storage.archive import RawArchive
 from storage.store import SQLiteStore
+from tests.fixtures.dashboard import FIXTURE_PASSWORD, ServerThread, build_fixture
+from transport.mqtt import connect, make_client
 
 selenium = pytest.importorskip("selenium")  # a declared dependency: importorskip only guards odd installs
 from selenium import webdriver  # noqa: E402

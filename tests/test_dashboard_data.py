@@ -9,13 +9,13 @@ import numpy as np
 from dashboards import data
 from dashboards.live import LiveFeed
 from dashboards.plots import GRID_AP_N, GRID_ML_N, heat_grid
-from research.deid import ensure_subject_labels
-from tests.fixtures.dashboard import build_fixture
 from insole_common import topics
 from insole_common.codec import Batch, PressureUnit, encode_batch
 from insole_common.layouts import KC16
 from insole_common.messages import CollectorStatus
+from research.deid import ensure_subject_labels
 from storage.store import SQLiteStore
+from tests.fixtures.dashboard import build_fixture
 
 
 def test_live_feed_keeps_status_and_latest_frames():

@@ -19,9 +19,9 @@ from dashboards import data
 from dashboards.app import create_app
 from dashboards.auth import set_disabled
 from insole_common.calendar import day_of
-from tests.fixtures.dashboard import FIXTURE_PASSWORD, ServerThread, build_fixture
 from storage.archive import RawArchive
 from storage.store import SQLiteStore
+from tests.fixtures.dashboard import FIXTURE_PASSWORD, ServerThread, build_fixture
 
 TODAY = date(2026, 11, 20)
 ROLES = {"anonymous": None, "therapist": "ther-1", "patient": "patient-a", "researcher": "res-1", "admin": "admin-1"}

@@ -19,9 +19,9 @@ import pytest
 from dashboards.app import create_app
 from dashboards.auth import add_account
 from dashboards.signin_limit import SigninLimiter, _networks, client_network
-from tests.fixtures.dashboard import ServerThread
 from storage.store import PostgresStore, SQLiteStore
 from tests.conftest import PG_DSN
+from tests.fixtures.dashboard import ServerThread
 
 PASSWORD = "right password 123"
 SECRET = "s" * 48

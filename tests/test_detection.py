@@ -14,9 +14,8 @@ import pandas as pd
 import pytest
 
 from insole_common import metrics as C
-from insole_common.messages import FlagMessage, parse_message
-from simulator.cohort import Change, PatientProfile, daily_metrics, replay_days, simulate_days
 from insole_common.errors import ValidationError
+from insole_common.messages import FlagMessage, parse_message
 from processing.detection import (
     CompensationDetector,
     DetectionInputError,
@@ -27,6 +26,7 @@ from processing.detection import (
     flag_status,
     symmetry_index,
 )
+from simulator.cohort import Change, PatientProfile, daily_metrics, replay_days, simulate_days
 from simulator.validate_cli import clopper_pearson, evaluate_patient
 from storage.store import SQLiteStore
 from tests.conftest import SHARED_DATA

@@ -19,14 +19,14 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from tests.fixtures.dashboard import STORIES, add_simulated_session, add_synthetic_session
 from insole_common import metrics as C
-from storage.archive import RawArchive
 from insole_common.calendar import day_of
-from storage.store import SQLiteStore
 from research import load_session, load_strides, load_table
 from research.deid import REMOVED
 from research.export import ExportError, select_sessions, weekly_table, write_export
+from storage.archive import RawArchive
+from storage.store import SQLiteStore
+from tests.fixtures.dashboard import STORIES, add_simulated_session, add_synthetic_session
 
 DAY = date(2026, 10, 6)  # a Tuesday
 VALIDATOR = Path(sys.executable).with_name("bids-validator-deno")

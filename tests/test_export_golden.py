@@ -21,10 +21,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from insole_common import metrics as C
-from storage.archive import RawArchive
 from research.deid import Subject
 from research.export import ExportSession, write_export
 from research.samples import archive_streams
+from storage.archive import RawArchive
 from tests.fixtures.research import write_archive_session
 
 GOLDEN = Path(__file__).parent / "data" / "export-golden"

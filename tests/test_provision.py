@@ -19,12 +19,19 @@ import pytest
 from collector.config import load_settings
 from dashboards.auth import authenticate
 from insole_common import topics
-from kinetic.cli import main
-from transport.mqtt import MqttConnectError, MqttSettings
 from kinetic.broker_files import PATIENT_ACL_RULES, ProvisionError, broker_users, ensure_patient_acl, mosquitto_hash
+from kinetic.cli import main
 from kinetic.provision import new_pseudonym, provision_patient, provision_service, provision_therapist
 from storage.store import SQLiteStore
-from tests.test_broker_security import DEPLOY, Listener, client_as, make_certs, publish_and_settle, start_secure_mosquitto
+from tests.test_broker_security import (
+    DEPLOY,
+    Listener,
+    client_as,
+    make_certs,
+    publish_and_settle,
+    start_secure_mosquitto,
+)
+from transport.mqtt import MqttConnectError, MqttSettings
 
 SHIPPED_ACL = DEPLOY / "mosquitto" / "acl"
 

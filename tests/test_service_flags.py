@@ -5,21 +5,21 @@ from __future__ import annotations
 
 import json
 import subprocess
-from datetime import date, timedelta
 import sys
 import uuid
+from datetime import date, timedelta
 
 import numpy as np
 import pytest
 
 from insole_common import topics
 from insole_common.messages import FlagMessage, parse_message
-from transport.mqtt import connect, make_client
-from storage.store import SQLiteStore
 from processing.detection import DetectionSettings
 from processing.flags import update_flags
 from storage import flags as flag_store
+from storage.store import SQLiteStore
 from tests.helpers import wait_for
+from transport.mqtt import connect, make_client
 
 
 def fill_days(store, patient: str, n_days: int, *, shift_from_day: int | None, shift_fw: float = 0.06,

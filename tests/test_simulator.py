@@ -11,8 +11,7 @@ import pytest
 from insole_common.errors import ValidationError
 from insole_common.layouts import centre_of_pressure
 from processing.readers.kinetic import read_recording
-from simulator import SimulationParams, simulate
-from simulator import device
+from simulator import SimulationParams, device, simulate
 from simulator.consts import BOUT_COLUMNS, EVENT_COLUMNS, GRAVITY_M_S2
 from simulator.simulation import sensor_area_m2
 

@@ -11,8 +11,7 @@ from pydantic import BaseModel, Field
 
 from dashboards import data
 from dashboards.auth import Actor
-from dashboards.deps import (Dashboard, check_csrf, dashboard, render, therapist, therapist_patient,
-                             therapist_session)
+from dashboards.deps import Dashboard, check_csrf, dashboard, render, therapist, therapist_patient, therapist_session
 from dashboards.plots import session_pressure
 from storage.dashboard import session as stored_session
 

@@ -27,4 +27,4 @@ from processing.analytics.events import OPENGO_EVENT_LEVELS, LoadEventDetector
 from processing.analytics.pipeline import Calibration, GaitResult, analyze
 from processing.analytics.summary import symmetry_index
 
-__all__ = ["analyze", "GaitResult", "Calibration", "LoadEventDetector", "OPENGO_EVENT_LEVELS", "symmetry_index"]
+__all__ = ["OPENGO_EVENT_LEVELS", "Calibration", "GaitResult", "LoadEventDetector", "analyze", "symmetry_index"]

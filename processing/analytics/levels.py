@@ -13,6 +13,7 @@ import pandas as pd
 
 from processing.analytics.event_params import EventParams
 
+
 def _columns_reduce(op: np.ufunc, a: np.ndarray) -> np.ndarray:
     """``op.reduce(a, axis=1)`` for a short second axis, as a loop over its columns (much faster)."""
     out = a[:, 0].copy()

@@ -48,7 +48,6 @@ from insole_common import metrics as C
 from processing.analytics.events import LoadEventDetector
 from processing.analytics.strides import MAX_STRIDE_S, MIN_STRIDE_S, MIN_SWING_S
 
-
 _NONE = np.empty(0, dtype=np.intp)
 
 
@@ -60,7 +59,7 @@ OnlineStride.__doc__ = "One provisional stride; times in seconds on the caller's
 
 
 class _Contact:
-    __slots__ = ("on", "off", "hs", "to", "confirmed", "clean")
+    __slots__ = ("clean", "confirmed", "hs", "off", "on", "to")
 
     def __init__(self, on: int, hs: float, clean: bool) -> None:
         self.on = on  # first sample above the on-threshold (absolute index)

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from insole_common import metrics as C
 from insole_common.errors import ValidationError
 from insole_common.recording import Recording
-from insole_common import metrics as C
 from processing.analytics.bouts import dead_feet, detect_bouts
 from processing.analytics.events import LoadEventDetector
 from processing.analytics.foot_engine import ZERO_BASED_UNITS, FootEngine
@@ -43,7 +43,7 @@ class Calibration:
 
     @classmethod
     def from_walk(cls, strides: pd.DataFrame, *, distance_m: float, n_strides: float | None = None,
-                  exponent: float = 1.0) -> "Calibration":
+                  exponent: float = 1.0) -> Calibration:
         """From the strides of a walk over ``distance_m`` (``n_strides`` counted strides; default: the
         number of complete strides per foot detected)."""
         if strides.empty:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from insole_common.layouts import SensorLayout
 from insole_common import metrics as C
+from insole_common.layouts import SensorLayout
 
 G_M_S2 = 9.80665
 #: plausible stride: time, and shortest swing (the same 60 ms as the event detector's ``min_swing_ms``: the brief

@@ -26,7 +26,7 @@ def detect_format(path: str | Path) -> str:
         if is_moticon_export(p):
             return "moticon"
         try:
-            with open(p, "r", errors="replace") as fh:
+            with open(p, errors="replace") as fh:
                 first = fh.readline().split()
         except OSError as exc:
             raise ValidationError(f"{p}: cannot read ({exc})", reason="bad_file") from exc

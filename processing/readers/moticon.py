@@ -63,7 +63,7 @@ EVENT_COLUMNS = [("right steps", None), ("left steps", None), ("Left Events", "L
 
 def is_moticon_export(path: str | Path) -> bool:
     try:
-        with open(path, "r", encoding="utf-8-sig", errors="replace") as fh:
+        with open(path, encoding="utf-8-sig", errors="replace") as fh:
             for _ in range(40):
                 line = fh.readline()
                 if not line:
@@ -79,7 +79,7 @@ def _header(p: Path) -> tuple[int, dict, list[str]]:
     """Line number of the channel header, the ``# key: value`` metadata before it and the channel names."""
     meta: dict = {}
     try:
-        with open(p, "r", encoding="utf-8-sig", errors="replace") as fh:
+        with open(p, encoding="utf-8-sig", errors="replace") as fh:
             for i, ln in enumerate(fh):
                 if HEADER_RE.match(ln):
                     names = [re.sub(r"\[.*?\]$", "", c).strip() for c in ln.rstrip("\r\n").lstrip("#").split("\t")]
