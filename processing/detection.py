@@ -133,13 +133,14 @@ class CompensationDetector:
         events: list[FlagEvent] = []
         frames = []
         for series in self._series(derived, base_mask):
-            bases = []
-            for metric, prior_key in [(series.metric, series.prior_key)] + [p[:2] for p in series.partners]:
-                bases.append(self._baseline(metric, prior_key, derived[metric], base_mask, days, source, set_by))
-                if bases[-1] is None:
+            bases: list[Baseline] = []
+            for metric, prior_key in [(series.metric, series.prior_key), *(p[:2] for p in series.partners)]:
+                base = self._baseline(metric, prior_key, derived[metric], base_mask, days, source, set_by)
+                if base is None:
                     break
-            if bases[-1] is None:
-                if len(bases) > 1:
+                bases.append(base)
+            if len(bases) < 1 + len(series.partners):  # (a metric without a baseline)
+                if bases:
                     self.skipped_[series.metric] = "a partner metric has no baseline"
                 continue
             ev, frame = run_series(series, bases[0], bases[1:], derived, monitor, days, base_mask, s)
@@ -147,7 +148,7 @@ class CompensationDetector:
             frames.append(frame)
         self.flags_ = sorted(events, key=lambda e: (e.day, KINDS.index(e.kind), e.metric))
         self.status_ = flag_status(self.flags_)
-        self.active_ = [e for e, st in zip(self.flags_, self.status_) if st.active]
+        self.active_ = [e for e, st in zip(self.flags_, self.status_, strict=True) if st.active]
         if frames:
             self.series_ = pd.concat(frames, ignore_index=True)
         return self
@@ -206,7 +207,7 @@ class CompensationDetector:
             direction = _compensation(metric)
             sided = [f"{metric}_{s}" for s in ("L", "R")]
             if all(self._usable(derived, c, base_mask) for c in sided):
-                for s, col in zip(("L", "R"), sided):
+                for s, col in zip(("L", "R"), sided, strict=True):
                     corr = tuple(f"{c}_{s}" for c in corroborating if c != metric and f"{c}_{s}" in derived)
                     out.append(Series(kind, col, metric, direction, side=s, corroborating=corr))
                 return

@@ -44,7 +44,7 @@ def run_series(series: Series, base: Baseline, partner_bases: list[Baseline], de
     x = run.values[series.metric]
     state, back_n = "normal", 0
     events: list[FlagEvent] = []
-    for i in np.flatnonzero(monitor):
+    for i in np.flatnonzero(monitor).tolist():
         if not run.step(i, day_label(days[i])):
             continue
         if state in ("normal", "improved"):
@@ -133,7 +133,7 @@ class _CusumRun:
                  settings: DetectionSettings) -> None:
         self.series, self.settings, self.derived = series, settings, derived
         self.comps = [(series.metric, series.direction, base)] + [
-            (m, d, pb) for (m, _, d), pb in zip(series.partners, partner_bases)]
+            (m, d, pb) for (m, _, d), pb in zip(series.partners, partner_bases, strict=True)]
         self.values = {m: derived[m].to_numpy(dtype=float) for m, _, _ in self.comps}
         self.z = {m: d * (self.values[m] - b.mean) / b.prediction_sd for m, d, b in self.comps}
         self.cusum = {m: 0.0 for m, _, _ in self.comps}
@@ -164,7 +164,9 @@ class _CusumRun:
         if not all(c > s.cusum_h for c in self.cusum.values()):
             return None
         metric = self.series.metric
-        onset = [j for j in self.recent if j >= self.run_start[metric]]
+        start = self.run_start[metric]
+        assert start is not None  # (a CUSUM over cusum_h > 0 has left 0)
+        onset = [j for j in self.recent if j >= start]
         beyond = int(sum(self.z[metric][j] >= s.z_real_change for j in onset))
         return onset if beyond >= s.min_days_beyond else None
 

@@ -43,7 +43,7 @@ def update_flags(store: Store, patient: str, *, now_us: int,
     created = {_event_key(f["kind"], f["metric"], f["state"], f["day"], f["evidence"].get("direction")):
                int(f["created_us"]) for f in flag_store.flags(store, patient)}
     new_events, flag_rows = [], []
-    for event, status in zip(det.flags_, det.status_):
+    for event, status in zip(det.flags_, det.status_, strict=True):
         key = _event_key(event.kind, event.metric, event.state, event.day, event.evidence.get("direction"))
         if key not in created:
             new_events.append(event)

@@ -92,7 +92,7 @@ class SwaySignals:
 
     def __call__(self, i: int, t: np.ndarray) -> np.ndarray:
         out = np.zeros_like(t)
-        for f, ph in zip(self.freq_hz[i], self.phase[i]):
+        for f, ph in zip(self.freq_hz[i], self.phase[i], strict=True):
             out += np.sin(2 * np.pi * f * t + ph)
         return self.amp * out
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from insole_common.codec import SIDES
+from insole_common.codec import SIDES, Side
 from simulator.consts import STEPPING
 from simulator.params import SimulationParams
 
@@ -112,7 +112,7 @@ def gait_sequences(bouts: list[tuple[float, float, str]]) -> list[tuple[float, f
     """Group consecutive stepping bouts: ``[(start_s, end_s, sub_bouts), ...]``."""
     seqs: list[tuple[float, float, list]] = []
     current: list[tuple[float, float, str]] = []
-    for bout in bouts + [(math.inf, math.inf, "standing")]:
+    for bout in [*bouts, (math.inf, math.inf, "standing")]:
         if bout[2] in STEPPING:
             current.append(bout)
         elif current:
@@ -121,13 +121,13 @@ def gait_sequences(bouts: list[tuple[float, float, str]]) -> list[tuple[float, f
     return seqs
 
 
-_OTHER = {"L": "R", "R": "L"}
+_OTHER: dict[Side, Side] = {"L": "R", "R": "L"}
 
 
-def plan_gait(bouts: list[tuple[float, float, str]], p: SimulationParams, rng: np.random.Generator) -> dict[str, FootPlan]:
+def plan_gait(bouts: list[tuple[float, float, str]], p: SimulationParams, rng: np.random.Generator) -> dict[Side, FootPlan]:
     """Plan every step of every gait sequence. Loops over steps (never over samples)."""
     profiles = step_profiles(p)
-    fac = {p.affected_side: 1.0 - p.asymmetry / 2, _OTHER[p.affected_side]: 1.0 + p.asymmetry / 2}
+    fac: dict[str, float] = {p.affected_side: 1.0 - p.asymmetry / 2, _OTHER[p.affected_side]: 1.0 + p.asymmetry / 2}
     plans = {s: FootPlan() for s in SIDES}
 
     def z() -> float:
@@ -160,7 +160,7 @@ def _phase(pr: StepProfile, fac: dict[str, float]) -> float:
     return 0.5 + pr.stance_fraction * (fac["L"] - fac["R"]) / 2
 
 
-def _plan_sequence(plans: dict[str, FootPlan], a: float, b: float, subs: list[tuple[float, float, str]], lead: str,
+def _plan_sequence(plans: dict[Side, FootPlan], a: float, b: float, subs: list[tuple[float, float, str]], lead: Side,
                    turn_sign: dict[int, float], profiles: dict[str, StepProfile], fac: dict[str, float],
                    p: SimulationParams, z) -> None:
     """Plan the steps of the gait sequence ``[a, b)`` made of ``subs``, starting with foot ``lead``; ``z`` draws
@@ -215,8 +215,8 @@ def _plan_sequence(plans: dict[str, FootPlan], a: float, b: float, subs: list[tu
                             pr.pitch_to_deg * min(scale, 1.2), pr.pitch_hs_deg * min(scale, 1.2), pr.clearance_m))
 
 
-def _heel_strikes(a: float, b: float, subs: list[tuple[float, float, str]], lead: str,
-                  profiles: dict[str, StepProfile], fac: dict[str, float], cv: float, z) -> tuple[list[float], list[str]]:
+def _heel_strikes(a: float, b: float, subs: list[tuple[float, float, str]], lead: Side,
+                  profiles: dict[str, StepProfile], fac: dict[str, float], cv: float, z) -> tuple[list[float], list[Side]]:
     """Heel strikes of the sequence and their feet, alternating from ``lead``: the first after the gait
     initiation's push-off and swing, none closer than ``END_MARGIN_S`` to the end."""
     pr0 = profiles[subs[0][2]]
@@ -235,7 +235,7 @@ def _heel_strikes(a: float, b: float, subs: list[tuple[float, float, str]], lead
     return hs, feet
 
 
-def _stances(hs: list[float], feet: list[str], prs: list[StepProfile], fac: dict[str, float], cv: float,
+def _stances(hs: list[float], feet: list[Side], prs: list[StepProfile], fac: dict[str, float], cv: float,
              z) -> np.ndarray:
     """Stance time of each heel strike, kept between a minimal double support and a minimal swing."""
     n = len(hs)
@@ -251,7 +251,7 @@ def _stances(hs: list[float], feet: list[str], prs: list[StepProfile], fac: dict
     return stance
 
 
-def _displacements(subs: list[tuple[float, float, str]], subs_i: list[int], feet: list[str], prs: list[StepProfile],
+def _displacements(subs: list[tuple[float, float, str]], subs_i: list[int], feet: list[Side], prs: list[StepProfile],
                    turn_sign: dict[int, float], cv: float, z) -> np.ndarray:
     """Swing displacement ending at each heel strike: half a stride to start and to close; in a turn the inner
     foot steps shorter than the outer one."""
@@ -267,7 +267,7 @@ def _displacements(subs: list[tuple[float, float, str]], subs_i: list[int], feet
     return disp
 
 
-def _yaw_changes(subs_i: list[int], feet: list[str], turn_sign: dict[int, float], turn_angle_deg: float) -> np.ndarray:
+def _yaw_changes(subs_i: list[int], feet: list[Side], turn_sign: dict[int, float], turn_angle_deg: float) -> np.ndarray:
     """Yaw change of each swing: each foot turns the bout's whole angle over its swings that land in the bout."""
     n = len(feet)
     dpsi = np.zeros(n)
@@ -279,7 +279,7 @@ def _yaw_changes(subs_i: list[int], feet: list[str], turn_sign: dict[int, float]
     return dpsi
 
 
-def _first_toe_offs(hs: list[float], lead: str, pr0: StepProfile, fac: dict[str, float]) -> dict[str, float]:
+def _first_toe_offs(hs: list[float], lead: Side, pr0: StepProfile, fac: dict[str, float]) -> dict[str, float]:
     """Gait initiation: when each foot first leaves the ground (the leading foot before ``hs[0]``, the trailing
     one after it, with a minimal double support and swing)."""
     t0 = pr0.stride_time_s

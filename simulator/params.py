@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from insole_common.codec import SIDES
+from insole_common.codec import SIDES, Side
 from insole_common.errors import ValidationError
 from insole_common.layouts import LAYOUTS
 from simulator.consts import ACTIVITIES, STEPPING
@@ -48,7 +48,7 @@ class SimulationParams:
     heel_offload_fraction: float = 0.0
     #: symmetry index (unaffected - affected) / mean, applied to stance time and to vertical force
     asymmetry: float = 0.0
-    affected_side: str = "R"
+    affected_side: Side = "R"
     #: coefficient of variation of stride time, stride length and peak force, stride to stride
     variability_cv: float = 0.02
     #: standard deviation of additive Gaussian noise per pressure sensor
@@ -130,7 +130,7 @@ class SimulationParams:
 
 def _check_gait_sequences(sched: tuple[tuple[str, float], ...]) -> None:
     run = 0.0
-    for act, dur in list(sched) + [("standing", 1.0)]:
+    for act, dur in [*sched, ("standing", 1.0)]:
         if act in STEPPING:
             run += dur
         else:
@@ -166,7 +166,7 @@ def resolve_schedule(params: SimulationParams, rng: np.random.Generator) -> list
                     if sched[j][0] in STEPPING:
                         sched[j] = ("standing", sched[j][1])
                         break
-    bouts = []
+    bouts: list[tuple[float, float, str]] = []
     t = 0.0
     for act, dur in sched:
         if bouts and bouts[-1][2] == act:  # merge repeats

@@ -14,6 +14,7 @@ import pandas as pd
 from insole_common.codec import SIDES, Side, quantize
 from insole_common.layouts import SensorLayout, centre_of_pressure, get_layout
 from insole_common.recording import FootRecording, Recording
+from processing.readers.kinetic import write_recording
 from simulator import device
 from simulator.consts import BOUT_COLUMNS, EVENT_COLUMNS, FOOT_CONTACT_AREA_M2, GRAVITY_M_S2, LEFT_CLOCK_OFFSET_S
 from simulator.force import SwaySignals, foot_force, static_model
@@ -101,8 +102,6 @@ class Simulation:
 
     def write(self, out_dir: str | Path) -> Path:
         """Write the recording (kinetic format) to ``out_dir`` and truth to ``out_dir/truth/``."""
-        from processing.readers.kinetic import write_recording
-
         out = write_recording(self.recording, out_dir)
         tdir = out / "truth"
         tdir.mkdir(parents=True, exist_ok=True)
@@ -199,7 +198,7 @@ def _ground_truth(p: SimulationParams, seed: int | None, bouts: list[tuple[float
     events = pd.concat(event_frames, ignore_index=True).sort_values("heel_strike_s", kind="stable")
     events = events.reset_index(drop=True)[list(EVENT_COLUMNS)]
     bouts_df = pd.DataFrame(bouts, columns=list(BOUT_COLUMNS))
-    clock = {
+    clock: dict[Side, DeviceClock] = {
         "L": DeviceClock(offset_s=LEFT_CLOCK_OFFSET_S, drift_ppm=0.0),
         "R": DeviceClock(offset_s=LEFT_CLOCK_OFFSET_S + p.clock_offset_s, drift_ppm=p.clock_drift_ppm),
     }

@@ -125,5 +125,6 @@ if __name__ == "__main__":
         print(f"pooled: matched {100 * v.matched.mean():.2f} % of {len(v)} valid reference strides "
               f"({100 * m.matched.mean():.2f} % of all {len(m)} rows; {len(m) - len(v)} set aside: stale or pause); "
               f"stride MAE {1000 * np.nanmean(np.abs(v.stride_err_s)):.2f} ms; "
-              f"median per-record stride MAE {g.stride_mae_ms.median():.2f} ms; stance MAE {1000 * np.nanmean(np.abs(v.stance_err_s)):.2f} ms; "
+              f"median per-record stride MAE {g.stride_mae_ms.median():.2f} ms; "
+              f"stance MAE {1000 * np.nanmean(np.abs(v.stance_err_s)):.2f} ms; "
               f"swing MAE {1000 * np.nanmean(np.abs(v.swing_err_s)):.2f} ms")

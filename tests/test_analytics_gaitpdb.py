@@ -33,7 +33,8 @@ def cadences() -> pd.DataFrame:
     for name, v in speeds().items():
         res = analyze(read_gaitpdb(DATA / f"{name}.txt"))
         s = res.strides
-        rows.append({"record": name, "speed_m_s": v, "strides_n": len(s), "cadence_steps_per_min": res.summary.get("cadence_steps_per_min"),
+        rows.append({"record": name, "speed_m_s": v, "strides_n": len(s),
+                     "cadence_steps_per_min": res.summary.get("cadence_steps_per_min"),
                      "first_hs_s": s.heel_strike_s.min(), "flags": ",".join(res.summary["flags"])})
     return pd.DataFrame(rows)
 
@@ -65,12 +66,11 @@ def test_dual_task_walks_slower_cadence(table):
 def test_no_strides_while_standing():
     rec = read_gaitpdb(DATA / "GaCo01_01.txt")
     s = analyze(rec).strides
-    for side, f in rec.feet.items():
-        both_loaded = (rec.feet["L"].total_force_n > 50) & (rec.feet["R"].total_force_n > 50)
-        # the first samples are quiet standing (both feet loaded); no stride may start there
-        n_quiet = int(np.argmin(both_loaded))
-        assert n_quiet > 0
-        assert (s.heel_strike_s >= rec.feet["L"].t_s[n_quiet] - 0.3).all()
+    both_loaded = (rec.feet["L"].total_force_n > 50) & (rec.feet["R"].total_force_n > 50)
+    # the first samples are quiet standing (both feet loaded); no stride may start there
+    n_quiet = int(np.argmin(both_loaded))
+    assert n_quiet > 0
+    assert (s.heel_strike_s >= rec.feet["L"].t_s[n_quiet] - 0.3).all()
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from kinetic.cli import main
 from processing.analytics import OPENGO_EVENT_LEVELS, LoadEventDetector, analyze
 from processing.analytics.validation import event_errors
 from processing.readers.moticon import read_moticon
@@ -32,7 +33,8 @@ def walk_figures(tag: str, detector: LoadEventDetector | None = None) -> dict:
     for side in "LR":
         d = s[s.side == side]
         v = ve[ve.side == side]
-        out["hs_err_s"] += list(event_errors(np.unique(np.r_[d.heel_strike_s, d.next_heel_strike_s]), v[v.event == "heel_strike"].t_s))
+        hs = np.unique(np.r_[d.heel_strike_s, d.next_heel_strike_s])
+        out["hs_err_s"] += list(event_errors(hs, v[v.event == "heel_strike"].t_s))
         out["to_err_s"] += list(event_errors(d.toe_off_s.to_numpy(), v[v.event == "toe_off"].t_s))
         r = rep[(rep.raw_file == f) & (rep.side == ("left" if side == "L" else "right"))]
         sl_ref = pd.to_numeric(r["Stride length (m)"], errors="coerce")
@@ -51,19 +53,19 @@ def figures(request):
 
 
 def test_heel_strikes_found_and_close(figures):
-    tag, f = figures
+    _, f = figures
     assert np.isfinite(f["hs_err_s"]).mean() >= 0.8
     assert np.nanmedian(np.abs(f["hs_err_s"])) <= 0.035
 
 
 def test_toe_offs_found(figures):
-    tag, f = figures
+    _, f = figures
     assert np.isfinite(f["to_err_s"]).mean() >= 0.8
     assert np.nanmedian(np.abs(f["to_err_s"])) <= 0.09
 
 
 def test_mean_stride_length_close_to_vendor(figures):
-    tag, f = figures
+    _, f = figures
     assert f["sl_det_m"].size >= 2
     assert abs(f["sl_det_m"].mean() / f["sl_ref_m"].mean() - 1) <= 0.10
 
@@ -94,8 +96,6 @@ def test_kinetic_analyze_reports_opengo_events_within_20_ms_by_default(tag, tmp_
     """Issue target through the CLI as an external harness runs it (no options): a Moticon OpenGo export is
     analysed at the vendor's event definition (``--event-levels auto``), and every heel strike and toe off in
     strides.csv is within 20 ms of the vendor's. Other recordings keep the contact definition."""
-    from kinetic.cli import main
-
     assert main(["analyze", str(DATA / WALKS[tag]), "--out", str(tmp_path)]) == 0
     s = pd.read_csv(tmp_path / "strides.csv")
     assert json.loads((tmp_path / "summary.json").read_text())["event_levels"] == "opengo"
@@ -111,21 +111,22 @@ def test_kinetic_analyze_reports_opengo_events_within_20_ms_by_default(tag, tmp_
 
 def test_default_contact_definition_is_kept_for_other_recordings(tmp_path):
     """``--event-levels auto`` changes nothing for a recording that is not from Moticon insoles."""
-    from kinetic.cli import main
-
     rec = Path(__file__).resolve().parents[2] / "shared" / "data" / "physionet-gaitpdb" / "GaCo01_01.txt"
     assert main(["analyze", str(rec), "--out", str(tmp_path)]) == 0
     assert json.loads((tmp_path / "summary.json").read_text())["event_levels"] == "contact"
 
 
 if __name__ == "__main__":
-    for label, det in (("default (contact, 2 %)", None), ("OPENGO_EVENT_LEVELS (6 % / 12 %)", LoadEventDetector(**OPENGO_EVENT_LEVELS))):
+    levels = (("default (contact, 2 %)", None),
+              ("OPENGO_EVENT_LEVELS (6 % / 12 %)", LoadEventDetector(**OPENGO_EVENT_LEVELS)))
+    for label, det in levels:
         print(f"## events at {label}")
         for t in WALKS:
             f = walk_figures(t, det)
-            print(f"{t}: HS found {np.isfinite(f['hs_err_s']).sum()}/{f['hs_err_s'].size}, mean {1000*np.nanmean(f['hs_err_s']):+.1f} ms, "
-                  f"median |err| {1000*np.nanmedian(np.abs(f['hs_err_s'])):.1f} ms, max |err| {1000*np.nanmax(np.abs(f['hs_err_s'])):.1f} ms; "
-                  f"TO found {np.isfinite(f['to_err_s']).sum()}/{f['to_err_s'].size}, mean {1000*np.nanmean(f['to_err_s']):+.1f} ms, "
-                  f"median |err| {1000*np.nanmedian(np.abs(f['to_err_s'])):.1f} ms, max |err| {1000*np.nanmax(np.abs(f['to_err_s'])):.1f} ms; "
-                  f"stride length mean {f['sl_det_m'].mean():.3f} m "
-                  f"(n={f['sl_det_m'].size}) vs vendor {f['sl_ref_m'].mean():.3f} m -> {100*(f['sl_det_m'].mean()/f['sl_ref_m'].mean()-1):+.1f} %")
+            hs, to = f["hs_err_s"], f["to_err_s"]
+            print(f"{t}: HS found {np.isfinite(hs).sum()}/{hs.size}, mean {1000*np.nanmean(hs):+.1f} ms, "
+                  f"median |err| {1000*np.nanmedian(np.abs(hs)):.1f} ms, max |err| {1000*np.nanmax(np.abs(hs)):.1f} ms; "
+                  f"TO found {np.isfinite(to).sum()}/{to.size}, mean {1000*np.nanmean(to):+.1f} ms, "
+                  f"median |err| {1000*np.nanmedian(np.abs(to)):.1f} ms, max |err| {1000*np.nanmax(np.abs(to)):.1f} ms; "
+                  f"stride length mean {f['sl_det_m'].mean():.3f} m (n={f['sl_det_m'].size}) vs vendor "
+                  f"{f['sl_ref_m'].mean():.3f} m -> {100*(f['sl_det_m'].mean()/f['sl_ref_m'].mean()-1):+.1f} %")

@@ -40,7 +40,7 @@ def test_no_strides_outside_walking_bouts():
     s = analyze(out.recording).strides
     walk = out.truth.bouts[out.truth.bouts.activity.isin(["walking", "turning", "shuffling"])]
     inside = np.zeros(len(s), bool)
-    for a, b in zip(walk.start_s, walk.end_s):
+    for a, b in zip(walk.start_s, walk.end_s, strict=True):
         inside |= (s.heel_strike_s >= a - 0.5) & (s.next_heel_strike_s <= b + 0.5)
     assert inside.all()
 

@@ -26,6 +26,7 @@ from processing.detection import (
     flag_status,
     symmetry_index,
 )
+from processing.readers.auto import read_any
 from simulator.cohort import Change, PatientProfile, daily_metrics, replay_days, simulate_days
 from simulator.validate_cli import clopper_pearson, evaluate_patient
 from storage.store import SQLiteStore
@@ -118,10 +119,11 @@ def test_step_change_flags_with_evidence(tmp_path):
     store.migrate()
     store.execute("INSERT INTO patients (pseudonym, created_us) VALUES (?, ?)", ("p001", 0))
     row = e.to_row("p001", created_us=1)
-    store.execute(f"INSERT INTO flags ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+    flags_sql = f"INSERT INTO flags ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})"  # noqa: S608 (columns: to_row's keys; values bound)
+    store.execute(flags_sql, tuple(row.values()))
     base = det.baselines_["stride_length_m"].to_row("p001", updated_us=1)
-    store.execute(f"INSERT INTO baselines ({', '.join(base)}) VALUES ({', '.join('?' * len(base))})",
-                  tuple(base.values()))
+    base_sql = f"INSERT INTO baselines ({', '.join(base)}) VALUES ({', '.join('?' * len(base))})"  # noqa: S608 (columns: to_row's keys; values bound)
+    store.execute(base_sql, tuple(base.values()))
     stored = store.query("SELECT * FROM flags")
     assert stored.loc[0, "metric"] == "stride_length_m"
     assert json.loads(stored.loc[0, "evidence_json"])["days"] == e.evidence["days"]
@@ -299,8 +301,6 @@ def test_small_simulated_cohort(kind, magnitude):
 
 
 def test_gaitpdb_control_replayed_as_days_raises_nothing():
-    from processing.readers.auto import read_any
-
     path = SHARED_DATA / "physionet-gaitpdb" / "GaCo22_01.txt"
     daily = replay_days(read_any(path), n_days=20, seed=0)
     assert (daily["strides_n"] >= 20).all() and daily["stride_length_m"].isna().all()
@@ -324,13 +324,13 @@ def test_relapse_continues_the_flag_and_status_marks_the_open_one():
     daily = synthetic_daily(40, seed=12, changes={"cop_ml_mean_fw_L": (14, 22, 0.06)})
     daily.loc[26:, "cop_ml_mean_fw_L"] += 0.06
     det = CompensationDetector().detect(daily)
-    mine = [(e, s) for e, s in zip(det.flags_, det.status_) if e.metric == "cop_ml_mean_fw_L"]
-    (first, s1), (_, s2), (relapse, s3) = mine
+    mine = [(e, s) for e, s in zip(det.flags_, det.status_, strict=True) if e.metric == "cop_ml_mean_fw_L"]
+    (first, s1), (_, s2), (_, s3) = mine
     # one flag from the first raise on: improved does not end it, the relapse continues it and is the open row
     assert (s1.active, s1.since_day, s1.cleared_day) == (False, first.day, None)
     assert s2 == FlagStatus()
     assert (s3.active, s3.since_day, s3.cleared_day) == (True, first.day, None)
-    assert det.active_ == [e for e, s in zip(det.flags_, det.status_) if s.active]
+    assert det.active_ == [e for e, s in zip(det.flags_, det.status_, strict=True) if s.active]
 
 
 def test_flag_status_closes_at_cleared_of_the_same_series_only():

@@ -10,6 +10,7 @@ import pytest
 
 from insole_common.errors import ValidationError
 from insole_common.layouts import centre_of_pressure
+from kinetic.cli import main
 from processing.readers.kinetic import read_recording
 from simulator import SimulationParams, device, simulate
 from simulator.consts import BOUT_COLUMNS, EVENT_COLUMNS, GRAVITY_M_S2
@@ -56,7 +57,7 @@ def test_same_seed_same_data_other_seed_other_data() -> None:
 def test_api_shapes_and_columns(mixed) -> None:
     rec = mixed.recording
     assert set(rec.feet) == {"L", "R"}
-    for side, foot in rec.feet.items():
+    for foot in rec.feet.values():
         assert foot.pressure_unit == "kPa" and foot.layout.name == "kc16" and foot.pressure.shape[1] == 16
         assert foot.has_imu and foot.acc_g.shape == (foot.n_samples, 3)
         assert foot.n_samples == pytest.approx(240.0 * 100, abs=1)
@@ -300,7 +301,7 @@ def zupt_displacements(acc_g: np.ndarray, gyro_dps: np.ndarray, fs: float) -> li
         a_world[i] = rot @ acc_g[i] * GRAVITY_M_S2 - [0.0, 0.0, GRAVITY_M_S2]
     edges = np.flatnonzero(np.diff(still.astype(int)))
     out = []
-    for s, e in zip(edges[::2], edges[1::2]):  # still -> moving at s+1, moving -> still at e+1
+    for s, e in zip(edges[::2], edges[1::2], strict=False):  # still -> moving at s+1, moving -> still at e+1
         a = a_world[s:e + 2]
         v = np.vstack([np.zeros(3), np.cumsum((a[1:] + a[:-1]) / 2 * dt, axis=0)])
         v -= np.outer(np.linspace(0, 1, len(v)), v[-1])  # zero velocity at both still ends
@@ -354,8 +355,6 @@ def test_invalid_parameters_are_rejected() -> None:
 
 
 def test_cli_writes_readable_files(tmp_path) -> None:
-    from kinetic.cli import main
-
     out = tmp_path / "sim"
     args = ["simulate", "--out", str(out), "--duration-s", "30", "--lateral-shift-fw", "0.04", "--packet-loss",
             "0.05", "--clock-drift-ppm", "50", "--seed", "7"]

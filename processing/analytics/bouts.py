@@ -63,7 +63,7 @@ def _chains(t: pd.DataFrame) -> list[tuple[int, int]]:
     brk = np.r_[True, np.abs(hs[1:] - nhs[:-1]) > 1e-6]
     starts = np.where(brk)[0]
     ends = np.r_[starts[1:] - 1, len(t) - 1]
-    return list(zip(starts, ends))
+    return list(zip(starts, ends, strict=True))
 
 
 def detect_bouts(strides: pd.DataFrame, engines: dict, *, dead: frozenset[str] | None = None
@@ -105,7 +105,7 @@ def detect_bouts(strides: pd.DataFrame, engines: dict, *, dead: frozenset[str] |
                 for a, b in other_absent:
                     inside |= (a <= hs_r) & (nhs_r <= b)
                 edges = np.diff(np.r_[0, inside.view(np.int8), 0])
-                for i, j in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+                for i, j in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
                     if j - i >= MIN_CHAIN_STRIDES + 1:
                         kept.append((float(hs_r[i]), float(nhs_r[j - 1]), rows[i:j]))
     kept.sort(key=lambda r: r[0])
@@ -117,9 +117,9 @@ def detect_bouts(strides: pd.DataFrame, engines: dict, *, dead: frozenset[str] |
         else:
             merged.append([s, e, [rows]])
     records = []
-    for i, (s, e, rows) in enumerate(merged):
+    for bout_i, (s, e, rows) in enumerate(merged):
         r = np.concatenate(rows)
-        bout_id[r] = i
+        bout_id[r] = bout_i
         records.append({"start_s": s, "end_s": e, "activity": "walking", "n_strides": int(r.size)})
     bouts = pd.DataFrame(records, columns=C.BOUT_COLS)
     bouts = _label_rest(bouts, strides, bout_id, engines)
@@ -140,7 +140,7 @@ def _label_rest(walk: pd.DataFrame, strides: pd.DataFrame, bout_id: np.ndarray, 
     tt = t0 + np.arange(n)
     label = np.full(n, "no_data", dtype=object)
     in_walk = np.zeros(n, bool)
-    for s, e in zip(walk.start_s, walk.end_s):
+    for s, e in zip(walk.start_s, walk.end_s, strict=True):
         in_walk |= (tt + 1 > s) & (tt < e)
     # stance load level from walking strides (peak loads not always available): use 90th pct of per-second load
     with warnings.catch_warnings():
@@ -153,7 +153,7 @@ def _label_rest(walk: pd.DataFrame, strides: pd.DataFrame, bout_id: np.ndarray, 
     label[finite & ~in_walk] = "sitting"
     label[finite & ~in_walk & both_loaded] = "standing"
     rejected = strides[bout_id < 0]
-    for hs, nhs in zip(rejected[C.HEEL_STRIKE_S], rejected[C.NEXT_HEEL_STRIKE_S]):
+    for hs, nhs in zip(rejected[C.HEEL_STRIKE_S], rejected[C.NEXT_HEEL_STRIKE_S], strict=True):
         label[(tt + 1 > hs) & (tt < nhs) & ~in_walk & finite] = "shuffling"
     label[in_walk] = "walking"
     turning = in_walk & (np.nanmean(np.abs(yaw), axis=0) > TURN_YAW_DPS) if np.isfinite(yaw).any() else np.zeros(n, bool)
@@ -163,7 +163,7 @@ def _label_rest(walk: pd.DataFrame, strides: pd.DataFrame, bout_id: np.ndarray, 
     st = np.where(chg)[0]
     en = np.r_[st[1:], n]
     rows = []
-    for a, b in zip(st, en):
+    for a, b in zip(st, en, strict=True):
         act = label[a]
         if act == "walking":
             continue

@@ -25,7 +25,7 @@ def _partial_swings(st: np.ndarray, v: np.ndarray, p: EventParams, final: bool) 
         return
     lowest = np.fmin.reduceat(v, np.c_[a, np.minimum(b, v.size - 1)].ravel())[::2]
     lowest = np.where(b >= v.size, np.fmin(lowest, v[-1]), lowest)  # (reduceat stops one short at the end)
-    for s_, e_ in zip(a[lowest >= p.off_fraction], b[lowest >= p.off_fraction]):  # runs (a few per minute)
+    for s_, e_ in zip(a[lowest >= p.off_fraction], b[lowest >= p.off_fraction], strict=True):  # runs (a few per minute)
         st[s_:e_] = 0.0
 
 

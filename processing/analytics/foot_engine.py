@@ -101,30 +101,32 @@ class FootEngine:
 
     def _load(self) -> np.ndarray:
         f = self._buf.get("f")
-        if f is not None:
-            return f
-        return self._buf["psum"]
+        load = f if f is not None else self._buf["psum"]
+        assert load is not None  # (every chunk has its channel sums)
+        return load
 
     def _process(self, *, final: bool) -> pd.DataFrame:
         self._consolidate()
-        if self._buf.get("p") is None:
+        pressure = self._buf.get("p")
+        if pressure is None:
             return empty_strides()
-        if self._span is None:
+        span = self._span
+        if span is None:
             zb = self._zero_based
             if zb is None:
                 zb = self.unit in ZERO_BASED_UNITS
             det = self._det
             p = det.params(self.fs)
-            self._span = SpanDetector(type(p)(**{**p.__dict__, "zero_based": bool(zb)}))
+            span = self._span = SpanDetector(type(p)(**{**p.__dict__, "zero_based": bool(zb)}))
         load = self._load()
         self._seconds(load, final)
-        res = self._span.run(load, abs0=self.abs0, start=self.start, state0=self.state0, final=final)
+        res = span.run(load, abs0=self.abs0, start=self.start, state0=self.state0, final=final)
         c = res.contacts
         n_str = max(c["hs_i"].size - 1, 0)
         new = None
         if n_str > 0:
             new = stride_rows(
-                self.side, c, fs=self.fs, t0_s=self.t0_s, abs0=self.abs0, pressure=self._buf["p"],
+                self.side, c, fs=self.fs, t0_s=self.t0_s, abs0=self.abs0, pressure=pressure,
                 layout=self.layout, load_unit=self.unit,
                 cop_ap=self._buf.get("cap"), cop_ml=self._buf.get("cml"), acc_g=self._buf.get("acc"),
                 gyro_dps=self._buf.get("gyr"), n_strides=n_str, channel_q=self._buf.get("q"))
@@ -135,7 +137,7 @@ class FootEngine:
             # nothing pending: jump the state machine forward when the foot is surely in swing
             pass
         if not final:
-            self._trim()
+            self._trim(span)
         return new if new is not None else empty_strides()
 
     def _seconds(self, load: np.ndarray, final: bool) -> None:
@@ -164,11 +166,11 @@ class FootEngine:
         yaw = np.concatenate(self._sec_yaw) if self._sec_yaw else np.zeros(0)
         return self.t0_s + np.arange(load.size), load, yaw
 
-    def _trim(self) -> None:
-        B = self._span.p.block_n
-        keep_from = max((self.start - self._span.p.search_n) // B - 3, 0) * B
+    def _trim(self, span: SpanDetector) -> None:
+        B = span.p.block_n
+        keep_from = max((self.start - span.p.search_n) // B - 3, 0) * B
         # blocks needed for levels still to be computed
-        next_level_block = self._span.levels.last_final_block(self.n_abs) + 1
+        next_level_block = span.levels.last_final_block(self.n_abs) + 1
         keep_from = min(keep_from, max(next_level_block - 2, 0) * B, (self._sec_done // B) * B)
         cut = keep_from - self.abs0
         if cut <= 0:
@@ -181,10 +183,11 @@ class FootEngine:
     def flat_intervals_s(self, *, min_share: float = 0.5) -> list[tuple[float, float]]:
         """Time spans (s) of blocks mostly made of flat seconds (dead or disconnected sensor, see
         ``BlockLevels.update``)."""
-        sp = self._span.levels if self._span is not None else None
-        if sp is None or not sp.flat:
+        span = self._span
+        if span is None or not span.levels.flat:
             return []
-        return self._block_spans_s([j for j in sorted(sp.flat) if sp.flat[j] >= min_share])
+        sp = span.levels
+        return self._block_spans_s(span, [j for j in sorted(sp.flat) if sp.flat[j] >= min_share])
 
     def absent_intervals_s(self, *, within_s: tuple[float, float] | None = None,
                            min_share: float = 0.5) -> list[tuple[float, float]]:
@@ -192,14 +195,16 @@ class FootEngine:
         seconds, blocks without enough usable samples for levels and seconds without one finite sample (the
         insole's data are missing), and, given the recording's whole span ``within_s``, the time before this
         foot's first sample and after its last."""
-        sp = self._span.levels if self._span is not None else None
-        if sp is None:
+        span = self._span
+        if span is None:
             return [within_s] if within_s else []
-        spans = self._block_spans_s([j for j in sorted(sp.lo) if sp.flat.get(j, 0.0) >= min_share
-                                     or not (np.isfinite(sp.lo[j]) and np.isfinite(sp.hi[j]))])
+        sp = span.levels
+        spans = self._block_spans_s(span, [j for j in sorted(sp.lo) if sp.flat.get(j, 0.0) >= min_share
+                                           or not (np.isfinite(sp.lo[j]) and np.isfinite(sp.hi[j]))])
         t, load, _ = self.seconds()
         d = np.diff(np.r_[0, np.isnan(load).view(np.int8), 0])
-        spans += [(float(t[i]), float(t[j - 1] + 1)) for i, j in zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1))]
+        spans += [(float(t[i]), float(t[j - 1] + 1))
+                  for i, j in zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1), strict=True)]
         if within_s is not None:
             a, b = self.span_s()
             spans += [iv for iv in ((within_s[0], a), (b, within_s[1])) if iv[1] > iv[0]]
@@ -214,8 +219,8 @@ class FootEngine:
         sp = self._span
         return max(sp.levels.amp_max.values(), default=0.0) if sp is not None else 0.0
 
-    def _block_spans_s(self, blocks: list[int]) -> list[tuple[float, float]]:
-        B = self._span.p.block_n
+    def _block_spans_s(self, span: SpanDetector, blocks: list[int]) -> list[tuple[float, float]]:
+        B = span.p.block_n
         return _merge_spans([(self.t0_s + j * B / self.fs, self.t0_s + (j + 1) * B / self.fs) for j in blocks])
 
     def stride_table(self) -> pd.DataFrame:

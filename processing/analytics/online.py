@@ -54,8 +54,18 @@ _NONE = np.empty(0, dtype=np.intp)
 #: One provisional stride; times in seconds on the caller's time base (``t0_s`` + sample / rate). Its fields are
 #: the stride times of a strides table (``insole_common.metrics.STRIDE_TIME_COLS``), which are also the fields of the wire's
 #: ``StrideRecord`` without its side (insole_common/messages.py; processing/service.py publishes it as one).
-OnlineStride = NamedTuple("OnlineStride", [(name, float) for name in C.STRIDE_TIME_COLS])
-OnlineStride.__doc__ = "One provisional stride; times in seconds on the caller's time base (t0_s + sample / rate)."
+class OnlineStride(NamedTuple):
+    """One provisional stride; times in seconds on the caller's time base (t0_s + sample / rate)."""
+
+    heel_strike_s: float
+    toe_off_s: float
+    next_heel_strike_s: float
+    stride_time_s: float
+    stance_time_s: float
+    swing_time_s: float
+
+
+assert list(OnlineStride._fields) == C.STRIDE_TIME_COLS  # (spelled out for the type checker; kept equal here)
 
 
 class _Contact:
@@ -194,13 +204,12 @@ class OnlineStrideDetector:
             cur.off = None  # a swing too short to be one: the contact goes on
             return
         floor = i - self.search_n
-        if cur is not None:
-            if cur.confirmed or (cur.off is not None and cur.off - cur.on >= self.min_stance_n):
-                if not cur.confirmed:
-                    self._confirm(cur, out)
-                cur.to = self._toe_off(cur, i)
-                self._prev = cur
-            # (a contact shorter than min_stance is dropped: the next stride starts at the confirmed one before it)
+        # (a contact shorter than min_stance is dropped: the next stride starts at the confirmed one before it)
+        if cur is not None and (cur.confirmed or (cur.off is not None and cur.off - cur.on >= self.min_stance_n)):
+            if not cur.confirmed:
+                self._confirm(cur, out)
+            cur.to = self._toe_off(cur, i)
+            self._prev = cur
         prev = self._prev
         if prev is not None and prev.off is not None:
             floor = max(floor, prev.off)

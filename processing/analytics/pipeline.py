@@ -161,7 +161,7 @@ def _saturated_samples(pressure: np.ndarray, *, min_run_n: int = 10) -> int:
         st, en = np.r_[0, brk + 1], np.r_[brk, pos.size - 1]
         h1 = min_run_n // 2
         h2 = min_run_n - 1 - h1
-        for a, b in zip(pos[st], pos[en]):  # runs at the maximum (few)
+        for a, b in zip(pos[st], pos[en], strict=True):  # runs at the maximum (few)
             if b - a + 1 >= min_run_n:
                 hits[a + h1 : b - h2 + 1] = True  # samples whose centred min_run_n window is all at the maximum
     return int(hits.sum())

@@ -45,7 +45,7 @@ def fill_short_gaps(x: np.ndarray, max_gap_n: int) -> np.ndarray:
     starts, ends = np.where(d == 1)[0], np.where(d == -1)[0]
     keep = (ends - starts <= max_gap_n) & (starts > 0) & (ends < len(x))
     if keep.any():
-        idx = np.concatenate([np.arange(s, e) for s, e in zip(starts[keep], ends[keep])])
+        idx = np.concatenate([np.arange(s, e) for s, e in zip(starts[keep], ends[keep], strict=True)])
         valid = np.where(~nan)[0]
         y[idx] = np.interp(idx, valid, x[valid])
     return y

@@ -40,7 +40,7 @@ def channel_sums(pressure: np.ndarray, layout: SensorLayout | None) -> tuple[np.
     clip = not (pressure.min() >= 0)  # (NaN min: clip, and sum the raw channels separately)
     p = np.maximum(pressure, 0.0) if clip else pressure
     regions = [layout.region_mask(r) for r in ("heel", "midfoot", "forefoot")]
-    M = np.column_stack(regions + [layout.lateral_mask, layout.medial_mask, np.ones(layout.n_channels, bool),
+    M = np.column_stack([*regions, layout.lateral_mask, layout.medial_mask, np.ones(layout.n_channels, bool),
                                    np.zeros(layout.n_channels), layout.ap_array, layout.ml_array]).astype(np.float64)
     q = (M.T @ p.T).T
     return (pressure @ ones if clip else q[:, Q_TOTAL].copy()), q
@@ -76,7 +76,8 @@ def stride_rows(
     stride_t = (nhs - hs) / fs
     stance_t = (to - hs) / fs
     swing_t = (nhs - to) / fs
-    keep = ok[:n_s] & np.isfinite(to) & (stride_t >= MIN_STRIDE_S) & (stride_t <= MAX_STRIDE_S) & (stance_t > 0) & (swing_t >= MIN_SWING_S)
+    keep = (ok[:n_s] & np.isfinite(to) & (stride_t >= MIN_STRIDE_S) & (stride_t <= MAX_STRIDE_S) & (stance_t > 0)
+            & (swing_t >= MIN_SWING_S))
     hs, to, nhs = hs[keep], to[keep], nhs[keep]
     stride_t, stance_t, swing_t = stride_t[keep], stance_t[keep], swing_t[keep]
     n = hs.size
@@ -145,7 +146,9 @@ def _stance_features(df: dict, a, b, pressure, layout, cop_ap, cop_ml, channel_q
         # every per-sample quantity is a weighted channel sum (see channel_sums), one quantity per row so that
         # the per-stance reductions run along contiguous memory
         # (rows 6 and missing samples are rewritten in place: idempotent, so the engine's buffer may be passed)
-        Q = np.ascontiguousarray((channel_q if channel_q is not None else channel_sums(pressure, layout)[1]).T)
+        q = channel_q if channel_q is not None else channel_sums(pressure, layout)[1]
+        assert q is not None  # (channel_sums returns the rows whenever there is a layout)
+        Q = np.ascontiguousarray(q.T)
         tot = Q[5]
         missing = np.isnan(tot)
         if missing.any():
@@ -259,7 +262,7 @@ def zupt_stride_length(hs: np.ndarray, to: np.ndarray, nhs: np.ndarray, acc_g: n
     if k.size == 0:
         return out
     L = e - s + 1
-    idx, seg, pos = _ragged(s, L)
+    idx, seg, _ = _ragged(s, L)
     firsts = np.r_[0, np.cumsum(L)[:-1]]
     last = firsts + L - 1
     ax, az = acc_g[idx, 0], acc_g[idx, 2]  # sagittal plane: x anterior, z up

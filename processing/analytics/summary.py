@@ -43,18 +43,22 @@ def build_summary(strides, bouts, engines, meta, *, n_candidates, rejected, dead
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN column: mean is NaN, reported as None
             means = np.nanmean(v, axis=0) if len(v) else None
         per_side[side] = {"strides_n": int(len(v)),
-                          **{f"mean_{c}": _f(means[i]) if len(v) else None for i, c in enumerate(cols)}}
+                          **{f"mean_{c}": _f(means[i]) if means is not None else None for i, c in enumerate(cols)}}
     s["per_side"] = per_side
     if len(strides):
         s["mean_stride_time_s"] = _f(strides[C.STRIDE_TIME_S].mean())
         s["cadence_steps_per_min"] = _f(120.0 / strides[C.STRIDE_TIME_S].median())
         s["mean_stride_length_m"] = _f(strides[C.STRIDE_LENGTH_M].astype(float).mean())
         s["mean_gait_speed_m_s"] = _f(strides[C.GAIT_SPEED_M_S].astype(float).mean())
-        s["stride_time_cv_pct"] = _f(100 * strides[C.STRIDE_TIME_S].std() / strides[C.STRIDE_TIME_S].mean()) if len(strides) > 2 else None
-    s["symmetry_index_pct"] = {c: _f(symmetry_index(per_side["L"][f"mean_{c}"] or np.nan, per_side["R"][f"mean_{c}"] or np.nan))
+        s["stride_time_cv_pct"] = (_f(100 * strides[C.STRIDE_TIME_S].std() / strides[C.STRIDE_TIME_S].mean())
+                                   if len(strides) > 2 else None)
+    s["symmetry_index_pct"] = {c: _f(symmetry_index(per_side["L"][f"mean_{c}"] or np.nan,
+                                                    per_side["R"][f"mean_{c}"] or np.nan))
                                for c in (C.STRIDE_TIME_S, C.STANCE_TIME_S, C.SWING_TIME_S, C.STRIDE_LENGTH_M,
                                          C.PEAK_HEEL_LOAD)}
-    s["walking_time_s"] = _f(float((bouts.loc[bouts.activity == "walking", "end_s"] - bouts.loc[bouts.activity == "walking", "start_s"]).sum())) if len(bouts) else 0.0
+    walking = bouts.activity == "walking"
+    s["walking_time_s"] = (_f(float((bouts.loc[walking, "end_s"] - bouts.loc[walking, "start_s"]).sum()))
+                           if len(bouts) else 0.0)
     s["bouts_n"] = int((bouts.activity == "walking").sum()) if len(bouts) else 0
     flags = []
     q = {}

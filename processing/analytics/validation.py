@@ -43,7 +43,7 @@ def match_gaitndd(strides: pd.DataFrame, ts: pd.DataFrame, *, tol_s: float = 0.1
         v = ts[[cs, csw, cst]].to_numpy(float)
         same = np.r_[False, (v[1:] == v[:-1]).all(axis=1)]
         stale = same & np.r_[False, same[:-1]]
-        for t, T, sw, st, bad in zip(ts["time_s"], ts[cs], ts[csw], ts[cst], stale | (v[:, 0] > MAX_STRIDE_S)):
+        for t, T, sw, st, bad in zip(ts["time_s"], ts[cs], ts[csw], ts[cst], stale | (v[:, 0] > MAX_STRIDE_S), strict=True):
             if bad:
                 rows.append({"side": side, "ref_end_s": t, "reference_valid": False, "matched": False,
                              "stride_err_s": np.nan, "stance_err_s": np.nan, "swing_err_s": np.nan})

@@ -6,15 +6,16 @@ from pathlib import Path
 
 from insole_common.errors import ValidationError
 from insole_common.recording import Recording
+from processing.readers.gaitndd import read_gaitndd
+from processing.readers.gaitpdb import read_gaitpdb
+from processing.readers.kinetic import is_kinetic_recording, read_recording
+from processing.readers.moticon import is_moticon_export, read_moticon
 
 FORMATS = ("gaitpdb", "gaitndd", "moticon", "kinetic")
 
 
 def detect_format(path: str | Path) -> str:
     """Guess the format of ``path`` from its shape and first bytes; raises ValidationError if unknown."""
-    from processing.readers.kinetic import is_kinetic_recording
-    from processing.readers.moticon import is_moticon_export
-
     p = Path(path)
     if not p.exists() and not p.with_suffix(".hea").exists():
         raise ValidationError(f"{p}: no such file or directory", reason="not_found")
@@ -40,14 +41,7 @@ def detect_format(path: str | Path) -> str:
 def read_any(path: str | Path, fmt: str = "auto") -> Recording:
     """Read ``path`` as ``fmt`` (or the detected format when ``fmt="auto"``)."""
     fmt = detect_format(path) if fmt == "auto" else fmt
-    if fmt == "gaitpdb":
-        from processing.readers.gaitpdb import read_gaitpdb as reader
-    elif fmt == "gaitndd":
-        from processing.readers.gaitndd import read_gaitndd as reader
-    elif fmt == "moticon":
-        from processing.readers.moticon import read_moticon as reader
-    elif fmt == "kinetic":
-        from processing.readers.kinetic import read_recording as reader
-    else:
+    readers = {"gaitpdb": read_gaitpdb, "gaitndd": read_gaitndd, "moticon": read_moticon, "kinetic": read_recording}
+    if fmt not in readers:
         raise ValidationError(f"unknown format {fmt!r}; expected auto or one of {FORMATS}", reason="unknown_format")
-    return reader(path)
+    return readers[fmt](path)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from insole_common.codec import Side
 from insole_common.errors import ValidationError
 from insole_common.recording import FootRecording, Recording
 
@@ -59,7 +60,7 @@ def invalid_samples(adc: np.ndarray) -> np.ndarray:
     near = lambda v: (v > INVALID_ADC) & (v <= INVALID_ADC + CLIP_MARGIN_ADC)  # noqa: E731
     clipped = (near(before) & (starts > 0)) | (near(after) & (ends < adc.size))
     out = np.zeros(adc.size, dtype=bool)
-    for s, e in zip(starts[~clipped], ends[~clipped]):  # loop over invalid runs (few), not samples
+    for s, e in zip(starts[~clipped], ends[~clipped], strict=True):  # loop over invalid runs (few), not samples
         out[s:e] = True
     return out
 
@@ -84,12 +85,13 @@ def read_gaitndd(path: str | Path) -> Recording:
             raise IndexError
     except (IndexError, ValueError):
         raise ValidationError(f"{hea}: malformed WFDB header", reason="bad_header") from None
-    feet: dict[str, FootRecording] = {}
+    feet: dict[Side, FootRecording] = {}
     for sig in signals:
         fname, fmt, desc = sig[0], sig[1], " ".join(sig[8:]).lower()
         if fmt != "212":
             raise ValidationError(f"{hea}: signal {fname} has WFDB format {fmt}; only 212 is supported", reason="unsupported")
-        side = "L" if ("left" in desc or fname.endswith(".let")) else "R" if ("right" in desc or fname.endswith(".rit")) else None
+        side: Side | None = ("L" if ("left" in desc or fname.endswith(".let"))
+                             else "R" if ("right" in desc or fname.endswith(".rit")) else None)
         if side is None:
             raise ValidationError(f"{hea}: cannot tell which foot {fname} is", reason="bad_header")
         try:

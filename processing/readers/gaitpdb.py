@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from insole_common.codec import Side
 from insole_common.errors import ValidationError
 from insole_common.layouts import GAITPDB8
 from insole_common.recording import FootRecording, Recording
@@ -44,7 +45,7 @@ def read_gaitpdb(path: str | Path) -> Recording:
         data = np.array(good, dtype=np.float64) if good else np.zeros((0, N_COLUMNS))
     except ValueError:
         data = pd.DataFrame(good, dtype=object).apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
-    keep = dropped.drop("non_numeric", np.isnan(data).any(axis=1))
+    keep = dropped.drop("non_numeric", np.asarray(np.isnan(data).any(axis=1)))
     data = data[keep]
     data = data[dropped.drop("repeated_row", repeated_rows(data))]
     data = data[time_filter(data[:, 0], dropped)]
@@ -56,8 +57,9 @@ def read_gaitpdb(path: str | Path) -> Recording:
     t = data[:, 0]
     idx, n, step_s = grid_index(t, str(p))
     rate_hz = round(1.0 / step_s, 6)
-    feet = {}
-    for side, cols, tot in (("L", slice(1, 9), 17), ("R", slice(9, 17), 18)):
+    feet: dict[Side, FootRecording] = {}
+    columns: tuple[tuple[Side, slice, int], ...] = (("L", slice(1, 9), 17), ("R", slice(9, 17), 18))
+    for side, cols, tot in columns:
         pressure = np.full((n, 8), np.nan)
         pressure[idx] = data[:, cols]
         total = np.full(n, np.nan)

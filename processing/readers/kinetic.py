@@ -20,6 +20,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import TypeGuard
 
 import numpy as np
 import pyarrow as pa
@@ -47,13 +48,13 @@ def write_recording(recording: Recording, path: str | Path) -> Path:
     for side, foot in recording.feet.items():
         cols: dict[str, np.ndarray] = {"t_s": foot.t_s}
         cols["seq"] = (foot.seq if foot.seq is not None else np.arange(foot.n_samples)).astype(np.uint64)
-        for name, column in zip(foot.pressure_columns(), foot.pressure.T):
-            cols[name] = column
+        # (strict=False: channel_names given explicitly are not checked against the pressure's width)
+        cols.update(zip(foot.pressure_columns(), foot.pressure.T, strict=False))
         if foot.total_force_n is not None:
             cols["total_force_n"] = foot.total_force_n
         for names, arr in ((ACC_COLUMNS, foot.acc_g), (GYRO_COLUMNS, foot.gyro_dps)):  # each as exported
             if arr is not None:
-                cols.update(zip(names, arr.T))
+                cols.update(zip(names, arr.T, strict=True))
         _atomic_parquet(pa.table(cols), out / f"{side}.parquet")
         feet_meta[side] = {
             "device_id": foot.device_id,
@@ -102,7 +103,7 @@ def read_recording(path: str | Path) -> Recording:
         layout = get_layout(fm["layout"]) if fm.get("layout") else None
         foot_stub = FootRecording(side, rate, 0.0, np.zeros((0, len(fm["channels"]))), fm["pressure_unit"],
                                   layout=layout, channel_names=tuple(fm["channels"]))
-        missing = [c for c in foot_stub.pressure_columns() + ["t_s"] if c not in table.column_names]
+        missing = [c for c in [*foot_stub.pressure_columns(), "t_s"] if c not in table.column_names]
         if missing:
             raise ValidationError(f"{root / (side + '.parquet')}: missing columns {missing}", reason="bad_file")
         pressure = np.column_stack([table[c].to_numpy() for c in foot_stub.pressure_columns()]).astype(np.float64)
@@ -125,7 +126,7 @@ def read_recording(path: str | Path) -> Recording:
     return Recording(feet=feet, source_format=meta.get("source_format", FORMAT_NAME), meta=meta.get("meta", {}))
 
 
-def _number(v) -> bool:
+def _number(v: object) -> TypeGuard[int | float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v))
 
 

@@ -42,12 +42,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from insole_common.codec import Side
 from insole_common.errors import ValidationError
 from insole_common.recording import FootRecording, Recording
 from processing.readers.grid import RowFilter, grid_index, rows_equal, time_filter
 
 STEP_CODES = {11: ("L", "heel_strike"), 15: ("L", "toe_off"), 21: ("R", "heel_strike"), 25: ("R", "toe_off")}
-SIDE_WORD = {"L": "left", "R": "right"}
+SIDE_WORD: dict[Side, str] = {"L": "left", "R": "right"}
 #: the channel header: "# time" followed by the channel names (tab-separated)
 HEADER_RE = re.compile(r"#\s*time\t")
 #: per-foot channel groups read as numbers (all optional but the pressures)
@@ -138,7 +139,7 @@ def read_moticon(path: str | Path) -> Recording:
     return Recording(feet=feet, source_format="moticon", meta=meta)
 
 
-def _numeric_channels(p: Path, col: dict[str, int], sides: list[str]) -> tuple[list[str], dict[tuple[str, str], list[str]]]:
+def _numeric_channels(p: Path, col: dict[str, int], sides: list[Side]) -> tuple[list[str], dict[tuple[str, str], list[str]]]:
     """The numeric channels to read: time, then per foot the groups that are present (all 16 pressures needed)."""
     num_names = ["time"]
     groups: dict[tuple[str, str], list[str]] = {}
@@ -147,7 +148,7 @@ def _numeric_channels(p: Path, col: dict[str, int], sides: list[str]) -> tuple[l
             keys = [f"{SIDE_WORD[side]} {c}" for c in chans]
             present = [k in col for k in keys]
             if g == "pressure" and not all(present):
-                missing = [k for k, ok in zip(keys, present) if not ok]
+                missing = [k for k, ok in zip(keys, present, strict=True) if not ok]
                 raise ValidationError(f"{p}: missing column {missing[0]!r}", reason="bad_format")
             if all(present):
                 groups[side, g] = keys
@@ -202,7 +203,7 @@ def _usable_rows(p: Path, df: pd.DataFrame, names: list[str], col: dict[str, int
     return df, rows, dropped, non_numeric_n
 
 
-def _foot(side: str, grid, groups: dict[tuple[str, str], list[str]], *, rate_hz: float, t0_s: float) -> FootRecording:
+def _foot(side: Side, grid, groups: dict[tuple[str, str], list[str]], *, rate_hz: float, t0_s: float) -> FootRecording:
     """One foot on the sample grid (``grid(keys)`` places channels there): a pressure row with any missing cell
     is a missing sample, and so are that foot's other channels where every pressure is missing."""
     pressure = grid(groups[side, "pressure"])
@@ -237,7 +238,7 @@ def _vendor_events(df: pd.DataFrame, col: dict[str, int], ev_names: list[str], r
         code = pd.to_numeric(text, errors="coerce").to_numpy(np.float64)
         ok = np.abs(code) < 2**31  # False for NaN (empty or not a number) and inf
         skipped_n += int(((text != "").to_numpy() & ~ok).sum())
-        for i, c in zip(idx[ok], code[ok].astype(np.int64)):
+        for i, c in zip(idx[ok], code[ok].astype(np.int64), strict=True):
             t_s = float(t0_s + i * step_s)
             if side is None:
                 ev_side, ev = STEP_CODES.get(int(c), (None, None))
