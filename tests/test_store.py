@@ -374,3 +374,31 @@ def test_typed_reads_of_sessions_and_summaries(store) -> None:
     assert rows["metrics"][0] == {"stride_time_s": 1.5}
     assert store.daily_summaries("p1", last_day="2026-01-01")["day"].tolist() == ["2026-01-01"]
     assert sorted(store.daily_summary_days())[0] == ("p1", "2026-01-01") and store.weekly_summary_weeks() == set()
+
+
+def test_a_session_belongs_to_the_day_and_week_of_the_patients_time_zone(store) -> None:
+    """The same walk at 23:30 UTC on a Sunday: a UTC patient's day and ISO week are that Sunday's; a patient in
+    Pacific/Auckland (UTC+13 in December) walked at 12:30 on Monday, the next day and the next week."""
+    from processing.service import ProcessingService
+    from simulator import SimulationParams, simulate
+    from tests.test_live_strides import session_message, walk_messages
+
+    sim = simulate(SimulationParams(schedule=(("standing", 2.0), ("walking", 20.0)), imu=True), seed=3)
+    service = ProcessingService(store, live_strides=False)
+    store.set_patient_time_zone("p-nz", "Pacific/Auckland")
+    start_us = 1_797_204_600_000_000  # 2026-12-13 23:30 UTC, a Sunday (ISO week 50)
+    for patient in ("p-utc", "p-nz"):
+        messages = [session_message(patient, "start", f"s-{patient}", start_us)]
+        messages += walk_messages(sim, patient, start_us=start_us)
+        messages.append(session_message(patient, "stop", f"s-{patient}", start_us + 30_000_000))
+        with store.transaction():
+            service.handle_group(messages)
+    assert service.stats.sessions_closed_n == 2 and service.stats.rejected_n == 0
+    days = store.query("SELECT patient, day FROM session_summaries ORDER BY patient")
+    assert days.values.tolist() == [["p-nz", "2026-12-14"], ["p-utc", "2026-12-13"]]
+    assert store.query("SELECT DISTINCT patient, day FROM strides ORDER BY patient").values.tolist() == \
+        days.values.tolist()
+    weeks = store.query("SELECT patient, week, week_start FROM weekly_summaries ORDER BY patient")
+    assert weeks.values.tolist() == [["p-nz", "2026-W51", "2026-12-14"], ["p-utc", "2026-W50", "2026-12-07"]]
+    daily = store.daily_summaries("p-nz")
+    assert daily["day"].tolist() == ["2026-12-14"] and daily["strides_n"][0] > 20
