@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from insole_common import topics
-from insole_common.codec import HEADER, Batch, PressureUnit, encode_batch, split_payloads
+from insole_common.codec import Batch, PressureUnit, encode_batch, peek_header, split_payloads
 from processing.service import GROUP_COMMIT_N
 from transport.mqtt import MqttSettings, connect, make_client
 
@@ -193,7 +193,7 @@ def stored_frames(db: Path) -> tuple[int, int]:
         frames = 0
         for device_id, n_frames, payload in conn.execute("SELECT device_id, n_frames, payload FROM raw_batches"):
             frames += n_frames
-            keys.update((device_id, HEADER.unpack_from(p)[11]) for p in split_payloads(payload))
+            keys.update((device_id, peek_header(p).first_seq) for p in split_payloads(payload))
     return frames, len(keys)
 
 

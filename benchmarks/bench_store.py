@@ -25,7 +25,7 @@ import uuid
 from pathlib import Path
 
 from benchmarks.bench_ingest import make_messages
-from insole_common.codec import HEADER
+from insole_common.codec import decode_batch
 from processing.service import GROUP_COMMIT_N
 from storage.store import PostgresStore, SQLiteStore
 
@@ -38,9 +38,8 @@ def hot_path_rows(n_batches: int, n_devices: int) -> list[tuple]:
     """The rows the service's hot path hands to ``add_raw_payloads``, in arrival order."""
     rows = []
     for _topic, payload in make_messages(n_batches, n_devices):
-        h = HEADER.unpack_from(payload)
-        device_id = payload[HEADER.size : HEADER.size + h[8]].decode()
-        rows.append((device_id, h[11], h[7], f"s-{device_id[:-2]}", "LR"[h[3]], h[13], payload))
+        b = decode_batch(payload)
+        rows.append((b.device_id, b.first_seq, b.n_frames, f"s-{b.device_id[:-2]}", b.side, b.collector_time_us, payload))
     return rows
 
 

@@ -41,7 +41,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -241,6 +241,38 @@ def pressure_counts_block(payloads: list[bytes]) -> np.ndarray:
     off = HEADER_SIZE + dev_len
     rows = np.frombuffer(b"".join(payloads), dtype=np.uint8).reshape(len(payloads), size)
     return np.ascontiguousarray(rows[:, off : off + 2 * n * ch]).view("<u2").reshape(len(payloads), n, ch)
+
+
+#: where the header's per-batch counters lie: first_seq and collector_time_us (device_time_us between them is
+#: skipped); every other header byte stays the same along one stream
+_COUNTERS = struct.Struct("<Q8xq")
+_COUNTERS_OFFSET = 16
+_SCALES_OFFSET = 40
+_DEVICE_ID_LEN_OFFSET = 10
+assert (struct.calcsize("<2sBBBBBBH"), struct.calcsize("<2sBBBBBBHBBI"), _COUNTERS_OFFSET + 24) == (
+    _DEVICE_ID_LEN_OFFSET, _COUNTERS_OFFSET, _SCALES_OFFSET)
+
+
+class HeaderPeek(NamedTuple):
+    """What :func:`peek_header` reads of a payload without decoding it."""
+
+    #: the bytes of every header field but the sequence number and the two clocks, then the device id: equal
+    #: for consecutive batches of one stream (same device, layout, rate, unit, scales, frame count)
+    stream: bytes
+    first_seq: int
+    collector_time_us: int
+
+
+def peek_header(payload: bytes) -> HeaderPeek:
+    """The stream identity, sequence number and collector time of a payload, for the ingest hot path: nothing
+    is checked (a payload whose ``stream`` equals that of a batch :func:`decode_batch` accepted, at the same
+    length and with a good CRC, is valid). The payload must be at least ``HEADER_SIZE`` bytes long."""
+    first_seq, collector_time_us = _COUNTERS.unpack_from(payload, _COUNTERS_OFFSET)
+    stream = payload[:_COUNTERS_OFFSET] + payload[_SCALES_OFFSET : HEADER_SIZE + payload[_DEVICE_ID_LEN_OFFSET]]
+    return _new_tuple(HeaderPeek, (stream, first_seq, collector_time_us))  # (cheaper than HeaderPeek(...))
+
+
+_new_tuple = tuple.__new__
 
 
 def _payload_size(flags: int, ch: int, n: int, dev_len: int) -> int:

@@ -7,8 +7,6 @@ and per side); a week's are the medians of its days' values, counts summed. Days
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 
 from insole_common import metrics as C
@@ -37,11 +35,9 @@ def daily_metrics(table: pd.DataFrame) -> dict[str, float | int | None]:
 
 def update_daily_summary(store: Store, patient: str, day: str) -> None:
     """Recompute one patient-day from its stored strides (idempotent)."""
-    rows = store.query("SELECT session_id, side, metrics_json FROM strides WHERE patient = ? AND day = ?", (patient, day))
-    sessions_n = int(store.query(
-        "SELECT COUNT(*) AS n FROM session_summaries WHERE patient = ? AND day = ?", (patient, day)).iloc[0]["n"])
-    metrics = daily_metrics(pd.DataFrame([json.loads(m) for m in rows["metrics_json"]])) if len(rows) else {}
-    store.save_daily_summary(patient, day, sessions_n, len(rows), metrics)
+    strides = store.day_strides(patient, day)
+    metrics = daily_metrics(strides) if len(strides) else {}
+    store.save_daily_summary(patient, day, store.day_sessions_n(patient, day), len(strides), metrics)
 
 
 def weekly_metrics(daily: pd.DataFrame) -> dict[str, float | int | None]:
@@ -61,9 +57,8 @@ def update_weekly_summary(store: Store, patient: str, day: str) -> None:
     """Recompute the ISO week containing ``day`` from its daily summaries (idempotent)."""
     week, _ = iso_week(day)
     monday, sunday = week_days(day)
-    rows = store.query("SELECT day, sessions_n, strides_n, metrics_json FROM daily_summaries WHERE patient = ? "
-                       "AND day >= ? AND day <= ?", (patient, monday, sunday))
-    metrics = weekly_metrics(pd.DataFrame([json.loads(m) for m in rows["metrics_json"]])) if len(rows) else {}
+    rows = store.daily_summaries(patient, monday, sunday)
+    metrics = weekly_metrics(pd.DataFrame(list(rows["metrics"]))) if len(rows) else {}
     store.save_weekly_summary(patient, week, monday, len(rows), int(rows["sessions_n"].sum()) if len(rows) else 0,
                               int(rows["strides_n"].sum()) if len(rows) else 0, metrics)
 
@@ -71,13 +66,12 @@ def update_weekly_summary(store: Store, patient: str, day: str) -> None:
 def backfill_weekly_summaries(store: Store) -> int:
     """Weekly summaries for weeks that have daily summaries but none of their own (days stored before
     migration 4); returns how many were written."""
-    days = store.query("SELECT patient, day FROM daily_summaries")
-    have = set(store.query("SELECT patient, week FROM weekly_summaries").itertuples(index=False, name=None))
+    have = store.weekly_summary_weeks()
     todo = {}
-    for patient, day in days.itertuples(index=False, name=None):
-        key = (str(patient), iso_week(str(day))[0])
+    for patient, day in store.daily_summary_days():
+        key = (patient, iso_week(day)[0])
         if key not in have:
-            todo.setdefault(key, str(day))
+            todo.setdefault(key, day)
     for (patient, _week), day in todo.items():
         update_weekly_summary(store, patient, day)
     return len(todo)
@@ -85,10 +79,7 @@ def backfill_weekly_summaries(store: Store) -> int:
 
 def daily_table(store: Store, patient: str) -> pd.DataFrame:
     """The patient's daily summaries as one row per day (index ``YYYY-MM-DD``): metrics and ``strides_n``."""
-    rows = store.query("SELECT day, strides_n, metrics_json FROM daily_summaries WHERE patient = ? ORDER BY day",
-                       (patient,))
-    table = pd.DataFrame([json.loads(m) for m in rows["metrics_json"]], index=rows["day"].astype(str))
+    rows = store.daily_summaries(patient)
+    table = pd.DataFrame(list(rows["metrics"]), index=rows["day"].astype(str))
     table["strides_n"] = rows["strides_n"].to_numpy()
     return table.apply(pd.to_numeric, errors="coerce")
-
-

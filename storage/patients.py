@@ -1,37 +1,40 @@
-"""Patients as provisioning and the demo see them: registration, and reads of what is stored per patient
-(weekly summaries, raw frames).
+"""Patients (``patients``): registration, the time zone their days and weeks are counted in
+(:mod:`insole_common.calendar`), and reads of what is stored per patient for provisioning and the demo
+(weekly summaries, raw frames; ``accounts`` for :func:`account_role`).
 
-Tables: ``patients`` (pseudonym, created_us), ``weekly_summaries``, ``raw_batches`` / ``sessions``
-(:mod:`storage.schema`); ``accounts`` for :func:`account_role`.
+The time-zone functions take the store first, so they serve both as functions (``set_patient_time_zone(store, ...)``)
+and as methods of :class:`storage.store.Store` (``store.set_patient_time_zone(...)``).
 """
 
 from __future__ import annotations
 
 import json
+import time
 
 import pandas as pd
 
-from storage.store import Store
+from insole_common.calendar import DEFAULT_TIME_ZONE, zone
+from storage.base import StoreBase
 
 
-def pseudonyms(store: Store) -> set[str]:
+def pseudonyms(store: StoreBase) -> set[str]:
     """Every registered patient's pseudonym."""
     return set(store.query("SELECT pseudonym FROM patients")["pseudonym"].astype(str))
 
 
-def register_patient(store: Store, pseudonym: str, created_us: int) -> bool:
+def register_patient(store: StoreBase, pseudonym: str, created_us: int) -> bool:
     """Register ``pseudonym`` (created at ``created_us``); False when it was registered already."""
     return store.execute("INSERT INTO patients (pseudonym, created_us) VALUES (?, ?) ON CONFLICT (pseudonym) DO NOTHING",
                          (pseudonym, created_us)) == 1
 
 
-def account_role(store: Store, username: str) -> str | None:
+def account_role(store: StoreBase, username: str) -> str | None:
     """The role of the dashboard account ``username`` (also when disabled), None when there is none."""
     rows = store.query("SELECT role FROM accounts WHERE username = ?", (username,))
     return None if rows.empty else str(rows.iloc[0]["role"])
 
 
-def weekly_summaries(store: Store, patients: list[str] | None = None) -> pd.DataFrame:
+def weekly_summaries(store: StoreBase, patients: list[str] | None = None) -> pd.DataFrame:
     """The stored ISO-week summaries (:mod:`processing.summaries`), one row per patient and week, ordered:
     ``patient``, ``week``, ``week_start``, ``days_n``, ``sessions_n``, ``strides_n``, then the metrics."""
     sql = "SELECT patient, week, week_start, days_n, sessions_n, strides_n, metrics_json FROM weekly_summaries"
@@ -44,7 +47,7 @@ def weekly_summaries(store: Store, patients: list[str] | None = None) -> pd.Data
     return pd.concat([rows.drop(columns="metrics_json"), metrics.apply(pd.to_numeric, errors="coerce")], axis=1)
 
 
-def stored_frames_n(store: Store, patients: list[str]) -> int:
+def stored_frames_n(store: StoreBase, patients: list[str]) -> int:
     """How many raw frames the store holds of these patients' sessions."""
     if not patients:
         return 0
@@ -52,3 +55,26 @@ def stored_frames_n(store: Store, patients: list[str]) -> int:
                        f"ON r.session_id = s.session_id WHERE s.patient IN ({', '.join('?' * len(patients))})",
                        tuple(patients))
     return int(rows.iloc[0]["n"])
+
+
+def set_patient_time_zone(store: StoreBase, patient: str, time_zone: str) -> None:
+    """Count the patient's days in ``time_zone`` (an IANA name such as ``Pacific/Auckland``; ValidationError for
+    an unknown one). A patient not stored yet is created, so the zone can be set before the first session.
+    Days already stored keep the day they were given."""
+    zone(time_zone)
+    with store._tx() as ex:
+        store._ensure_patient(ex, patient, time.time_ns() // 1000)
+        ex("UPDATE patients SET time_zone = ? WHERE pseudonym = ?", (time_zone, patient))
+
+
+def patient_time_zone(store: StoreBase, patient: str) -> str:
+    """The patient's time zone (``UTC`` when none was set or the patient is unknown)."""
+    rows = store._rows("SELECT time_zone FROM patients WHERE pseudonym = ?", (patient,))
+    return str(rows[0][0]) if rows else DEFAULT_TIME_ZONE
+
+
+class Patients(StoreBase):
+    """The patient functions as methods of the store (a mixin of :class:`storage.store.Store`)."""
+
+    set_patient_time_zone = set_patient_time_zone
+    patient_time_zone = patient_time_zone

@@ -4,14 +4,15 @@
 Migration 1: ``patients``, ``devices``, ``sessions``, ``raw_batches`` (every accepted frame exactly
 once, as wire-format payloads keyed by device and sequence range; a row holds a run of up to
 ``MAX_FRAMES`` frames of consecutive batches of one device and session, their payloads laid end to end,
-see :func:`storage.store.split_raw_rows`), ``strides``, ``session_summaries``, ``daily_summaries``,
+see :func:`storage.raw.split_raw_rows`), ``strides``, ``session_summaries``, ``daily_summaries``,
 ``rejections`` (audit of bad input). Migration 2: ``accounts``, ``therapist_patients``, ``notes``,
 ``baselines``, ``flags``. Migration 3: ``live_strides`` (provisional strides of running sessions; times
 in seconds since the Unix epoch on the collector's time base). Migration 4: ``weekly_summaries`` (per
 patient and ISO 8601 week, ``week`` like ``2026-W48``, ``week_start`` its Monday). Migration 5:
 ``raw_session_ranges`` (per session and device, the range ``[first_seq, end_seq)`` that holds its raw
 batches; it replaces an index of ``raw_batches`` by session). Migration 6: PostgreSQL keeps
-``raw_batches.payload`` uncompressed (``STORAGE EXTERNAL``). Migration 8: flag state (``flags.active``,
+``raw_batches.payload`` uncompressed (``STORAGE EXTERNAL``). Migration 7: ``patients.time_zone``, the IANA
+time zone of the patient's days and weeks (``UTC`` unless set; :mod:`storage.patients`). Migration 8: flag state (``flags.active``,
 ``since_day``, ``cleared_day``) and the detector's threshold, band and settings on each baseline.
 
 :data:`DASHBOARD_MIGRATIONS` (log ``dashboard_migrations``): the research exports' de-identification
@@ -198,7 +199,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     {postgres} ALTER TABLE raw_batches ALTER COLUMN payload SET STORAGE EXTERNAL
     """,
-    # 7: the patient's time zone (added on branch `storage`)
+    # 7: the time zone a patient's days and weeks are counted in (an IANA name; insole_common.calendar)
+    """
+    ALTER TABLE patients ADD COLUMN time_zone TEXT NOT NULL DEFAULT 'UTC'
+    """,
     # 8: flags are state and baselines carry what produced them (storage/flags.py, processing/flags.py). On a
     # raised event: ``active`` 1 while that flag is open (raised and no `cleared` event of its series since; one
     # row per open flag, its latest raise), ``since_day`` the first raise of its episode, ``cleared_day`` the day

@@ -329,3 +329,76 @@ def test_migration_5_keeps_the_sessions_of_an_existing_archive(store, monkeypatc
         plan = " ".join(store.query("EXPLAIN QUERY PLAN SELECT r.payload " + store_mod._SESSION_RAW,
                                     ("s1",))["detail"].astype(str))
         assert "USING INDEX sqlite_autoindex_raw_batches_1 (device_id=? AND first_seq>? AND first_seq<?)" in plan, plan
+
+
+def test_a_patient_has_a_time_zone(store) -> None:
+    """Migration 7: every patient's days are counted in a stored IANA time zone, UTC unless set."""
+    from insole_common.errors import ValidationError
+    from storage.patients import patient_time_zone, set_patient_time_zone
+
+    store.migrate()
+    store.open_session("s1", "p1", 0, {"L": "d"})
+    assert store.patient_time_zone("p1") == "UTC" and patient_time_zone(store, "nobody") == "UTC"
+    set_patient_time_zone(store, "p1", "Pacific/Auckland")
+    store.set_patient_time_zone("p2", "Europe/Berlin")  # not stored yet: created with its zone
+    assert store.patient_time_zone("p1") == "Pacific/Auckland" and patient_time_zone(store, "p2") == "Europe/Berlin"
+    with pytest.raises(ValidationError):
+        store.set_patient_time_zone("p1", "Mars/Olympus_Mons")
+    assert store.patient_time_zone("p1") == "Pacific/Auckland"
+
+
+def test_typed_reads_of_sessions_and_summaries(store) -> None:
+    """What the processing service reads of sessions, live strides and summaries, without SQL of its own."""
+    store.migrate()
+    assert store.session("s1") is None and store.open_sessions() == []
+    store.open_session("s1", "p1", 5, {"L": "d"})
+    store.open_session("s2", "p1", 9, {"L": "d"})
+    store.close_session("s2", 10, "stopped")
+    assert store.session("s2").state == "closed" and store.session("s1").start_us == 5
+    assert [s.session_id for s in store.open_sessions()] == ["s1"]
+    assert store.last_live_heel_strike_s("s1", "L") is None
+    store.add_live_strides([("s1", "L", hs, "p1", hs + 0.6, hs + 1.1, 1.1, 0.6, 0.5, 0) for hs in (1.0, 2.5)])
+    assert store.last_live_heel_strike_s("s1", "L") == 2.5 and store.last_live_heel_strike_s("s1", "R") is None
+    store.delete_live_strides("s1")
+    assert store.last_live_heel_strike_s("s1", "L") is None
+    assert not store.session_has_results("s1") and store.day_strides("p1", "2026-01-01").empty
+    strides = pd.DataFrame({"side": ["L", "R"], "heel_strike_s": [1.0, 1.5], "stride_time_s": [1.1, float("nan")]})
+    store.save_session_results("s1", "p1", "2026-01-01", strides, {"x": 1})
+    assert store.session_has_results("s1") and store.day_sessions_n("p1", "2026-01-01") == 1
+    day = store.day_strides("p1", "2026-01-01")
+    assert day["side"].tolist() == ["L", "R"] and day["stride_time_s"].isna().tolist() == [False, True]
+    for d, n in (("2026-01-01", 2), ("2026-01-02", 3), ("2026-01-05", 4)):
+        store.save_daily_summary("p1", d, 1, n, {"stride_time_s": n / 2})
+    rows = store.daily_summaries("p1", "2026-01-02")
+    assert rows["day"].tolist() == ["2026-01-02", "2026-01-05"] and rows["strides_n"].tolist() == [3, 4]
+    assert rows["metrics"][0] == {"stride_time_s": 1.5}
+    assert store.daily_summaries("p1", last_day="2026-01-01")["day"].tolist() == ["2026-01-01"]
+    assert sorted(store.daily_summary_days())[0] == ("p1", "2026-01-01") and store.weekly_summary_weeks() == set()
+
+
+def test_a_session_belongs_to_the_day_and_week_of_the_patients_time_zone(store) -> None:
+    """The same walk at 23:30 UTC on a Sunday: a UTC patient's day and ISO week are that Sunday's; a patient in
+    Pacific/Auckland (UTC+13 in December) walked at 12:30 on Monday, the next day and the next week."""
+    from processing.service import ProcessingService
+    from simulator import SimulationParams, simulate
+    from tests.test_live_strides import session_message, walk_messages
+
+    sim = simulate(SimulationParams(schedule=(("standing", 2.0), ("walking", 20.0)), imu=True), seed=3)
+    service = ProcessingService(store, live_strides=False)
+    store.set_patient_time_zone("p-nz", "Pacific/Auckland")
+    start_us = 1_797_204_600_000_000  # 2026-12-13 23:30 UTC, a Sunday (ISO week 50)
+    for patient in ("p-utc", "p-nz"):
+        messages = [session_message(patient, "start", f"s-{patient}", start_us)]
+        messages += walk_messages(sim, patient, start_us=start_us)
+        messages.append(session_message(patient, "stop", f"s-{patient}", start_us + 30_000_000))
+        with store.transaction():
+            service.handle_group(messages)
+    assert service.stats.sessions_closed_n == 2 and service.stats.rejected_n == 0
+    days = store.query("SELECT patient, day FROM session_summaries ORDER BY patient")
+    assert days.values.tolist() == [["p-nz", "2026-12-14"], ["p-utc", "2026-12-13"]]
+    assert store.query("SELECT DISTINCT patient, day FROM strides ORDER BY patient").values.tolist() == \
+        days.values.tolist()
+    weeks = store.query("SELECT patient, week, week_start FROM weekly_summaries ORDER BY patient")
+    assert weeks.values.tolist() == [["p-nz", "2026-W51", "2026-12-14"], ["p-utc", "2026-W50", "2026-12-07"]]
+    daily = store.daily_summaries("p-nz")
+    assert daily["day"].tolist() == ["2026-12-14"] and daily["strides_n"][0] > 20

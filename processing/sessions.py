@@ -1,0 +1,183 @@
+"""Sessions of the processing service: opened and closed by session messages (or by inactivity), then
+finished: the raw frames archived, the gait analytics run, the results, daily and weekly summaries and
+compensation flags stored. The session's day is its start's day in the patient's time zone
+(:mod:`insole_common.calendar`, :func:`storage.patients.patient_time_zone`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+
+from insole_common.calendar import day_of
+from insole_common.codec import Batch
+from insole_common.errors import InsoleError
+from insole_common.layouts import LAYOUTS_BY_WIRE_ID
+from insole_common.messages import SessionMessage
+from insole_common.recording import FootRecording, Recording
+from processing.analytics import analyze
+from processing.flags import update_flags
+from processing.ingest import Implausible, check_time
+from processing.state import ServiceState
+from processing.summaries import update_daily_summary, update_weekly_summary
+from storage.store import StoreUnavailableError
+
+log = logging.getLogger(__name__)
+
+#: a session longer than this is not put on one grid (memory); it is flagged instead
+MAX_SESSION_S = 12 * 3600
+
+
+class SessionsMixin(ServiceState):
+    """Session handling of :class:`processing.service.ProcessingService` (see the module docstring)."""
+
+    def _on_session(self, msg: SessionMessage) -> None:
+        check_time(msg.time_us, "time_us")
+        if msg.event == "start":
+            previous = self._open.get(msg.patient)
+            if previous is not None and previous != msg.session_id:
+                self.close_session(previous, msg.time_us, "superseded")
+            created = self.store.open_session(msg.session_id, msg.patient, msg.time_us, dict(msg.devices))
+            if not created:
+                stored = self.store.session(msg.session_id)
+                if stored is None or stored.state != "open":
+                    return  # a replayed start of a session that is closed already: it stays closed
+            self._open[msg.patient] = msg.session_id
+            self._last_data_us.setdefault(msg.session_id, msg.time_us)
+            self._last_seen[msg.session_id] = time.monotonic()
+        else:
+            self.close_session(msg.session_id, msg.time_us, msg.reason or "stopped")
+
+    def close_session(self, session_id: str, end_us: int, reason: str) -> None:
+        closed = self.store.close_session(session_id, end_us, reason)
+        for patient, sid in list(self._open.items()):
+            if sid == session_id:
+                del self._open[patient]
+        self._last_data_us.pop(session_id, None)
+        self._last_seen.pop(session_id, None)
+        self._live_forget(session_id)
+        # provisional strides are for running sessions; the final analysis replaces them
+        self.store.delete_live_strides(session_id)
+        if closed:
+            self.stats.sessions_closed_n += 1
+        finished = self.store.session_has_results(session_id)
+        # also when a previous attempt closed the session but failed before storing its results
+        if (closed or not finished) and (self.analyze_on_close or self.archive is not None):
+            if closed or self.store.session(session_id) is not None:
+                self.finish_session(session_id)
+
+    def close_idle_sessions(self, now_monotonic: float | None = None) -> None:
+        """Close sessions that received nothing for ``inactivity_s``; all or nothing, like a message group."""
+        now = time.monotonic() if now_monotonic is None else now_monotonic
+        idle = [sid for sid, seen in self._last_seen.items() if now - seen > self.inactivity_s]
+        if not idle:
+            return
+        saved = self._save_state()
+        try:
+            with self.store.transaction():
+                for session_id in idle:
+                    self.close_session(session_id, self._last_data_us.get(session_id, 0), "inactivity")
+        except StoreUnavailableError:
+            self._restore_state(saved)
+            raise
+        self.flush_outgoing()
+
+    # analytics ------------------------------------------------------------------------------
+    def finish_session(self, session_id: str) -> pd.DataFrame | None:
+        """Archive the session's raw frames, then run the analytics and store the results.
+
+        Both steps read the de-duplicated raw store and overwrite their previous output, so
+        running this twice (e.g. after a crash and redelivery) gives the same result.
+        """
+        session = self.store.session(session_id)
+        if session is None:
+            raise KeyError(f"no session {session_id!r}")
+        patient, start_us = session.patient, session.start_us
+        batches = list(self.store.session_batches(session_id))
+        day = day_of(start_us, self.store.patient_time_zone(patient))
+        if self.archive is not None and batches:
+            self.archive.write_session(patient, day, session_id, batches)
+        if not self.analyze_on_close:
+            return None
+        try:
+            recording = recording_from_batches(batches, origin_us=start_us)
+            if recording is None:
+                raise Implausible("the session has no stored frames", reason="no_data")
+            strides, summary = run_analytics(recording)
+        except InsoleError as exc:  # stored, so a session that cannot be analysed is not retried forever
+            log.warning("session %s not analysed: %s", session_id, exc)
+            strides, summary = pd.DataFrame(columns=["side", "heel_strike_s"]), {"quality_flags": [exc.reason],
+                                                                                 "error": str(exc)}
+        summary = dict(summary, session_start_us=start_us)
+        self.store.save_session_results(session_id, patient, day, strides, summary)
+        update_daily_summary(self.store, patient, day)
+        update_weekly_summary(self.store, patient, day)
+        now_us = start_us if self.detection_clock == "data" else time.time_ns() // 1000
+        for event in update_flags(self.store, patient, now_us=now_us):
+            self.stats.flags_n += 1
+            if self.on_flag is not None:
+                self._outgoing.append((self.on_flag, (patient, event.to_message(patient, time_us=now_us))))
+        return strides
+
+
+def recording_from_batches(batches: list[Batch], *, origin_us: int) -> Recording | None:
+    """Place stored batches on one uniform grid per foot (missing frames stay NaN).
+
+    Times are seconds since ``origin_us``. The foot's sample clock is fitted
+    from the batches' aligned collector times (``t = a + seq / rate``), so device
+    clock drift does not pull left and right apart over a long session.
+    """
+    feet: dict[str, FootRecording] = {}
+    for side in ("L", "R"):
+        mine = sorted((b for b in batches if b.side == side), key=lambda b: b.first_seq)
+        if not mine:
+            continue
+        head = mine[0]
+        lo, hi = head.first_seq, max(b.last_seq for b in mine) + 1
+        n = hi - lo
+        if n > MAX_SESSION_S * head.sample_rate_hz:
+            raise Implausible(f"the {side} foot's frames span {n} sequence numbers ({n / head.sample_rate_hz / 3600:.0f} h)"
+                               f"; sessions longer than {MAX_SESSION_S // 3600} h are not analysed in one piece",
+                               reason="session_too_long")
+        pressure = np.full((n, head.n_channels), np.nan)
+        imu = np.full((n, 6), np.nan) if head.has_imu else None
+        for b in mine:
+            i = b.first_seq - lo
+            pressure[i : i + b.n_frames] = b.pressure
+            if imu is not None and b.imu_raw is not None:
+                imu[i : i + b.n_frames, :3] = b.acc_g
+                imu[i : i + b.n_frames, 3:] = b.gyro_dps
+        seq0 = np.array([b.first_seq - lo for b in mine], dtype=np.float64)
+        t0 = np.array([(b.collector_time_us - origin_us) / 1e6 for b in mine])
+        if len(mine) >= 2 and seq0[-1] > seq0[0]:
+            slope, intercept = np.polyfit(seq0, t0, 1)
+            rate = 1.0 / slope if slope > 0 else head.sample_rate_hz
+        else:
+            rate, intercept = head.sample_rate_hz, t0[0]
+        if abs(rate / head.sample_rate_hz - 1) > 0.01:  # implausible: keep the nominal rate
+            rate, intercept = head.sample_rate_hz, float(np.median(t0 - seq0 / head.sample_rate_hz))
+        layout = LAYOUTS_BY_WIRE_ID.get(head.layout_id)
+        feet[side] = FootRecording(
+            side=side,
+            sample_rate_hz=float(rate),
+            t0_s=float(intercept),
+            pressure=pressure,
+            pressure_unit=head.pressure_unit.label,
+            layout=layout if layout is not None and layout.n_channels == head.n_channels else None,
+            acc_g=None if imu is None else imu[:, :3],
+            gyro_dps=None if imu is None else imu[:, 3:],
+            seq=np.arange(lo, hi, dtype=np.uint64),
+            device_id=head.device_id,
+        )
+    if not feet:
+        return None
+    return Recording(feet=feet, source_format="kinetic-stream", meta={"origin_us": origin_us})
+
+
+def run_analytics(recording: Recording) -> tuple[pd.DataFrame, dict]:
+    """Gait analytics on one recording -> (per-stride table, session summary)."""
+    result = analyze(recording)
+    return result.strides, dict(result.summary)

@@ -1,0 +1,100 @@
+"""The processing service's in-memory state, in one place: what the ingest (:mod:`processing.ingest`), the live
+strides (:mod:`processing.live_strides`) and the sessions (:mod:`processing.sessions`) parts of
+:class:`processing.service.ProcessingService` share, and how a rolled-back message or group forgets its effects
+on it. Everything that must survive a restart is in the store; this is rebuilt from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from dataclasses import dataclass, field
+
+from processing.live import LiveFeet, LiveProcess
+from storage.archive import RawArchive
+from storage.store import Store
+
+
+@dataclass
+class ServiceStats:
+    messages_n: int = 0
+    batches_n: int = 0
+    frames_accepted_n: int = 0
+    frames_duplicate_n: int = 0
+    sessions_closed_n: int = 0
+    store_retries_n: int = 0
+    live_strides_n: int = 0
+    flags_n: int = 0
+    rejected: Counter = field(default_factory=Counter)
+
+    @property
+    def rejected_n(self) -> int:
+        return sum(self.rejected.values())
+
+
+class ServiceState:
+    """The state of a running service (the base of its parts); the configuration is set by the service."""
+
+    store: Store
+    archive: RawArchive | None
+    live_strides: bool
+    analyze_on_close: bool
+
+    def _init_state(self) -> None:
+        self.stats = ServiceStats()
+        self._open: dict[str, str] = {}  # patient -> open session id
+        #: provisional live analysis, in this process or (from run(), ``live_process``) in a helper process
+        self._live_feet = LiveFeet()
+        self._live_proc: LiveProcess | None = None
+        #: (session id, side) -> (patient, strides starting at or before this are stored already: a restart)
+        self._live_keys: dict[tuple[str, str], tuple[str, float]] = {}
+        self._live_announce: dict[tuple[str, str], list] = {}  # committed, not yet announced (flush_outgoing)
+        #: live strides are written at most this often (s); 0: in the transaction that produced them. run()
+        #: sets LIVE_ANNOUNCE_S and writes at once whenever its inbox is empty
+        self.live_write_every_s = 0.0
+        self._live_rows: list[tuple] = []  # live_strides rows not yet written
+        self._live_held: list[tuple] = []  # their announcements (to _outgoing once written)
+        self._live_written_at = 0.0
+        self._live_announced_at = 0.0
+        #: called with (patient, session_id, [(side, OnlineStride), ...]) for provisional strides; set by run()
+        self.on_live_strides = None
+        #: hot path: raw topic -> its last fully decoded batch; device -> one past its highest stored seq
+        self._raw_topics: dict = {}
+        self._device_end: dict[str, int] = {}
+        #: rows of the group's fast-path messages not yet inserted, and those messages (for the fallback)
+        self._pending_raw: list[tuple] = []
+        self._pending_feed: list[tuple] = []  # live-analysis items (processing.live)
+        self._pending_patients: dict[str, str] = {}  # session id -> patient of the pending items
+        self._pending_msgs: list[tuple[str, bytes]] = []
+        #: called with (patient, FlagMessage) for each new compensation flag event; set by run()
+        self.on_flag = None
+        #: "wall" stamps flags with the service's clock; "data" with the session's own time (replays, demo)
+        self.detection_clock = "wall"
+        self._last_data_us: dict[str, int] = {}  # session id -> end of its latest data (collector time)
+        #: session id -> time.monotonic() of its latest message: inactivity is about arrivals, not data
+        #: time (a replay of old data must not look idle)
+        self._last_seen: dict[str, float] = {}
+        #: messages to publish once the current transaction has committed (flags, live strides)
+        self._outgoing: list = []
+
+    def _save_state(self) -> tuple:
+        stats = dataclasses.replace(self.stats, rejected=Counter(self.stats.rejected))  # cheap: runs per message
+        return dict(self._open), dict(self._last_data_us), dict(self._last_seen), stats
+
+    def _restore_state(self, saved: tuple) -> None:
+        """Forget the effects of a group that was rolled back (the store retries are counted on)."""
+        self._open, self._last_data_us, self._last_seen = dict(saved[0]), dict(saved[1]), dict(saved[2])
+        stats = saved[3]
+        stats.store_retries_n = self.stats.store_retries_n
+        self.stats = stats
+        self._outgoing.clear()  # nothing of a rolled-back group is announced
+        self._live_clear()  # provisional analysis restarts with the next data
+        self._device_end.clear()
+        self._pending_raw, self._pending_feed, self._pending_msgs, self._pending_patients = [], [], [], {}
+
+    def _live_clear(self) -> None:
+        self._live_rows, self._live_held = [], []
+        self._live_feet.clear()
+        if self._live_proc is not None:
+            self._live_proc.clear()
+        self._live_keys.clear()
