@@ -22,6 +22,7 @@ import getpass
 import os
 import sys
 
+from dashboards.auth import AccountError, add_account, assign_patient, set_disabled
 from research import deid
 from storage.accounts import accounts_n, patient_exists
 from storage.archive import RawArchive
@@ -126,8 +127,6 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def add_user(args: argparse.Namespace) -> int:
-    from dashboards.auth import AccountError, add_account  # noqa: PLC0415 - argon2 (native) only for account commands
-
     store = open_store(args)
     try:
         add_account(store, args.username, args.role, _read_password(args), display_name=args.display_name,
@@ -140,8 +139,6 @@ def add_user(args: argparse.Namespace) -> int:
 
 
 def assign(args: argparse.Namespace) -> int:
-    from dashboards.auth import AccountError, assign_patient  # noqa: PLC0415 - argon2 (native) only for account commands
-
     try:
         assign_patient(open_store(args), args.therapist, args.patient)
     except AccountError as exc:
@@ -162,8 +159,6 @@ def set_cohort(args: argparse.Namespace) -> int:
 
 
 def toggle(args: argparse.Namespace, disabled: bool) -> int:
-    from dashboards.auth import set_disabled  # noqa: PLC0415 - argon2 (native) only for account commands
-
     if not set_disabled(open_store(args), args.username, disabled):
         print(f"error: no account {args.username!r}", file=sys.stderr)
         return 1
