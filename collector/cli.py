@@ -16,13 +16,19 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from collector.config import CollectorSettings, load_settings, save_settings
 from collector.errors import CollectorError
 from collector.profiles import PROFILES, get_profile
 from collector.service import Collector, CollectorConfig
+from collector.sources.base import InsoleSource
+from insole_common.codec import SIDES
 from insole_common.errors import InsoleError
 from transport.mqtt import MqttSettings
+
+if TYPE_CHECKING:
+    from collector.emulation.emulated_insole import EmulatedInsole
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +46,8 @@ COMMANDS = {
         _arg("--profile", choices=sorted(PROFILES), help="only this profile (default: all)"),
     )),
     "pair": ("pair a patient's left and right insole",
-             "Store the patient's pseudonym and insole addresses in the config file. "
-             "Without --left/--right, scans and asks each insole which foot it is.", (
+             ("Store the patient's pseudonym and insole addresses in the config file. "
+              "Without --left/--right, scans and asks each insole which foot it is."), (
         _arg("--patient", required=True, help="the patient's pseudonym (never a name)"),
         _arg("--left", help="Bluetooth address of the left insole"),
         _arg("--right", help="Bluetooth address of the right insole"),
@@ -50,8 +56,8 @@ COMMANDS = {
         _arg("--config", type=Path, help="config file (default ~/.config/kinetic/collector.toml)"),
     )),
     "collect": ("record the paired insoles and forward them to the broker",
-                "Connect to the paired insoles, publish every sample through the durable outbox, and show a live "
-                "one-line status. Stop with Ctrl-C (SIGINT) or SIGTERM.", (
+                ("Connect to the paired insoles, publish every sample through the durable outbox, and show a live "
+                 "one-line status. Stop with Ctrl-C (SIGINT) or SIGTERM."), (
         _arg("--config", type=Path, help="config file (default ~/.config/kinetic/collector.toml)"),
         _arg("--status-interval-s", type=float, default=2.0, help="status line / MQTT status period (default 2)"),
         _arg("--duration-s", type=float, default=None, help="stop after this many seconds (default: run until stopped)"),
@@ -81,16 +87,16 @@ class _Emulation:
     """Two emulated insoles on a Bumble link, plus the bleak backends to reach them."""
 
     def __init__(self, args, profile: str, addresses: dict[str, str]) -> None:
-        from collector.emulation import BumbleLink
+        from collector.emulation import BumbleLink  # noqa: PLC0415 - bumble is optional; imported only with --emulate-insoles
 
         self.link = BumbleLink()
         self.args = args
         self.profile = profile
         self.addresses = addresses
-        self.insoles = []
+        self.insoles: list[EmulatedInsole] = []
 
     async def start(self) -> None:
-        from collector.emulation import EmulatedInsole
+        from collector.emulation import EmulatedInsole  # noqa: PLC0415 - bumble is optional; only with --emulate-insoles
 
         rate = self.args.emulate_rate_hz
         n = 1 if self.profile == "kc16" else (4 if rate == 200 else 2)
@@ -119,7 +125,7 @@ def _backends(emulation: _Emulation | None) -> dict:
 
 
 def cmd_scan(args) -> int:
-    from collector.sources.ble import scan_insoles
+    from collector.sources.ble import scan_insoles  # noqa: PLC0415 - bleak (D-Bus) only when a command runs, not for --help
 
     async def run() -> int:
         emulation = None
@@ -144,7 +150,7 @@ def cmd_scan(args) -> int:
 
 
 def cmd_pair(args) -> int:
-    from collector.sources.ble import read_device_info, scan_insoles
+    from collector.sources.ble import read_device_info, scan_insoles  # noqa: PLC0415 - bleak (D-Bus) only when a command runs
 
     async def run() -> int:
         current = load_settings(args.config, environ={})  # keep environment overrides out of the file
@@ -187,7 +193,7 @@ def cmd_pair(args) -> int:
 
 
 def cmd_collect(args) -> int:
-    from collector.sources.ble import BleInsoleSource  # lazily: see the module docstring
+    from collector.sources.ble import BleInsoleSource  # noqa: PLC0415 - bleak (D-Bus) only when a command runs (module docstring)
 
     async def run() -> int:
         settings = load_settings(args.config).validated()
@@ -195,9 +201,10 @@ def cmd_collect(args) -> int:
         if args.emulate_insoles:
             emulation = _Emulation(args, settings.profile, settings.insoles)
             await emulation.start()
-        sources = [
-            BleInsoleSource(address=address, side=side, profile=settings.profile, **_backends(emulation))
-            for side, address in sorted(settings.insoles.items())
+        assert settings.patient is not None  # validated() checked it
+        sources: list[InsoleSource] = [
+            BleInsoleSource(address=settings.insoles[side], side=side, profile=settings.profile, **_backends(emulation))
+            for side in SIDES if side in settings.insoles  # validated(): no other keys; SIDES is sorted
         ]
         collector = Collector(
             CollectorConfig(patient=settings.patient, outbox_path=settings.outbox_path,

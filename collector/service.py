@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -10,15 +11,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from collector.batching import SideState, cut_batches, pending_batch, same_format
 from collector.publisher import OutboxPublisher
 from collector.sources.base import DeviceFrames, InsoleSource
 from insole_common import topics
-from insole_common.codec import encode_batch
+from insole_common.codec import Side, encode_batch
 from insole_common.messages import CollectorStatus, InsoleStatus, SessionMessage
 from storage.outbox import Outbox, OutboxFullError
 from transport.mqtt import MqttSettings, make_client
+
+if TYPE_CHECKING:
+    from paho.mqtt.client import CallbackOnConnect_v2
 
 log = logging.getLogger(__name__)
 try:
@@ -81,7 +86,8 @@ class Collector:
             log.warning("recovered %d partial batches decoded before the collector was stopped abruptly", self.recovered_n)
         for s in sources:
             s.on_status_change = (lambda src=s: self._publish_insole_status(src))
-        on_connect = self.client.on_connect
+        # OutboxPublisher's callback; make_client builds a CallbackAPIVersion.VERSION2 client
+        on_connect = cast("CallbackOnConnect_v2", self.client.on_connect)
 
         def _on_connect(client, userdata, flags, rc, props):
             on_connect(client, userdata, flags, rc, props)
@@ -127,7 +133,7 @@ class Collector:
                 f" loss {100 * loss:.1f}% bad {st.bad_packets_n}"
             )
         broker = "broker ok" if self.client.is_connected() else "broker unreachable"
-        return " | ".join(parts + [f"outbox {len(self.outbox)} ({100 * self.outbox.fill_fraction:.0f}%)", broker])
+        return " | ".join([*parts, f"outbox {len(self.outbox)} ({100 * self.outbox.fill_fraction:.0f}%)", broker])
 
     # data path ---------------------------------------------------------------------------
     def _enqueue(self, topic: str, payload: bytes) -> bool:
@@ -183,7 +189,7 @@ class Collector:
             rows += self._flush(frames.side, only_complete=True)
         self._commit(frames.side, rows)
 
-    def _commit(self, side: str, rows: list[tuple[str, bytes]], *, force: bool = False) -> None:
+    def _commit(self, side: Side, rows: list[tuple[str, bytes]], *, force: bool = False) -> None:
         """Store completed batches and stage the unfinished tail, in one outbox transaction."""
         state = self._sides[side]
         now = time.monotonic()
@@ -206,7 +212,7 @@ class Collector:
         if rows:
             self.publisher.notify()
 
-    def _flush(self, side: str, *, only_complete: bool = False) -> list[tuple[str, bytes]]:
+    def _flush(self, side: Side, *, only_complete: bool = False) -> list[tuple[str, bytes]]:
         """Cut the side's pending frames into batches (:func:`collector.batching.cut_batches`), encoded."""
         topic = topics.raw_topic(self.config.patient, side)
         return [(topic, encode_batch(b))
@@ -276,7 +282,7 @@ class Collector:
         self.start_session(session_id)
         pumps = [asyncio.create_task(self._pump(s)) for s in self.sources]
         status = asyncio.create_task(self._status_loop(on_status))
-        waiters = list(pumps)
+        waiters: list[asyncio.Task[Any]] = list(pumps)
         stopper = None
         if stop is not None:
             stopper = asyncio.create_task(stop.wait())
@@ -306,12 +312,11 @@ class Collector:
             log.warning("%d messages stay in the outbox %s and will be sent next time", len(self.outbox), self.outbox.path)
         if self.client.is_connected():
             info = self.client.publish(
-                topics.collector_status_topic(self.config.patient), CollectorStatus(online=False, time_us=self.clock_us()).to_json(), qos=1, retain=True
+                topics.collector_status_topic(self.config.patient),
+                CollectorStatus(online=False, time_us=self.clock_us()).to_json(), qos=1, retain=True,
             )
-            try:
+            with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(timeout=2)
-            except (RuntimeError, ValueError):
-                pass
         self.publisher.stop()
         self.client.disconnect()
         self.client.loop_stop()

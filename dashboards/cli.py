@@ -22,7 +22,10 @@ import getpass
 import os
 import sys
 
+from dashboards.auth import AccountError, add_account, assign_patient, set_disabled
+from research import deid
 from storage.accounts import accounts_n, patient_exists
+from storage.archive import RawArchive
 from storage.open import open_store as _open_store
 from storage.store import Store
 
@@ -80,11 +83,11 @@ def open_store(args: argparse.Namespace) -> Store:
 
 
 def serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    import uvicorn  # noqa: PLC0415 - the web server only when serving; `kinetic --help` loads this module
 
-    from dashboards.app import MIN_SECRET_CHARS, create_app
-    from dashboards.live import LiveFeed, MqttLiveFeed
-    from transport.mqtt import MqttError, MqttSettings
+    from dashboards.app import MIN_SECRET_CHARS, create_app  # noqa: PLC0415 - the web stack (fastapi) only when serving
+    from dashboards.live import LiveFeed, MqttLiveFeed  # noqa: PLC0415 - the MQTT client (paho) only when serving
+    from transport.mqtt import MqttError, MqttSettings  # noqa: PLC0415 - the MQTT client (paho) only when serving
 
     secret = os.environ.get("KINETIC_DASHBOARD_SECRET", "")
     if len(secret) < MIN_SECRET_CHARS:
@@ -104,8 +107,6 @@ def serve(args: argparse.Namespace) -> int:
             print(f"warning: {exc}; collector status and live view are unavailable", file=sys.stderr)
     if accounts_n(store) == 0:
         print("no accounts yet: create one with  kinetic dashboard add-user NAME --role therapist", file=sys.stderr)
-    from storage.archive import RawArchive
-
     app = create_app(store, secret=secret, feed=feed, https_only=args.https_only_cookies,
                      archive=RawArchive(args.archive))
     print(f"kinetic dashboard on http://{args.host}:{args.port}/  (API docs: /api/docs)", flush=True)
@@ -126,8 +127,6 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def add_user(args: argparse.Namespace) -> int:
-    from dashboards.auth import AccountError, add_account
-
     store = open_store(args)
     try:
         add_account(store, args.username, args.role, _read_password(args), display_name=args.display_name,
@@ -140,8 +139,6 @@ def add_user(args: argparse.Namespace) -> int:
 
 
 def assign(args: argparse.Namespace) -> int:
-    from dashboards.auth import AccountError, assign_patient
-
     try:
         assign_patient(open_store(args), args.therapist, args.patient)
     except AccountError as exc:
@@ -152,20 +149,16 @@ def assign(args: argparse.Namespace) -> int:
 
 
 def set_cohort(args: argparse.Namespace) -> int:
-    from research.deid import set_cohort as _set
-
     store = open_store(args)
     if not patient_exists(store, args.patient):
         print(f"error: unknown patient {args.patient!r}", file=sys.stderr)
         return 1
-    _set(store, args.patient, args.cohort)
+    deid.set_cohort(store, args.patient, args.cohort)
     print(f"{args.patient} is in cohort {args.cohort!r}")
     return 0
 
 
 def toggle(args: argparse.Namespace, disabled: bool) -> int:
-    from dashboards.auth import set_disabled
-
     if not set_disabled(open_store(args), args.username, disabled):
         print(f"error: no account {args.username!r}", file=sys.stderr)
         return 1

@@ -112,8 +112,8 @@ def trends(store: Store, patient: str) -> dict:
         metrics.append({
             "key": m.key, "label": m.label, "unit": m.unit, "decimals": m.decimals,
             "weekly": [{"week": w, "value": _clean(float(v)), "days_n": int(n)}
-                       for w, v, n in zip(weeks, weekly[m.key], weekly["days_n"])],
-            "daily": [{"day": d, "value": _clean(float(v))} for d, v in zip(table["day"], values) if np.isfinite(v)],
+                       for w, v, n in zip(weeks, weekly[m.key], weekly["days_n"], strict=True)],
+            "daily": [{"day": d, "value": _clean(float(v))} for d, v in zip(table["day"], values, strict=True) if np.isfinite(v)],
             "baseline": b, "threshold": _clean(threshold), "threshold_source": None if threshold is None else "baseline",
             "flag_days": sorted({f["day"] for f in flag_list if f["metric"] in names and f["state"] == "raised"}),
         })
@@ -189,6 +189,8 @@ strides = session_strides
 
 def session_detail(store: Store, session_id: str) -> dict:
     s = db.session(store, session_id)
+    if s is None:
+        raise LookupError(f"no session {session_id!r}")
     table = strides(store, session_id)
     cols = [c for c in STRIDE_TABLE_COLS if c in table]
     return {

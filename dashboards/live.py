@@ -17,6 +17,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from dashboards.plots import foot_frame, foot_outline
 from insole_common import topics
 from insole_common.codec import decode_batch
 from insole_common.errors import InsoleError
@@ -50,7 +51,7 @@ class LiveFeed:
         now_s = time.time() if now_s is None else now_s
         try:
             info = topics.parse_topic(topic)
-            if info.kind == "status":
+            if info.kind == "status" and info.sub is not None:  # parse_topic: a status topic always has one
                 msg = parse_message(payload)
                 if isinstance(msg, (CollectorStatus, InsoleStatus)):
                     with self._lock:
@@ -69,7 +70,7 @@ class LiveFeed:
             trail = self._trails.setdefault(key, deque(maxlen=TRAIL_N))
             if layout is not None and layout.n_channels == batch.n_channels:
                 ap, ml = centre_of_pressure(layout, p, min_total=1.0)
-                trail.extend((round(float(a), 4), round(float(m), 4)) for a, m in zip(ap, ml) if np.isfinite(a))
+                trail.extend((round(float(a), 4), round(float(m), 4)) for a, m in zip(ap, ml, strict=True) if np.isfinite(a))
             last = self._frames.get(key)
             if last is None or batch.first_seq >= last["seq"]:
                 self._frames[key] = {"seq": batch.last_seq, "pressure": p[-1].copy(), "layout": layout,
@@ -84,8 +85,6 @@ class LiveFeed:
 
     def snapshot(self, patient: str, *, now_s: float | None = None) -> dict:
         """The latest frame and COP trail of each foot, as the live view draws them."""
-        from dashboards.plots import foot_frame, foot_outline
-
         now_s = time.time() if now_s is None else now_s
         feet = {}
         for side in ("L", "R"):

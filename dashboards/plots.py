@@ -15,6 +15,7 @@ import pandas as pd
 from insole_common import metrics as C
 from insole_common.codec import Batch
 from insole_common.layouts import SensorLayout, centre_of_pressure
+from processing.service import recording_from_batches
 
 #: a right insole's outline, (ap, ml), clockwise from the back of the heel; smoothed by :func:`foot_outline`
 _OUTLINE_KNOTS = (
@@ -66,7 +67,7 @@ def foot_frame(layout: SensorLayout, pressure_kpa: np.ndarray) -> dict:
     """One foot's picture: sensors, per-sensor values and the heat grid."""
     return {
         "layout": layout.name,
-        "sensors": [[round(a, 3), round(m, 3)] for a, m in zip(layout.ap, layout.ml)],
+        "sensors": [[round(a, 3), round(m, 3)] for a, m in zip(layout.ap, layout.ml, strict=True)],
         "values": [round(float(x), 1) if np.isfinite(x) else None for x in pressure_kpa],
         "grid": heat_grid(layout, pressure_kpa),
     }
@@ -88,8 +89,6 @@ def session_pressure(batches: list[Batch], strides: pd.DataFrame, origin_us: int
     :data:`GAIT_LINE_POINTS_N` points; ``typical`` is the point-wise median over strides and
     ``examples`` are ``lines_n`` strides spread over the session.
     """
-    from processing.service import recording_from_batches
-
     recording = recording_from_batches(batches, origin_us=origin_us)
     out: dict = {"outline": foot_outline(), "grid": {"ap_n": GRID_AP_N, "ml_n": GRID_ML_N}, "feet": {}}
     if recording is None:
@@ -110,7 +109,7 @@ def session_pressure(batches: list[Batch], strides: pd.DataFrame, origin_us: int
         lines = []
         mine = strides[strides[C.SIDE] == side] if len(strides) else strides
         for hs, to in zip(pd.to_numeric(mine.get(C.HEEL_STRIKE_S, []), errors="coerce"),
-                          pd.to_numeric(mine.get(C.TOE_OFF_S, []), errors="coerce")):
+                          pd.to_numeric(mine.get(C.TOE_OFF_S, []), errors="coerce"), strict=False):
             if not (np.isfinite(hs) and np.isfinite(to)) or to <= hs:
                 continue
             i0 = int(round((hs - foot.t0_s) * foot.sample_rate_hz))

@@ -32,6 +32,7 @@ Behind a reverse proxy every request comes from the proxy: list it in ``KINETIC_
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -61,10 +62,8 @@ def client_network(peer: str | None, forwarded_for: str | None = None, trusted_p
         return host
     if forwarded_for and any(addr in net for net in trusted_proxies):
         last = forwarded_for.split(",")[-1].strip()
-        try:
+        with contextlib.suppress(ValueError):
             addr = ipaddress.ip_address(last)
-        except ValueError:
-            pass
     if addr.version == 6 and addr.ipv4_mapped is None:
         return str(ipaddress.ip_network(f"{addr}/64", strict=False))
     return str(addr.ipv4_mapped or addr) if addr.version == 6 else str(addr)
@@ -105,7 +104,7 @@ class SigninLimiter:
         """0 when an attempt may be checked now, else whole seconds to wait (for Retry-After)."""
         keys = self._keys(username, network)
         now = self.now_us()
-        free_of = {k: free for k, free in keys.values()}
+        free_of = dict(keys.values())
         wait_us = 0.0
         for key, failures, last_us in counts.failures(self.store, free_of):
             if now - last_us > self.forget_s * 1e6:

@@ -69,7 +69,7 @@ def set_broker_password(passwd: Path, username: str, password: str, *, tool: str
         os.close(os.open(passwd, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     if tool:
         done = subprocess.run([tool, str(passwd), username], input=f"{password}\n{password}\n", text=True,
-                              capture_output=True, timeout=30)
+                              capture_output=True, timeout=30, check=False)
         if done.returncode != 0:
             raise ProvisionError(f"mosquitto_passwd failed: {(done.stderr or done.stdout).strip()}")
         return

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import secrets
 import shutil
@@ -29,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from collector.service import Collector, CollectorConfig
+from collector.sources.base import InsoleSource
 from dashboards.auth import add_account, assign_patient
 from insole_common import metrics as C
 from processing.service import ProcessingService
@@ -99,7 +101,7 @@ class EmbeddedBroker:
         self._thread = threading.Thread(target=self._run, name="embedded-broker", daemon=True)
 
     def _run(self) -> None:
-        from amqtt.broker import Broker  # lazily: only when no broker is reachable (it loads a whole MQTT server)
+        from amqtt.broker import Broker  # noqa: PLC0415 - only when no broker is reachable (it loads a whole MQTT server)
 
         asyncio.set_event_loop(self._loop)
         config = {
@@ -109,7 +111,7 @@ class EmbeddedBroker:
         self._broker = Broker(config, loop=self._loop)
         try:
             self._loop.run_until_complete(self._broker.start())
-        except BaseException as exc:  # reported to the caller of start()
+        except BaseException as exc:  # noqa: BLE001 - reported to the caller of start(), which raises it
             self._error = exc
             self._started.set()
             return
@@ -126,18 +128,17 @@ class EmbeddedBroker:
     def stop(self) -> None:
         if self._loop.is_running():
             fut = asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop)
-            try:
+            with contextlib.suppress(Exception):  # shutting down anyway
                 fut.result(10)
-            except Exception:  # noqa: BLE001 - shutting down anyway
-                pass
             self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
 
 
-class _ClockedSource:
+class _ClockedSource(InsoleSource):
     """Wraps an insole source so that its arrival times drive the collector's clock."""
 
     def __init__(self, source, clock: list[int]) -> None:
+        super().__init__()
         self._source, self._clock = source, clock
         self.side, self.device_id, self.status = source.side, source.device_id, source.status
         self.sample_rate_hz = source.sample_rate_hz
@@ -154,7 +155,7 @@ class _ClockedSource:
 def stream_walk(patient: str, sim, start_us: int, settings: MqttSettings, outbox_dir: Path, session_id: str) -> None:
     """One simulated walk through the collector and the broker."""
     clock = [start_us]
-    sources = [
+    sources: list[InsoleSource] = [
         _ClockedSource(SimulatedInsoleSource(sim, side, device_id=f"{patient}-{side}", start_time_us=start_us,
                                              seed=zlib.crc32(session_id.encode())), clock)
         for side in ("L", "R")
@@ -237,7 +238,7 @@ def _stream_history(args: argparse.Namespace, service: ProcessingService, settin
     sent_frames = 0
     for day_index in range(args.days):
         day = today - timedelta(days=args.days - 1 - day_index)
-        for k, (base, pseudonym) in enumerate(zip(PATIENTS, _pseudonyms(args.tag))):
+        for k, (base, pseudonym) in enumerate(zip(PATIENTS, _pseudonyms(args.tag), strict=True)):
             patient = replace(base, pseudonym=pseudonym)
             seed = zlib.crc32(f"{patient.pseudonym}/{day}".encode())
             sim = simulate(patient.params_for_day(day_index, args.days, args.walk_s, seed), seed=seed)
@@ -256,6 +257,7 @@ def _stream_history(args: argparse.Namespace, service: ProcessingService, settin
 
 
 def _where_to_look(out: Path, password: str) -> str:
+    query = "SELECT patient, day, strides_n, metrics_json FROM daily_summaries ORDER BY patient, day"
     return f"""
 Where to look:
   dashboard   export KINETIC_DASHBOARD_SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')
@@ -263,7 +265,7 @@ Where to look:
               then open http://127.0.0.1:8080 and sign in as demo-therapist with the password {password}
               (made for this run, shown only here)
   database    {out / 'kinetic.sqlite'}  (SQLite; tables sessions, strides, session_summaries, daily_summaries, flags, raw_batches)
-  e.g.        sqlite3 {out / 'kinetic.sqlite'} "SELECT patient, day, strides_n, metrics_json FROM daily_summaries ORDER BY patient, day"
+  e.g.        sqlite3 {out / 'kinetic.sqlite'} "{query}"
   one walk    kinetic simulate --out walk && kinetic analyze walk --out walk-analysis
 """
 

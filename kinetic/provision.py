@@ -34,6 +34,7 @@ import secrets
 import shutil
 import sys
 import time
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,7 +71,7 @@ class GatewayBundle:
 
 # --- the three things to provision ------------------------------------------------------------------
 
-def new_pseudonym(taken: set[str] = frozenset()) -> str:
+def new_pseudonym(taken: AbstractSet[str] = frozenset()) -> str:
     """A random pseudonym (48 bits from ``secrets``), not one in ``taken``."""
     while True:
         candidate = "p-" + secrets.token_hex(6)
@@ -231,9 +232,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _passwd(args) -> Path:
     if args.passwd:
         return args.passwd
-    if _secrets_dir() is None:
+    secrets_dir = _secrets_dir()
+    if secrets_dir is None:
         raise ProvisionError("give --passwd FILE or set KINETIC_SECRETS_DIR")
-    return _secrets_dir() / "broker" / "passwd"
+    return secrets_dir / "broker" / "passwd"
 
 
 def _reload_hint() -> str:
@@ -244,12 +246,13 @@ def cmd_patient(args) -> int:
     try:
         if not args.broker_url:
             raise ProvisionError("give --broker-url mqtts://HOST:8883 (or set KINETIC_PUBLIC_MQTT_URL)")
-        out = args.out or (_secrets_dir() / "gateways" if _secrets_dir() else None)
+        secrets_dir = _secrets_dir()
+        out = args.out or (secrets_dir / "gateways" if secrets_dir else None)
         if out is None:
             raise ProvisionError("give --out FOLDER or set KINETIC_SECRETS_DIR")
         ca = args.ca_file
-        if ca is None and _secrets_dir() and (_secrets_dir() / "broker" / "certs" / "ca.crt").exists():
-            ca = _secrets_dir() / "broker" / "certs" / "ca.crt"
+        if ca is None and secrets_dir and (secrets_dir / "broker" / "certs" / "ca.crt").exists():
+            ca = secrets_dir / "broker" / "certs" / "ca.crt"
         insoles = {side: addr.upper() for side, addr in (("L", args.left), ("R", args.right)) if addr}
         wants_store = any(hasattr(args, a) for a in ("db", "dsn")) or os.environ.get("KINETIC_DATABASE_URL")
         store = open_store(args) if wants_store else None

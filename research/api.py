@@ -132,7 +132,7 @@ def _read_bids_foot(folder: Path, subject: str, session: str, foot: str):
     df.insert(0, "frame_index", pd.array([pd.NA] * len(df), dtype="Int64"))
     meta = {"side": foot, "sample_rate_hz": sidecar["SamplingFrequency"], "sensor_layout": sidecar.get("SensorLayout"),
             "device_model": sidecar.get("Manufacturer"),
-            "units": {"t_s": "s", **dict(zip(channels["name"], channels["units"]))},
+            "units": {"t_s": "s", **dict(zip(channels["name"], channels["units"], strict=True))},
             "channels": channels.to_dict("records")}
     return df, meta
 

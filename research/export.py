@@ -25,6 +25,7 @@ The export is built in a hidden sibling folder and renamed into place at the end
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -32,7 +33,7 @@ import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -54,7 +55,7 @@ from storage.research import labelled_sessions
 from storage.strides import session_strides as stored_strides
 
 #: the weekly table's columns: who, which week, counts, then the catalogue's daily metrics
-WEEKLY_COLUMNS = ("subject", "iso_week", "week_start", "days_n", "sessions_n", "strides_n") + C.DAILY_METRICS
+WEEKLY_COLUMNS = ("subject", "iso_week", "week_start", "days_n", "sessions_n", "strides_n", *C.DAILY_METRICS)
 
 
 class ExportError(InsoleError):
@@ -75,7 +76,7 @@ class ExportSession:
     #: per-stride table, times in seconds since the session's start
     strides: Callable[[], pd.DataFrame]
     #: shifted start (naive UTC date-time), or None when the source has no date
-    start: object = None
+    start: datetime | None = None
     duration_s: float | None = None
     task: str = "freeliving"
     task_name: str = "free-living walking at home"
@@ -116,8 +117,8 @@ def select_sessions(store, archive, *, session: str | None = None, patient: str 
         paths = archive.session_paths(r.patient, day_of(r.start_us), r.session_id)
         out.append(ExportSession(
             subject=subject, label=r.label,
-            streams=lambda paths=paths, start_us=r.start_us: archive_streams(paths, start_us),
-            strides=lambda sid=r.session_id: stored_strides(store, sid),
+            streams=functools.partial(archive_streams, paths, r.start_us),
+            strides=functools.partial(stored_strides, store, r.session_id),
             start=subject.shift_time_us(r.start_us),
             duration_s=None if r.end_us is None else (r.end_us - r.start_us) / 1e6))
     return out
@@ -182,16 +183,16 @@ def weekly_table(strides: pd.DataFrame, sessions: pd.DataFrame) -> pd.DataFrame:
     daily = []
     for (subject, day), in_day in days.groupby(["subject", "day"], sort=True):
         day_strides = by_day.get((subject, day))
-        week, week_start = iso_week(day)
+        week, week_start = iso_week(str(day))  # a YYYY-MM-DD string (strftime above)
         row = {"subject": subject, "iso_week": week, "week_start": week_start,
                "sessions_n": in_day["session"].nunique(), "strides_n": 0 if day_strides is None else len(day_strides)}
         daily.append(row | ({} if day_strides is None else _overall(daily_metrics(day_strides))))
     rows = []
-    for (subject, week, week_start), in_week in pd.DataFrame(daily).groupby(["subject", "iso_week", "week_start"],
-                                                                              sort=True):
+    for (subject, in_iso_week, monday), in_week in pd.DataFrame(daily).groupby(["subject", "iso_week", "week_start"],
+                                                                                sort=True):
         values = in_week.drop(columns=["subject", "iso_week", "week_start"]).reindex(
             columns=["sessions_n", "strides_n", *C.DAILY_METRICS])
-        rows.append({"subject": subject, "iso_week": week, "week_start": week_start, "days_n": len(in_week),
+        rows.append({"subject": subject, "iso_week": in_iso_week, "week_start": monday, "days_n": len(in_week),
                      **weekly_metrics(values)})
     out = pd.DataFrame(rows, columns=list(WEEKLY_COLUMNS))
     out[list(C.DAILY_METRICS)] = out[list(C.DAILY_METRICS)].astype(float)
@@ -245,16 +246,17 @@ def _write_all(sessions: list[ExportSession], root: Path, fmt: str, *, software:
             ses = bids_label(s.label) if bids else s.label
             subjects[subj] = s.subject.cohort
             strides = s.strides()
+            start = None if s.start is None else s.start.isoformat(timespec="microseconds")
             info = {"subject": subj, "session": ses, "task": s.task, "task_name": s.task_name,
                     "task_description": s.task_description, "software": software,
-                    "start": None if s.start is None else s.start.isoformat(timespec="microseconds"),
+                    "start": start,
 }
             scans = []
             for st in streams:
                 written = formats.write_samples(root, fmt, subj, ses, st, info, progress=bar.update)
                 files += written
                 if bids:
-                    scans.append((written[0].split("/", 2)[2], "n/a" if s.start is None else info["start"]))
+                    scans.append((written[0].split("/", 2)[2], "n/a" if start is None else start))
             if bids:
                 files += formats.write_bids_events(root, subj, ses, s.task, strides)
                 files.append(formats.write_bids_scans(root, subj, ses, scans))

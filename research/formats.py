@@ -116,7 +116,7 @@ def _write_bids_motion(root: Path, subject: str, session: str, stream: FootStrea
     value_type = pa.float32() if stream.meta.get("wire_version") else pa.float64()
     schema = pa.schema([("t_s", pa.float64())] + [(c, value_type) for c in data_cols])
     options = pacsv.WriteOptions(delimiter="\t", include_header=False, null_string="n/a", quoting_style="none")
-    rows_n, t_first_s, t_last_s = 0, None, None
+    rows_n, t_first_s, t_last_s = 0, 0.0, 0.0  # the times are read only once rows_n > 0
     with pacsv.CSVWriter(str(tsv), schema, write_options=options) as writer:
         for batch in stream.chunks():
             # each value in the shortest text that reads back to the same float32 (archive) / float64
@@ -124,7 +124,7 @@ def _write_bids_motion(root: Path, subject: str, session: str, stream: FootStrea
             writer.write_batch(nan_to_null(pa.record_batch(cols, schema=schema)))
             if batch.num_rows:
                 t = batch.column("t_s")
-                t_first_s = t[0].as_py() if t_first_s is None else t_first_s
+                t_first_s = t[0].as_py() if rows_n == 0 else t_first_s
                 t_last_s = t[-1].as_py()
                 rows_n += batch.num_rows
             if progress:

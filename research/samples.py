@@ -93,11 +93,12 @@ class FootStream:
 
 def _channels(pressure_names: list[str], unit: str, layout: SensorLayout | None, imu: bool) -> list[Channel]:
     out = []
-    use_layout = layout is not None and layout.n_channels == len(pressure_names)
+    placed = layout if layout is not None and layout.n_channels == len(pressure_names) else None
     kind = "force" if unit == "N" else "pressure"
     for i, name in enumerate(pressure_names):
-        out.append(Channel(name, unit, kind, ap=layout.ap[i] if use_layout else None,
-                           ml=layout.ml[i] if use_layout else None, region=layout.regions[i] if use_layout else None))
+        out.append(Channel(name, unit, kind, ap=placed.ap[i] if placed is not None else None,
+                           ml=placed.ml[i] if placed is not None else None,
+                           region=placed.regions[i] if placed is not None else None))
     if imu:
         out += [Channel(n, "g", "acc", n.split("_")[1]) for n in ACC_COLUMNS]
         out += [Channel(n, "deg/s", "gyro", n.split("_")[1]) for n in GYRO_COLUMNS]
@@ -150,7 +151,7 @@ def recording_streams(recording: Recording, *, chunk_rows: int = CHUNK_ROWS) -> 
     ``frame_index`` keeps their place.
     """
     streams = []
-    for side, foot in sorted(recording.feet.items()):
+    for _side, foot in sorted(recording.feet.items()):
         streams.append(_foot_stream(foot, recording, chunk_rows))
     return streams
 
@@ -162,7 +163,8 @@ def _foot_stream(foot: FootRecording, recording: Recording, chunk_rows: int) -> 
         else [f"ch{i + 1:02d}" for i in range(foot.pressure.shape[1])])
     suffix = UNIT_SUFFIX.get(foot.pressure_unit, "raw")
     names = [n if n.endswith(f"_{suffix}") else f"{n}_{suffix}" for n in base]
-    imu = foot.acc_g is not None and foot.gyro_dps is not None
+    acc_g, gyro_dps = foot.acc_g, foot.gyro_dps
+    imu = acc_g is not None and gyro_dps is not None
     channels = _channels(names, foot.pressure_unit, layout, imu)
     keep = np.flatnonzero(~np.all(np.isnan(foot.pressure), axis=1))
 
@@ -171,8 +173,8 @@ def _foot_stream(foot: FootRecording, recording: Recording, chunk_rows: int) -> 
             idx = keep[lo: lo + chunk_rows]
             cols = [pa.array(idx.astype(np.int64)), pa.array(foot.t0_s + idx / foot.sample_rate_hz)]
             cols += [pa.array(foot.pressure[idx, j]) for j in range(len(names))]
-            if imu:
-                cols += [pa.array(foot.acc_g[idx, j]) for j in range(3)] + [pa.array(foot.gyro_dps[idx, j]) for j in range(3)]
+            if acc_g is not None and gyro_dps is not None:  # imu
+                cols += [pa.array(acc_g[idx, j]) for j in range(3)] + [pa.array(gyro_dps[idx, j]) for j in range(3)]
             yield pa.record_batch(cols, names=["frame_index", "t_s"] + [c.name for c in channels])
 
     return FootStream(side=foot.side, sample_rate_hz=float(foot.sample_rate_hz), channels=channels, rows_n=int(keep.size),
@@ -184,14 +186,15 @@ def _foot_stream(foot: FootRecording, recording: Recording, chunk_rows: int) -> 
 
 def nan_to_null(batch: pa.RecordBatch) -> pa.RecordBatch:
     """Floating NaN as null (so text formats write their missing-value marker)."""
-    cols = []
-    for col in batch.columns:
-        if pa.types.is_floating(col.type) and col.null_count == 0:
-            nan = pc.is_nan(col)
-            if pc.any(nan).as_py():
-                col = pc.if_else(nan, pa.scalar(None, col.type), col)
-        cols.append(col)
-    return pa.record_batch(cols, names=batch.schema.names)
+    return pa.record_batch([_nan_to_null_column(col) for col in batch.columns], names=batch.schema.names)
+
+
+def _nan_to_null_column(col):
+    if pa.types.is_floating(col.type) and col.null_count == 0:
+        nan = pc.is_nan(col)
+        if pc.any(nan).as_py():
+            return pc.if_else(nan, pa.scalar(None, col.type), col)
+    return col
 
 
 __all__ = ["CHUNK_ROWS", "Channel", "FootStream", "archive_streams", "nan_to_null", "recording_streams"]

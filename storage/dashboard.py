@@ -12,6 +12,11 @@ import pandas as pd
 from storage.store import Store
 
 
+def _int(x) -> int:
+    """A cell of an integer column (pandas types a row's cells as any scalar)."""
+    return int(x)
+
+
 def _int_or_none(x) -> int | None:
     return None if x is None or pd.isna(x) else int(x)
 
@@ -104,7 +109,7 @@ def patient_sessions(store: Store, patient: str, *, limit: int, offset: int) -> 
         "SELECT s.session_id, s.start_us, s.end_us, s.state, ss.strides_n, ss.summary_json FROM sessions s "
         "LEFT JOIN session_summaries ss ON ss.session_id = s.session_id WHERE s.patient = ? "
         "ORDER BY s.start_us DESC LIMIT ? OFFSET ?", (patient, int(limit), int(offset)))
-    return [{"session_id": r.session_id, "start_us": int(r.start_us), "end_us": _int_or_none(r.end_us), "state": r.state,
+    return [{"session_id": r.session_id, "start_us": _int(r.start_us), "end_us": _int_or_none(r.end_us), "state": r.state,
              "strides_n": _int_or_none(r.strides_n),
              "summary": json.loads(r.summary_json) if isinstance(r.summary_json, str) else {}}
             for r in rows.itertuples()]
@@ -115,7 +120,7 @@ def notes(store: Store, patient: str) -> list[dict]:
     """``id, author, time_us, text`` of the patient's notes, newest first."""
     rows = store.query("SELECT id, author, time_us, text FROM notes WHERE patient = ? ORDER BY time_us DESC, id DESC",
                        (patient,))
-    return [{"id": int(r.id), "author": r.author, "time_us": int(r.time_us), "text": r.text} for r in rows.itertuples()]
+    return [{"id": _int(r.id), "author": r.author, "time_us": _int(r.time_us), "text": r.text} for r in rows.itertuples()]
 
 
 def add_note(store: Store, patient: str, author: str, text: str, time_us: int) -> None:
@@ -139,7 +144,7 @@ def labelled_sessions(store: Store, *, cohort: str | None = None) -> list[dict]:
         sql += " AND sub.cohort = ?"
         params += (cohort,)
     return [{"session": str(r.session), "subject": str(r.subject), "cohort": str(r.cohort),
-             "date_shift_days": int(r.date_shift_days), "start_us": int(r.start_us), "end_us": _int_or_none(r.end_us),
+             "date_shift_days": _int(r.date_shift_days), "start_us": _int(r.start_us), "end_us": _int_or_none(r.end_us),
              "strides_n": _int_or_none(r.strides_n)} for r in store.query(sql, params).itertuples()]
 
 

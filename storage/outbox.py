@@ -110,6 +110,7 @@ class Outbox:
             self._count += 1
             self._bytes += size
             self._check_fill()
+            assert cur.lastrowid is not None  # set by the INSERT
             return int(cur.lastrowid)
 
     def commit(self, rows: list[tuple[str, bytes]], *, stage_key: str, staged: tuple[str, bytes] | None,
@@ -217,7 +218,8 @@ class Outbox:
     def ack(self, item_id: int) -> None:
         """Delete a message the broker acknowledged."""
         with self._lock:
-            row = self._db.execute("DELETE FROM outbox WHERE id = ? RETURNING LENGTH(payload) + LENGTH(topic)", (item_id,)).fetchone()
+            row = self._db.execute("DELETE FROM outbox WHERE id = ? RETURNING LENGTH(payload) + LENGTH(topic)",
+                                   (item_id,)).fetchone()
             if row is not None:
                 self._count -= 1
                 self._bytes -= int(row[0])

@@ -16,6 +16,15 @@ import pandas as pd
 from storage.store import Store
 
 
+def _int(x) -> int:
+    """A cell of an integer column (pandas types a row's cells as any scalar)."""
+    return int(x)
+
+
+def _int_or_none(x) -> int | None:
+    return None if x is None or pd.isna(x) else int(x)
+
+
 def set_cohort(store: Store, patient: str, cohort: str, *, shift_days: Callable[[], int]) -> None:
     """Put ``patient`` into ``cohort`` (creating its research label when new)."""
     ensure_subject_labels(store, shift_days=shift_days)
@@ -80,8 +89,8 @@ def labelled_sessions(store: Store, *, session: str | None = None, patient: str 
             sql += f" AND {cond}"
             params += (value,)
     rows = store.query(sql + " ORDER BY s.start_us, s.session_id", params)
-    return [LabelledSession(session_id=str(r.session_id), patient=str(r.patient), start_us=int(r.start_us),
-                            end_us=None if r.end_us is None or pd.isna(r.end_us) else int(r.end_us),
+    return [LabelledSession(session_id=str(r.session_id), patient=str(r.patient), start_us=_int(r.start_us),
+                            end_us=_int_or_none(r.end_us),
                             label=str(r.label), subject=str(r.subject), cohort=str(r.cohort),
-                            date_shift_days=int(r.date_shift_days))
+                            date_shift_days=_int(r.date_shift_days))
             for r in rows.itertuples(index=False)]

@@ -139,11 +139,11 @@ def test_left_right_aligned_within_10_ms_and_reconnect_with_exact_gap(tmp_path) 
     assert np.max(np.abs(lr_ms[learned])) < 10
     # --- reconnection: within 5 s of the insole advertising again
     src_r = sources[1]
-    down_us, up_us = src_r.status.outages[0]
+    _down_us, up_us = src_r.status.outages[0]
     reconnect_s = (up_us - right.reappeared_wall_us[0]) / 1e6
     # --- the gap: exactly the frames the insole sampled while nobody listened
     truth = [(a.first_seq + a.n_frames, b.first_seq - a.first_seq - a.n_frames)
-             for a, b in zip(right.sent, right.sent[1:]) if b.first_seq != a.first_seq + a.n_frames]
+             for a, b in zip(right.sent, right.sent[1:], strict=False) if b.first_seq != a.first_seq + a.n_frames]
     after = next(f for f in frames["R"] if f.first_seq == truth[0][0] + truth[0][1])
     first_data_s = (after.arrival_time_us - right.reappeared_wall_us[0]) / 1e6
     print(f"reconnect: link up {reconnect_s:.3f} s and first frames {first_data_s:.3f} s after the insole advertised "
@@ -175,7 +175,8 @@ def test_counters_and_clock_roll_over_mid_stream() -> None:
     dev = np.array([f.device_time_us for f in frames])
     assert np.all(np.diff(dev) > 0) and dev[-1] > (1 << 32)
     # device time and sequence stay locked together across both wraps
-    np.testing.assert_array_equal(dev, ins.device_time_start_us + (np.array([f.first_seq for f in frames]) - ins.seq_start) * 5000)
+    np.testing.assert_array_equal(dev, ins.device_time_start_us
+                                  + (np.array([f.first_seq for f in frames]) - ins.seq_start) * 5000)
     assert src.status.gaps == [] and src.status.bad_packets_n == 0
 
 

@@ -103,7 +103,7 @@ def test_broker_down_for_60_s_mid_stream_then_every_sample_arrives(tmp_path) -> 
         stop = asyncio.Event()
         task = asyncio.create_task(collector.run(stop=stop))
         deadline = time.monotonic() + 10
-        while not all(s.status.connected for s in sources) and time.monotonic() < deadline:
+        while not all(s.status.connected for s in sources) and time.monotonic() < deadline:  # noqa: ASYNC110 - polls status, no event
             await asyncio.sleep(0.05)
         await asyncio.sleep(3.0)
         delivered_before = len(rec.batches("L"))
@@ -121,7 +121,7 @@ def test_broker_down_for_60_s_mid_stream_then_every_sample_arrives(tmp_path) -> 
         return collector, sources, delivered_before
 
     try:
-        collector, sources, delivered_before = asyncio.run(run())
+        _collector, sources, delivered_before = asyncio.run(run())
         want = {s.side: s.status.frames_received_n for s in sources}
         ok = wait_for(lambda: all(len(seq_multiset(rec.batches(side))) == n for side, n in want.items()), 30)
     finally:

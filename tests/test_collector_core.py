@@ -60,7 +60,7 @@ def test_clock_alignment_left_right_within_10_ms() -> None:
         arrival_us = (EPOCH_US + true_us + 7_500 + rng.exponential(15_000, true_us.size)).astype(np.int64)
         aligner = ClockAligner()
         mapped = []
-        for d, a in zip(device_us, arrival_us):
+        for d, a in zip(device_us, arrival_us, strict=True):
             aligner.observe(int(d), int(a))
             mapped.append(aligner.to_collector_us(int(d)))
         err_us = np.array(mapped) - (EPOCH_US + true_us)

@@ -40,11 +40,17 @@ def start_collect(tmp_path, patient: str, mqtt_url: str, log_name: str) -> subpr
 
 def sent_frames(path, before_us: int | None = None) -> dict[str, set[int]]:
     out: dict[str, set[int]] = {"L": set(), "R": set()}
-    for line in open(path, encoding="utf-8"):
-        rec = json.loads(line)
-        if rec["fault"] is None and (before_us is None or rec["sent_us"] <= before_us):
-            out[rec["side"]].update(range(rec["seq"], rec["seq"] + rec["n"]))
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            rec = json.loads(line)
+            if rec["fault"] is None and (before_us is None or rec["sent_us"] <= before_us):
+                out[rec["side"]].update(range(rec["seq"], rec["seq"] + rec["n"]))
     return out
+
+
+def lines_n(path) -> int:
+    with open(path) as f:
+        return sum(1 for _ in f)
 
 
 def test_sigkill_then_restart_loses_nothing_decoded(tmp_path, patient_id) -> None:
@@ -56,7 +62,7 @@ def test_sigkill_then_restart_loses_nothing_decoded(tmp_path, patient_id) -> Non
         # run 1 publishes for a while; then the broker hangs (no PUBACKs) and the collector is killed without warning
         proc = start_collect(tmp_path, patient_id, url, "run1")
         assert wait_for(lambda: (tmp_path / "sent.jsonl").exists() and
-                        sum(1 for _ in open(tmp_path / "sent.jsonl")) >= 120, 30), (tmp_path / "run1.err").read_text()
+                        lines_n(tmp_path / "sent.jsonl") >= 120, 30), (tmp_path / "run1.err").read_text()
         broker.freeze()
         time.sleep(2.3)  # batches pile up unacknowledged, the last one only partly filled (staged)
         proc.send_signal(signal.SIGKILL)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import threading
 import time
+import zipfile
 from datetime import date
 from pathlib import Path
 
@@ -21,17 +22,19 @@ from dashboards.app import create_app
 from dashboards.live import MqttLiveFeed
 from insole_common import topics
 from insole_common.codec import Batch, PressureUnit, encode_batch
+from insole_common.layouts import KC16
 from insole_common.messages import CollectorStatus, InsoleStatus
+from research.deid import Subject
 from storage.archive import RawArchive
 from storage.store import SQLiteStore
 from tests.fixtures.dashboard import FIXTURE_PASSWORD, ServerThread, build_fixture
 from transport.mqtt import connect, make_client
 
 selenium = pytest.importorskip("selenium")  # a declared dependency: importorskip only guards odd installs
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium import webdriver  # noqa: E402 - after importorskip
+from selenium.webdriver.chrome.service import Service  # noqa: E402 - after importorskip
+from selenium.webdriver.common.by import By  # noqa: E402 - after importorskip
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402 - after importorskip
 
 TODAY = date(2026, 11, 20)
 SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
@@ -52,8 +55,10 @@ def site(tmp_path_factory, mqtt_settings):
     now_us = int(time.time() * 1e6)
     retained = [
         (topics.collector_status_topic("pat-a"), CollectorStatus(online=True, time_us=now_us).to_json()),
-        (topics.insole_status_topic("pat-a", "L"), InsoleStatus(side="L", connected=True, time_us=now_us, battery_pct=81).to_json()),
-        (topics.insole_status_topic("pat-a", "R"), InsoleStatus(side="R", connected=True, time_us=now_us, battery_pct=15).to_json()),
+        (topics.insole_status_topic("pat-a", "L"),
+         InsoleStatus(side="L", connected=True, time_us=now_us, battery_pct=81).to_json()),
+        (topics.insole_status_topic("pat-a", "R"),
+         InsoleStatus(side="R", connected=True, time_us=now_us, battery_pct=15).to_json()),
     ]
     for topic, payload in retained:
         pub.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
@@ -91,7 +96,7 @@ def browser(site):
 
 
 def wait(driver, cond, timeout=15):
-    return WebDriverWait(driver, timeout).until(lambda d: cond(d))
+    return WebDriverWait(driver, timeout).until(cond)
 
 
 def ready(driver):
@@ -220,12 +225,9 @@ def test_researcher_filters_and_downloads(site, browser):
     rows = browser.find_elements(By.CSS_SELECTOR, "#research-sessions tbody tr")
     assert len(rows) == 42 + 42 + 36
     assert "pat-" not in browser.page_source and "fx-" not in browser.page_source and "sim-" not in browser.page_source
-    from selenium.webdriver.support.ui import Select
 
     Select(browser.find_element(By.ID, "cohort")).select_by_value("control")
     # the researcher sees days shifted per subject: the last 7 real days of pat-c, shifted
-    from research.deid import Subject
-
     shift = int(site["store"].query("SELECT date_shift_days FROM research_subjects WHERE patient = 'pat-c'").iloc[0, 0])
     subject = Subject("x", "control", shift)
     lo, hi = subject.shift_day("2026-11-14"), subject.shift_day("2026-11-20")
@@ -246,7 +248,6 @@ def test_researcher_filters_and_downloads(site, browser):
     text = csv_path.read_text()
     assert text.startswith("subject,session,side,heel_strike_s,")
     assert len(text.splitlines()) > 10 and "pat-c" not in text and "sim-" not in text
-    import zipfile
 
     with zipfile.ZipFile(zip_path) as zf:
         names = zf.namelist()
@@ -262,7 +263,6 @@ def test_researcher_filters_and_downloads(site, browser):
 
 def _walk_batches(side: str, seq0: int, t0_us: int, n: int) -> bytes:
     """A synthetic live batch: a load moving from heel to toe."""
-    from insole_common.layouts import KC16
 
     phase = (np.arange(n) + seq0) % 100 / 100.0
     centre = 0.05 + 0.9 * phase

@@ -7,7 +7,10 @@ route the app has and the table lacks fails the test, so a new route cannot skip
 
 from __future__ import annotations
 
+import io
+import json
 import re
+import zipfile
 from datetime import date
 
 import httpx
@@ -173,14 +176,12 @@ def test_researcher_sees_no_identifiers(site):
     secrets_ = set(store.query("SELECT pseudonym FROM patients")["pseudonym"]) | \
         set(store.query("SELECT session_id FROM sessions")["session_id"]) | \
         set(store.query("SELECT device_id FROM devices")["device_id"]) | {"Alex", "Cam", "heel pain in the morning"}
-    secrets_ |= {d for devs in store.query("SELECT devices_json FROM sessions")["devices_json"] for d in eval(devs).values()}
+    secrets_ |= {d for devs in store.query("SELECT devices_json FROM sessions")["devices_json"]
+                 for d in json.loads(devs).values()}
     secrets_ |= {day_of(int(t)) for t in store.query("SELECT start_us FROM sessions")["start_us"]}  # real days
     bodies = [c.get("/api/research/cohorts").content, c.get("/api/research/sessions").content,
               c.get("/research").content,
               c.get(f"/api/research/sessions/{site['label']}/strides.csv").content]
-    import io
-    import zipfile
-
     for fmt in ("csv", "bids"):  # the zip is compressed: read what a researcher unpacks, names included
         reply = c.get(f"/api/research/sessions/{site['label']}/export.zip?format={fmt}")
         assert reply.status_code == 200
@@ -211,7 +212,7 @@ def test_research_filters(site):
 def test_strides_csv_is_the_stored_strides(site):
     c, _ = client_for(site, "researcher")
     label = site["label"]
-    session_id, subject, cohort, day = data.research_session(site["store"], label)
+    session_id, subject, _cohort, _day = data.research_session(site["store"], label)
     body = c.get(f"/api/research/sessions/{label}/strides.csv").text
     lines = body.split("\n")
     assert body.endswith("\n") and "\r" not in body
@@ -224,7 +225,7 @@ def test_strides_csv_is_the_stored_strides(site):
 
 
 def test_csrf_is_required(site):
-    c, token = client_for(site, "therapist")
+    c, _token = client_for(site, "therapist")
     assert c.post("/therapist/patients/pat-a/notes", data={"text": "no token"}).status_code == 403
     assert c.post("/therapist/patients/pat-a/notes", data={"text": "bad", "csrf_token": "x" * 43}).status_code == 403
     assert c.post("/api/patients/pat-a/notes", json={"text": "no header"}).status_code == 403

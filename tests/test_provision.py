@@ -8,9 +8,11 @@ is read back with ``collector.config`` and its collector.env is what the collect
 
 from __future__ import annotations
 
+import base64
 import re
 import signal
 import stat
+import subprocess
 import time
 from pathlib import Path
 
@@ -170,9 +172,6 @@ def test_shipped_acl_already_has_the_patient_rules(tmp_path):
 
 
 def test_mosquitto_hash_matches_mosquitto_passwd(tmp_path):
-    import base64
-    import subprocess
-
     passwd = tmp_path / "passwd"
     passwd.touch()
     subprocess.run(["mosquitto_passwd", str(passwd), "someone"], input="a password 123\na password 123\n", text=True,

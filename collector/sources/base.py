@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -79,7 +79,7 @@ class InsoleSource(abc.ABC):
     def __init__(self) -> None:
         self.status = SourceStatus()
         #: called (no arguments) when ``status.connected`` changes; the collector publishes at once
-        self.on_status_change = None
+        self.on_status_change: Callable[[], None] | None = None
 
     def _status_changed(self) -> None:
         if self.on_status_change is not None:

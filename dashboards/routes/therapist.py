@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from dashboards import data
 from dashboards.auth import Actor
-from dashboards.deps import Dashboard, check_csrf, dashboard, render, therapist, therapist_patient, therapist_session
+from dashboards.deps import Dashboard, NotFound, check_csrf, dashboard, render, therapist, therapist_patient, therapist_session
 from dashboards.plots import session_pressure
 from storage.dashboard import session as stored_session
 
@@ -115,6 +115,8 @@ def api_session_pressure(session_id: str = Depends(therapist_session), d: Dashbo
         cache.move_to_end(session_id)
         return cache[session_id]
     row = stored_session(d.store, session_id)
+    if row is None:  # therapist_session found it; it went away since
+        raise NotFound(f"no session {session_id!r}")
     result = session_pressure(list(d.store.session_batches(session_id)), data.strides(d.store, session_id),
                               row["start_us"])
     result["session_id"] = session_id
