@@ -59,7 +59,7 @@ def check_time(time_us: int, name: str) -> None:
 class _RawTopic:
     """A raw topic's last fully decoded batch: what the hot path compares the next batches with."""
 
-    __slots__ = ("patient", "side", "device_id", "stream", "n_frames", "duration_us", "size", "live_spec")
+    __slots__ = ("device_id", "duration_us", "live_spec", "n_frames", "patient", "side", "size", "stream")
 
     def __init__(self, patient: str, batch: Batch, payload: bytes) -> None:
         self.patient, self.side, self.device_id = patient, batch.side, batch.device_id
@@ -85,7 +85,7 @@ class IngestMixin(ServiceState):
         """Process one MQTT message. Never raises for bad input: it is rejected and counted."""
         now_us = time.time_ns() // 1000 if now_us is None else now_us
         self.stats.messages_n += 1
-        saved = self._save_state() + (len(self._outgoing),)
+        saved = (*self._save_state(), len(self._outgoing))
         try:
             # its own (nested) transaction: a message that fails undoes exactly its own writes
             with self.store.transaction():
@@ -110,7 +110,7 @@ class IngestMixin(ServiceState):
         except InsoleError as exc:
             self._undo_message(saved)
             self._reject(topic, exc.reason, str(exc), payload, now_us)
-        except Exception as exc:  # noqa: BLE001 - one message must never stop the service
+        except Exception as exc:
             log.exception("internal error on a message on %s", topic)
             self._undo_message(saved)
             self._reject(topic, "internal_error", f"{type(exc).__name__}: {exc}", payload, now_us)
@@ -187,7 +187,7 @@ class IngestMixin(ServiceState):
         if end is None or first_seq < end or first_seq + n > 2**63 or not TIME_RANGE_US[0] <= time_us < TIME_RANGE_US[1]:
             return False
         if not self._pending_msgs:
-            self._fast_saved = self._save_state() + (len(self._outgoing),)
+            self._fast_saved = (*self._save_state(), len(self._outgoing))
         self._pending_msgs.append((topic, payload))
         self._device_end[device_id] = first_seq + n
         self._pending_raw.append((device_id, first_seq, n, session_id, known.side, time_us, payload))

@@ -142,5 +142,5 @@ class LiveStridesMixin(ServiceState):
         for send, args in pending:
             try:
                 send(*args)
-            except Exception:  # noqa: BLE001 - a failed announcement must not stop ingest
+            except Exception:
                 log.exception("could not publish a result")

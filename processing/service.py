@@ -144,7 +144,7 @@ class ProcessingService(IngestMixin, LiveStridesMixin, SessionsMixin):
             # times on the collector time base (Unix seconds), as the contract says
             # (validated from plain dicts in one call: cheaper than a StrideRecord per stride)
             msg = StridesMessage.model_validate({"session_id": session_id, "strides": [
-                dict(zip(OnlineStride._fields, st), side=side) for side, st in strides]})
+                dict(zip(OnlineStride._fields, st, strict=False), side=side) for side, st in strides]})
             client.publish(topics.strides_topic(patient), msg.to_json(), qos=1)
 
         self.on_live_strides = publish_strides

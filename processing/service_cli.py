@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import re
 import logging
 import os
+import re
 import signal
 import sys
 import threading
 
 from insole_common.topics import N_PARTITIONS, partitions_for_worker
-from transport.mqtt import MqttSettings
-from storage.archive import RawArchive
 from processing.service import ProcessingService
+from storage.archive import RawArchive
 from storage.store import PostgresStore, SQLiteStore
+from transport.mqtt import MqttSettings
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,20 @@ from storage.schema import DASHBOARD_MIGRATIONS, MIGRATIONS, SIGNIN_TABLE_SQL
 from storage.sessions import SessionRow, Sessions
 from storage.summaries import Summaries
 
-__all__ = ["MAX_FRAMES", "MIGRATIONS", "PostgresStore", "RawOverlapError", "SQLiteStore", "SessionRow", "Store",
-           "StoreUnavailableError", "StoredBatchResult", "runs_of", "split_raw_rows", "_SESSION_RAW"]
+__all__ = [
+    "MAX_FRAMES",
+    "MIGRATIONS",
+    "_SESSION_RAW",
+    "PostgresStore",
+    "RawOverlapError",
+    "SQLiteStore",
+    "SessionRow",
+    "Store",
+    "StoreUnavailableError",
+    "StoredBatchResult",
+    "runs_of",
+    "split_raw_rows",
+]
 
 
 class Store(RawBatches, Sessions, Summaries, Patients):

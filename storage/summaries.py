@@ -40,9 +40,9 @@ class Summaries(StoreBase):
         columns ``day``, ``sessions_n``, ``strides_n`` and ``metrics`` (a dict per day)."""
         sql, params = "SELECT day, sessions_n, strides_n, metrics_json FROM daily_summaries WHERE patient = ?", [patient]
         if first_day is not None:
-            sql, params = sql + " AND day >= ?", params + [first_day]
+            sql, params = sql + " AND day >= ?", [*params, first_day]
         if last_day is not None:
-            sql, params = sql + " AND day <= ?", params + [last_day]
+            sql, params = sql + " AND day <= ?", [*params, last_day]
         rows = self._rows(sql + " ORDER BY day", tuple(params))
         return pd.DataFrame([(str(d), int(s), int(n), json.loads(m)) for d, s, n, m in rows],
                             columns=["day", "sessions_n", "strides_n", "metrics"])

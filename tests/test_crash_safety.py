@@ -20,12 +20,12 @@ import uuid
 import pytest
 
 from collector.service import Collector, CollectorConfig
-from simulator.source import SimulatedInsoleSource
-from transport.mqtt import purge_session
 from processing.service import ProcessingService
-from storage.store import SQLiteStore, split_raw_rows
 from simulator import SimulationParams, simulate
+from simulator.source import SimulatedInsoleSource
+from storage.store import SQLiteStore, split_raw_rows
 from tests.helpers import running_service, wait_for
+from transport.mqtt import purge_session
 
 pytestmark = pytest.mark.services
 START_US = 1_796_000_000_000_000

@@ -18,14 +18,14 @@ import numpy as np
 import pytest
 
 from collector.service import Collector, CollectorConfig
-from simulator.source import SimulatedInsoleSource
 from insole_common import topics
 from insole_common.messages import parse_message
-from transport.mqtt import connect, make_client
 from processing.service import ProcessingService
-from storage.store import SQLiteStore
 from simulator import SimulationParams, simulate
+from simulator.source import SimulatedInsoleSource
+from storage.store import SQLiteStore
 from tests.helpers import running_service, wait_for
+from transport.mqtt import connect, make_client
 
 pytestmark = pytest.mark.services
 START_US = 1_795_000_000_000_000

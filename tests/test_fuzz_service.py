@@ -19,10 +19,10 @@ import pytest
 
 from insole_common import topics
 from insole_common.codec import Batch, PressureUnit, encode_batch
-from transport.mqtt import connect, make_client
 from processing.service import ProcessingService
 from storage.store import SQLiteStore, split_raw_rows
 from tests.helpers import running_service, wait_for
+from transport.mqtt import connect, make_client
 
 pytestmark = pytest.mark.services
 

@@ -21,13 +21,13 @@ from insole_common import topics
 from insole_common.codec import Batch, PressureUnit, encode_batch
 from insole_common.layouts import get_layout
 from insole_common.messages import SessionMessage, parse_message
-from transport.mqtt import connect, make_client, purge_session
 from processing.live import LiveProcess, _loads
 from processing.service import ProcessingService, _live_spec
-from storage.store import SQLiteStore, split_raw_rows
 from simulator import SimulationParams, simulate
 from simulator.device import ACC_SCALE_G, GYRO_SCALE_DPS, PRESSURE_SCALE_KPA, device_blocks
+from storage.store import SQLiteStore, split_raw_rows
 from tests.helpers import running_service, wait_for
+from transport.mqtt import connect, make_client, purge_session
 
 START_US = 1_797_000_000_000_000
 
@@ -89,7 +89,7 @@ def test_live_strides_are_stored_while_the_session_runs_and_replaced_at_close(tm
     time.sleep(0.3)
     sid = f"live-{patient_id}"
     with running_service(service, mqtt_settings, name="test-live"):
-        publish(mqtt_settings, [session_message(patient_id, "start", sid)] + sent)
+        publish(mqtt_settings, [session_message(patient_id, "start", sid), *sent])
         assert wait_for(lambda: service.stats.batches_n == len(sent), 60)
         assert service._live_proc is not None and not service._live_proc.failed
         # the helper process's strides come back and are stored and announced while the session runs
@@ -105,14 +105,14 @@ def test_live_strides_are_stored_while_the_session_runs_and_replaced_at_close(tm
     assert service.stats.rejected_n == 0 and service.stats.frames_duplicate_n == 50
     # announced after the commit: exactly what was stored, on the collector time base
     got = sorted((s.side, s.heel_strike_s) for s in announced)
-    want = sorted(zip(live["side"], live["heel_strike_s"]))
+    want = sorted(zip(live["side"], live["heel_strike_s"], strict=False))
     assert [g[0] for g in got] == [w[0] for w in want]
     np.testing.assert_allclose([g[1] for g in got], [w[1] for w in want], rtol=0, atol=1e-6)
     # replaced at close by the final analysis, with which every provisional stride agrees within 20 ms
     assert live_rows(store, sid).empty
     final = store.query("SELECT side, heel_strike_s, metrics_json FROM strides WHERE session_id = ?", (sid,))
     final_t = {side: np.array([[json.loads(m)[c] for c in ("heel_strike_s", "toe_off_s", "next_heel_strike_s")]
-                               for s, m in zip(final["side"], final["metrics_json"]) if s == side]) + START_US / 1e6
+                               for s, m in zip(final["side"], final["metrics_json"], strict=False) if s == side]) + START_US / 1e6
                for side in "LR"}
     for side in "LR":
         mine = live[live["side"] == side][["heel_strike_s", "toe_off_s", "next_heel_strike_s"]].to_numpy()
@@ -129,7 +129,7 @@ def test_live_strides_are_stored_while_the_session_runs_and_replaced_at_close(tm
 
 def test_a_restarted_service_does_not_store_a_live_stride_twice(tmp_path, walk) -> None:
     db = tmp_path / "kc.sqlite"
-    messages = [session_message("p-restart", "start", "s-restart")] + walk_messages(walk, "p-restart")
+    messages = [session_message("p-restart", "start", "s-restart"), *walk_messages(walk, "p-restart")]
     half = len(messages) // 2
     first = ProcessingService(SQLiteStore(db), analyze_on_close=False)
     with first.store.transaction():
@@ -155,7 +155,7 @@ def test_a_failing_group_insert_falls_back_to_one_message_at_a_time(tmp_path, wa
     other.handle(*messages[12])
     garbage = (messages[14][0], messages[14][1][:-1] + bytes([messages[14][1][-1] ^ 0xFF]))  # a bad checksum
     with svc.store.transaction():
-        svc.handle_group(messages[10:14] + [garbage] + messages[14:40])
+        svc.handle_group([*messages[10:14], garbage, *messages[14:40]])
     rows = split_raw_rows(svc.store.query("SELECT device_id, first_seq, payload FROM raw_batches "
                                           "ORDER BY device_id, first_seq"))
     assert len(rows) == 40 and rows.groupby("device_id")["first_seq"].apply(lambda s: s.is_unique).all()
@@ -198,7 +198,7 @@ def test_messages_are_acknowledged_after_the_commit_and_not_redelivered(tmp_path
 def test_the_helper_process_gives_the_in_process_strides_and_a_dead_helper_is_replaced(tmp_path, walk) -> None:
     """LiveProcess (the analysis in a helper process, as `kinetic process` runs it) stores the same strides as
     the in-process analysis; if the helper dies, the service logs it and analyses in-process from then on."""
-    messages = [session_message("p-helper", "start", "s-helper")] + walk_messages(walk, "p-helper")
+    messages = [session_message("p-helper", "start", "s-helper"), *walk_messages(walk, "p-helper")]
     inproc = ProcessingService(SQLiteStore(tmp_path / "a.sqlite"), analyze_on_close=False)
     helper = ProcessingService(SQLiteStore(tmp_path / "b.sqlite"), analyze_on_close=False)
     helper._live_proc = LiveProcess()
@@ -213,8 +213,7 @@ def test_the_helper_process_gives_the_in_process_strides_and_a_dead_helper_is_re
         assert a.equals(b)
 
         # a second session; the helper is killed half way through it
-        more = [session_message("p-helper", "start", "s-helper2", START_US + 100_000_000)] + walk_messages(
-            walk, "p-helper", start_us=START_US + 100_000_000, seq0=10_000)
+        more = [session_message("p-helper", "start", "s-helper2", START_US + 100000000), *walk_messages(walk, "p-helper", start_us=START_US + 100000000, seq0=10000)]
         half = len(more) // 2
         for k in range(0, half, 64):
             with helper.store.transaction():
@@ -302,7 +301,7 @@ def test_live_strides_held_back_under_load_are_written_once_and_never_outlive_th
     announced: list = []
     svc.on_live_strides = lambda patient, sid, strides: announced.extend(strides)
     svc.live_write_every_s = 3600.0
-    messages = [session_message("p-held", "start", "s-held")] + walk_messages(walk, "p-held")
+    messages = [session_message("p-held", "start", "s-held"), *walk_messages(walk, "p-held")]
     half = len(messages) // 2
     with svc.store.transaction():
         svc.handle_group(messages[:half])
@@ -321,8 +320,7 @@ def test_live_strides_held_back_under_load_are_written_once_and_never_outlive_th
     for side in "LR":
         assert np.diff(live[live["side"] == side]["heel_strike_s"].to_numpy()).min() > 0.4  # once each
     # strides held back when the session closes are dropped with it
-    messages2 = [session_message("p-held", "start", "s-held2")] + walk_messages(walk, "p-held", start_us=START_US + 10**8,
-                                                                                seq0=10**6)
+    messages2 = [session_message("p-held", "start", "s-held2"), *walk_messages(walk, "p-held", start_us=START_US + 10 ** 8, seq0=10 ** 6)]
     with svc.store.transaction():
         svc.handle_group(messages2)
     assert any(r[0] == "s-held2" for r in svc._live_rows)
@@ -343,7 +341,7 @@ def test_an_idle_worker_collects_helper_replies_that_come_late(tmp_path, mqtt_se
     service = ProcessingService(store, live_process=True, analyze_on_close=False)
     sid = f"late-{patient_id}"
     with running_service(service, mqtt_settings, name="test-late"):
-        publish(mqtt_settings, [session_message(patient_id, "start", sid)] + walk_messages(walk, patient_id))
+        publish(mqtt_settings, [session_message(patient_id, "start", sid), *walk_messages(walk, patient_id)])
         assert wait_for(lambda: service.live_outstanding_n == 0 and len(live_rows(store, sid)) > 30
                         and service.stats.live_strides_n == len(live_rows(store, sid)), 10), \
             (service.live_outstanding_n, service.stats.live_strides_n)

@@ -8,6 +8,7 @@ payloads rejected with a reason while the good data around them is kept.
 from __future__ import annotations
 
 import asyncio
+
 import numpy as np
 import pytest
 
@@ -15,11 +16,11 @@ from collector.service import Collector, CollectorConfig
 from collector.sources.base import DeviceFrames, InsoleSource
 from insole_common import topics
 from insole_common.codec import PressureUnit, decode_batch
-from transport.mqtt import connect, make_client
 from processing.service import ProcessingService
 from storage.archive import RawArchive, archive_metadata
 from storage.store import SQLiteStore
 from tests.helpers import running_service, wait_for
+from transport.mqtt import connect, make_client
 
 pytestmark = pytest.mark.services
 
@@ -132,7 +133,7 @@ def test_duplicates_dropped_and_bad_payloads_rejected_without_losing_good_data(t
     connect(client, mqtt_settings)
     garbage = [b"", b"KC", raw[0][1][:-1], raw[0][1][:40] + b"\xff" + raw[0][1][41:], b"\x00" * 100]
     infos = []
-    for (topic, payload), junk in zip(raw * 2, garbage * 2):
+    for (topic, payload), junk in zip(raw * 2, garbage * 2, strict=False):
         infos.append(client.publish(topic, junk, qos=1))
         infos.append(client.publish(topic, payload, qos=1))  # a redelivered duplicate
     infos.append(client.publish(topics.raw_topic(patient_id, "R"), raw[0][1], qos=1))  # left batch on the right topic
@@ -144,7 +145,7 @@ def test_duplicates_dropped_and_bad_payloads_rejected_without_losing_good_data(t
     assert wait_for(lambda: service.stats.frames_duplicate_n == 8 * 50)
     assert stored_seqs(service.store, f"{patient_id}-L") == before
     reasons = service.store.query("SELECT reason, COUNT(*) AS n FROM rejections GROUP BY reason")
-    got = dict(zip(reasons["reason"], reasons["n"]))
+    got = dict(zip(reasons["reason"], reasons["n"], strict=False))
     assert got == {"truncated": 6, "bad_checksum": 1, "bad_magic": 1, "inconsistent_message": 1}
     # the stored payloads still decode to the originals
     assert all(decode_batch(p).n_frames == 50 for _, p in raw)

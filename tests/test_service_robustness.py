@@ -56,7 +56,7 @@ def test_replayed_start_does_not_reopen_a_closed_session(tmp_path) -> None:
     svc.handle(*session("p3", "start", "s-once"))  # a redelivered start
     svc.handle(topics.raw_topic("p3", "L"), batch("p3-L", 0))
     sessions = svc.store.query("SELECT session_id, state FROM sessions ORDER BY session_id")
-    assert dict(zip(sessions["session_id"], sessions["state"]))["s-once"] == "closed"
+    assert dict(zip(sessions["session_id"], sessions["state"], strict=False))["s-once"] == "closed"
     owner = svc.store.query("SELECT DISTINCT session_id FROM raw_batches")["session_id"].tolist()
     assert owner != ["s-once"]  # the new data went to a new (implicit) session
 

@@ -66,7 +66,7 @@ def test_raw_frames_are_stored_exactly_once(store) -> None:
     mid = store.add_raw_batch(batch("d", 60, 60), "p1", "s1")  # covers 60..119: 70..99 new
     assert mid.accepted_frames_n == 30
     seqs = [s for b in store.session_batches("s1") for s in b.seqs.tolist()]
-    assert seqs == list(range(0, 150))
+    assert seqs == list(range(150))
     # the kept frames are the right ones: frame 70 came from the batch that started at 60
     by_first = {b.first_seq: b for b in store.session_batches("s1")}
     np.testing.assert_array_equal(by_first[70].pressure_raw[0], batch("d", 60, 60).pressure_raw[10])
