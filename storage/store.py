@@ -21,25 +21,13 @@ import pandas as pd
 from insole_common.codec import MAX_FRAMES
 from storage.base import RawOverlapError, StoreUnavailableError
 from storage.patients import Patients
-from storage.raw import _SESSION_RAW, RawBatches, StoredBatchResult, runs_of, split_raw_rows
+from storage.raw import RawBatches, StoredBatchResult, runs_of, split_raw_rows
 from storage.schema import DASHBOARD_MIGRATIONS, MIGRATIONS, SIGNIN_TABLE_SQL
 from storage.sessions import SessionRow, Sessions
 from storage.summaries import Summaries
 
-__all__ = [
-    "MAX_FRAMES",
-    "MIGRATIONS",
-    "_SESSION_RAW",
-    "PostgresStore",
-    "RawOverlapError",
-    "SQLiteStore",
-    "SessionRow",
-    "Store",
-    "StoreUnavailableError",
-    "StoredBatchResult",
-    "runs_of",
-    "split_raw_rows",
-]
+__all__ = ["MAX_FRAMES", "MIGRATIONS", "PostgresStore", "RawOverlapError", "SQLiteStore", "SessionRow", "Store",
+           "StoreUnavailableError", "StoredBatchResult", "runs_of", "split_raw_rows"]
 
 
 class Store(RawBatches, Sessions, Summaries, Patients):

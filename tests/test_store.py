@@ -310,6 +310,7 @@ def test_session_batches_stay_apart_when_a_late_batch_joins_the_next_session(sto
 def test_migration_5_keeps_the_sessions_of_an_existing_archive(store, monkeypatch) -> None:
     """A database at schema 4 (raw batches indexed by session) upgrades to per-session device ranges."""
     from insole_common.codec import encode_batch
+    from storage import raw as raw_mod
     from storage import store as store_mod
 
     monkeypatch.setattr(store_mod, "MIGRATIONS", MIGRATIONS[:4])
@@ -326,7 +327,7 @@ def test_migration_5_keeps_the_sessions_of_an_existing_archive(store, monkeypatc
     if isinstance(store, SQLiteStore):  # no index by session is left, and the query walks the primary key
         names = store.query("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'raw_batches'")["name"]
         assert "raw_batches_session" not in names.tolist()
-        plan = " ".join(store.query("EXPLAIN QUERY PLAN SELECT r.payload " + store_mod._SESSION_RAW,
+        plan = " ".join(store.query("EXPLAIN QUERY PLAN SELECT r.payload " + raw_mod._SESSION_RAW,
                                     ("s1",))["detail"].astype(str))
         assert "USING INDEX sqlite_autoindex_raw_batches_1 (device_id=? AND first_seq>? AND first_seq<?)" in plan, plan
 
