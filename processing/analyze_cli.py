@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 from insole_common.errors import ValidationError
+from processing.analytics import OPENGO_EVENT_LEVELS, Calibration, LoadEventDetector, analyze
+from processing.readers.auto import read_any
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +33,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from processing.analytics import OPENGO_EVENT_LEVELS, Calibration, LoadEventDetector, analyze
-    from processing.readers.auto import read_any
-
     try:
         rec = read_any(args.recording, args.format)
         levels = getattr(args, "event_levels", "auto")

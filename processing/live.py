@@ -24,6 +24,7 @@ starts a new epoch and everything of the old one is discarded.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import socket
@@ -232,10 +233,8 @@ class LiveProcess:
         self._send(("clear", self._epoch, None))
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError, ValueError):
             self._conn.send(None)
-        except (OSError, ValueError):
-            pass
         try:
             self._proc.wait(5)
         except subprocess.TimeoutExpired:

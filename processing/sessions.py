@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from insole_common.calendar import day_of
-from insole_common.codec import Batch
+from insole_common.codec import Batch, Side
 from insole_common.errors import InsoleError
 from insole_common.layouts import LAYOUTS_BY_WIRE_ID
 from insole_common.messages import SessionMessage
@@ -40,7 +40,8 @@ class SessionsMixin(ServiceState):
             previous = self._open.get(msg.patient)
             if previous is not None and previous != msg.session_id:
                 self.close_session(previous, msg.time_us, "superseded")
-            created = self.store.open_session(msg.session_id, msg.patient, msg.time_us, dict(msg.devices))
+            created = self.store.open_session(msg.session_id, msg.patient, msg.time_us,
+                                              {str(side): dev for side, dev in msg.devices.items()})
             if not created:
                 stored = self.store.session(msg.session_id)
                 if stored is None or stored.state != "open":
@@ -65,9 +66,9 @@ class SessionsMixin(ServiceState):
             self.stats.sessions_closed_n += 1
         finished = self.store.session_has_results(session_id)
         # also when a previous attempt closed the session but failed before storing its results
-        if (closed or not finished) and (self.analyze_on_close or self.archive is not None):
-            if closed or self.store.session(session_id) is not None:
-                self.finish_session(session_id)
+        if ((closed or not finished) and (self.analyze_on_close or self.archive is not None)
+                and (closed or self.store.session(session_id) is not None)):
+            self.finish_session(session_id)
 
     def close_idle_sessions(self, now_monotonic: float | None = None) -> None:
         """Close sessions that received nothing for ``inactivity_s``; all or nothing, like a message group."""
@@ -130,7 +131,7 @@ def recording_from_batches(batches: list[Batch], *, origin_us: int) -> Recording
     from the batches' aligned collector times (``t = a + seq / rate``), so device
     clock drift does not pull left and right apart over a long session.
     """
-    feet: dict[str, FootRecording] = {}
+    feet: dict[Side, FootRecording] = {}
     for side in ("L", "R"):
         mine = sorted((b for b in batches if b.side == side), key=lambda b: b.first_seq)
         if not mine:

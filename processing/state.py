@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from processing.live import LiveFeet, LiveProcess
 from storage.archive import RawArchive
 from storage.store import Store
+
+if TYPE_CHECKING:
+    from insole_common.messages import FlagMessage, SessionMessage
+    from processing.analytics.online import OnlineStride
 
 
 @dataclass
@@ -39,6 +45,13 @@ class ServiceState:
     archive: RawArchive | None
     live_strides: bool
     analyze_on_close: bool
+    inactivity_s: float
+
+    if TYPE_CHECKING:  # provided by the other parts of ProcessingService, declared so each part type-checks alone
+        def _on_session(self, msg: SessionMessage) -> None: ...
+        def _live_submit(self, items: list[tuple], patients: dict[str, str]) -> None: ...
+        def _live_forget(self, session_id: str) -> None: ...
+        def flush_outgoing(self, *, all_live: bool = True) -> None: ...
 
     def _init_state(self) -> None:
         self.stats = ServiceStats()
@@ -57,7 +70,7 @@ class ServiceState:
         self._live_written_at = 0.0
         self._live_announced_at = 0.0
         #: called with (patient, session_id, [(side, OnlineStride), ...]) for provisional strides; set by run()
-        self.on_live_strides = None
+        self.on_live_strides: Callable[[str, str, list[tuple[str, OnlineStride]]], None] | None = None
         #: hot path: raw topic -> its last fully decoded batch; device -> one past its highest stored seq
         self._raw_topics: dict = {}
         self._device_end: dict[str, int] = {}
@@ -67,7 +80,7 @@ class ServiceState:
         self._pending_patients: dict[str, str] = {}  # session id -> patient of the pending items
         self._pending_msgs: list[tuple[str, bytes]] = []
         #: called with (patient, FlagMessage) for each new compensation flag event; set by run()
-        self.on_flag = None
+        self.on_flag: Callable[[str, FlagMessage], Any] | None = None
         #: "wall" stamps flags with the service's clock; "data" with the session's own time (replays, demo)
         self.detection_clock = "wall"
         self._last_data_us: dict[str, int] = {}  # session id -> end of its latest data (collector time)

@@ -67,7 +67,7 @@ def backfill_weekly_summaries(store: Store) -> int:
     """Weekly summaries for weeks that have daily summaries but none of their own (days stored before
     migration 4); returns how many were written."""
     have = store.weekly_summary_weeks()
-    todo = {}
+    todo: dict[tuple[str, str], str] = {}
     for patient, day in store.daily_summary_days():
         key = (patient, iso_week(day)[0])
         if key not in have:

@@ -70,10 +70,11 @@ class StoreBase(abc.ABC):
     def _executemany(self, sql: str, rows: list[tuple]) -> None:
         """One statement for many rows (``?`` placeholders), inside the current transaction."""
 
-    def _lock_devices(self, ex, device_ids: list[str]) -> None:
+    def _lock_devices(self, ex, device_ids: list[str]) -> None:  # noqa: B027 - a no-op by default, on purpose
         """Until the transaction ends, keep other writers from storing raw batches of these devices (sorted), so
-        that what this one reads of them stays true until it commits (SQLite: BEGIN IMMEDIATE already does). A
-        batch inside a stored run does not meet the primary key, so the key alone would not stop a duplicate."""
+        that what this one reads of them stays true until it commits (SQLite: BEGIN IMMEDIATE already does; only
+        PostgreSQL overrides it). A batch inside a stored run does not meet the primary key, so the key alone would
+        not stop a duplicate."""
 
     @staticmethod
     def _ensure_patient(ex, patient: str, time_us: int) -> None:

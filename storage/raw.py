@@ -116,9 +116,10 @@ class RawBatches(StoreBase):
     def _stored_ends(ex, device_ids: list[str]) -> dict[str, int | None]:
         """Per device one past its highest stored sequence number (None: nothing stored), in one statement (one
         round trip on PostgreSQL); the row with the highest first_seq ends last, since rows never overlap."""
-        rows = ex("SELECT v.column1, (SELECT r.first_seq + r.n_frames FROM raw_batches r WHERE r.device_id = v.column1 "
-                  f"ORDER BY r.first_seq DESC LIMIT 1) FROM (VALUES {', '.join(['(?)'] * len(device_ids))}) AS v",
-                  tuple(device_ids)).fetchall()
+        values = ", ".join(["(?)"] * len(device_ids))  # placeholders only; the ids are bound parameters
+        sql = ("SELECT v.column1, (SELECT r.first_seq + r.n_frames FROM raw_batches r "  # noqa: S608 - placeholders only
+               f"WHERE r.device_id = v.column1 ORDER BY r.first_seq DESC LIMIT 1) FROM (VALUES {values}) AS v")
+        rows = ex(sql, tuple(device_ids)).fetchall()
         return {device_id: None if end is None else int(end) for device_id, end in rows}
 
     def raw_end_seq(self, device_id: str) -> int | None:

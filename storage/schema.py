@@ -12,8 +12,9 @@ patient and ISO 8601 week, ``week`` like ``2026-W48``, ``week_start`` its Monday
 ``raw_session_ranges`` (per session and device, the range ``[first_seq, end_seq)`` that holds its raw
 batches; it replaces an index of ``raw_batches`` by session). Migration 6: PostgreSQL keeps
 ``raw_batches.payload`` uncompressed (``STORAGE EXTERNAL``). Migration 7: ``patients.time_zone``, the IANA
-time zone of the patient's days and weeks (``UTC`` unless set; :mod:`storage.patients`). Migration 8: flag state (``flags.active``,
-``since_day``, ``cleared_day``) and the detector's threshold, band and settings on each baseline.
+time zone of the patient's days and weeks (``UTC`` unless set; :mod:`storage.patients`). Migration 8: flag
+state (``flags.active``, ``since_day``, ``cleared_day``) and the detector's threshold, band and settings on each
+baseline.
 
 :data:`DASHBOARD_MIGRATIONS` (log ``dashboard_migrations``): the research exports' de-identification
 tables. ``research_subjects``: per patient a random research label (never derived from the pseudonym),

@@ -63,7 +63,8 @@ class Sessions(StoreBase):
         with self._tx() as ex:
             ex("DELETE FROM strides WHERE session_id = ?", (session_id,))
             for row in rows:
-                ex("INSERT INTO strides (session_id, side, heel_strike_s, patient, day, metrics_json) VALUES (?, ?, ?, ?, ?, ?)", row)
+                ex("INSERT INTO strides (session_id, side, heel_strike_s, patient, day, metrics_json) "
+                   "VALUES (?, ?, ?, ?, ?, ?)", row)
             ex(
                 "INSERT INTO session_summaries (session_id, patient, day, strides_n, summary_json) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (session_id) DO UPDATE SET patient = excluded.patient, day = excluded.day, "

@@ -11,10 +11,12 @@ patients (:mod:`storage.patients`). This module runs the migrations and holds th
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -25,6 +27,9 @@ from storage.raw import RawBatches, StoredBatchResult, runs_of, split_raw_rows
 from storage.schema import DASHBOARD_MIGRATIONS, MIGRATIONS, SIGNIN_TABLE_SQL
 from storage.sessions import SessionRow, Sessions
 from storage.summaries import Summaries
+
+if TYPE_CHECKING:
+    import psycopg
 
 __all__ = ["MAX_FRAMES", "MIGRATIONS", "PostgresStore", "RawOverlapError", "SQLiteStore", "SessionRow", "Store",
            "StoreUnavailableError", "StoredBatchResult", "runs_of", "split_raw_rows"]
@@ -49,9 +54,9 @@ class _SQLStore(Store):
             for version, script in enumerate(MIGRATIONS, start=1):
                 if version <= current:
                     continue
-                script = script.replace("{AUTO_ID}", self.AUTO_ID).replace("BYTEA", self.BLOB)
-                for statement in filter(str.strip, script.split(";")):
-                    statement = statement.strip()
+                dialect_script = script.replace("{AUTO_ID}", self.AUTO_ID).replace("BYTEA", self.BLOB)
+                for raw_statement in filter(str.strip, dialect_script.split(";")):
+                    statement = raw_statement.strip()
                     if statement.startswith("{postgres}"):
                         if self.DIALECT != "postgres":
                             continue
@@ -184,18 +189,17 @@ class PostgresStore(_SQLStore):
             raise ValueError(f"schema name {schema!r} must be letters, digits and underscores")
         self.dsn = dsn
         self.schema = schema
-        self._conn = None
+        self._conn: psycopg.Connection | None = None
         self._connect()
 
     def _connect(self):
-        import psycopg
+        import psycopg  # noqa: PLC0415 - libpq only when a PostgreSQL store is opened (SQLite deployments never load it)
 
         try:
             conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=5)
-            try:
+            # another worker may create the schema at the same moment
+            with contextlib.suppress(psycopg.errors.UniqueViolation):
                 conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-            except psycopg.errors.UniqueViolation:  # another worker created it at the same moment
-                pass
             conn.execute(f'SET search_path TO "{self.schema}"')
         except psycopg.OperationalError as exc:
             raise StoreUnavailableError(f"PostgreSQL: {exc}") from exc
@@ -204,7 +208,7 @@ class PostgresStore(_SQLStore):
 
     @contextmanager
     def _tx(self):
-        import psycopg
+        import psycopg  # noqa: PLC0415 - as in _connect
 
         with self._lock:
             conn = self._conn if self._conn is not None and not self._conn.closed else self._connect()
@@ -225,9 +229,11 @@ class PostgresStore(_SQLStore):
                 raise StoreUnavailableError(f"PostgreSQL: {exc}") from exc
 
     def _executemany(self, sql: str, rows: list[tuple]) -> None:
-        with self._conn.cursor() as cur:  # the connection of the transaction _tx() holds open
+        assert self._conn is not None  # the connection of the transaction _tx() holds open
+        with self._conn.cursor() as cur:
             cur.executemany(sql.replace("?", "%s"), rows)
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
+            if self._conn is not None:
+                self._conn.close()

@@ -107,7 +107,7 @@ def test_demo_command_runs(tmp_path, mqtt_settings, broker) -> None:
             "--tag", uuid.uuid4().hex[:6]]
     if broker == "embedded":
         args.append("--embedded-broker")
-    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "every frame the simulated insoles sent was stored exactly once" in done.stdout
     assert ("embedded broker (amqtt)" in done.stdout) == (broker == "embedded")

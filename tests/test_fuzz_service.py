@@ -82,7 +82,8 @@ def publish_fuzz(service, mqtt_settings, topic: str, good: list[bytes], rng) -> 
             infos.clear()
             # stay under the stock broker's per-subscriber queue (max_queued_messages 1000):
             # beyond it Mosquitto drops QoS 1 messages for a slow subscriber
-            assert wait_for(lambda: i + sent_good - service.stats.messages_n < 400, 30), service.stats
+            sent_n = i + sent_good
+            assert wait_for(lambda n=sent_n: n - service.stats.messages_n < 400, 30), service.stats
     for info in infos:
         info.wait_for_publish(30)
     client.disconnect()

@@ -17,6 +17,7 @@ import uuid
 import numpy as np
 import pytest
 
+import processing.service as service_mod
 from insole_common import topics
 from insole_common.codec import Batch, PressureUnit, encode_batch
 from insole_common.layouts import get_layout
@@ -213,7 +214,8 @@ def test_the_helper_process_gives_the_in_process_strides_and_a_dead_helper_is_re
         assert a.equals(b)
 
         # a second session; the helper is killed half way through it
-        more = [session_message("p-helper", "start", "s-helper2", START_US + 100000000), *walk_messages(walk, "p-helper", start_us=START_US + 100000000, seq0=10000)]
+        more = [session_message("p-helper", "start", "s-helper2", START_US + 100000000),
+                *walk_messages(walk, "p-helper", start_us=START_US + 100000000, seq0=10000)]
         half = len(more) // 2
         for k in range(0, half, 64):
             with helper.store.transaction():
@@ -320,7 +322,8 @@ def test_live_strides_held_back_under_load_are_written_once_and_never_outlive_th
     for side in "LR":
         assert np.diff(live[live["side"] == side]["heel_strike_s"].to_numpy()).min() > 0.4  # once each
     # strides held back when the session closes are dropped with it
-    messages2 = [session_message("p-held", "start", "s-held2"), *walk_messages(walk, "p-held", start_us=START_US + 10 ** 8, seq0=10 ** 6)]
+    messages2 = [session_message("p-held", "start", "s-held2"),
+                 *walk_messages(walk, "p-held", start_us=START_US + 10 ** 8, seq0=10 ** 6)]
     with svc.store.transaction():
         svc.handle_group(messages2)
     assert any(r[0] == "s-held2" for r in svc._live_rows)
@@ -334,7 +337,6 @@ def test_an_idle_worker_collects_helper_replies_that_come_late(tmp_path, mqtt_se
                                                                monkeypatch) -> None:
     """Replies of the live-analysis helper that arrive after the worker stopped waiting for them (here it never
     waits) are still stored and announced once the worker is idle, not only when the next message comes."""
-    import processing.service as service_mod
 
     monkeypatch.setattr(service_mod, "LIVE_WAIT_S", 0.0)
     store = SQLiteStore(tmp_path / "kc.sqlite")

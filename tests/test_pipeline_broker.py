@@ -83,7 +83,8 @@ def test_every_frame_exactly_once_and_gaps_kept(tmp_path, mqtt_settings, patient
         expected = [f.first_seq + i for f in frames for i in range(f.n_frames)]
         assert stored_seqs(service.store, device_id) == expected
     # the stored pressures are the sent ones, bit for bit
-    stored = {b.first_seq: b for b in service.store.session_batches(collector_session(service.store, patient_id)) if b.side == "L"}
+    session_id = collector_session(service.store, patient_id)
+    stored = {b.first_seq: b for b in service.store.session_batches(session_id) if b.side == "L"}
     first = left[0]
     np.testing.assert_array_equal(stored[first.first_seq].pressure_raw[: first.n_frames], first.pressure_raw)
     assert service.stats.rejected_n == 0
@@ -110,7 +111,8 @@ def collector_session(store: SQLiteStore, patient: str) -> str:
     return str(store.query("SELECT session_id FROM sessions WHERE patient = ?", (patient,)).iloc[0]["session_id"])
 
 
-def test_duplicates_dropped_and_bad_payloads_rejected_without_losing_good_data(tmp_path, mqtt_settings, patient_id, service) -> None:
+def test_duplicates_dropped_and_bad_payloads_rejected_without_losing_good_data(tmp_path, mqtt_settings, patient_id,
+                                                                               service) -> None:
     frames = synthetic_frames("L", f"{patient_id}-L", 40)
     collector = Collector(CollectorConfig(patient=patient_id, outbox_path=tmp_path / "o.sqlite"),
                           [FramesSource("L", f"{patient_id}-L", frames)], mqtt_settings)

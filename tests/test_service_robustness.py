@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from insole_common import topics
@@ -69,7 +71,6 @@ def test_a_restart_does_not_close_open_sessions_at_once(tmp_path) -> None:
     again = ProcessingService(SQLiteStore(db), analyze_on_close=False, inactivity_s=300)
     again.close_idle_sessions()
     assert again.store.query("SELECT state FROM sessions").iloc[0]["state"] == "open"
-    import time
     again.close_idle_sessions(time.monotonic() + 301)  # then inactivity does close it, at its last data
     row = again.store.query("SELECT state, end_us, close_reason FROM sessions").iloc[0]
     assert (row.state, row.close_reason) == ("closed", "inactivity") and int(row.end_us) == T0_US - 10**10 + 500_000

@@ -64,7 +64,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Self
+from typing import Self, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -80,7 +80,14 @@ __all__ = ["OPENGO_EVENT_LEVELS", "EventParams", "LoadEventDetector", "SpanDetec
 #: Moticon's OpenGo gait report marks its events: the load at the vendor's marked samples of the three sample
 #: walks has a median of 5.9 % (heel strike) and 11.6 % (toe off) of the amplitude (docs/validation.md).
 #: ``LoadEventDetector(**OPENGO_EVENT_LEVELS)`` reports events at that definition instead of at contact.
-OPENGO_EVENT_LEVELS = {"zero_level_fraction": 0.06, "to_level_fraction": 0.12}
+class EventLevels(TypedDict):
+    """Heel-strike and toe-off levels of :class:`LoadEventDetector` (fractions of the loaded amplitude)."""
+
+    zero_level_fraction: float
+    to_level_fraction: float
+
+
+OPENGO_EVENT_LEVELS: EventLevels = {"zero_level_fraction": 0.06, "to_level_fraction": 0.12}
 
 
 @dataclass(kw_only=True, eq=False)
