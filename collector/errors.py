@@ -34,9 +34,7 @@ class PacketError(CollectorError, ValueError):
     ``bad_length``, ``absurd_count``, ``bad_checksum``, ``unsupported_mode``, ``bad_header``.
     """
 
-    def __init__(self, message: str, *, reason: str = "malformed") -> None:
-        super().__init__(message)
-        self.reason = reason
+    reason = "malformed"
 
 
 class PacketChecksumError(PacketError):

@@ -19,8 +19,14 @@ from __future__ import annotations
 class InsoleError(Exception):
     """Base class of every error raised on purpose by Kinetic Chain."""
 
-    #: short machine-readable reason, used as a counter label
+    #: short machine-readable reason, used as a counter label; a subclass sets its default here
     reason: str = "error"
+
+    def __init__(self, *args: object, reason: str | None = None) -> None:
+        """``reason`` overrides the class's default label for this one error."""
+        super().__init__(*args)
+        if reason is not None:
+            self.reason = reason
 
 
 class CodecError(InsoleError, ValueError):
@@ -30,9 +36,7 @@ class CodecError(InsoleError, ValueError):
     ``bad_length``, ``absurd_count``, ``non_finite``, ...) for counters.
     """
 
-    def __init__(self, message: str, *, reason: str = "malformed") -> None:
-        super().__init__(message)
-        self.reason = reason
+    reason = "malformed"
 
 
 class ChecksumError(CodecError):
@@ -50,9 +54,7 @@ class ChecksumError(CodecError):
 class ControlMessageError(InsoleError, ValueError):
     """A JSON control or status message is not valid for the contract."""
 
-    def __init__(self, message: str, *, reason: str = "bad_control") -> None:
-        super().__init__(message)
-        self.reason = reason
+    reason = "bad_control"
 
 
 class TopicError(InsoleError, ValueError):
@@ -64,6 +66,4 @@ class TopicError(InsoleError, ValueError):
 class ValidationError(InsoleError, ValueError):
     """Input data (a recording, a table, an argument) cannot be used."""
 
-    def __init__(self, message: str, *, reason: str = "invalid") -> None:
-        super().__init__(message)
-        self.reason = reason
+    reason = "invalid"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -76,34 +77,43 @@ def step_profiles(p: SimulationParams) -> dict[str, StepProfile]:
     return {"walking": walking, "turning": turning, "shuffling": shuffling}
 
 
+class Stance(NamedTuple):
+    """One full stance of a foot: followed by a swing and a later heel strike of the same foot."""
+
+    hs: float
+    to: float
+    next_hs: float
+    peak1: float
+    valley: float
+    peak2: float
+    ml_jit: float
+    ap_jit: float
+    activity: str
+    stride_length: float
+    terminal: bool
+
+
+_STANCE_FLOATS = tuple(n for n in Stance._fields if n not in ("activity", "terminal"))
+_SWING_COLUMNS = ("sw_ho", "sw_to", "sw_hs", "sw_ff", "sw_d", "sw_dpsi", "sw_th_to", "sw_th_hs", "sw_clr")
+
+
 @dataclass
 class FootPlan:
-    """Everything one foot does in the stepping bouts (arrays, time-ordered)."""
+    """Everything one foot does in the stepping bouts (time-ordered)."""
 
-    #: full stances (each followed by a swing and a later heel strike of this foot)
-    hs: list[float] = field(default_factory=list)
-    to: list[float] = field(default_factory=list)
-    next_hs: list[float] = field(default_factory=list)
-    peak1: list[float] = field(default_factory=list)
-    valley: list[float] = field(default_factory=list)
-    peak2: list[float] = field(default_factory=list)
-    ml_jit: list[float] = field(default_factory=list)
-    ap_jit: list[float] = field(default_factory=list)
-    activity: list[str] = field(default_factory=list)
-    stride_length: list[float] = field(default_factory=list)
-    terminal: list[bool] = field(default_factory=list)
+    stances: list[Stance] = field(default_factory=list)
     #: partial stances at the ends of gait sequences: dicts (see force.py)
     partials: list[dict] = field(default_factory=list)
     #: swings: heel-off, toe-off, heel strike, foot-flat, displacement, yaw change, pitch, clearance
     swings: list[tuple[float, ...]] = field(default_factory=list)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        names = ("hs", "to", "next_hs", "peak1", "valley", "peak2", "ml_jit", "ap_jit", "stride_length")
-        out = {n: np.asarray(getattr(self, n), dtype=np.float64) for n in names}
-        out["activity"] = np.asarray(self.activity, dtype=object)
-        out["terminal"] = np.asarray(self.terminal, dtype=bool)
-        sw = np.asarray(self.swings, dtype=np.float64).reshape(-1, 9)
-        for i, n in enumerate(("sw_ho", "sw_to", "sw_hs", "sw_ff", "sw_d", "sw_dpsi", "sw_th_to", "sw_th_hs", "sw_clr")):
+        """One array per stance field (in field order) and per swing column (``sw_*``)."""
+        out = {n: np.asarray([getattr(s, n) for s in self.stances], dtype=np.float64) for n in _STANCE_FLOATS}
+        out["activity"] = np.asarray([s.activity for s in self.stances], dtype=object)
+        out["terminal"] = np.asarray([s.terminal for s in self.stances], dtype=bool)
+        sw = np.asarray(self.swings, dtype=np.float64).reshape(-1, len(_SWING_COLUMNS))
+        for i, n in enumerate(_SWING_COLUMNS):
             out[n] = sw[:, i]
         return out
 
@@ -138,11 +148,7 @@ def plan_gait(bouts: list[tuple[float, float, str]], p: SimulationParams, rng: n
         turn_sign = {i: (1.0 if rng.random() < 0.5 else -1.0) for i, s in enumerate(subs) if s[2] == "turning"}
         _plan_sequence(plans, a, b, subs, lead, turn_sign, profiles, fac, p, z)
     for plan in plans.values():
-        order = np.argsort(plan.hs, kind="stable")
-        for name in ("hs", "to", "next_hs", "peak1", "valley", "peak2", "ml_jit", "ap_jit", "activity",
-                     "stride_length", "terminal"):
-            vals = getattr(plan, name)
-            setattr(plan, name, [vals[i] for i in order])
+        plan.stances.sort(key=lambda st: st.hs)
         plan.swings.sort(key=lambda s: s[0])
     return plans
 
@@ -187,17 +193,11 @@ def _plan_sequence(plans: dict[Side, FootPlan], a: float, b: float, subs: list[t
         loads = [x * fac[side] * (1.0 + cv * z()) for x in (pr.peak1_bw, pr.valley_bw, pr.peak2_bw)]
         ml_jit, ap_jit = 0.5 * cv * z(), 0.2 * cv * z()
         if j + 2 < n:
-            plan.hs.append(hs[j])
-            plan.to.append(hs[j] + stance[j])
-            plan.next_hs.append(hs[j + 2])
-            plan.peak1.append(loads[0])
-            plan.valley.append(loads[1])
-            plan.peak2.append(loads[2])
-            plan.ml_jit.append(ml_jit)
-            plan.ap_jit.append(ap_jit)
-            plan.activity.append(subs[subs_i[j]][2])
-            plan.stride_length.append(float(disp[j + 2]))
-            plan.terminal.append(j + 2 == n - 1)
+            plan.stances.append(Stance(
+                hs=hs[j], to=hs[j] + stance[j], next_hs=hs[j + 2], peak1=loads[0], valley=loads[1], peak2=loads[2],
+                ml_jit=ml_jit, ap_jit=ap_jit, activity=subs[subs_i[j]][2], stride_length=float(disp[j + 2]),
+                terminal=j + 2 == n - 1,
+            ))
         else:
             plan.partials.append({
                 "kind": "final", "start": hs[j], "end": b, "anchor": hs[j], "stance_s": float(stance[j]),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -43,6 +44,17 @@ async def wait_until(predicate, timeout_s: float) -> bool:
     return predicate()
 
 
+async def stream_until(src: BleInsoleSource, done: Callable[[list[DeviceFrames]], bool],
+                       timeout_s: float = 10) -> list[DeviceFrames]:
+    """Pump ``src`` until ``done(frames so far)`` holds (asserted within ``timeout_s``), then stop pumping."""
+    frames: list[DeviceFrames] = []
+    task = asyncio.create_task(pump(src, frames))
+    assert await wait_until(lambda: done(frames), timeout_s)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return frames
+
+
 def frame_seqs(frames: list[DeviceFrames]) -> list[int]:
     return [f.first_seq + i for f in frames for i in range(f.n_frames)]
 
@@ -57,11 +69,7 @@ def test_scan_connect_mtu_notify_and_every_fault_accounted() -> None:
         await other.start()
         found = await scan_insoles(0.5, profiles=["kc16"], backend=link.scanner_backend)
         src = source_for(link, ins)
-        frames: list[DeviceFrames] = []
-        task = asyncio.create_task(pump(src, frames))
-        assert await wait_until(lambda: len(ins.sent) >= 30, 10)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        frames = await stream_until(src, lambda _: len(ins.sent) >= 30)
         await ins.stop()
         await other.stop()
         return found, src, ins, frames
@@ -161,11 +169,7 @@ def test_counters_and_clock_roll_over_mid_stream() -> None:
                              seq_start=65_536 - 200, device_time_start_us=(1 << 32) - 1_000_000)
         await ins.start()
         src = source_for(link, ins)
-        frames: list[DeviceFrames] = []
-        task = asyncio.create_task(pump(src, frames))
-        assert await wait_until(lambda: frame_seqs(frames)[-1:] > [65_536 + 300] if frames else False, 10)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        frames = await stream_until(src, lambda fs: frame_seqs(fs)[-1:] > [65_536 + 300] if fs else False)
         await ins.stop()
         return ins, src, frames
 
@@ -188,11 +192,7 @@ def test_orphe_insole_exact_bytes_over_bumble(rate_hz: float) -> None:
                              seq_start=65_536 - 40, faults=Faults(corrupt_at={4}))
         await ins.start()
         src = source_for(link, ins)
-        frames: list[DeviceFrames] = []
-        task = asyncio.create_task(pump(src, frames))
-        assert await wait_until(lambda: len(ins.sent) >= 25, 10)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        frames = await stream_until(src, lambda _: len(ins.sent) >= 25)
         await ins.stop()
         return ins, src, frames
 
