@@ -45,7 +45,7 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
-from insole_common.errors import ChecksumError, CodecError
+from insole_common.errors import ChecksumError, CodecError, InsoleError
 
 Side = Literal["L", "R"]
 SIDES: tuple[Side, Side] = ("L", "R")
@@ -300,6 +300,21 @@ def split_payloads(buf: bytes | bytearray | memoryview) -> list[bytes]:
     return out
 
 
+def side_of_code(code: int, error: type[InsoleError] = CodecError) -> Side:
+    """The side byte of the wire format and of the open profile's info value: 0 left, 1 right."""
+    if code > 1:
+        raise error(f"side code {code} is neither 0 (left) nor 1 (right)", reason="bad_side")
+    return SIDES[code]
+
+
+def pressure_unit_of_code(code: int, error: type[InsoleError] = CodecError) -> PressureUnit:
+    """The :class:`PressureUnit` of a unit byte; ``error`` (reason ``bad_unit``) for an unknown code."""
+    try:
+        return PressureUnit(code)
+    except ValueError:
+        raise error(f"unknown pressure unit code {code}", reason="bad_unit") from None
+
+
 def decode_batch(payload: bytes | bytearray | memoryview) -> Batch:
     """Parse wire format v1. Raises CodecError (with ``reason``) on anything malformed."""
     buf = bytes(payload)
@@ -315,12 +330,8 @@ def decode_batch(payload: bytes | bytearray | memoryview) -> Batch:
         raise CodecError(f"unsupported wire version {version}; this build reads {WIRE_VERSION}", reason="bad_version")
     if flags & ~FLAG_IMU or reserved:
         raise CodecError(f"reserved bits set (flags=0x{flags:02x}, reserved={reserved})", reason="bad_flags")
-    if side_code > 1:
-        raise CodecError(f"side code {side_code} is neither 0 (left) nor 1 (right)", reason="bad_side")
-    try:
-        unit_enum = PressureUnit(unit)
-    except ValueError:
-        raise CodecError(f"unknown pressure unit code {unit}", reason="bad_unit") from None
+    side = side_of_code(side_code)
+    unit_enum = pressure_unit_of_code(unit)
     if not 1 <= ch <= MAX_CHANNELS:
         raise CodecError(f"n_channels {ch} outside 1..{MAX_CHANNELS}", reason="absurd_count")
     if not 1 <= n <= MAX_FRAMES:
@@ -358,7 +369,7 @@ def decode_batch(payload: bytes | bytearray | memoryview) -> Batch:
         imu = np.frombuffer(buf, dtype=np.int16, count=n * IMU_AXES, offset=off).reshape(n, IMU_AXES)
     return Batch(
         device_id=device_id,
-        side=SIDES[side_code],
+        side=side,
         sample_rate_hz=rate_mhz / 1000,
         first_seq=first_seq,
         device_time_us=device_time_us,

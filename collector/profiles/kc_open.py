@@ -44,7 +44,7 @@ import numpy as np
 
 from collector.errors import PacketChecksumError, PacketError
 from collector.profiles.base import DeviceInfo, Packet, Profile
-from insole_common.codec import PressureUnit
+from insole_common.codec import PressureUnit, pressure_unit_of_code, side_of_code
 
 VERSION = 1
 SERVICE_UUID = "4b430001-6b69-6e65-7469-632d63686169"
@@ -180,18 +180,14 @@ class KcOpenProfile(Profile):
         version, side, layout_id, unit, p_scale, p_offset, acc, gyro, rate_hz = INFO.unpack_from(buf)
         if version != VERSION:
             raise PacketError(f"info version {version}; this collector reads {VERSION}", reason="bad_version")
-        if side > 1:
-            raise PacketError(f"side code {side} is neither 0 (left) nor 1 (right)", reason="bad_side")
-        try:
-            unit_enum = PressureUnit(unit)
-        except ValueError:
-            raise PacketError(f"unknown pressure unit code {unit}", reason="bad_unit") from None
+        side_lr = side_of_code(side, PacketError)
+        unit_enum = pressure_unit_of_code(unit, PacketError)
         try:
             device_id = buf[INFO_SIZE:].decode("utf-8")
         except UnicodeDecodeError as exc:
             raise PacketError(f"device id is not UTF-8: {exc}", reason="bad_device_id") from exc
         return DeviceInfo(
-            device_id=device_id, side="L" if side == 0 else "R", layout_id=layout_id, pressure_unit=unit_enum,
+            device_id=device_id, side=side_lr, layout_id=layout_id, pressure_unit=unit_enum,
             pressure_scale=p_scale, pressure_offset=p_offset, acc_scale_g=acc, gyro_scale_dps=gyro,
             sample_rate_hz=float(rate_hz) or None,
         )
