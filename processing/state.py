@@ -10,6 +10,7 @@ import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field
 
+from processing.detection_settings import DetectionSettings
 from processing.live import LiveFeet, LiveProcess
 from storage.archive import RawArchive
 from storage.store import Store
@@ -39,6 +40,7 @@ class ServiceState:
     archive: RawArchive | None
     live_strides: bool
     analyze_on_close: bool
+    detection_settings: DetectionSettings
 
     def _init_state(self) -> None:
         self.stats = ServiceStats()
