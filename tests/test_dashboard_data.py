@@ -31,15 +31,14 @@ LATE_WALK_US = 1_797_204_600_000_000
 def late_walks(store: SQLiteStore, archive: RawArchive | None = None) -> None:
     """The same 30-second walk at :data:`LATE_WALK_US` of ``p-utc`` and of ``p-nz`` (in Pacific/Auckland), through
     the processing service."""
-    sim = simulate(SimulationParams(schedule=(("standing", 2.0), ("walking", 20.0)), imu=True), seed=3)
-    service = ProcessingService(store, live_strides=False, archive=archive)
+    service = ProcessingService(store, live_strides=False, archive=archive)  # migrates the store
     store.set_patient_time_zone("p-nz", "Pacific/Auckland")
+    walk = simulate(SimulationParams(schedule=(("standing", 2.0), ("walking", 20.0)), imu=True), seed=3)
     for patient in ("p-utc", "p-nz"):
-        messages = [session_message(patient, "start", f"s-{patient}", LATE_WALK_US)]
-        messages += walk_messages(sim, patient, start_us=LATE_WALK_US)
-        messages.append(session_message(patient, "stop", f"s-{patient}", LATE_WALK_US + 30_000_000))
         with store.transaction():
-            service.handle_group(messages)
+            service.handle_group([session_message(patient, "start", f"s-{patient}", LATE_WALK_US),
+                                  *walk_messages(walk, patient, start_us=LATE_WALK_US),
+                                  session_message(patient, "stop", f"s-{patient}", LATE_WALK_US + 30_000_000)])
     assert service.stats.sessions_closed_n == 2
 
 
