@@ -6,6 +6,7 @@
     kinetic dashboard add-user NAME --role therapist|patient|researcher|admin [--patient P] [--display-name D]
     kinetic dashboard assign THERAPIST PATIENT                               let a therapist see a patient
     kinetic dashboard set-cohort PATIENT COHORT                              research cohort of a patient
+    kinetic dashboard set-time-zone PATIENT ZONE                             count the patient's days in ZONE
     kinetic dashboard disable-user NAME / enable-user NAME
 
 Environment: ``KINETIC_DASHBOARD_SECRET`` (required to serve; at least 32 characters, e.g.
@@ -23,10 +24,12 @@ import os
 import sys
 
 from dashboards.auth import AccountError, add_account, assign_patient, set_disabled
+from insole_common.errors import ValidationError
 from research import deid
 from storage.accounts import accounts_n, patient_exists
 from storage.archive import RawArchive
 from storage.open import open_store as _open_store
+from storage.patients import set_patient_time_zone
 from storage.store import Store
 
 
@@ -69,6 +72,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("patient")
     c.add_argument("cohort")
     c.set_defaults(func=set_cohort)
+
+    z = acts.add_parser("set-time-zone", parents=[common],
+                        help="count a patient's days and weeks in a time zone (an IANA name such as Europe/Berlin)")
+    z.add_argument("patient")
+    z.add_argument("zone", help="IANA time zone, e.g. Pacific/Auckland (default of every patient: UTC)")
+    z.set_defaults(func=set_time_zone)
 
     for name, flag in (("disable-user", True), ("enable-user", False)):
         d = acts.add_parser(name, parents=[common], help=f"{name.split('-')[0]} an account")
@@ -155,6 +164,21 @@ def set_cohort(args: argparse.Namespace) -> int:
         return 1
     deid.set_cohort(store, args.patient, args.cohort)
     print(f"{args.patient} is in cohort {args.cohort!r}")
+    return 0
+
+
+def set_time_zone(args: argparse.Namespace) -> int:
+    """Days and weeks of sessions closed from now on are counted in the zone (stored ones keep their day)."""
+    store = open_store(args)
+    if not patient_exists(store, args.patient):
+        print(f"error: unknown patient {args.patient!r}", file=sys.stderr)
+        return 1
+    try:
+        set_patient_time_zone(store, args.patient, args.zone)
+    except ValidationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.patient}'s days are counted in {args.zone}")
     return 0
 
 

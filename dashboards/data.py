@@ -2,28 +2,32 @@
 
 Everything here takes a :class:`storage.store.Store` and a pseudonym or session id
 that the caller has already been allowed to see (access rules live in :mod:`dashboards.deps`);
-nothing here checks roles. Days and weeks are those of :mod:`insole_common.calendar` (days in UTC
-until the store keeps a patient's time zone); "this week" means the seven days ending today.
-The weekly trend is the stored ``weekly_summaries`` (:mod:`processing.summaries`), not recomputed here.
+nothing here checks roles. Days and weeks are those of :mod:`insole_common.calendar`, counted in the patient's
+time zone (``patients.time_zone``, read once per patient: :func:`patient_week`, :func:`sessions`); "this week"
+means the seven days ending the patient's today. The daily and weekly tables are the stored summaries
+(:mod:`processing.summaries`, read through :mod:`storage.summaries`), not recomputed here.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
 
 from insole_common import metrics as C
-from insole_common.calendar import day_of, day_start_us, week_window
+from insole_common.calendar import day_of, day_start_us, today_in, week_window
 from insole_common.metrics import STANCE_SYMMETRY_PCT, TREND_METRICS
-from processing.detection import symmetry_index
+from processing.analytics import symmetry_index
 from research.deid import Subject, ensure_labels, ensure_subject_labels
 from storage import dashboard as db, flags as stored_flags
 from storage.accounts import therapist_patients
+from storage.patients import patient_time_zone
 from storage.store import Store
 from storage.strides import session_strides
+from storage.summaries import last_summary_day, weekly_summaries
 
 #: the detector's series (:mod:`processing.detection`) behind a trend metric that is not its own series
 SERIES_OF = {STANCE_SYMMETRY_PCT: f"si_{C.STANCE_TIME_S}"}
@@ -62,7 +66,7 @@ def _label_unit(key: str) -> tuple[str, str]:
 # daily and weekly metrics -----------------------------------------------------------------------
 def _with_trend_metrics(table: pd.DataFrame) -> pd.DataFrame:
     """``table`` (stored daily or weekly summaries) with :data:`STANCE_SYMMETRY_PCT` from its per-side stance
-    times (the detector's :func:`processing.detection.symmetry_index`, signed: positive = longer stance on the
+    times (:func:`processing.analytics.symmetry_index`, as the detector; signed, positive = longer stance on the
     left) and every :data:`TREND_METRICS` column numeric (NaN where missing)."""
     left, right = f"{C.STANCE_TIME_S}_L", f"{C.STANCE_TIME_S}_R"
     if left in table and right in table:
@@ -75,7 +79,9 @@ def _with_trend_metrics(table: pd.DataFrame) -> pd.DataFrame:
 def daily_table(store: Store, patient: str, *, since: str | None = None) -> pd.DataFrame:
     """One row per day with data: ``day``, ``sessions_n``, ``strides_n``, the stored daily medians and the
     stance symmetry."""
-    return _with_trend_metrics(db.daily_summaries(store, patient, since=since))
+    rows = store.daily_summaries(patient, first_day=since)
+    metrics = pd.DataFrame(list(rows["metrics"]), index=rows.index)
+    return _with_trend_metrics(pd.concat([rows[["day", "sessions_n", "strides_n"]], metrics], axis=1))
 
 
 def baselines(store: Store, patient: str) -> dict[str, dict]:
@@ -99,7 +105,7 @@ def trends(store: Store, patient: str) -> dict:
     """Weekly trend of every :data:`TREND_METRICS` metric (the stored weekly summaries, weeks named by their
     Monday), the daily values, the stored baseline and its real-change threshold (none without a stored one)."""
     table = daily_table(store, patient)
-    weekly = _with_trend_metrics(db.weekly_summaries(store, patient))
+    weekly = _with_trend_metrics(weekly_summaries(store, [patient]))
     weeks = [str(w) for w in weekly["week_start"]]
     base = baselines(store, patient)
     flag_list = flags(store, patient)
@@ -121,15 +127,45 @@ def trends(store: Store, patient: str) -> dict:
 
 
 # the week ---------------------------------------------------------------------------------------
-def wearing_seconds(store: Store, patient: str, today: date, now_us: int) -> float:
-    """Time the insoles recorded in the seven days ending ``today`` (session durations; an open one counts up to now)."""
+@dataclass(frozen=True)
+class PatientWeek:
+    """The patient's seven days ending their today, counted in their time zone."""
+
+    time_zone: str
+    #: the patient's today (in their zone)
+    today: date
+    #: :func:`week_activity`: per day, steps and walking minutes
+    days: list[dict]
+    #: :func:`wearing_seconds`
+    wearing_s: float
+
+
+def patient_today(today: date, now_us: int, time_zone: str) -> date:
+    """The patient's today: the app's ``today`` (its UTC day, injectable in tests) moved by the days the
+    patient's zone is ahead of or behind UTC at ``now_us`` (-1, 0 or +1)."""
+    return today + (today_in(time_zone, now_us) - today_in(None, now_us))
+
+
+def patient_week(store: Store, patient: str, today: date, now_us: int) -> PatientWeek:
+    """This week of the patient (one read of their time zone); ``today`` is the app's (UTC) today."""
+    time_zone = patient_time_zone(store, patient)
+    local = patient_today(today, now_us, time_zone)
+    return PatientWeek(time_zone, local, week_activity(store, patient, local),
+                       wearing_seconds(store, patient, local, now_us, time_zone=time_zone))
+
+
+def wearing_seconds(store: Store, patient: str, today: date, now_us: int, *, time_zone: str | None = None) -> float:
+    """Time the insoles recorded in the seven days ending ``today`` (days in ``time_zone``; session durations;
+    an open one counts up to now)."""
     start, _ = week_window(today)
-    spans = db.session_spans(store, patient, day_start_us(start), day_start_us(today + timedelta(days=1)))
+    spans = db.session_spans(store, patient, day_start_us(start, time_zone),
+                             day_start_us(today + timedelta(days=1), time_zone))
     return sum(max(min(now_us if end is None else end, now_us) - begin, 0) for begin, end in spans) / 1e6
 
 
 def week_activity(store: Store, patient: str, today: date) -> list[dict]:
-    """Per day of the last seven: steps (strides of both feet) and walking minutes."""
+    """Per day of the seven ending ``today`` (the patient's; days as stored, in their zone): steps (strides of
+    both feet) and walking minutes."""
     start, _ = week_window(today)
     days = [(start + timedelta(days=i)).isoformat() for i in range(7)]
     steps = dict.fromkeys(days, 0)
@@ -150,15 +186,16 @@ def patient_list(store: Store, therapist: str, today: date, now_us: int) -> list
     out = []
     for patient, display_name in patients:
         open_flags = active.get(patient, [])
+        week = patient_week(store, patient, today, now_us)
         out.append({
             "patient": patient, "display_name": display_name,
             "flags": [{"kind": f["kind"], "metric": f["metric"], "metric_label": _label_unit(f["metric"])[0],
                        "state": "raised", "day": f["day"], "since_day": f["since_day"], "effect_size": f["effect_size"]}
                       for f in open_flags],
             "raised_n": len(open_flags),
-            "wearing_h": round(wearing_seconds(store, patient, today, now_us) / 3600.0, 2),
-            "steps_week": sum(d["steps"] for d in week_activity(store, patient, today)),
-            "last_day": db.last_summary_day(store, patient),
+            "wearing_h": round(week.wearing_s / 3600.0, 2),
+            "steps_week": sum(d["steps"] for d in week.days),
+            "last_day": last_summary_day(store, patient),
         })
     # patients with raised flags first, then by name
     out.sort(key=lambda p: (-p["raised_n"], p["patient"]))
@@ -171,11 +208,13 @@ has_open_session = db.has_open_session
 
 
 def sessions(store: Store, patient: str, *, limit: int = 50, offset: int = 0) -> list[dict]:
+    """The patient's sessions, newest first, each with its day in the patient's time zone."""
+    time_zone = patient_time_zone(store, patient)
     out = []
     for s in db.patient_sessions(store, patient, limit=limit, offset=offset):
         start, end = s["start_us"], s["end_us"]
         out.append({
-            "session_id": s["session_id"], "day": day_of(start), "start_us": start, "end_us": end,
+            "session_id": s["session_id"], "day": day_of(start, time_zone), "start_us": start, "end_us": end,
             "duration_s": None if end is None else round((end - start) / 1e6, 1), "state": s["state"],
             "strides_n": s["strides_n"],
             "walking_time_s": _clean(s["summary"].get("walking_time_s")),
@@ -194,7 +233,8 @@ def session_detail(store: Store, session_id: str) -> dict:
     table = strides(store, session_id)
     cols = [c for c in STRIDE_TABLE_COLS if c in table]
     return {
-        "session_id": session_id, "patient": s["patient"], "day": day_of(s["start_us"]),
+        "session_id": session_id, "patient": s["patient"],
+        "day": day_of(s["start_us"], patient_time_zone(store, s["patient"])),
         "start_us": s["start_us"], "end_us": s["end_us"], "state": s["state"], "close_reason": s["close_reason"],
         "summary": db.session_summary(store, session_id),
         "stride_columns": cols,
@@ -264,8 +304,8 @@ def research_sessions(store: Store, *, cohort: str | None = None, from_day: str 
                       to_day: str | None = None) -> list[dict]:
     """Closed sessions with research labels only: no pseudonym, session id, device id, name or note.
 
-    Days are shifted per subject (research.deid), and ``from_day`` / ``to_day`` (inclusive)
-    filter on those shifted days: a filter on real days would let a researcher recover them.
+    Days (in each patient's time zone) are shifted per subject (research.deid), and ``from_day`` / ``to_day``
+    (inclusive) filter on those shifted days: a filter on real days would let a researcher recover them.
     """
     ensure_labels(store)
     for day in (from_day, to_day):
@@ -273,7 +313,7 @@ def research_sessions(store: Store, *, cohort: str | None = None, from_day: str 
             date.fromisoformat(day)  # ValueError for a bad day
     out = []
     for r in db.labelled_sessions(store, cohort=cohort):
-        day = Subject(r["subject"], r["cohort"], r["date_shift_days"]).shift_day(day_of(r["start_us"]))
+        day = Subject(r["subject"], r["cohort"], r["date_shift_days"]).shift_day(day_of(r["start_us"], r["time_zone"]))
         if (from_day and day < from_day) or (to_day and day > to_day):
             continue
         out.append({
@@ -290,5 +330,5 @@ def research_session(store: Store, label: str) -> tuple[str, str, str, str] | No
     r = db.labelled_session(store, label)
     if r is None:
         return None
-    day = Subject(r["subject"], r["cohort"], r["date_shift_days"]).shift_day(day_of(r["start_us"]))
+    day = Subject(r["subject"], r["cohort"], r["date_shift_days"]).shift_day(day_of(r["start_us"], r["time_zone"]))
     return r["session_id"], r["subject"], r["cohort"], day

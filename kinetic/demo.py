@@ -36,8 +36,9 @@ from insole_common import metrics as C
 from processing.service import ProcessingService
 from simulator import SimulationParams, simulate
 from simulator.source import SimulatedInsoleSource
-from storage.patients import stored_frames_n, weekly_summaries
+from storage.patients import stored_frames_n
 from storage.store import SQLiteStore
+from storage.summaries import weekly_summaries
 from transport.mqtt import MqttSettings, broker_reachable
 
 log = logging.getLogger(__name__)

@@ -58,6 +58,7 @@ import numpy as np
 import pandas as pd
 
 from insole_common import metrics as C
+from processing.analytics import symmetry_index  # the one formula (also importable from here)
 from processing.detection_records import (  # noqa: F401  (the detector's records, importable from here)
     KINDS,
     STATES,
@@ -77,13 +78,6 @@ except ImportError:  # pragma: no cover
     from typing import Self
 
 STRIDES_N = "strides_n"
-
-
-def symmetry_index(left: pd.Series | np.ndarray, right: pd.Series | np.ndarray) -> np.ndarray:
-    """Symmetry index in percent, ``200 (L - R) / (L + R)``: 0 when symmetric, > 0 when the left value is larger."""
-    left, right = np.asarray(left, dtype=float), np.asarray(right, dtype=float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return 200.0 * (left - right) / (left + right)
 
 
 def _compensation(metric: str) -> int:

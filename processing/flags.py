@@ -20,18 +20,17 @@ def _event_key(kind, metric, state, day, direction) -> tuple:
     return kind, metric, state, str(day), direction
 
 
-def update_flags(store: Store, patient: str, *, now_us: int,
-                 settings: DetectionSettings | None = None) -> list[FlagEvent]:
+def update_flags(store: Store, patient: str, *, now_us: int, settings: DetectionSettings) -> list[FlagEvent]:
     """Run compensation detection over all the patient's days; store baselines and flags.
 
     Recomputed from the daily summaries each time (idempotent under redelivery and restarts), with
-    ``settings`` (default: the deployment's, :meth:`DetectionSettings.from_env`), which each stored
-    baseline records. The therapist's reference period, when one is stored (a ``baselines`` row with
-    source ``therapist``), replaces the automatic baseline. Each raised event is stored with its flag's
+    ``settings`` (the deployment's, read once when the service starts:
+    :attr:`processing.service.ProcessingService.detection_settings`), which each stored baseline records.
+    The therapist's reference period, when one is stored (a ``baselines`` row with source ``therapist``),
+    replaces the automatic baseline. Each raised event is stored with its flag's
     state (``active``, ``since_day``, ``cleared_day``). Returns the flag events that are new since the
     last run; the caller publishes them on the alerts topic.
     """
-    settings = settings or DetectionSettings.from_env()
     daily = daily_table(store, patient)
     ref = flag_store.reference_period(store, patient)
     reference = None if ref is None else ReferencePeriod(ref["start_day"], ref["end_day"], ref["set_by"])

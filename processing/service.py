@@ -22,6 +22,7 @@ from collections import deque
 from insole_common import topics
 from insole_common.messages import StridesMessage
 from processing.analytics.online import OnlineStride
+from processing.detection_settings import DetectionSettings
 from processing.ingest import GROUP_COMMIT_N, IngestMixin, _live_spec
 from processing.live import LiveProcess
 from processing.live_strides import LIVE_ANNOUNCE_S, LiveStridesMixin
@@ -57,7 +58,11 @@ class ProcessingService(IngestMixin, LiveStridesMixin, SessionsMixin):
         group_commit_n: int = GROUP_COMMIT_N,
         live_strides: bool = True,
         live_process: bool = False,
+        detection_settings: DetectionSettings | None = None,
     ) -> None:
+        #: compensation detection's settings, read once here (default: the deployment's, KINETIC_DETECTION_CONFIG)
+        #: so that a bad file stops the service at start (ValidationError naming the key), not at a session's close
+        self.detection_settings = detection_settings or DetectionSettings.from_env()
         self.store = store
         self.archive = archive
         #: at most this many queued messages are handled in one transaction and acknowledged together

@@ -117,7 +117,7 @@ class SessionsMixin(ServiceState):
         update_daily_summary(self.store, patient, day)
         update_weekly_summary(self.store, patient, day)
         now_us = start_us if self.detection_clock == "data" else time.time_ns() // 1000
-        for event in update_flags(self.store, patient, now_us=now_us):
+        for event in update_flags(self.store, patient, now_us=now_us, settings=self.detection_settings):
             self.stats.flags_n += 1
             if self.on_flag is not None:
                 self._outgoing.append((self.on_flag, (patient, event.to_message(patient, time_us=now_us))))

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from processing.detection_settings import DetectionSettings
 from processing.live import LiveFeet, LiveProcess
 from storage.archive import RawArchive
 from storage.store import Store
@@ -46,6 +47,7 @@ class ServiceState:
     live_strides: bool
     analyze_on_close: bool
     inactivity_s: float
+    detection_settings: DetectionSettings
 
     if TYPE_CHECKING:  # provided by the other parts of ProcessingService, declared so each part type-checks alone
         def _on_session(self, msg: SessionMessage) -> None: ...

@@ -12,7 +12,8 @@ Layout of an export (``S`` = subject label, ``R`` = session label, ``EXT`` = par
     sessions.EXT                  subject, session, start (shifted), duration_s, strides_n, feet, sample_rate_hz
     strides.EXT                   subject, session + the analytics' per-stride columns
     weekly.EXT                    subject, iso_week, week_start (shifted), days_n, sessions_n, strides_n + the
-                                  week's metrics: medians of the daily medians (processing.summaries)
+                                  week's metrics: medians of the daily medians (processing.summaries); a
+                                  session's day is its (shifted) day in the patient's time zone
     sub-S/ses-R/sub-S_ses-R_foot-{L,R}_samples.EXT   (see research.formats)
 
 BIDS-Motion puts the tables where BIDS wants them: ``participants.tsv``,
@@ -51,6 +52,7 @@ from processing.summaries import daily_metrics, weekly_metrics
 from research import formats
 from research.deid import Subject, bids_label, ensure_labels, manifest
 from research.samples import FootStream, archive_streams, recording_streams
+from storage.patients import patient_time_zone
 from storage.research import labelled_sessions
 from storage.strides import session_strides as stored_strides
 
@@ -77,6 +79,9 @@ class ExportSession:
     strides: Callable[[], pd.DataFrame]
     #: shifted start (naive UTC date-time), or None when the source has no date
     start: datetime | None = None
+    #: shifted day ``YYYY-MM-DD`` of the start in the patient's time zone (the weekly table's day); None: the
+    #: (UTC) day of ``start``
+    day: str | None = None
     duration_s: float | None = None
     task: str = "freeliving"
     task_name: str = "free-living walking at home"
@@ -99,27 +104,37 @@ def select_sessions(store, archive, *, session: str | None = None, patient: str 
                     cohort: str | None = None, from_day: str | None = None, to_day: str | None = None) -> list[ExportSession]:
     """Closed sessions of the store matching the filters, as :class:`ExportSession` objects.
 
-    ``from_day`` / ``to_day`` are inclusive UTC days (``YYYY-MM-DD``) of the sessions' real
-    starts. Research labels and date shifts are created on first use and then kept.
+    ``from_day`` / ``to_day`` are inclusive days (``YYYY-MM-DD``) of the sessions' real starts, in each
+    patient's time zone (as the service counts them). Research labels and date shifts are created on first
+    use and then kept.
     """
 
     store.migrate()
     ensure_labels(store)
     try:
-        start_from_us = day_start_us(from_day) if from_day else None
-        start_before_us = day_start_us(date.fromisoformat(to_day) + timedelta(days=1)) if to_day else None
+        first = date.fromisoformat(from_day).isoformat() if from_day else None
+        last = date.fromisoformat(to_day).isoformat() if to_day else None
     except ValueError as exc:
         raise ExportError(f"dates must be YYYY-MM-DD: {exc}") from exc
+    # a day in any time zone lies within the UTC day before and the one after: read that, keep the patient's days
+    start_from_us = day_start_us(date.fromisoformat(first) - timedelta(days=1)) if first else None
+    start_before_us = day_start_us(date.fromisoformat(last) + timedelta(days=2)) if last else None
+    zones: dict[str, str] = {}  # patient -> time zone, read once per patient
     out = []
     for r in labelled_sessions(store, session=session, patient=patient, cohort=cohort, start_from_us=start_from_us,
                                start_before_us=start_before_us):
+        if r.patient not in zones:
+            zones[r.patient] = patient_time_zone(store, r.patient)
+        day = day_of(r.start_us, zones[r.patient])
+        if (first and day < first) or (last and day > last):
+            continue
         subject = Subject(label=r.subject, cohort=r.cohort, date_shift_days=r.date_shift_days)
-        paths = archive.session_paths(r.patient, day_of(r.start_us), r.session_id)
+        paths = archive.session_paths(r.patient, day, r.session_id)
         out.append(ExportSession(
             subject=subject, label=r.label,
             streams=functools.partial(archive_streams, paths, r.start_us),
             strides=functools.partial(stored_strides, store, r.session_id),
-            start=subject.shift_time_us(r.start_us),
+            start=subject.shift_time_us(r.start_us), day=subject.shift_day(day),
             duration_s=None if r.end_us is None else (r.end_us - r.start_us) / 1e6))
     return out
 
@@ -172,12 +187,15 @@ def weekly_table(strides: pd.DataFrame, sessions: pd.DataFrame) -> pd.DataFrame:
     """Per subject and (shifted) ISO week, the service's weekly summary (:mod:`processing.summaries`): each
     day's metrics are the medians of its strides (:func:`~processing.summaries.daily_metrics`), the week's
     the medians of its days' values (:func:`~processing.summaries.weekly_metrics`), for every metric of
-    :data:`insole_common.metrics.DAILY_METRICS`. A session's day is the (shifted, UTC) day of its start."""
+    :data:`insole_common.metrics.DAILY_METRICS`. A session's day is its ``day`` column (the shifted day in the
+    patient's time zone, :attr:`ExportSession.day`) where there is one, else the (shifted, UTC) day of its start."""
     dated = sessions.dropna(subset=["start"])
     if dated.empty:
         return pd.DataFrame(columns=list(WEEKLY_COLUMNS))
+    utc_day = pd.to_datetime(dated["start"]).dt.strftime("%Y-%m-%d")
+    session_day = dated["day"].fillna(utc_day) if "day" in dated else utc_day
     days = pd.DataFrame({"subject": dated["subject"].to_numpy(), "session": dated["session"].to_numpy(),
-                         "day": pd.to_datetime(dated["start"]).dt.strftime("%Y-%m-%d").to_numpy()})
+                         "day": session_day.to_numpy()})
     by_day = dict(iter(strides.merge(days, on=["subject", "session"]).groupby(["subject", "day"]))) \
         if not strides.empty else {}
     daily = []
@@ -237,7 +255,7 @@ def _write_all(sessions: list[ExportSession], root: Path, fmt: str, *, software:
     files: list[str] = []
     # a first pass for the progress bar's total only reads metadata; files are reopened one session at a time
     total = sum(st.rows_n for s in sessions for st in s.streams())
-    stride_tables, session_rows, subjects = [], [], {}
+    stride_tables, session_rows, session_days, subjects = [], [], [], {}
     bids = fmt == "bids"
     with _progress_bar(total, progress) as bar:
         for s in sessions:
@@ -267,9 +285,10 @@ def _write_all(sessions: list[ExportSession], root: Path, fmt: str, *, software:
                                  "feet": "".join(st.side for st in streams),
                                  "sample_rate_hz": max((st.sample_rate_hz for st in streams), default=np.nan),
                                  "task": s.task})
+            session_days.append(s.day)
     strides_all = pd.concat(stride_tables, ignore_index=True) if stride_tables else pd.DataFrame()
     sessions_df = pd.DataFrame(session_rows)
-    weekly = weekly_table(strides_all, sessions_df)
+    weekly = weekly_table(strides_all, sessions_df.assign(day=pd.Series(session_days, dtype=object)))
     subjects_df = pd.DataFrame(sorted(subjects.items()), columns=["subject", "cohort"])
     if bids:
         files += _bids_dataset_files(root, subjects_df, sessions_df, strides_all, weekly, software)

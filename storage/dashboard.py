@@ -1,6 +1,7 @@
-"""Reads (and the one write, notes) behind the dashboards' pages: summaries, sessions, notes and the
-research exports' labelled sessions. Plain Python values and DataFrames; no access rules here (the caller
-has already been allowed to see what it asks for, :mod:`dashboards.deps`).
+"""Reads (and the one write, notes) behind the dashboards' pages: sessions and their summaries, notes and the
+research exports' labelled sessions (the daily and weekly summaries are read through :mod:`storage.summaries`).
+Plain Python values and DataFrames; no access rules here (the caller has already been allowed to see what it
+asks for, :mod:`dashboards.deps`).
 """
 
 from __future__ import annotations
@@ -27,44 +28,7 @@ def first_row(store: Store, sql: str, params: tuple) -> dict | None:
     return None if rows.empty else rows.iloc[0].to_dict()
 
 
-def _with_metrics(rows: pd.DataFrame, keep: list[str]) -> pd.DataFrame:
-    """``rows[keep]`` beside the columns of each row's ``metrics_json`` (parsed, values as stored)."""
-    metrics = pd.DataFrame([json.loads(m) for m in rows["metrics_json"]], index=rows.index)
-    return pd.concat([rows[keep], metrics], axis=1)
-
-
-# summaries -------------------------------------------------------------------------------------------
-def daily_summaries(store: Store, patient: str, *, since: str | None = None) -> pd.DataFrame:
-    """One row per stored day (``day >= since``), by day: ``day``, ``sessions_n``, ``strides_n`` and the stored
-    daily metrics (:func:`processing.summaries.daily_metrics`) as columns."""
-    sql = "SELECT day, sessions_n, strides_n, metrics_json FROM daily_summaries WHERE patient = ?"
-    params: tuple = (patient,)
-    if since is not None:
-        sql += " AND day >= ?"
-        params += (since,)
-    rows = store.query(sql + " ORDER BY day", params)
-    if rows.empty:
-        return pd.DataFrame(columns=["day", "sessions_n", "strides_n"])
-    return _with_metrics(rows, ["day", "sessions_n", "strides_n"])
-
-
-def weekly_summaries(store: Store, patient: str) -> pd.DataFrame:
-    """One row per stored ISO week, by week: ``week`` (``YYYY-Www``), ``week_start`` (its Monday), ``days_n``,
-    ``sessions_n``, ``strides_n`` and the stored weekly metrics (:func:`processing.summaries.weekly_metrics`)."""
-    cols = ["week", "week_start", "days_n", "sessions_n", "strides_n"]
-    rows = store.query("SELECT week, week_start, days_n, sessions_n, strides_n, metrics_json FROM weekly_summaries "
-                       "WHERE patient = ? ORDER BY week_start", (patient,))
-    if rows.empty:
-        return pd.DataFrame(columns=cols)
-    return _with_metrics(rows, cols)
-
-
-def last_summary_day(store: Store, patient: str) -> str | None:
-    """The latest day with a daily summary."""
-    last = store.query("SELECT MAX(day) AS d FROM daily_summaries WHERE patient = ?", (patient,)).iloc[0]["d"]
-    return None if last is None or pd.isna(last) else str(last)
-
-
+# session summaries -------------------------------------------------------------------------------------------
 def session_summaries(store: Store, patient: str, first_day: str, last_day: str) -> list[tuple[str, int, dict]]:
     """``(day, strides_n, summary)`` of the patient's analysed sessions on days ``first_day .. last_day``."""
     rows = store.query("SELECT day, strides_n, summary_json FROM session_summaries WHERE patient = ? AND day >= ? "
@@ -134,10 +98,13 @@ def cohorts(store: Store) -> list[str]:
 
 def labelled_sessions(store: Store, *, cohort: str | None = None) -> list[dict]:
     """Closed sessions that have research labels (optionally of one cohort): ``session`` (its label), ``subject``,
-    ``cohort``, ``date_shift_days``, ``start_us``, ``end_us``, ``strides_n`` (None before analysis)."""
+    ``cohort``, ``date_shift_days``, ``start_us``, ``end_us``, ``strides_n`` (None before analysis) and
+    ``time_zone`` (the patient's, for the session's day; UTC for a patient without a ``patients`` row)."""
     sql = ("SELECT rs.label AS session, sub.label AS subject, sub.cohort, sub.date_shift_days, s.start_us, s.end_us, "
-           "ss.strides_n FROM sessions s JOIN research_sessions rs ON rs.session_id = s.session_id "
+           "ss.strides_n, COALESCE(p.time_zone, 'UTC') AS time_zone FROM sessions s "
+           "JOIN research_sessions rs ON rs.session_id = s.session_id "
            "JOIN research_subjects sub ON sub.patient = s.patient "
+           "LEFT JOIN patients p ON p.pseudonym = s.patient "
            "LEFT JOIN session_summaries ss ON ss.session_id = s.session_id WHERE s.state = 'closed'")
     params: tuple = ()
     if cohort:
@@ -145,14 +112,18 @@ def labelled_sessions(store: Store, *, cohort: str | None = None) -> list[dict]:
         params += (cohort,)
     return [{"session": str(r.session), "subject": str(r.subject), "cohort": str(r.cohort),
              "date_shift_days": _int(r.date_shift_days), "start_us": _int(r.start_us), "end_us": _int_or_none(r.end_us),
-             "strides_n": _int_or_none(r.strides_n)} for r in store.query(sql, params).itertuples()]
+             "strides_n": _int_or_none(r.strides_n), "time_zone": str(r.time_zone)}
+            for r in store.query(sql, params).itertuples()]
 
 
 def labelled_session(store: Store, label: str) -> dict | None:
-    """``session_id, subject, cohort, date_shift_days, start_us`` behind a research session label."""
+    """``session_id, subject, cohort, date_shift_days, start_us, time_zone`` (the patient's) behind a research
+    session label."""
     r = first_row(store,
-                  "SELECT s.session_id, sub.label AS subject, sub.cohort, sub.date_shift_days, s.start_us FROM "
-                  "research_sessions rs JOIN sessions s ON s.session_id = rs.session_id JOIN research_subjects sub "
-                  "ON sub.patient = s.patient WHERE rs.label = ?", (label,))
-    return None if r is None else {**r, "date_shift_days": int(r["date_shift_days"]), "start_us": int(r["start_us"])}
+                  "SELECT s.session_id, sub.label AS subject, sub.cohort, sub.date_shift_days, s.start_us, "
+                  "COALESCE(p.time_zone, 'UTC') AS time_zone FROM research_sessions rs "
+                  "JOIN sessions s ON s.session_id = rs.session_id JOIN research_subjects sub ON sub.patient = s.patient "
+                  "LEFT JOIN patients p ON p.pseudonym = s.patient WHERE rs.label = ?", (label,))
+    return None if r is None else {**r, "date_shift_days": int(r["date_shift_days"]), "start_us": int(r["start_us"]),
+                                   "time_zone": str(r["time_zone"])}
 

@@ -1,6 +1,6 @@
 """Patients (``patients``): registration, the time zone their days and weeks are counted in
 (:mod:`insole_common.calendar`), and reads of what is stored per patient for provisioning and the demo
-(weekly summaries, raw frames; ``accounts`` for :func:`account_role`).
+(raw frames; ``accounts`` for :func:`account_role`; weekly summaries: :func:`storage.summaries.weekly_summaries`).
 
 The time-zone functions take the store first, so they serve both as functions (``set_patient_time_zone(store, ...)``)
 and as methods of :class:`storage.store.Store` (``store.set_patient_time_zone(...)``).
@@ -8,10 +8,7 @@ and as methods of :class:`storage.store.Store` (``store.set_patient_time_zone(..
 
 from __future__ import annotations
 
-import json
 import time
-
-import pandas as pd
 
 from insole_common.calendar import DEFAULT_TIME_ZONE, zone
 from storage.base import StoreBase
@@ -34,19 +31,6 @@ def account_role(store: StoreBase, username: str) -> str | None:
     return None if rows.empty else str(rows.iloc[0]["role"])
 
 
-def weekly_summaries(store: StoreBase, patients: list[str] | None = None) -> pd.DataFrame:
-    """The stored ISO-week summaries (:mod:`processing.summaries`), one row per patient and week, ordered:
-    ``patient``, ``week``, ``week_start``, ``days_n``, ``sessions_n``, ``strides_n``, then the metrics."""
-    sql = "SELECT patient, week, week_start, days_n, sessions_n, strides_n, metrics_json FROM weekly_summaries"
-    params: tuple = ()
-    if patients is not None:
-        sql += f" WHERE patient IN ({', '.join('?' * len(patients))})" if patients else " WHERE 1 = 0"
-        params = tuple(patients)
-    rows = store.query(sql + " ORDER BY patient, week", params)
-    metrics = pd.DataFrame([json.loads(m) for m in rows["metrics_json"]], index=rows.index)
-    return pd.concat([rows.drop(columns="metrics_json"), metrics.apply(pd.to_numeric, errors="coerce")], axis=1)
-
-
 def stored_frames_n(store: StoreBase, patients: list[str]) -> int:
     """How many raw frames the store holds of these patients' sessions."""
     if not patients:
@@ -63,14 +47,14 @@ def set_patient_time_zone(store: StoreBase, patient: str, time_zone: str) -> Non
     an unknown one). A patient not stored yet is created, so the zone can be set before the first session.
     Days already stored keep the day they were given."""
     zone(time_zone)
-    with store._tx() as ex:
-        store._ensure_patient(ex, patient, time.time_ns() // 1000)
+    with store._tx() as ex:  # noqa: SLF001 - a method of the store (Patients mixin) written as a function
+        store._ensure_patient(ex, patient, time.time_ns() // 1000)  # noqa: SLF001 - as above
         ex("UPDATE patients SET time_zone = ? WHERE pseudonym = ?", (time_zone, patient))
 
 
 def patient_time_zone(store: StoreBase, patient: str) -> str:
     """The patient's time zone (``UTC`` when none was set or the patient is unknown)."""
-    rows = store._rows("SELECT time_zone FROM patients WHERE pseudonym = ?", (patient,))
+    rows = store._rows("SELECT time_zone FROM patients WHERE pseudonym = ?", (patient,))  # noqa: SLF001 - as above
     return str(rows[0][0]) if rows else DEFAULT_TIME_ZONE
 
 

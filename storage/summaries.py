@@ -1,5 +1,9 @@
 """Daily and weekly summaries (``daily_summaries``, ``weekly_summaries``) and the reads they are computed from
-(a day's strides and sessions). What goes into them is :mod:`processing.summaries`'s business."""
+(a day's strides and sessions). What goes into them is :mod:`processing.summaries`'s business.
+
+Their contents are read only here: :meth:`Summaries.daily_summaries` (one patient's days),
+:func:`last_summary_day` and :func:`weekly_summaries` (weeks of any patients); the dashboards, the demo's
+report, compensation detection and the weekly summaries use these."""
 
 from __future__ import annotations
 
@@ -8,6 +12,25 @@ import json
 import pandas as pd
 
 from storage.base import StoreBase, jsonable
+
+
+def weekly_summaries(store: StoreBase, patients: list[str] | None = None) -> pd.DataFrame:
+    """The stored ISO-week summaries (:mod:`processing.summaries`), one row per patient and week, ordered:
+    ``patient``, ``week``, ``week_start``, ``days_n``, ``sessions_n``, ``strides_n``, then the metrics."""
+    sql = "SELECT patient, week, week_start, days_n, sessions_n, strides_n, metrics_json FROM weekly_summaries"
+    params: tuple = ()
+    if patients is not None:
+        sql += f" WHERE patient IN ({', '.join('?' * len(patients))})" if patients else " WHERE 1 = 0"
+        params = tuple(patients)
+    rows = store.query(sql + " ORDER BY patient, week", params)
+    metrics = pd.DataFrame([json.loads(m) for m in rows["metrics_json"]], index=rows.index)
+    return pd.concat([rows.drop(columns="metrics_json"), metrics.apply(pd.to_numeric, errors="coerce")], axis=1)
+
+
+def last_summary_day(store: StoreBase, patient: str) -> str | None:
+    """The latest day with a daily summary."""
+    last = store.query("SELECT MAX(day) AS d FROM daily_summaries WHERE patient = ?", (patient,)).iloc[0]["d"]
+    return None if last is None or pd.isna(last) else str(last)
 
 
 class Summaries(StoreBase):

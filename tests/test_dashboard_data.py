@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import numpy as np
+import pytest
 
 from dashboards import data
 from dashboards.live import LiveFeed
@@ -13,9 +14,32 @@ from insole_common import topics
 from insole_common.codec import Batch, PressureUnit, encode_batch
 from insole_common.layouts import KC16
 from insole_common.messages import CollectorStatus
-from research.deid import ensure_subject_labels
+from kinetic.cli import main as kinetic
+from processing.service import ProcessingService
+from research.deid import Subject, ensure_subject_labels
+from simulator import SimulationParams, simulate
+from storage.archive import RawArchive
+from storage.patients import patient_time_zone, register_patient
 from storage.store import SQLiteStore
 from tests.fixtures.dashboard import build_fixture
+from tests.test_live_strides import session_message, walk_messages
+
+#: 2026-12-13 23:30 UTC, a Sunday (ISO week 50); in Pacific/Auckland (UTC+13) 12:30 on Monday 14 December
+LATE_WALK_US = 1_797_204_600_000_000
+
+
+def late_walks(store: SQLiteStore, archive: RawArchive | None = None) -> None:
+    """The same 30-second walk at :data:`LATE_WALK_US` of ``p-utc`` and of ``p-nz`` (in Pacific/Auckland), through
+    the processing service."""
+    service = ProcessingService(store, live_strides=False, archive=archive)  # migrates the store
+    store.set_patient_time_zone("p-nz", "Pacific/Auckland")
+    walk = simulate(SimulationParams(schedule=(("standing", 2.0), ("walking", 20.0)), imu=True), seed=3)
+    for patient in ("p-utc", "p-nz"):
+        with store.transaction():
+            service.handle_group([session_message(patient, "start", f"s-{patient}", LATE_WALK_US),
+                                  *walk_messages(walk, patient, start_us=LATE_WALK_US),
+                                  session_message(patient, "stop", f"s-{patient}", LATE_WALK_US + 30_000_000)])
+    assert service.stats.sessions_closed_n == 2
 
 
 def test_live_feed_keeps_status_and_latest_frames():
@@ -72,3 +96,44 @@ def test_plain_trend_has_no_numbers_or_jargon(tmp_path):
     assert "outside of your feet" in " ".join(data.plain_trend(store, "pat-a", date(2026, 11, 20)))
     assert "shorter" in " ".join(data.plain_trend(store, "pat-b", date(2026, 11, 20)))
     assert data.plain_trend(store, "nobody", date(2026, 11, 20))[0].startswith("We have not seen any walks")
+
+
+def test_the_patients_page_counts_days_in_the_patients_time_zone(tmp_path):
+    """A walk at 23:30 UTC on Sunday is Monday's walk for a patient in Auckland: this week, the session list, the
+    daily table and the research days all put it on the patient's Monday; a UTC patient's stays on Sunday."""
+    store = SQLiteStore(tmp_path / "k.sqlite")
+    late_walks(store)
+    now_us = LATE_WALK_US + 10 * 60_000_000  # 23:40 UTC: the app's (UTC) today is still Sunday
+    sunday, monday = date(2026, 12, 13), date(2026, 12, 14)
+    nz, utc = (data.patient_week(store, p, sunday, now_us) for p in ("p-nz", "p-utc"))
+    assert (nz.time_zone, nz.today, utc.today) == ("Pacific/Auckland", monday, sunday)
+    assert [d["day"] for d in nz.days if d["steps"]] == ["2026-12-14"] and nz.days[-1]["day"] == "2026-12-14"
+    assert [d["day"] for d in utc.days if d["steps"]] == ["2026-12-13"]
+    assert nz.wearing_s == utc.wearing_s == pytest.approx(30.0)
+    assert data.sessions(store, "p-nz")[0]["day"] == data.session_detail(store, "s-p-nz")["day"] == "2026-12-14"
+    assert data.sessions(store, "p-utc")[0]["day"] == "2026-12-13"
+    assert data.daily_table(store, "p-nz")["day"].tolist() == ["2026-12-14"]
+    assert [w["week"] for w in data.trends(store, "p-nz")["metrics"][0]["weekly"]] == ["2026-12-14"]
+    research = {r["session"]: r["day"] for r in data.research_sessions(store)}
+    shifts = dict(store.query("SELECT patient, date_shift_days FROM research_subjects").values.tolist())
+    labels = dict(store.query("SELECT session_id, label FROM research_sessions").values.tolist())
+    for patient, day in (("p-nz", "2026-12-14"), ("p-utc", "2026-12-13")):
+        shifted = Subject("S", "c", int(shifts[patient])).shift_day(day)
+        assert research[labels[f"s-{patient}"]] == shifted
+        assert data.research_session(store, labels[f"s-{patient}"])[3] == shifted
+
+
+def test_cli_sets_a_patients_time_zone_and_refuses_an_unknown_one(tmp_path, capsys):
+    db = tmp_path / "k.sqlite"
+    store = SQLiteStore(db)
+    store.migrate()
+    register_patient(store, "p1", 0)
+    assert kinetic(["dashboard", "set-time-zone", "p1", "Pacific/Auckland", "--db", str(db)]) == 0
+    assert patient_time_zone(store, "p1") == "Pacific/Auckland"
+    capsys.readouterr()
+    for patient, zone, message in (("p1", "Mars/Olympus", "unknown time zone 'Mars/Olympus'"),
+                                   ("nobody", "Europe/Berlin", "unknown patient 'nobody'")):
+        assert kinetic(["dashboard", "set-time-zone", patient, zone, "--db", str(db)]) == 1
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    assert patient_time_zone(store, "p1") == "Pacific/Auckland" and patient_time_zone(store, "nobody") == "UTC"

@@ -23,7 +23,7 @@ import pytest
 
 from benchmarks.bench_export import START_US, _prepare_db
 from insole_common import metrics as C
-from insole_common.calendar import day_of
+from insole_common.calendar import day_of, iso_week
 from processing.readers.auto import read_any
 from research import load_session, load_strides, load_table
 from research.deid import REMOVED, set_cohort
@@ -33,6 +33,7 @@ from storage.store import PostgresStore, SQLiteStore
 from tests.conftest import PG_DSN
 from tests.fixtures.dashboard import STORIES, add_simulated_session, add_synthetic_session
 from tests.fixtures.research import peak_memory_mb, write_archive_session
+from tests.test_dashboard_data import late_walks
 
 DAY = date(2026, 10, 6)  # a Tuesday
 VALIDATOR = Path(sys.executable).with_name("bids-validator-deno")
@@ -195,6 +196,24 @@ def test_weekly_summary_is_the_median_of_the_weeks_daily_medians(site, tmp_path)
     daily_medians = mine.groupby("day")[C.STRIDE_TIME_S].median()
     assert row[C.STRIDE_TIME_S] == pytest.approx(daily_medians.median())
     assert weekly_table(strides.iloc[0:0], sessions.iloc[0:0]).empty
+
+
+def test_weekly_table_and_day_filters_count_in_the_patients_time_zone(tmp_path):
+    """A walk at 23:30 UTC on Sunday is Monday's walk for a patient in Auckland: the export's day filters and its
+    weekly table (ISO week of the shifted day) use the patient's day; the weekday survives the date shift."""
+    store, archive = SQLiteStore(tmp_path / "k.sqlite"), RawArchive(tmp_path / "archive")
+    late_walks(store, archive)
+    set_cohort(store, "p-nz", "nz")
+    assert select_sessions(store, archive, patient="p-nz", to_day="2026-12-13") == []
+    (chosen,) = select_sessions(store, archive, patient="p-nz", from_day="2026-12-14", to_day="2026-12-14")
+    assert chosen.day == chosen.subject.shift_day("2026-12-14")
+    out = write_export([chosen], tmp_path / "nz", "csv", software="kinetic-chain test", progress=False).out
+    weekly = load_table(out, "weekly")
+    assert weekly[["iso_week", "week_start"]].values.tolist() == [list(iso_week(chosen.day))]
+    assert pd.Timestamp(weekly["week_start"][0]).weekday() == 0 and date.fromisoformat(chosen.day).weekday() == 0
+    assert weekly["sessions_n"].tolist() == [1] and weekly["strides_n"][0] > 20
+    (utc,) = select_sessions(store, archive, patient="p-utc", from_day="2026-12-13", to_day="2026-12-13")
+    assert date.fromisoformat(utc.day).weekday() == 6  # Sunday
 
 
 def test_output_is_atomic(site, tmp_path):

@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 
 from insole_common import topics
+from insole_common.errors import ValidationError
 from insole_common.messages import FlagMessage, parse_message
 from processing.detection import DetectionSettings
 from processing.flags import update_flags
+from processing.service import ProcessingService
 from storage import flags as flag_store
 from storage.store import SQLiteStore
 from tests.helpers import wait_for
@@ -48,7 +50,7 @@ def test_flags_stored_with_evidence_and_idempotent(tmp_path) -> None:
     store = SQLiteStore(tmp_path / "kc.sqlite")
     store.migrate()
     days = fill_days(store, "p-shift", 24, shift_from_day=14)
-    events = update_flags(store, "p-shift", now_us=1)
+    events = update_flags(store, "p-shift", now_us=1, settings=DetectionSettings())
     raised = [e for e in events if e.state == "raised"]
     assert {e.kind for e in raised} == {"lateral_shift"}
     assert {e.metric for e in raised} == {"cop_ml_mean_fw_L", "cop_ml_mean_fw_R"}
@@ -61,7 +63,7 @@ def test_flags_stored_with_evidence_and_idempotent(tmp_path) -> None:
     baselines = store.query("SELECT metric, source, days_n FROM baselines WHERE patient = 'p-shift'")
     assert set(baselines["source"]) == {"auto"} and "cop_ml_mean_fw_L" in set(baselines["metric"])
     # running again over the same days changes nothing and announces nothing new
-    assert update_flags(store, "p-shift", now_us=2) == []
+    assert update_flags(store, "p-shift", now_us=2, settings=DetectionSettings()) == []
     again = store.query("SELECT kind, metric, state, day, baseline, current, created_us FROM flags")
     assert len(again) == len(rows) and set(again["created_us"]) == {1}  # the original events, not new ones
 
@@ -70,11 +72,11 @@ def test_stable_patient_gets_no_flags_and_therapist_reference_is_used(tmp_path) 
     store = SQLiteStore(tmp_path / "kc.sqlite")
     store.migrate()
     fill_days(store, "p-stable", 24, shift_from_day=None)
-    assert update_flags(store, "p-stable", now_us=1) == []
+    assert update_flags(store, "p-stable", now_us=1, settings=DetectionSettings()) == []
     # a therapist sets the reference period to the last days: the baseline source follows
     store.execute("INSERT INTO baselines (patient, metric, start_day, end_day, mean, sd, days_n, source, set_by, updated_us) "
                   "VALUES ('p-stable', 'reference_period', '2026-10-10', '2026-10-20', 0, 0, 0, 'therapist', 'ther-1', 5)")
-    update_flags(store, "p-stable", now_us=6)
+    update_flags(store, "p-stable", now_us=6, settings=DetectionSettings())
     cop = store.query("SELECT source, start_day, end_day, set_by FROM baselines WHERE metric = 'cop_ml_mean_fw_L'").iloc[0]
     assert (cop.source, cop.start_day, cop.end_day, cop.set_by) == ("therapist", "2026-10-10", "2026-10-20", "ther-1")
 
@@ -108,7 +110,7 @@ def test_a_flag_never_cleared_stays_active_and_a_cleared_one_does_not(tmp_path) 
     store = SQLiteStore(tmp_path / "kc.sqlite")
     store.migrate()
     days = fill_days(store, "p-open", 40, shift_from_day=14)
-    update_flags(store, "p-open", now_us=1)
+    update_flags(store, "p-open", now_us=1, settings=DetectionSettings())
     raised = [f for f in flag_store.flags(store, "p-open") if f["state"] == "raised"]
     assert len(raised) == 2 and len({f["day"] for f in raised}) == 1
     d = raised[0]["day"]
@@ -124,7 +126,7 @@ def test_a_flag_never_cleared_stays_active_and_a_cleared_one_does_not(tmp_path) 
 
     # the same shift ending after ten days: improved, then cleared; a cleared flag is not active
     fill_days(store, "p-back", 50, shift_from_day=14, shift_until_day=24)
-    update_flags(store, "p-back", now_us=1)
+    update_flags(store, "p-back", now_us=1, settings=DetectionSettings())
     events = flag_store.flags(store, "p-back")
     assert sorted(f["state"] for f in events) == ["cleared"] * 2 + ["improved"] * 2 + ["raised"] * 2
     cleared_day = next(f["day"] for f in events if f["state"] == "cleared")
@@ -141,7 +143,9 @@ def test_baselines_store_the_detectors_band_and_settings(tmp_path, monkeypatch) 
     config = tmp_path / "detection.toml"
     config.write_text("[detection]\nz_real_change = 2.5\n")
     monkeypatch.setenv("KINETIC_DETECTION_CONFIG", str(config))
-    update_flags(store, "p-set", now_us=1)
+    service = ProcessingService(store, live_strides=False)  # reads the deployment's settings once, here
+    assert service.detection_settings.z_real_change == 2.5
+    update_flags(store, "p-set", now_us=1, settings=service.detection_settings)
     base = flag_store.baselines(store, "p-set")["cop_ml_mean_fw_L"]
     assert set(base) == {"start_day", "end_day", "mean", "sd", "days_n", "source", "set_by", "threshold", "band_low",
                          "band_high", "settings"}
@@ -149,7 +153,23 @@ def test_baselines_store_the_detectors_band_and_settings(tmp_path, monkeypatch) 
     assert base["threshold"] == pytest.approx(2.5 * base["sd"] * (1 + 1 / base["days_n"]) ** 0.5)
     assert (base["band_low"], base["band_high"]) == pytest.approx((base["mean"] - base["threshold"],
                                                                   base["mean"] + base["threshold"]))
-    # explicit settings win over the deployment's file
+    # settings given to the service win over the deployment's file
+    assert ProcessingService(store, live_strides=False, detection_settings=DetectionSettings()).detection_settings \
+        == DetectionSettings()
     update_flags(store, "p-set", now_us=2, settings=DetectionSettings())
     assert flag_store.baselines(store, "p-set")["cop_ml_mean_fw_L"]["settings"]["z_real_change"] == 1.96
     assert flag_store.reference_period(store, "p-set") is None
+
+
+def test_a_bad_detection_config_stops_the_service_at_start(tmp_path, monkeypatch) -> None:
+    """A wrong KINETIC_DETECTION_CONFIG fails when the service is made (naming the key), not at a session's close."""
+    store = SQLiteStore(tmp_path / "kc.sqlite")
+    config = tmp_path / "detection.toml"
+    config.write_text("[detection]\ncusum_hh = 5.0\n")
+    monkeypatch.setenv("KINETIC_DETECTION_CONFIG", str(config))
+    with pytest.raises(ValidationError, match="cusum_hh") as err:
+        ProcessingService(store, live_strides=False)
+    assert err.value.reason == "bad_detection_config"
+    monkeypatch.setenv("KINETIC_DETECTION_CONFIG", str(tmp_path / "missing.toml"))
+    with pytest.raises(ValidationError, match=r"cannot read .*missing\.toml"):
+        ProcessingService(store, live_strides=False)

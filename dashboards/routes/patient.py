@@ -19,11 +19,11 @@ def me_page(request: Request, patient: str = Depends(own_patient)):
 def api_me(patient: str = Depends(own_patient), d: Dashboard = Depends(dashboard)):
     """Are my insoles connected and recording, how much did I walk this week, my trend in plain words."""
     status = d.feed.status(patient)
-    week = data.week_activity(d.store, patient, d.today())
-    return {"status": plain_status(status, data.has_open_session(d.store, patient)), "week": week,
-            "steps": sum(day["steps"] for day in week), "walking_min": round(sum(day["walking_min"] for day in week), 1),
-            "worn_h": round(data.wearing_seconds(d.store, patient, d.today(), d.now_us()) / 3600, 1),
-            "trend": data.plain_trend(d.store, patient, d.today())}
+    week = data.patient_week(d.store, patient, d.today(), d.now_us())  # days in the patient's time zone
+    return {"status": plain_status(status, data.has_open_session(d.store, patient)), "week": week.days,
+            "steps": sum(day["steps"] for day in week.days),
+            "walking_min": round(sum(day["walking_min"] for day in week.days), 1),
+            "worn_h": round(week.wearing_s / 3600, 1), "trend": data.plain_trend(d.store, patient, week.today)}
 
 
 def plain_status(status: dict, open_session: bool) -> dict:

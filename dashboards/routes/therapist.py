@@ -60,9 +60,9 @@ def api_patients(actor: Actor = Depends(therapist), d: Dashboard = Depends(dashb
 @router.get("/api/patients/{patient}", openapi_extra=T)
 def api_patient(patient: str = Depends(therapist_patient), d: Dashboard = Depends(dashboard)):
     """Header facts of one patient: this week's wearing time, steps, collector status."""
-    return {"patient": patient, "today": d.today().isoformat(),
-            "wearing_h": round(data.wearing_seconds(d.store, patient, d.today(), d.now_us()) / 3600, 2),
-            "week": data.week_activity(d.store, patient, d.today()), "status": d.feed.status(patient)}
+    week = data.patient_week(d.store, patient, d.today(), d.now_us())  # days in the patient's time zone
+    return {"patient": patient, "today": week.today.isoformat(), "time_zone": week.time_zone,
+            "wearing_h": round(week.wearing_s / 3600, 2), "week": week.days, "status": d.feed.status(patient)}
 
 
 @router.get("/api/patients/{patient}/trends", openapi_extra=T)

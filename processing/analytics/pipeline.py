@@ -16,11 +16,11 @@ from processing.analytics.bouts import dead_feet, detect_bouts
 from processing.analytics.events import LoadEventDetector
 from processing.analytics.foot_engine import ZERO_BASED_UNITS, FootEngine
 from processing.analytics.strides import empty_strides
-from processing.analytics.summary import build_summary, symmetry_index
+from processing.analytics.summary import build_summary
 from processing.readers.grid import DROP_REASONS  # the readers' vocabulary (grid.py does no I/O)
 
 __all__ = ["READER_QUALITY_KEYS", "ZERO_BASED_UNITS", "Calibration", "FootEngine", "GaitResult", "analyze",
-           "engines_for", "finalize", "symmetry_index"]
+           "engines_for", "finalize"]
 
 
 @dataclass(frozen=True)

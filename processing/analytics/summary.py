@@ -4,18 +4,28 @@ data quality and flags."""
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
+import pandas as pd
 
 from insole_common import metrics as C
 
 
-def symmetry_index(left: float, right: float) -> float:
-    """Robinson symmetry index in percent: 100 * (L - R) / (0.5 * (L + R)); 0 = symmetric."""
-    if not (np.isfinite(left) and np.isfinite(right)) or (left + right) == 0:
-        return float("nan")
-    return float(100.0 * (left - right) / (0.5 * (left + right)))
+@overload
+def symmetry_index(left: float, right: float) -> float: ...
+@overload
+def symmetry_index(left: pd.Series | np.ndarray | list, right: pd.Series | np.ndarray | list) -> np.ndarray: ...
+def symmetry_index(left, right):
+    """Robinson symmetry index in percent, ``200 (L - R) / (L + R)`` (= ``100 (L - R) / (0.5 (L + R))``): 0 when
+    symmetric, > 0 when the left value is larger; NaN where a value is missing or not finite or ``L + R`` is 0.
+    Two numbers give a float, two series or arrays an array (element by element). The one formula of the stance
+    symmetry: the session summary, the compensation detector's ``si_*`` series and the dashboards use it."""
+    left, right = np.asarray(left, dtype=float), np.asarray(right, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        si = np.where(np.isfinite(left) & np.isfinite(right) & (left + right != 0),
+                      200.0 * (left - right) / (left + right), np.nan)
+    return float(si) if si.ndim == 0 else si
 
 
 def _f(x: Any) -> Any:
