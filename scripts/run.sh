@@ -117,13 +117,10 @@ case "$cmd" in
     export KINETIC_TEST_PG_DSN=${KINETIC_TEST_PG_DSN:-postgresql://postgres@$PG_HOST:$PG_PORT/postgres}
     say "static checks: import layers (lint-imports)"
     "$VENV/bin/lint-imports" --no-cache >/dev/null || "$VENV/bin/lint-imports" --no-cache
-    # ruff and mypy: configured in pyproject.toml and clean everywhere but the processing service's and the
-    # SQL store's modules (43 ruff findings, 15 mypy errors left on 2026-12-06); they report here and become
-    # gates (drop the `|| say`) once those are fixed
     say "static checks: lint (ruff check)"
-    "$VENV/bin/ruff" check --quiet --output-format concise . || say "ruff: findings above (not yet a gate)"
+    "$VENV/bin/ruff" check --quiet --output-format concise .
     say "static checks: types (mypy)"
-    "$VENV/bin/mypy" || say "mypy: errors above (not yet a gate)"
+    "$VENV/bin/mypy"
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
   *)
