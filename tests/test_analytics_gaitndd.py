@@ -1,6 +1,7 @@
 """gaitndd validation: stride / stance / swing against the .ts references at 300 Hz and resampled to 100 Hz.
 
-Run ``.venv/bin/python tests/test_analytics_gaitndd.py`` for the per-record table in docs/validation.md.
+Run ``.venv/bin/python tests/test_analytics_gaitndd.py`` for the per-record table in docs/validation.md and the
+round-7 figures of the tuning and held-out halves (left foot).
 """
 
 from __future__ import annotations
@@ -95,13 +96,46 @@ def test_issue_target_matched(matched):
     assert valid(matched).matched.mean() >= 0.995
 
 
-@pytest.mark.xfail(reason="issue-3 target stride-time MAE <= 2.5 ms not reached: 2.65 ms (300 Hz) / 3.02 ms (100 Hz); "
-                          "the excess comes from two-stage loading edges and touches before the heel strike, where the "
-                          "reference picks the first stage in some strides and the second in others (als3 L: 8.2 ms, "
-                          "control5, als5, park1 R); round 6 shows that choice is not recoverable from the load, even "
-                          "with the same foot's reference labels; see docs/validation.md", strict=True)
-def test_issue_target_stride_time(matched):
-    assert np.nanmean(np.abs(valid(matched).stride_err_s)) * 1000 <= 2.5
+#: round 7 (docs/validation.md): the 20 shared records split in advance into a tuning half and a held-out half;
+#: rules are tuned on the first and reported on the second (issue 19: "tune on half, report on the other half")
+TUNING_RECORDS = ("als1", "als2", "control1", "control2", "hunt1", "hunt2", "hunt3", "park1", "park2", "park3")
+HELD_OUT_RECORDS = ("als3", "als4", "als5", "control3", "control4", "control5", "hunt4", "hunt5", "park4", "park5")
+#: held-out half, left foot (the issue's scoring), as measured in round 7 at 300 / 100 Hz: pooled stride-time MAE (ms),
+#: share of valid reference strides matched (%) and each record's stride-time MAE (ms)
+HELD_OUT_LEFT = {
+    "300Hz": (3.81, 99.49, {"als3": 14.70, "als4": 1.86, "als5": 6.15, "control3": 1.35, "control4": 1.12,
+                            "control5": 5.19, "hunt4": 2.66, "hunt5": 1.32, "park4": 1.31, "park5": 3.81}),
+    "100Hz": (4.20, 99.49, {"als3": 14.78, "als4": 2.29, "als5": 6.84, "control3": 1.52, "control4": 1.36,
+                            "control5": 5.62, "hunt4": 2.94, "hunt5": 2.22, "park4": 1.68, "park5": 4.20}),
+}
+
+
+def held_out_left(m: pd.DataFrame) -> pd.DataFrame:
+    v = valid(m)
+    return v[(v.side == "L") & v.record.isin(HELD_OUT_RECORDS)]
+
+
+def test_split_is_the_whole_shared_set():
+    assert sorted(TUNING_RECORDS + HELD_OUT_RECORDS) == sorted(records())
+    assert not set(TUNING_RECORDS) & set(HELD_OUT_RECORDS)
+
+
+def test_held_out_pooled_stride_time_and_matching(request, matched):
+    # what counts since issue 19 (the pooled 2.5 ms target of issue 3 is retired): the held-out records' pooled
+    # stride-time MAE and matched share, left foot; measured values plus a small margin (0.1 ms, 0.1 points)
+    mae_ms, matched_pct, _ = HELD_OUT_LEFT[request.node.callspec.id]
+    h = held_out_left(matched)
+    assert np.nanmean(np.abs(h.stride_err_s)) * 1000 <= mae_ms + 0.1
+    assert 100 * h.matched.mean() >= matched_pct - 0.1
+
+
+def test_no_held_out_record_worse(request, matched):
+    # no held-out record's left stride-time MAE more than 0.5 ms above its round-7 value (the rejected per-foot
+    # stage rule of round 7 took als3 from 14.70 to 17.95 ms)
+    _, _, before = HELD_OUT_LEFT[request.node.callspec.id]
+    per = held_out_left(matched).groupby("record").stride_err_s.apply(lambda e: np.nanmean(np.abs(e)) * 1000)
+    worse = {r: round(per[r], 2) for r in HELD_OUT_RECORDS if per[r] > before[r] + 0.5}
+    assert not worse, worse
 
 
 def test_issue_target_stance_swing(matched):
@@ -128,3 +162,9 @@ if __name__ == "__main__":
               f"median per-record stride MAE {g.stride_mae_ms.median():.2f} ms; "
               f"stance MAE {1000 * np.nanmean(np.abs(v.stance_err_s)):.2f} ms; "
               f"swing MAE {1000 * np.nanmean(np.abs(v.swing_err_s)):.2f} ms")
+        for half, names in (("tuning", TUNING_RECORDS), ("held-out", HELD_OUT_RECORDS)):
+            h = v[(v.side == "L") & v.record.isin(names)]
+            e_ms = 1000 * h.stride_err_s
+            print(f"{half} half, left foot: stride MAE {np.nanmean(np.abs(e_ms)):.2f} ms, matched "
+                  f"{100 * h.matched.mean():.2f} % of {len(h)}; strides > 20 ms too long / too short: {(e_ms > 20).sum()} / "
+                  f"{(e_ms < -20).sum()}")
