@@ -4,18 +4,28 @@ data quality and flags."""
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
+import pandas as pd
 
 from insole_common import metrics as C
 
 
-def symmetry_index(left: float, right: float) -> float:
-    """Robinson symmetry index in percent: 100 * (L - R) / (0.5 * (L + R)); 0 = symmetric."""
-    if not (np.isfinite(left) and np.isfinite(right)) or (left + right) == 0:
-        return float("nan")
-    return float(100.0 * (left - right) / (0.5 * (left + right)))
+@overload
+def symmetry_index(left: float, right: float) -> float: ...
+@overload
+def symmetry_index(left: np.ndarray | pd.Series, right: np.ndarray | pd.Series) -> np.ndarray: ...
+def symmetry_index(left, right):
+    """Robinson symmetry index in percent: 100 * (L - R) / (0.5 * (L + R)); 0 = symmetric, positive = more on the
+    left; NaN where a side is missing or both are 0. Scalars give a float, arrays (or Series) an array: the one
+    formula of every signed symmetry index (:data:`insole_common.metrics.SYMMETRY_OF`)."""
+    lv, rv = np.asarray(left, dtype=np.float64), np.asarray(right, dtype=np.float64)
+    total = lv + rv
+    ok = np.isfinite(lv) & np.isfinite(rv) & (total != 0)
+    out = np.full(np.broadcast(lv, rv).shape, np.nan)
+    np.divide(100.0 * (lv - rv), 0.5 * total, out=out, where=ok)
+    return float(out) if out.ndim == 0 else out
 
 
 def _f(x: Any) -> Any:
@@ -34,7 +44,8 @@ def build_summary(strides, bouts, engines, meta, *, n_candidates, rejected, dead
     cols = [C.STRIDE_TIME_S, C.STANCE_TIME_S, C.SWING_TIME_S, C.STANCE_PCT, C.DOUBLE_SUPPORT_S,
             C.CADENCE_STEPS_PER_MIN, C.STRIDE_LENGTH_M, C.GAIT_SPEED_M_S, C.COP_ML_MEAN_FW,
             C.LATERAL_LOAD_FRACTION, C.HEEL_LOAD_FRACTION, C.MIDFOOT_LOAD_FRACTION, C.FOREFOOT_LOAD_FRACTION,
-            C.PEAK_HEEL_LOAD]
+            C.PEAK_HEEL_LOAD, C.LATERAL_FOREFOOT_LOAD_FRACTION, C.REARFOOT_CONTACT_S, C.REARFOOT_CONTACT_PCT,
+            C.STANCE_IMPULSE]
     side_arr = strides[C.SIDE].to_numpy(dtype=object)
     vals = strides[cols].to_numpy(dtype=np.float64)
     for side in ("L", "R"):
@@ -55,7 +66,7 @@ def build_summary(strides, bouts, engines, meta, *, n_candidates, rejected, dead
     s["symmetry_index_pct"] = {c: _f(symmetry_index(per_side["L"][f"mean_{c}"] or np.nan,
                                                     per_side["R"][f"mean_{c}"] or np.nan))
                                for c in (C.STRIDE_TIME_S, C.STANCE_TIME_S, C.SWING_TIME_S, C.STRIDE_LENGTH_M,
-                                         C.PEAK_HEEL_LOAD)}
+                                         C.PEAK_HEEL_LOAD, *C.SYMMETRY_OF.values())}
     walking = bouts.activity == "walking"
     s["walking_time_s"] = (_f(float((bouts.loc[walking, "end_s"] - bouts.loc[walking, "start_s"]).sum()))
                            if len(bouts) else 0.0)
