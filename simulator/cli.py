@@ -13,6 +13,15 @@ from simulator import SimulationParams, simulate
 log = logging.getLogger(__name__)
 
 
+#: the walking-speed and heel-pain options: flag, default, help
+HEEL_PAIN_OPTIONS = (
+    ("--speed-factor", 1.0, ("walking speed relative to the usual one (0.5..1.5); cadence and stride length both scale "
+                            "by its square root (walk ratio kept) (default 1)")),
+    ("--heel-pain", 0.0, ("heel-pain compensation severity 0..1 on the affected side: slower, shorter strides, "
+                         "shorter rearfoot contact, heel load down, lateral forefoot up, asymmetry (default 0: healthy)")),
+)
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "simulate",
@@ -40,12 +49,8 @@ def register(subparsers) -> None:
                    help="limp as a symmetry index (0..0.4): the affected side has this much shorter stance and "
                         "lower force relative to the other side (default 0)")
     p.add_argument("--affected-side", choices=("L", "R"), default="R", help="limping / painful side (default R)")
-    p.add_argument("--speed-factor", type=float, default=1.0,
-                   help="walking speed relative to the usual one (0.5..1.5); cadence and stride length both scale "
-                        "by its square root (walk ratio kept) (default 1)")
-    p.add_argument("--heel-pain", type=float, default=0.0,
-                   help="heel-pain compensation severity 0..1 on the affected side: slower, shorter strides, shorter "
-                        "rearfoot contact, heel load down, lateral forefoot up, asymmetry (default 0: healthy)")
+    for flag, default, what in HEEL_PAIN_OPTIONS:
+        p.add_argument(flag, type=float, default=default, help=what)
     p.add_argument("--heel-pain-bilateral", action="store_true", help="heel pain on both feet")
     p.add_argument("--variability-cv", type=float, default=0.02,
                    help="stride-to-stride coefficient of variation (default 0.02)")
