@@ -27,8 +27,16 @@ Layouts
              medial, toe lateral, ball centre, midfoot lateral, heel); positions
              are anatomical estimates of those points (docs/ble-profile.md).
 
-Each sensor also has a region (``heel``, ``midfoot``, ``forefoot``) used for
-heel / midfoot / forefoot load fractions; toes count as forefoot.
+Foot regions: one rule for every layout
+--------------------------------------
+A sensor's region follows from its position alone (:func:`region_of_ap`): rearfoot
+(``heel``) for ``ap < 0.27``, ``midfoot`` for ``0.27 <= ap < 0.55``, ``forefoot`` (toes
+included) for ``ap >= 0.55`` — the percentage-of-foot-length mask of Cavanagh & Ulbrecht
+(1994), the three-part mask of Novel-style automasking (e.g. ``automask_simple`` of the
+pressuRe package). Medial / lateral is the side of the foot's long axis (``ml < 0`` /
+``ml > 0``); the lateral forefoot is forefoot and lateral. The same cut-points classify a
+centre of pressure (:data:`REARFOOT_END_FL`). docs/sensor-layouts.md lists every shipped
+sensor's region and the rule's limits.
 """
 
 from __future__ import annotations
@@ -41,7 +49,20 @@ import numpy as np
 from insole_common.errors import ValidationError
 
 Region = Literal["heel", "midfoot", "forefoot"]
+#: the regions from back to front; ``heel`` is the rearfoot
 REGIONS: tuple[Region, ...] = ("heel", "midfoot", "forefoot")
+#: cut-points in foot lengths from the back of the heel (Cavanagh & Ulbrecht 1994 percentage mask):
+#: rearfoot [0, 0.27), midfoot [0.27, 0.55), forefoot [0.55, 1]
+REARFOOT_END_FL = 0.27
+MIDFOOT_END_FL = 0.55
+
+
+def region_of_ap(ap: np.ndarray) -> np.ndarray:
+    """Region index (0 rearfoot / heel, 1 midfoot, 2 forefoot; into :data:`REGIONS`) of positions ``ap`` in foot
+    lengths; -1 where ``ap`` is NaN."""
+    ap = np.asarray(ap, dtype=np.float64)
+    idx = np.searchsorted(np.array([REARFOOT_END_FL, MIDFOOT_END_FL]), ap, side="right")
+    return np.where(np.isnan(ap), -1, idx)
 
 
 @dataclass(frozen=True)
@@ -55,16 +76,13 @@ class SensorLayout:
     channels: tuple[str, ...]
     ap: tuple[float, ...]
     ml: tuple[float, ...]
-    regions: tuple[Region, ...]
     #: what the positions are based on
     source: str
 
     def __post_init__(self) -> None:
         n = len(self.channels)
-        if not (len(self.ap) == len(self.ml) == len(self.regions) == n):
-            raise ValidationError(f"layout {self.name!r}: channels, ap, ml and regions differ in length")
-        if any(r not in REGIONS for r in self.regions):
-            raise ValidationError(f"layout {self.name!r}: unknown region in {self.regions}")
+        if not (len(self.ap) == len(self.ml) == n):
+            raise ValidationError(f"layout {self.name!r}: channels, ap and ml differ in length")
         if not all(0.0 <= a <= 1.0 for a in self.ap) or not all(-0.5 <= m <= 0.5 for m in self.ml):
             raise ValidationError(f"layout {self.name!r}: a position lies outside the foot frame")
 
@@ -80,11 +98,21 @@ class SensorLayout:
     def ml_array(self) -> np.ndarray:
         return np.asarray(self.ml, dtype=np.float64)
 
+    @property
+    def regions(self) -> tuple[Region, ...]:
+        """Each channel's region by the one rule (:func:`region_of_ap`)."""
+        return tuple(REGIONS[i] for i in region_of_ap(self.ap_array))
+
     def region_mask(self, region: Region) -> np.ndarray:
-        """Boolean mask of the channels in ``region``."""
+        """Boolean mask of the channels in ``region`` (by :func:`region_of_ap`)."""
         if region not in REGIONS:
             raise ValidationError(f"unknown region {region!r}; expected one of {REGIONS}")
-        return np.array([r == region for r in self.regions])
+        return region_of_ap(self.ap_array) == REGIONS.index(region)
+
+    @property
+    def lateral_forefoot_mask(self) -> np.ndarray:
+        """Forefoot channels lateral of the foot axis."""
+        return self.region_mask("forefoot") & self.lateral_mask
 
     @property
     def lateral_mask(self) -> np.ndarray:
@@ -133,8 +161,6 @@ GAITPDB_RAW_XY: tuple[tuple[int, int], ...] = (
 def _gaitpdb_layout() -> SensorLayout:
     ap = tuple(round(0.1 + 0.8 * (y + 800) / 1600, 4) for _, y in GAITPDB_RAW_XY)
     ml = tuple(round((abs(x) - 500) / 400 * 0.5, 4) for x, _ in GAITPDB_RAW_XY)
-    regions: tuple[Region, ...] = ("heel", "midfoot", "midfoot", "midfoot", "midfoot", "forefoot", "forefoot",
-                                   "forefoot")
     return SensorLayout(
         name="gaitpdb8",
         wire_id=2,
@@ -142,7 +168,6 @@ def _gaitpdb_layout() -> SensorLayout:
         channels=tuple(f"s{i}" for i in range(1, 9)),
         ap=ap,
         ml=ml,
-        regions=regions,
         source="PhysioNet gaitpdb format.txt sensor coordinates",
     )
 
@@ -164,7 +189,6 @@ KC16 = SensorLayout(
         0.22, 0.27, -0.16,
         -0.26, -0.10, 0.04, 0.17, 0.30,
         -0.22, -0.04, 0.10, 0.24),
-    regions=("heel",) * 4 + ("midfoot",) * 3 + ("forefoot",) * 9,
     source="anatomical placement (docs/sensor-layouts.md); "
            "density modelled on 16-sensor insoles such as Moticon OpenGo",
 )
@@ -180,7 +204,6 @@ ORPHE6 = SensorLayout(
     channels=("toe_medial", "ball_medial", "toe_lateral", "ball_centre", "midfoot_lateral", "heel"),
     ap=(0.90, 0.72, 0.85, 0.72, 0.45, 0.10),
     ml=(-0.20, -0.25, 0.15, 0.0, 0.27, 0.0),
-    regions=("forefoot", "forefoot", "forefoot", "forefoot", "midfoot", "heel"),
     source="sensor order from ORPHE's open SDKs; positions are anatomical estimates of the named points",
 )
 

@@ -36,6 +36,11 @@ MEDIAL_LOAD_FRACTION = "medial_load_fraction"
 HEEL_LOAD_FRACTION = "heel_load_fraction"
 MIDFOOT_LOAD_FRACTION = "midfoot_load_fraction"
 FOREFOOT_LOAD_FRACTION = "forefoot_load_fraction"
+LATERAL_FOREFOOT_LOAD_FRACTION = "lateral_forefoot_load_fraction"
+REARFOOT_CONTACT_S = "rearfoot_contact_s"
+REARFOOT_CONTACT_PCT = "rearfoot_contact_pct"
+#: the stance's force-time integral (load unit x s; the load unit is the stride's ``load_unit``)
+STANCE_IMPULSE = "stance_impulse"
 PEAK_HEEL_LOAD = "peak_heel_load"
 PEAK_LOAD = "peak_load"
 LOAD_UNIT = "load_unit"
@@ -49,16 +54,22 @@ STRIDE_CORE_COLS = [SIDE, *STRIDE_TIME_COLS, STANCE_PCT, CADENCE_STEPS_PER_MIN]
 STRIDE_OPTIONAL_COLS = [DOUBLE_SUPPORT_S, DOUBLE_SUPPORT_PCT, STRIDE_LENGTH_M, GAIT_SPEED_M_S,
                         COP_AP_START_FL, COP_ML_START_FW, COP_AP_END_FL, COP_ML_END_FW, GAIT_LINE_LENGTH_FL,
                         GAIT_LINE_WIDTH_FW, COP_ML_MEAN_FW, LATERAL_LOAD_FRACTION, MEDIAL_LOAD_FRACTION,
-                        HEEL_LOAD_FRACTION, MIDFOOT_LOAD_FRACTION, FOREFOOT_LOAD_FRACTION, PEAK_HEEL_LOAD, PEAK_LOAD]
+                        HEEL_LOAD_FRACTION, MIDFOOT_LOAD_FRACTION, FOREFOOT_LOAD_FRACTION, PEAK_HEEL_LOAD, PEAK_LOAD,
+                        LATERAL_FOREFOOT_LOAD_FRACTION, REARFOOT_CONTACT_S, REARFOOT_CONTACT_PCT, STANCE_IMPULSE]
 STRIDE_COLS = STRIDE_CORE_COLS + STRIDE_OPTIONAL_COLS + [STRIDE_LENGTH_SOURCE, LOAD_UNIT, BOUT_ID]
 
 BOUT_COLS = ["start_s", "end_s", "activity", "n_strides"]
 ACTIVITIES = ("walking", "standing", "sitting", "shuffling", "turning", "no_data")
 
 
-#: signed stance-time symmetry index of a day (per cent, positive = longer stance on the left); derived from
-#: the per-side daily medians, see :func:`stance_symmetry_pct`
+#: signed symmetry indices of a day (per cent, positive = more on the left), each from the per-side daily medians
+#: of one per-stride metric (:data:`SYMMETRY_OF`) by the one formula, ``processing.analytics.symmetry_index``
 STANCE_SYMMETRY_PCT = "stance_symmetry_pct"
+LOAD_SYMMETRY_PCT = "load_symmetry_pct"
+HEEL_LOAD_SYMMETRY_PCT = "heel_load_symmetry_pct"
+#: the per-stride metric whose left and right daily values each symmetry index compares
+SYMMETRY_OF: dict[str, str] = {STANCE_SYMMETRY_PCT: STANCE_TIME_S, LOAD_SYMMETRY_PCT: STANCE_IMPULSE,
+                               HEEL_LOAD_SYMMETRY_PCT: HEEL_LOAD_FRACTION}
 
 UP, DOWN, EITHER, NONE = +1, -1, 0, None
 
@@ -85,11 +96,17 @@ class Metric:
     daily: bool = True
     #: how to say it to a patient; None: not shown to patients
     plain: str | None = None
+    #: a share of a foot's load that can be small (a region's share on a layout with few sensors there): a change
+    #: is measured relative to the foot's own baseline share (e.g. -30 % of it), not as an absolute difference,
+    #: so that thresholds scale with the patient (each foot's share is kept per side: ``{key}_L`` / ``{key}_R``)
+    relative: bool = False
 
 
 _PHILLIPS = "Phillips & McClinton 2017 (review: plantar heel pain walks slower, with shorter strides)"
 _CERVERA = "Cervera-Garvi et al. 2023 (plantar fasciitis: lower speed and cadence, longer gait cycle)"
 _SULLIVAN = "Sullivan et al. 2015 (plantar heel pain: more lateral forefoot load, load moved off the heel)"
+_REARFOOT = ("Phillips & McClinton 2017 (review: plantar heel pain shortens rearfoot contact and the rearfoot COP "
+             "duration, and lowers the heel impulse)")
 
 CATALOGUE: tuple[Metric, ...] = (
     Metric(STRIDE_TIME_S, "s", "Stride time", UP, _CERVERA, decimals=3),
@@ -107,17 +124,28 @@ CATALOGUE: tuple[Metric, ...] = (
            _SULLIVAN + "; positive = lateral on both feet", decimals=3),
     Metric(LATERAL_LOAD_FRACTION, "fraction of load", "Lateral load", UP, _SULLIVAN, decimals=3,
            plain="how much weight goes to the outside of your feet"),
-    Metric(HEEL_LOAD_FRACTION, "fraction of load", "Heel load", DOWN, _SULLIVAN, decimals=3,
-           plain="how much weight you put on your heels"),
-    Metric(MIDFOOT_LOAD_FRACTION, "fraction of load", "Midfoot load", NONE, "no consistent direction reported",
-           decimals=3),
-    Metric(FOREFOOT_LOAD_FRACTION, "fraction of load", "Forefoot load", UP, _SULLIVAN, decimals=3),
+    Metric(HEEL_LOAD_FRACTION, "fraction of stance impulse", "Heel (rearfoot) impulse", DOWN,
+           _REARFOOT + "; " + _SULLIVAN, decimals=3, plain="how much weight you put on your heels", relative=True),
+    Metric(MIDFOOT_LOAD_FRACTION, "fraction of stance impulse", "Midfoot impulse", NONE,
+           "no consistent direction reported", decimals=3, relative=True),
+    Metric(FOREFOOT_LOAD_FRACTION, "fraction of stance impulse", "Forefoot impulse", UP, _SULLIVAN, decimals=3),
+    Metric(LATERAL_FOREFOOT_LOAD_FRACTION, "fraction of stance impulse", "Lateral-forefoot impulse", UP,
+           _SULLIVAN, decimals=3, relative=True),
+    Metric(REARFOOT_CONTACT_S, "s", "Rearfoot contact", DOWN, _REARFOOT, decimals=3),
+    Metric(REARFOOT_CONTACT_PCT, "% of stance", "Rearfoot contact", DOWN, _REARFOOT, decimals=1),
+    Metric(STANCE_IMPULSE, "load unit × s", "Stance impulse", NONE,
+           "per side only through the load symmetry (depends on body weight, insole and stance time)", decimals=1),
     Metric(PEAK_HEEL_LOAD, "sum of sensor pressures", "Peak heel load", DOWN, _SULLIVAN, decimals=1),
     Metric(PEAK_LOAD, "sum of sensor pressures", "Peak load", NONE, "depends on body weight and footwear",
            decimals=1),
     Metric(STANCE_SYMMETRY_PCT, "%", "Stance symmetry (L−R)", EITHER,
            "limp: asymmetry toward the painful side (Phillips & McClinton 2017)", per_side=False, decimals=1,
            daily=False, plain="how evenly you share your weight between your feet"),
+    Metric(LOAD_SYMMETRY_PCT, "%", "Load symmetry (L−R)", EITHER,
+           "off-loading the painful foot: less stance impulse on that side (Phillips & McClinton 2017)",
+           per_side=False, decimals=1, daily=False),
+    Metric(HEEL_LOAD_SYMMETRY_PCT, "%", "Heel impulse symmetry (L−R)", EITHER,
+           "heel impulse lower on the painful side: " + _REARFOOT, per_side=False, decimals=1, daily=False),
 )
 BY_KEY: dict[str, Metric] = {m.key: m for m in CATALOGUE}
 #: per-stride columns summarised per day and per week, in catalogue order

@@ -13,6 +13,15 @@ from simulator import SimulationParams, simulate
 log = logging.getLogger(__name__)
 
 
+#: the walking-speed and heel-pain options: flag, default, help
+HEEL_PAIN_OPTIONS = (
+    ("--speed-factor", 1.0, ("walking speed relative to the usual one (0.5..1.5); cadence and stride length both scale "
+                            "by its square root (walk ratio kept) (default 1)")),
+    ("--heel-pain", 0.0, ("heel-pain compensation severity 0..1 on the affected side: slower, shorter strides, "
+                         "shorter rearfoot contact, heel load down, lateral forefoot up, asymmetry (default 0: healthy)")),
+)
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "simulate",
@@ -39,7 +48,10 @@ def register(subparsers) -> None:
     p.add_argument("--asymmetry", type=float, default=0.0,
                    help="limp as a symmetry index (0..0.4): the affected side has this much shorter stance and "
                         "lower force relative to the other side (default 0)")
-    p.add_argument("--affected-side", choices=("L", "R"), default="R", help="limping side (default R)")
+    p.add_argument("--affected-side", choices=("L", "R"), default="R", help="limping / painful side (default R)")
+    for flag, default, what in HEEL_PAIN_OPTIONS:
+        p.add_argument(flag, type=float, default=default, help=what)
+    p.add_argument("--heel-pain-bilateral", action="store_true", help="heel pain on both feet")
     p.add_argument("--variability-cv", type=float, default=0.02,
                    help="stride-to-stride coefficient of variation (default 0.02)")
     p.add_argument("--noise-kpa", type=float, default=1.0, help="sensor noise standard deviation, kPa (default 1)")
@@ -63,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
             stride_length_m=args.stride_length_m, body_mass_kg=args.body_mass_kg,
             lateral_shift_fw=args.lateral_shift_fw, heel_offload_fraction=args.heel_offload,
             asymmetry=args.asymmetry, affected_side=args.affected_side, variability_cv=args.variability_cv,
+            speed_factor=args.speed_factor, heel_pain=args.heel_pain, heel_pain_bilateral=args.heel_pain_bilateral,
             noise_kpa=args.noise_kpa, packet_loss_fraction=args.packet_loss, clock_drift_ppm=args.clock_drift_ppm,
             clock_offset_s=args.clock_offset_s, imu=not args.no_imu, layout=args.layout,
         )

@@ -24,6 +24,13 @@ GRAVITY_M_S2 = 9.80665
 FOOT_CONTACT_AREA_M2 = 0.012
 #: device clock reading of the left insole at true t = 0 (it was switched on this long before)
 LEFT_CLOCK_OFFSET_S = 30.0
-#: spatial kernel that spreads the load around the centre of pressure (foot lengths, foot widths)
+#: spatial kernel that spreads a region's load over its sensors (foot lengths, foot widths)
 KERNEL_SIGMA_AP = 0.09
 KERNEL_SIGMA_ML = 0.18
+#: centres of load of the rearfoot (calcaneal tuberosity), midfoot (lateral column) and forefoot (metatarsal heads;
+#: it follows the COP onto the toes at push-off), in foot lengths (simulator/pressure.py)
+HEEL_LOAD_CENTRE_FL = 0.12
+MIDFOOT_LOAD_CENTRE_FL = 0.42
+FOREFOOT_LOAD_CENTRE_FL = 0.70
+#: the midfoot's largest share of the foot's load (mid-stance): the arch carries little (docs/simulator.md)
+MIDFOOT_SHARE_MAX = 0.20

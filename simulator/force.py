@@ -24,6 +24,11 @@ C_P2 = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5, 1.0, 0.62, 0.22, 0.0])
 #: lateral through the midfoot and medial at push-off (under the hallux).
 AP_U = np.array([0.0, 0.1, 0.3, 0.5, 0.7, 0.85, 1.0])
 AP_PATH = np.array([0.14, 0.20, 0.36, 0.50, 0.64, 0.74, 0.83])
+#: heel pain (full severity): the COP starts further forward and leaves the rearfoot early (flat-footed contact,
+#: shorter rearfoot contact; Phillips & McClinton 2017); blended with AP_PATH by the severity
+AP_PAIN_PATH = np.array([0.14, 0.22, 0.40, 0.53, 0.66, 0.75, 0.83])
+#: the forefoot phase, where heel pain's lateral shift applies (smoothly from 0 at U_FOREFOOT[0] to 1 at [1])
+U_FOREFOOT = (0.30, 0.55)
 ML_U = np.array([0.0, 0.2, 0.45, 0.7, 0.85, 1.0])
 ML_PATH = np.array([0.0, 0.04, 0.08, 0.02, -0.06, -0.13])
 #: shuffling rolls over a shorter stretch of the foot (flat-footed)
@@ -72,11 +77,15 @@ def force_template(u: np.ndarray, peak1: np.ndarray, valley: np.ndarray, peak2: 
     return np.where((u > 0.0) & (u < 1.0), np.maximum(out, 0.0), 0.0)
 
 
-def gait_line(u: np.ndarray, shuffling: np.ndarray | bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Intended (ap, ml) COP against stance phase ``u`` (before the lateral shift)."""
+def gait_line(u: np.ndarray, shuffling: np.ndarray | bool = False, pain: float = 0.0,
+              forefoot_shift_fw: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Intended (ap, ml) COP against stance phase ``u`` (before the whole-stance lateral shift); ``pain`` blends in
+    the heel-pain AP path, ``forefoot_shift_fw`` moves the forefoot phase laterally."""
     uc = np.clip(u, 0.0, 1.0)
-    ap = np.interp(uc, AP_U, AP_PATH)
+    ap = np.interp(uc, AP_U, (1.0 - pain) * AP_PATH + pain * AP_PAIN_PATH)
     ml = np.interp(uc, ML_U, ML_PATH)
+    if forefoot_shift_fw:
+        ml = ml + forefoot_shift_fw * smoothstep((uc - U_FOREFOOT[0]) / (U_FOREFOOT[1] - U_FOREFOOT[0]))
     lo, hi = SHUFFLE_AP
     ap_shuffle = lo + (ap - AP_PATH[0]) * (hi - lo) / (AP_PATH[-1] - AP_PATH[0])
     return np.where(shuffling, ap_shuffle, ap), np.where(shuffling, ml * 0.5, ml)
@@ -128,8 +137,10 @@ def static_model(t: np.ndarray, bouts: list[tuple[float, float, str]], side_sign
 
 
 def foot_force(t: np.ndarray, plan: FootPlan, seqs: list[tuple[float, float, list]], static: tuple,
-               lateral_shift_fw: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per-sample load (BW), intended COP (ap, ml) and full-stance index (-1 outside full stances)."""
+               lateral_shift_fw: float, *, pain: float = 0.0,
+               forefoot_shift_fw: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-sample load (BW), intended COP (ap, ml) and full-stance index (-1 outside full stances); ``pain`` and
+    ``forefoot_shift_fw`` as in :func:`gait_line`."""
     f_static, ap_static, ml_static = static
     load = f_static.copy()
     ap = ap_static.copy()
@@ -147,7 +158,7 @@ def foot_force(t: np.ndarray, plan: FootPlan, seqs: list[tuple[float, float, lis
         kk = kc[idx]
         u = (t[idx] - arr["hs"][kk]) / (arr["to"][kk] - arr["hs"][kk])
         load[idx] = force_template(u, arr["peak1"][kk], arr["valley"][kk], arr["peak2"][kk])
-        g_ap, g_ml = gait_line(u, arr["activity"][kk] == "shuffling")
+        g_ap, g_ml = gait_line(u, arr["activity"][kk] == "shuffling", pain, forefoot_shift_fw)
         ap[idx] = g_ap + arr["ap_jit"][kk]
         ml[idx] = g_ml + arr["ml_jit"][kk] + lateral_shift_fw
         stance_idx[idx] = kk
@@ -170,7 +181,7 @@ def foot_force(t: np.ndarray, plan: FootPlan, seqs: list[tuple[float, float, lis
         ones = np.ones(len(tt))
         tmpl = force_template(np.clip(u, 0.0, 1.0 - 1e-12) * (u > 0), part["peak1"] * ones, part["valley"] * ones,
                               part["peak2"] * ones)
-        g_ap, g_ml = gait_line(u)
+        g_ap, g_ml = gait_line(u, False, pain, forefoot_shift_fw)
         g_ml = g_ml + part["ml_jit"] + lateral_shift_fw
         f_s = f_static[lo:hi]
         total = w * f_s + (1.0 - w) * tmpl

@@ -50,7 +50,7 @@ class StepProfile:
 
 def step_profiles(p: SimulationParams) -> dict[str, StepProfile]:
     t = p.stride_time_s
-    length = p.stride_length_m
+    length = p.walking_stride_length_m
     speed = length / t
     scale = min(1.0, length / 1.3)
     walking = StepProfile(
@@ -137,7 +137,8 @@ _OTHER: dict[Side, Side] = {"L": "R", "R": "L"}
 def plan_gait(bouts: list[tuple[float, float, str]], p: SimulationParams, rng: np.random.Generator) -> dict[Side, FootPlan]:
     """Plan every step of every gait sequence. Loops over steps (never over samples)."""
     profiles = step_profiles(p)
-    fac: dict[str, float] = {p.affected_side: 1.0 - p.asymmetry / 2, _OTHER[p.affected_side]: 1.0 + p.asymmetry / 2}
+    asym = p.effective_asymmetry
+    fac: dict[str, float] = {p.affected_side: 1.0 - asym / 2, _OTHER[p.affected_side]: 1.0 + asym / 2}
     plans = {s: FootPlan() for s in SIDES}
 
     def z() -> float:

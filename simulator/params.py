@@ -24,6 +24,16 @@ DEFAULT_DURATION_S = 180.0
 #: a run of stepping bouts (walking/turning/shuffling) must last this long: gait initiation plus a few steps
 MIN_GAIT_SEQUENCE_S = 3.0
 
+#: heel-pain compensation at full severity (``heel_pain = 1``; docs/simulator.md gives the evidence): walking speed
+#: cut (cadence and stride length both fall, walk ratio kept), heel load cut on the painful foot, lateral shift of
+#: its forefoot phase, weight and stance taken off it (symmetry index), and a COP that leaves the heel early
+PAIN_SLOWING = 0.10
+PAIN_HEEL_OFFLOAD = 0.20
+PAIN_LATERAL_SHIFT_FW = 0.04
+PAIN_ASYMMETRY = 0.06
+#: day-to-day coefficient of variation of a person's walking speed at home (docs/simulator.md)
+DAY_SPEED_CV = 0.06
+
 
 @dataclass(frozen=True, kw_only=True)
 class SimulationParams:
@@ -37,16 +47,25 @@ class SimulationParams:
     sample_rate_hz: float = 100.0
     duration_s: float | None = None
     schedule: tuple[tuple[str, float], ...] | None = None
-    #: steps per minute (both feet) in straight walking
+    #: steps per minute (both feet) in straight walking at the person's usual speed
     cadence_spm: float = 105.0
-    #: heel strike to heel strike of the same foot, straight walking
+    #: heel strike to heel strike of the same foot, straight walking at the person's usual speed
     stride_length_m: float = 1.30
+    #: walking speed relative to the usual one (a slower or faster day): cadence and stride length both scale by
+    #: its square root, which keeps the walk ratio (step length / cadence) constant (Sekiya & Nagasaki 1998)
+    speed_factor: float = 1.0
+    #: heel-pain compensation, 0 (none: a healthy walk) .. 1 (full; the PAIN_* constants), on ``affected_side``
+    #: or on both feet (``heel_pain_bilateral``): slower (shorter strides, lower cadence), shorter rearfoot contact,
+    #: heel impulse down, lateral-forefoot load up, load and stance taken off the painful foot
+    heel_pain: float = 0.0
+    heel_pain_bilateral: bool = False
     body_mass_kg: float = 70.0
     #: added to the medial-lateral COP of every stance (foot widths, lateral +)
     lateral_shift_fw: float = 0.0
     #: fraction by which heel-region load is cut in every stance sample; the load moves forward
     heel_offload_fraction: float = 0.0
-    #: symmetry index (unaffected - affected) / mean, applied to stance time and to vertical force
+    #: symmetry index (unaffected - affected) / mean, applied to stance time and to vertical force (heel pain adds
+    #: to it, see :attr:`effective_asymmetry`)
     asymmetry: float = 0.0
     affected_side: Side = "R"
     #: coefficient of variation of stride time, stride length and peak force, stride to stride
@@ -85,6 +104,8 @@ class SimulationParams:
             (20.0 <= self.body_mass_kg <= 250.0, "body_mass_kg must be 20..250 kg"),
             (abs(self.lateral_shift_fw) <= 0.15, "|lateral_shift_fw| must be <= 0.15 foot widths"),
             (0.0 <= self.heel_offload_fraction <= 0.9, "heel_offload_fraction must be 0..0.9"),
+            (0.5 <= self.speed_factor <= 1.5, "speed_factor must be 0.5..1.5"),
+            (0.0 <= self.heel_pain <= 1.0, "heel_pain must be 0..1"),
             (0.0 <= self.asymmetry <= 0.4, "asymmetry must be 0..0.4"),
             (self.affected_side in SIDES, "affected_side must be 'L' or 'R'"),
             (0.0 <= self.variability_cv <= 0.1, "variability_cv must be 0..0.1"),
@@ -119,13 +140,48 @@ class SimulationParams:
             _check_gait_sequences(sched)
 
     @property
+    def walking_speed_factor(self) -> float:
+        """Walking speed relative to the usual one: the day's ``speed_factor`` and the slowing of heel pain."""
+        return self.speed_factor * (1.0 - PAIN_SLOWING * self.heel_pain)
+
+    @property
     def stride_time_s(self) -> float:
-        return 120.0 / self.cadence_spm
+        """Stride time of straight walking at this speed (walk ratio kept: cadence ∝ √speed)."""
+        return 120.0 / (self.cadence_spm * math.sqrt(self.walking_speed_factor))
+
+    @property
+    def walking_stride_length_m(self) -> float:
+        """Stride length of straight walking at this speed (walk ratio kept: stride length ∝ √speed)."""
+        return self.stride_length_m * math.sqrt(self.walking_speed_factor)
+
+    @property
+    def effective_asymmetry(self) -> float:
+        """``asymmetry`` plus heel pain's off-loading of the painful foot (none when both feet hurt)."""
+        return self.asymmetry + (0.0 if self.heel_pain_bilateral else PAIN_ASYMMETRY * self.heel_pain)
+
+    def pain_on(self, side: Side) -> float:
+        """Heel-pain severity on ``side``."""
+        return self.heel_pain if self.heel_pain_bilateral or side == self.affected_side else 0.0
+
+    def heel_offload_on(self, side: Side) -> float:
+        """Fraction of the heel load moved forward on ``side``: ``heel_offload_fraction`` plus heel pain's."""
+        return min(self.heel_offload_fraction + PAIN_HEEL_OFFLOAD * self.pain_on(side), 0.9)
+
+    def lateral_shift_on(self, side: Side) -> tuple[float, float]:
+        """Lateral COP shift of a stance on ``side``: throughout it, and added in its forefoot phase (heel pain)."""
+        return self.lateral_shift_fw, PAIN_LATERAL_SHIFT_FW * self.pain_on(side)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["schedule"] = [list(x) for x in self.schedule] if self.schedule is not None else None
         return d
+
+
+def day_speed_factors(n_days: int, rng: np.random.Generator, cv: float = DAY_SPEED_CV) -> np.ndarray:
+    """Walking-speed factors of ``n_days`` days (log-normal around 1 with coefficient of variation ``cv``, clipped to
+    the valid 0.5..1.5): pass one as ``speed_factor`` per simulated day."""
+    sigma = math.sqrt(math.log1p(cv * cv))
+    return np.clip(np.exp(rng.normal(-0.5 * sigma * sigma, sigma, size=n_days)), 0.5, 1.5)
 
 
 def _check_gait_sequences(sched: tuple[tuple[str, float], ...]) -> None:

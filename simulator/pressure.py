@@ -1,7 +1,12 @@
 """Spread a foot's load over the sensors of a layout so that the COP lands where intended.
 
-Each sensor's share is a Gaussian kernel around the intended COP, exponentially
-tilted (``w_i ∝ k_i · exp(λ · x_i)``, λ solved per sample by Newton's method) so that
+The load is carried by the rearfoot and the forefoot, the midfoot taking a small share in mid-stance (the arch
+bears little: :func:`region_weights`); so a COP in the middle of the foot is the balance of a loaded heel and a
+loaded forefoot, not a load under the arch, and peak pressures are highest under the heel and the metatarsal
+heads / hallux, lowest under the midfoot (Putti et al. 2007, docs/simulator.md). Regions are those of the one
+geometric rule (:mod:`insole_common.layouts`). Each sensor's prior share is its region's weight spread over the
+region's sensors by a Gaussian kernel around the region's centre of load and the intended medial-lateral COP,
+exponentially tilted (``w_i ∝ k_i · exp(λ · x_i)``, λ solved per sample by Newton's method) so that
 ``centre_of_pressure(layout, pressure)`` equals the intended COP to 1e-9 whenever the
 target lies inside the sensors' convex hull. Targets outside a slightly shrunken hull
 are first clipped medial-laterally (and anterior-posteriorly) into it; the truth tables
@@ -13,8 +18,15 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import ConvexHull
 
-from insole_common.layouts import SensorLayout
-from simulator.consts import KERNEL_SIGMA_AP, KERNEL_SIGMA_ML
+from insole_common.layouts import REGIONS, SensorLayout
+from simulator.consts import (
+    FOREFOOT_LOAD_CENTRE_FL,
+    HEEL_LOAD_CENTRE_FL,
+    KERNEL_SIGMA_AP,
+    KERNEL_SIGMA_ML,
+    MIDFOOT_LOAD_CENTRE_FL,
+    MIDFOOT_SHARE_MAX,
+)
 
 #: targets are kept this far inside the hull: fraction of the local medial-lateral width, and foot lengths
 HULL_ML_MARGIN = 0.03
@@ -43,6 +55,35 @@ def clip_to_hull(layout: SensorLayout, ap: np.ndarray, ml: np.ndarray) -> tuple[
     return ap, np.clip(ml, lo, hi)
 
 
+def region_weights(ap: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Share of the load on the rearfoot, midfoot and forefoot for an intended AP COP, and the forefoot's centre of
+    load: the midfoot's share rises to ``MIDFOOT_SHARE_MAX`` half-way between the heel and the forefoot centres and
+    the rearfoot and forefoot shares balance the rest so that the mean of the three centres is ``ap``."""
+    c_h, c_m = HEEL_LOAD_CENTRE_FL, MIDFOOT_LOAD_CENTRE_FL
+    c_f = np.maximum(FOREFOOT_LOAD_CENTRE_FL, ap)  # push-off: the load rolls onto the toes
+    w_m = np.clip(MIDFOOT_SHARE_MAX * 4.0 * (ap - c_h) * (c_f - ap) / (c_f - c_h) ** 2, 0.0, MIDFOOT_SHARE_MAX)
+    w_f = np.clip((ap - w_m * c_m - (1.0 - w_m) * c_h) / (c_f - c_h), 0.0, 1.0 - w_m)
+    return 1.0 - w_m - w_f, w_m, w_f, c_f
+
+
+def _log_prior(layout: SensorLayout, ap: np.ndarray, ml: np.ndarray) -> np.ndarray:
+    """``(n, C)`` log prior shares: each region's weight spread over its sensors by a Gaussian kernel around the
+    region's centre of load (AP) and the intended COP (ML)."""
+    x_ap, x_ml = layout.ap_array, layout.ml_array
+    w_h, w_m, w_f, c_f = region_weights(ap)
+    centres = np.column_stack([np.full(ap.size, HEEL_LOAD_CENTRE_FL), np.full(ap.size, MIDFOOT_LOAD_CENTRE_FL), c_f])
+    weights = np.column_stack([w_h, w_m, w_f])
+    g_ml = np.exp(-0.5 * ((x_ml[None, :] - ml[:, None]) / KERNEL_SIGMA_ML) ** 2)
+    prior = np.zeros((ap.size, layout.n_channels))
+    for r, name in enumerate(REGIONS):
+        mask = layout.region_mask(name)
+        if not mask.any():
+            continue
+        g = np.exp(-0.5 * ((x_ap[None, mask] - centres[:, r : r + 1]) / KERNEL_SIGMA_AP) ** 2) * g_ml[:, mask]
+        prior[:, mask] = weights[:, r : r + 1] * g / np.maximum(g.sum(axis=1, keepdims=True), 1e-300)
+    return np.log(np.maximum(prior, 1e-12))
+
+
 def sensor_shares(layout: SensorLayout, ap: np.ndarray, ml: np.ndarray) -> np.ndarray:
     """``(n, n_channels)`` non-negative shares summing to 1 with COP exactly at (ap, ml).
 
@@ -52,8 +93,7 @@ def sensor_shares(layout: SensorLayout, ap: np.ndarray, ml: np.ndarray) -> np.nd
     ap, ml = clip_to_hull(layout, np.asarray(ap, float), np.asarray(ml, float))
     x = np.column_stack([layout.ap_array, layout.ml_array])  # (C, 2)
     target = np.column_stack([ap, ml])
-    logk = -0.5 * ((x[None, :, 0] - ap[:, None]) / KERNEL_SIGMA_AP) ** 2 \
-        - 0.5 * ((x[None, :, 1] - ml[:, None]) / KERNEL_SIGMA_ML) ** 2
+    logk = _log_prior(layout, ap, ml)
     lam0 = np.zeros((len(ap), 2))
     if len(ap) > 4 * WARM_START_STEP:
         # consecutive samples have nearly the same λ: solve every k-th, interpolate as the start

@@ -150,10 +150,12 @@ def simulate(params: SimulationParams | None = None, seed: int | None = 0) -> Si
     for i, side in enumerate(SIDES):
         plan = plans[side]
         static = static_model(t, bouts, 1.0 if side == "L" else -1.0, i, sway)
-        load_bw, ap, ml, stance_idx = foot_force(t, plan, seqs, static, p.lateral_shift_fw)
+        shift_fw, forefoot_shift_fw = p.lateral_shift_on(side)
+        load_bw, ap, ml, stance_idx = foot_force(t, plan, seqs, static, shift_fw, pain=p.pain_on(side),
+                                                 forefoot_shift_fw=forefoot_shift_fw)
         loaded = np.flatnonzero(load_bw > 0)
         shares = sensor_shares(layout, ap[loaded], ml[loaded])
-        shares = offload_heel(layout, shares, p.heel_offload_fraction, np.flatnonzero(in_seq[loaded]))
+        shares = offload_heel(layout, shares, p.heel_offload_on(side), np.flatnonzero(in_seq[loaded]))
         clean = np.zeros((n, layout.n_channels))
         clean[loaded] = shares * (load_bw[loaded] * body_weight_n / area / 1000.0)[:, None]
         noisy = np.clip(clean + p.noise_kpa * noise[i], 0.0, None)
@@ -208,6 +210,9 @@ def _ground_truth(p: SimulationParams, seed: int | None, bouts: list[tuple[float
         "body_weight_n": body_weight_n,
         "sensor_area_m2": area,
         "stride_time_s": p.stride_time_s,
+        "walking_stride_length_m": p.walking_stride_length_m,
+        "walking_speed_factor": p.walking_speed_factor,
+        "effective_asymmetry": p.effective_asymmetry,
         "unaffected_side": "L" if p.affected_side == "R" else "R",
     }
     return GroundTruth(events=events, bouts=bouts_df, params=truth_params, clock=clock, delivered=delivered,

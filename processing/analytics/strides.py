@@ -1,4 +1,10 @@
-"""Per-foot stride table from contacts: timing, centre-of-pressure gait line, load fractions, ZUPT stride length.
+"""Per-foot stride table from contacts: timing, centre-of-pressure gait line, load (impulse) fractions by foot
+region, rearfoot contact, ZUPT stride length.
+
+Regions come from the one geometric rule of :mod:`insole_common.layouts` (rearfoot ``ap < 0.27``, midfoot
+``< 0.55``, forefoot; lateral ``ml > 0``). A region's load fraction is its force-time integral over the stance
+divided by the whole foot's (both integrals by the rectangle rule over the same samples, so the sample interval
+cancels): ``heel_load_fraction`` is the heel (rearfoot) impulse fraction.
 
 All per-sample work is vectorised; per-stride sums use ``np.add.reduceat`` over
 stance segments, so there is no Python loop over samples (nor, mostly, strides).
@@ -10,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from insole_common import metrics as C
-from insole_common.layouts import SensorLayout
+from insole_common.layouts import REARFOOT_END_FL, SensorLayout
 
 G_M_S2 = 9.80665
 #: plausible stride: time, and shortest swing (the same 60 ms as the event detector's ``min_swing_ms``: the brief
@@ -27,11 +33,14 @@ def foot_load(pressure: np.ndarray, total_force_n: np.ndarray | None) -> tuple[n
 
 
 #: rows of :func:`channel_sums`' weighted sums
-Q_HEEL, Q_MIDFOOT, Q_FOREFOOT, Q_LATERAL, Q_MEDIAL, Q_TOTAL, Q_ML_LOADED, Q_AP_MOMENT, Q_ML_MOMENT = range(9)
+(Q_HEEL, Q_MIDFOOT, Q_FOREFOOT, Q_LATERAL, Q_MEDIAL, Q_TOTAL, Q_ML_LOADED, Q_AP_MOMENT, Q_ML_MOMENT,
+ Q_LATERAL_FOREFOOT) = range(10)
+#: the rows summed over each stance (Q_ML_LOADED is filled in place first)
+_Q_SUMMED = [Q_HEEL, Q_MIDFOOT, Q_FOREFOOT, Q_LATERAL, Q_MEDIAL, Q_TOTAL, Q_ML_LOADED, Q_LATERAL_FOREFOOT]
 
 
 def channel_sums(pressure: np.ndarray, layout: SensorLayout | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Per-sample sum of the channels (NaN if any channel is) and, with a layout, the ``(n, 9)`` weighted
+    """Per-sample sum of the channels (NaN if any channel is) and, with a layout, the ``(n, 10)`` weighted
     channel sums of the clipped (>= 0) pressures that the stance features need (rows ``Q_*``): one matrix
     product reads the 16 channels once. The array is column-major, so each quantity is contiguous."""
     ones = np.ones(pressure.shape[1])
@@ -41,7 +50,8 @@ def channel_sums(pressure: np.ndarray, layout: SensorLayout | None) -> tuple[np.
     p = np.maximum(pressure, 0.0) if clip else pressure
     regions = [layout.region_mask(r) for r in ("heel", "midfoot", "forefoot")]
     M = np.column_stack([*regions, layout.lateral_mask, layout.medial_mask, np.ones(layout.n_channels, bool),
-                                   np.zeros(layout.n_channels), layout.ap_array, layout.ml_array]).astype(np.float64)
+                                   np.zeros(layout.n_channels), layout.ap_array, layout.ml_array,
+                                   layout.lateral_forefoot_mask]).astype(np.float64)
     q = (M.T @ p.T).T
     return (pressure @ ones if clip else q[:, Q_TOTAL].copy()), q
 
@@ -103,6 +113,8 @@ def stride_rows(
         b = np.floor(to).astype(np.int64) + 1 - abs0
         b = np.maximum(b, a + 1)
         _stance_features(cols, a, b, pressure, layout, cop_ap, cop_ml, channel_q)
+        _rearfoot_contact(cols, a, b, hs - abs0, fs)
+        cols[C.STANCE_IMPULSE] = cols.pop(_IMPULSE_SUM) / fs
         if acc_g is not None and gyro_dps is not None:
             sl = zupt_stride_length(hs - abs0, to - abs0, nhs - abs0, acc_g, gyro_dps, fs)
             cols[C.STRIDE_LENGTH_M] = sl
@@ -137,8 +149,33 @@ def _segment_sum(values: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray
     return _segment_reduce(np.add, np.nan_to_num(values), a, b)
 
 
+#: scratch keys of the stance features: the per-stance sum of the load and the per-sample COP ap
+_IMPULSE_SUM, _COP_AP = "_impulse_sum", "_cop_ap"
+
+
+def _rearfoot_contact(df: dict, a: np.ndarray, b: np.ndarray, hs: np.ndarray, fs: float) -> None:
+    """Rearfoot contact: from heel strike until the COP leaves the rearfoot for the last time in the stance (the
+    end of the last stance sample whose COP has ``ap < REARFOOT_END_FL``); 0 when the COP is never on the
+    rearfoot (forefoot contact), NaN without a COP. In s and in % of the stance."""
+    ap = df.pop(_COP_AP)
+    if ap is None:
+        return
+    n = ap.size
+    a, b = np.clip(a, 0, n - 1), np.clip(b, 1, n)
+    idx = np.arange(n)
+    with np.errstate(invalid="ignore"):
+        rear = ap < REARFOOT_END_FL
+    last = _segment_reduce(np.maximum, np.where(rear, idx, -1), a, b)
+    any_cop = _segment_reduce(np.maximum, np.where(np.isfinite(ap), idx, -1), a, b) >= a
+    dur = np.where(last >= a, np.clip((last + 1 - hs) / fs, 0.0, None), 0.0)
+    dur = np.minimum(dur, df[C.STANCE_TIME_S])
+    df[C.REARFOOT_CONTACT_S] = np.where(any_cop, dur, np.nan)
+    df[C.REARFOOT_CONTACT_PCT] = 100.0 * df[C.REARFOOT_CONTACT_S] / df[C.STANCE_TIME_S]
+
+
 def _stance_features(df: dict, a, b, pressure, layout, cop_ap, cop_ml, channel_q=None) -> None:
-    """Fill the stance columns of ``df`` (a dict of per-stride arrays)."""
+    """Fill the stance columns of ``df`` (a dict of per-stride arrays), and its scratch keys ``_IMPULSE_SUM``
+    (the per-stance sum of the load) and ``_COP_AP`` (the per-sample COP, or None)."""
     n_rows = pressure.shape[0]
     a = np.clip(a, 0, n_rows - 1)
     b = np.clip(b, 1, n_rows)
@@ -158,7 +195,7 @@ def _stance_features(df: dict, a, b, pressure, layout, cop_ap, cop_ml, channel_q
         np.divide(Q[7], tot, out=ap, where=loaded)
         np.divide(Q[8], tot, out=ml, where=loaded)
         np.multiply(Q[8], loaded, out=Q[6])  # ml * total where the COP exists
-        S = _segment_reduce(np.add, Q[:7], a, b)
+        S = _segment_reduce(np.add, Q[_Q_SUMMED], a, b)
         s_tot = S[5]
         with np.errstate(invalid="ignore", divide="ignore"):
             df[C.HEEL_LOAD_FRACTION] = S[0] / s_tot
@@ -167,6 +204,8 @@ def _stance_features(df: dict, a, b, pressure, layout, cop_ap, cop_ml, channel_q
             df[C.LATERAL_LOAD_FRACTION] = S[3] / (S[3] + S[4])
             df[C.MEDIAL_LOAD_FRACTION] = S[4] / (S[3] + S[4])
             df[C.COP_ML_MEAN_FW] = S[6] / s_tot
+            df[C.LATERAL_FOREFOOT_LOAD_FRACTION] = S[7] / s_tot
+        df[_IMPULSE_SUM], df[_COP_AP] = s_tot, ap
         _gait_line(df, a, b, ap, ml)
         pk = _segment_reduce(np.fmax, Q[[0, 5]], a, b)
         df[C.PEAK_HEEL_LOAD] = pk[0]
@@ -178,8 +217,11 @@ def _stance_features(df: dict, a, b, pressure, layout, cop_ap, cop_ml, channel_q
             df[C.COP_ML_MEAN_FW] = _segment_sum(np.nan_to_num(cop_ml) * weight, a, b) / _segment_sum(weight, a, b)
         _gait_line(df, a, b, cop_ap, cop_ml)
         df[C.PEAK_LOAD] = _segment_max(weight, a, b)
+        df[_IMPULSE_SUM], df[_COP_AP] = _segment_sum(load, a, b), cop_ap
     else:
-        df[C.PEAK_LOAD] = _segment_max(np.clip(pressure.sum(axis=1), 0, None), a, b)
+        load = np.clip(pressure.sum(axis=1), 0, None)
+        df[C.PEAK_LOAD] = _segment_max(load, a, b)
+        df[_IMPULSE_SUM], df[_COP_AP] = _segment_sum(load, a, b), None
 
 
 def _segment_max(values: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:

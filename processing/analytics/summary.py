@@ -17,15 +17,16 @@ def symmetry_index(left: float, right: float) -> float: ...
 @overload
 def symmetry_index(left: pd.Series | np.ndarray | list, right: pd.Series | np.ndarray | list) -> np.ndarray: ...
 def symmetry_index(left, right):
-    """Robinson symmetry index in percent, ``200 (L - R) / (L + R)`` (= ``100 (L - R) / (0.5 (L + R))``): 0 when
-    symmetric, > 0 when the left value is larger; NaN where a value is missing or not finite or ``L + R`` is 0.
-    Two numbers give a float, two series or arrays an array (element by element). The one formula of the stance
-    symmetry: the session summary, the compensation detector's ``si_*`` series and the dashboards use it."""
-    left, right = np.asarray(left, dtype=float), np.asarray(right, dtype=float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        si = np.where(np.isfinite(left) & np.isfinite(right) & (left + right != 0),
-                      200.0 * (left - right) / (left + right), np.nan)
-    return float(si) if si.ndim == 0 else si
+    """Robinson symmetry index in percent: 100 * (L - R) / (0.5 * (L + R)); 0 = symmetric, positive = more on the
+    left; NaN where a side is missing or not finite or both are 0. Scalars give a float, arrays (or Series) an array,
+    element by element. The one formula of every signed symmetry index (:data:`insole_common.metrics.SYMMETRY_OF`):
+    the session summary, the compensation detector's ``si_*`` series and the dashboards use it."""
+    lv, rv = np.asarray(left, dtype=np.float64), np.asarray(right, dtype=np.float64)
+    total = lv + rv
+    ok = np.isfinite(lv) & np.isfinite(rv) & (total != 0)
+    out = np.full(np.broadcast(lv, rv).shape, np.nan)
+    np.divide(100.0 * (lv - rv), 0.5 * total, out=out, where=ok)
+    return float(out) if out.ndim == 0 else out
 
 
 def _f(x: Any) -> Any:
@@ -44,7 +45,8 @@ def build_summary(strides, bouts, engines, meta, *, n_candidates, rejected, dead
     cols = [C.STRIDE_TIME_S, C.STANCE_TIME_S, C.SWING_TIME_S, C.STANCE_PCT, C.DOUBLE_SUPPORT_S,
             C.CADENCE_STEPS_PER_MIN, C.STRIDE_LENGTH_M, C.GAIT_SPEED_M_S, C.COP_ML_MEAN_FW,
             C.LATERAL_LOAD_FRACTION, C.HEEL_LOAD_FRACTION, C.MIDFOOT_LOAD_FRACTION, C.FOREFOOT_LOAD_FRACTION,
-            C.PEAK_HEEL_LOAD]
+            C.PEAK_HEEL_LOAD, C.LATERAL_FOREFOOT_LOAD_FRACTION, C.REARFOOT_CONTACT_S, C.REARFOOT_CONTACT_PCT,
+            C.STANCE_IMPULSE]
     side_arr = strides[C.SIDE].to_numpy(dtype=object)
     vals = strides[cols].to_numpy(dtype=np.float64)
     for side in ("L", "R"):
@@ -65,7 +67,7 @@ def build_summary(strides, bouts, engines, meta, *, n_candidates, rejected, dead
     s["symmetry_index_pct"] = {c: _f(symmetry_index(per_side["L"][f"mean_{c}"] or np.nan,
                                                     per_side["R"][f"mean_{c}"] or np.nan))
                                for c in (C.STRIDE_TIME_S, C.STANCE_TIME_S, C.SWING_TIME_S, C.STRIDE_LENGTH_M,
-                                         C.PEAK_HEEL_LOAD)}
+                                         C.PEAK_HEEL_LOAD, *C.SYMMETRY_OF.values())}
     walking = bouts.activity == "walking"
     s["walking_time_s"] = (_f(float((bouts.loc[walking, "end_s"] - bouts.loc[walking, "start_s"]).sum()))
                            if len(bouts) else 0.0)
