@@ -83,6 +83,7 @@ def flags(store: Store, patient: str, *, since: str | None = None) -> list[dict]
     for f in stored_flags.flags(store, patient, since=since):
         d = flag_text.display(f["metric"])
         rounded = {k: d.stored(f[k]) for k in ("baseline", "current", "threshold")}
+        rounded["effect_size"] = None if f["effect_size"] is None else round(float(f["effect_size"]), 2)
         unit = d.unit if d.metric is None else d.metric.unit
         out.append({**f, **rounded, "metric_label": d.label, "unit": unit, "words": flag_text.event_words(f),
                     "sentence": flag_text.sentence(f), "day_text": flag_text.day_text(f["day"]),
