@@ -160,16 +160,19 @@ class Change:
     beyond: float | None
 
 
+def _finite(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(float(x)) else float(x)
+
+
 def change(series: str, baseline: float | None, current: float | None, threshold: float | None) -> Change:
     d = display(series)
-    ok = all(x is not None and math.isfinite(float(x)) for x in (baseline, current))
-    delta = float(current) - float(baseline) if ok else None  # type: ignore[arg-type] - checked by ok
-    thr = float(threshold) if threshold is not None and math.isfinite(float(threshold)) else None
+    base, now, thr = _finite(baseline), _finite(current), _finite(threshold)
+    delta = None if base is None or now is None else now - base
     pct = None
-    if delta is not None and thr is not None and abs(float(baseline)) >= thr > 0:  # type: ignore[arg-type] - ok
-        pct = round(100.0 * delta / abs(float(baseline)), 1)  # type: ignore[arg-type] - ok
+    if delta is not None and base is not None and thr is not None and abs(base) >= thr > 0:
+        pct = round(100.0 * delta / abs(base), 1)
     beyond = round(abs(delta) / thr, 2) if delta is not None and thr else None
-    return Change(d.value(baseline), d.value(current), d.value(thr), d.value(delta), pct, beyond)
+    return Change(d.value(base), d.value(now), d.value(thr), d.value(delta), pct, beyond)
 
 
 def change_text(series: str, c: Change) -> str:

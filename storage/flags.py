@@ -152,9 +152,9 @@ def acknowledgements(store: Store, patients: list[str]) -> dict[tuple[str, str, 
                        f"WHERE patient IN ({', '.join('?' * len(patients))}) ORDER BY time_us DESC, id DESC",
                        tuple(patients))
     out: dict[tuple[str, str, str], list[dict]] = {}
-    for r in rows.itertuples(index=False):
-        out.setdefault((str(r.patient), str(r.series), str(r.since_day)), []).append(
-            {"author": str(r.author), "time_us": int(r.time_us), "note": str(r.note)})
+    for patient, series, since_day, author, time_us, note in rows.itertuples(index=False, name=None):
+        out.setdefault((str(patient), str(series), str(since_day)), []).append(
+            {"author": str(author), "time_us": int(time_us), "note": str(note)})
     return out
 
 
