@@ -138,22 +138,22 @@ def test_therapist_list_patient_page_and_session(site, browser):
     url = site["url"]
     sign_in(browser, url, "ther-1")
     rows = browser.find_elements(By.CSS_SELECTOR, "#patients tbody tr")
-    assert [r.get_attribute("data-patient") for r in rows] == ["pat-a", "pat-b"]  # flagged first; never pat-c
-    assert "Lateral load raised" in rows[0].text
+    assert [r.get_attribute("data-patient") for r in rows] == ["pat-a", "pat-b"]  # most urgent first; never pat-c
+    assert "Left foot: lateral load higher than baseline" in rows[0].text  # in words (dashboards/flag_text.py)
     shot(browser, "therapist-patients.png")
 
     click_and_load(browser, browser.find_element(By.LINK_TEXT, "pat-a"))
     charts = browser.find_elements(By.CSS_SELECTOR, "#trends svg.trend")
-    assert len(charts) == 7
+    assert len(charts) == 10  # lateral load, COP and heel load per foot, as the detector watches them
     for svg in charts:  # every chart drew its weekly line over the weeks, with baseline band and threshold
         assert int(svg.get_attribute("data-points")) == 7, svg.get_attribute("data-metric")  # 42 days touch 7 ISO weeks
         assert svg.find_elements(By.CSS_SELECTOR, "rect.baseline-band")
         assert len(svg.find_elements(By.CSS_SELECTOR, "line.threshold")) == 2
         assert len(svg.find_elements(By.CSS_SELECTOR, "circle.pt-day")) == 42
-    lateral = browser.find_element(By.CSS_SELECTOR, "svg.trend[data-metric=lateral_load_fraction]")
+    lateral = browser.find_element(By.CSS_SELECTOR, "svg.trend[data-metric=lateral_load_fraction_L]")
     assert lateral.find_elements(By.CSS_SELECTOR, "rect.flag-week")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#flags .flag.raised")) >= 2
-    assert "real-change threshold" in browser.find_element(By.ID, "flags").text
+    assert "real-change threshold" in browser.find_element(By.ID, "flag-cards").text
     shot(browser, "therapist-patient.png", height=2600)
 
     browser.find_element(By.ID, "note-text").send_keys("Try a softer heel cup <b>not bold</b>")
@@ -205,7 +205,9 @@ def test_patient_page_is_plain(site, browser):
     sign_in(browser, url, "patient-a")
     assert browser.current_url == url + "/me"
     status = browser.find_element(By.ID, "status").text
-    assert status == "Your insoles are connected. They will record when you walk."
+    assert status == "Your insoles are ready but not recording right now. They record when you walk."
+    assert browser.find_element(By.ID, "recording").text == "Not recording right now."
+    assert browser.find_element(By.ID, "battery-R").text == "Right insole battery: 15 % (low)"
     assert "right insole is low" in browser.find_element(By.ID, "battery").text
     assert len(browser.find_elements(By.CSS_SELECTOR, "#week-chart rect.bar")) == 7
     assert "steps" in browser.find_element(By.ID, "week-total").text
