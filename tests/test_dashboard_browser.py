@@ -10,16 +10,20 @@ Site and browser: :mod:`tests.fixtures.browser`. Every page at both screen sizes
 from __future__ import annotations
 
 import io
+import re
 import time
 import zipfile
 
+import numpy as np
 import pyarrow.parquet as pq
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
+from dashboards import data
+from insole_common import metrics as C
 from research.deid import Subject
 from tests.fixtures import browser as fx
-from tests.fixtures.browser import click_and_load, live_walk, ready, sign_in, wait
+from tests.fixtures.browser import INSOLE_STATUS, click_and_load, live_walk, ready, sign_in, wait
 
 #: the fixtures (requested by name): the app serving the fixture data, and Chromium
 site, browser = fx.site, fx.browser
@@ -160,6 +164,14 @@ def test_live_view_updates_from_mqtt(site, browser):
             feet = browser.find_elements(By.CSS_SELECTOR, "#feet svg.footmap")
             assert len(feet) == 2 and all(f.find_elements(By.CSS_SELECTOR, "circle.cop-now") for f in feet)
             assert "hub online" in browser.find_element(By.ID, "live-state").text
+            scale = browser.execute_script(  # read in one go: the view redraws five times a second
+                "const s = document.querySelector('#feet svg.colour-scale');"
+                "return [s.dataset.unit, [...s.querySelectorAll('text.tick')].map(t => t.textContent)]")
+            assert scale[0] == "kPa" and len(scale[1]) >= 3
+            insoles = {li.get_attribute("data-side"): li.text for li in browser.find_elements(By.CSS_SELECTOR, "#insoles li")}
+            for side, status in INSOLE_STATUS.items():  # battery and frame loss of the collector's InsoleStatus
+                assert f"battery {status['battery_pct']:.0f} %" in insoles[side]
+                assert f"{100 * status['loss_fraction']:.1f} % of frames lost" in insoles[side]
     finally:
         browser.get(url + "/therapist")  # closes the event stream
 
@@ -170,3 +182,81 @@ def test_api_docs_page(site, browser):
     rows = browser.find_elements(By.CSS_SELECTOR, "#operations tbody tr")
     assert len(rows) >= 15
     assert "therapist (assigned patients only)" in browser.find_element(By.ID, "operations").text
+
+
+# what a reader sees (issue 20, item 5) -------------------------------------------------------------------
+#: a date tick: "16 Nov", or "16 Nov 2026" where the year is needed
+DATE_TICK = re.compile(r"^\d{1,2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)( \d{4})?$")
+
+
+def tick_texts(element, selector):
+    return [t.get_attribute("textContent") for t in element.find_elements(By.CSS_SELECTOR, selector)]
+
+
+def test_trend_charts_read_plainly(site, browser):
+    """Distinct y ticks, the unit on both axes, dated week ticks with their year, the catalogue's labels and
+    the latest weekly value titled with its week."""
+    sign_in(browser, site["url"], "ther-1")
+    browser.get(site["url"] + "/therapist/patients/pat-a")
+    ready(browser)
+    trends = {m["key"]: m for m in data.trends(site["store"], "pat-a")["metrics"]}
+    charts = browser.find_elements(By.CSS_SELECTOR, "#trends .chart")
+    assert len(charts) == len(trends) == 7
+    for chart in charts:
+        m = trends[chart.get_attribute("data-metric")]
+        svg = chart.find_element(By.CSS_SELECTOR, "svg.trend")
+        ys = tick_texts(svg, "text.tick-y")
+        assert len(ys) >= 3 and len(set(ys)) == len(ys), (m["key"], ys)  # e.g. not "108 / 108"
+        values = [float(v) for v in ys]
+        assert values == sorted(values)  # drawn bottom to top
+        assert tick_texts(svg, "text.axis-y") == [m["unit"]]
+        assert tick_texts(svg, "text.axis-x") == ["week starting (Monday)"]
+        xs = tick_texts(svg, "text.tick-x")
+        assert len(xs) >= 3 and all(DATE_TICK.match(x) for x in xs), xs
+        assert xs[0].endswith(m["weekly"][0]["week"][:4])  # the first date carries its year
+        heading = chart.find_element(By.TAG_NAME, "h3").text
+        assert heading.startswith(C.BY_KEY[m["key"]].label) and "last week" not in heading
+        latest = [w for w in m["weekly"] if w["value"] is not None][-1]
+        assert latest["week"] == "2026-11-16"
+        assert f"latest: {latest['value']:.{m['decimals']}f} {m['unit']}, week of 16 Nov 2026" in heading
+        assert "_" not in chart.text  # no raw keys such as cop_ml_mean_fw
+
+
+def test_session_page_reads_plainly(site, browser):
+    """The stride table speaks the catalogue (labels, units, decimals; loads as sums of sensor pressures) and is
+    not cut off; the pressure maps have a kPa colour scale; the typical step starts at the heel, without a
+    stray stroke."""
+    sign_in(browser, site["url"], "ther-1")
+    browser.get(site["url"] + "/therapist/sessions/" + site["created"]["simulated"]["pat-a"])
+    ready(browser)
+    heads = {th.get_attribute("data-key"): th.text for th in browser.find_elements(By.CSS_SELECTOR, "#strides thead th")}
+    assert C.PEAK_HEEL_LOAD in heads and C.COP_ML_MEAN_FW in heads
+    for key, text in heads.items():
+        assert "_" not in text, text
+        if key in C.BY_KEY:
+            label, _, unit = text.partition("\n")
+            assert (label, unit) == (C.BY_KEY[key].label, C.BY_KEY[key].unit)
+    assert heads[C.PEAK_HEEL_LOAD] == "Peak heel load\nsum of sensor pressures"  # not kPa: a sum over sensors
+    box = browser.find_element(By.CSS_SELECTOR, "#strides").find_element(By.XPATH, "..")
+    assert browser.execute_script("return arguments[0].scrollWidth <= arguments[0].clientWidth", box)
+
+    scale = browser.find_element(By.CSS_SELECTOR, "#feet svg.colour-scale")
+    assert scale.get_attribute("data-unit") == "kPa" and "kPa" in scale.text
+    ticks = [float(t) for t in tick_texts(scale, "text.tick")]
+    assert len(ticks) >= 3 and ticks[0] == 0 and ticks == sorted(set(ticks))
+    assert ticks[-1] <= float(scale.get_attribute("data-vmax"))
+
+    for foot in browser.find_elements(By.CSS_SELECTOR, "#feet svg.footmap"):
+        pts = np.array([[float(v) for v in p.split(",")]
+                        for p in foot.find_element(By.CSS_SELECTOR, "polyline.gait-typical").get_attribute("points").split()])
+        steps = np.hypot(*np.diff(pts, axis=0).T)
+        assert steps[0] <= 3 * np.median(steps), (foot.get_attribute("data-side"), steps[:3], np.median(steps))
+        assert pts[0, 1] > pts[-1, 1]  # from the heel (bottom) to the toe
+
+
+def test_patient_week_chart_reads_plainly(site, browser):
+    sign_in(browser, site["url"], "patient-a")
+    svg = browser.find_element(By.CSS_SELECTOR, "#week-chart svg.bars")
+    assert tick_texts(svg, "text.axis-y") == ["steps"]
+    assert tick_texts(svg, "text.tick-x") == ["Sat 14", "Sun 15", "Mon 16", "Tue 17", "Wed 18", "Thu 19", "Fri 20"]
+    assert tick_texts(svg, "text.axis-x") == ["day, 14 Nov – 20 Nov 2026"]
