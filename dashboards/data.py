@@ -17,20 +17,20 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
+from dashboards import flag_text
+from dashboards.flag_text import SERIES_OF
 from insole_common import metrics as C
 from insole_common.calendar import day_of, day_start_us, today_in, week_window
 from insole_common.metrics import STANCE_SYMMETRY_PCT, TREND_METRICS
 from processing.analytics import symmetry_index
 from research.deid import Subject, ensure_labels, ensure_subject_labels
 from storage import dashboard as db, flags as stored_flags
-from storage.accounts import therapist_patients
 from storage.patients import patient_time_zone
 from storage.store import Store
 from storage.strides import session_strides
-from storage.summaries import last_summary_day, weekly_summaries
+from storage.summaries import weekly_summaries
 
-#: the detector's series (:mod:`processing.detection`) behind a trend metric that is not its own series
-SERIES_OF = {STANCE_SYMMETRY_PCT: f"si_{C.STANCE_TIME_S}"}
+__all__ = ["SERIES_OF"]  # the detector's series behind a trend metric (its home: dashboards.flag_text)
 
 #: per-stride table columns shown in the session drill-down
 STRIDE_TABLE_COLS = (C.SIDE, C.HEEL_STRIKE_S, C.STRIDE_TIME_S, C.STANCE_TIME_S, C.STANCE_PCT, C.CADENCE_STEPS_PER_MIN,
@@ -47,22 +47,6 @@ def _clean(x):
     if isinstance(x, float) and not math.isfinite(x):
         return None
     return x
-
-
-def _series(key: str) -> set[str]:
-    """The names under which flags and baselines of the trend metric ``key`` are stored (the detector's series)."""
-    return {key, f"{key}_L", f"{key}_R", SERIES_OF.get(key, key)}
-
-
-def _label_unit(key: str) -> tuple[str, str]:
-    """Label and unit of a metric or series key (also ``{key}_L`` / ``{key}_R``, ``si_...``) from the catalogue;
-    unknown: (key, "")."""
-    key = {series: metric for metric, series in SERIES_OF.items()}.get(key, key)
-    try:
-        m = C.metric(key)
-    except KeyError:
-        return key, ""
-    return m.label, m.unit
 
 
 # daily and weekly metrics -----------------------------------------------------------------------
@@ -88,42 +72,100 @@ def daily_table(store: Store, patient: str, *, since: str | None = None) -> pd.D
 
 def baselines(store: Store, patient: str) -> dict[str, dict]:
     """The detector's stored baseline per trend metric (mean, SD, its real-change ``threshold`` and band), for the
-    metrics it watches as one series (``stance_symmetry_pct``: ``si_stance_time_s``); per-side series are not a
-    trend metric's baseline."""
+    metrics it watches as one series (``stance_symmetry_pct``: ``si_stance_time_s``); per-side series are in
+    :func:`trends` under their own keys."""
     stored = stored_flags.baselines(store, patient)
     return {m.key: stored[SERIES_OF.get(m.key, m.key)] for m in TREND_METRICS if SERIES_OF.get(m.key, m.key) in stored}
 
 
 def flags(store: Store, patient: str, *, since: str | None = None) -> list[dict]:
-    """Every stored flag event of the patient, newest first, with the metric's label and unit."""
+    """Every stored flag event of the patient, newest first, with the metric's label and unit, the event in words
+    (:func:`dashboards.flag_text.event_words`, ``sentence``) and its numbers rounded (catalogue decimals + 1)."""
     out = []
     for f in stored_flags.flags(store, patient, since=since):
-        label, unit = _label_unit(f["metric"])
-        out.append({**f, "metric_label": label, "unit": unit})
+        d = flag_text.display(f["metric"])
+        rounded = {k: d.stored(f[k]) for k in ("baseline", "current", "threshold")}
+        rounded["effect_size"] = None if f["effect_size"] is None else round(float(f["effect_size"]), 2)
+        unit = d.unit if d.metric is None else d.metric.unit
+        out.append({**f, **rounded, "metric_label": d.label, "unit": unit, "words": flag_text.event_words(f),
+                    "sentence": flag_text.sentence(f), "day_text": flag_text.day_text(f["day"]),
+                    "evidence": flag_text.rounded_evidence(f["metric"], f["evidence"])})
     return out
 
 
+def watched_series(stored: dict[str, dict], flag_events: list[dict]) -> list[tuple[C.Metric, str, str | None]]:
+    """``(metric, series, side)`` of every trend chart: per side (``{key}_L``, ``{key}_R``) where the detector
+    watches the metric per side (a stored baseline or flag of a side series), else the metric's own series."""
+    named = set(stored) | {f["metric"] for f in flag_events}
+    out: list[tuple[C.Metric, str, str | None]] = []
+    for m in TREND_METRICS:
+        if any(f"{m.key}_{side}" in named for side in ("L", "R")):
+            out += [(m, f"{m.key}_{side}", side) for side in ("L", "R")]
+        else:
+            out.append((m, SERIES_OF.get(m.key, m.key), None))
+    return out
+
+
+def flag_spans(series: str, flag_events: list[dict], last_day: str | None) -> list[dict]:
+    """The spans a series was flagged: each episode from its first raise to its clearing (still open: to
+    ``last_day``, the latest day with data or the latest raise)."""
+    spans: dict[str, dict] = {}
+    for f in flag_events:
+        if f["metric"] != series or f["state"] != "raised":
+            continue
+        since = f.get("since_day") or f["day"]
+        end = f.get("cleared_day") or (max(last_day or f["day"], f["day"]) if f.get("active") else f["day"])
+        span = spans.setdefault(since, {"from": since, "to": end, "active": bool(f.get("active"))})
+        span["to"] = max(span["to"], end)
+        span["active"] = span["active"] or bool(f.get("active"))
+    return sorted(spans.values(), key=lambda sp: sp["from"])
+
+
+def _days(span: dict) -> list[str]:
+    first, last = date.fromisoformat(span["from"]), date.fromisoformat(span["to"])
+    return [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+
+
+def _baseline_out(b: dict | None, disp: flag_text.Display) -> dict | None:
+    """A stored baseline for the chart, numbers in the stored unit rounded (catalogue decimals + 1)."""
+    if b is None:
+        return None
+    keep = ("start_day", "end_day", "days_n", "source", "set_by")
+    return {**{k: b.get(k) for k in keep},
+            **{k: disp.stored(b.get(k)) for k in ("mean", "sd", "threshold", "band_low", "band_high")}}
+
+
 def trends(store: Store, patient: str) -> dict:
-    """Weekly trend of every :data:`TREND_METRICS` metric (the stored weekly summaries, weeks named by their
-    Monday), the daily values, the stored baseline and its real-change threshold (none without a stored one)."""
+    """Weekly trend of every watched series (:func:`watched_series`: the :data:`TREND_METRICS`, per side where the
+    detector watches per side; the stored weekly summaries, weeks named by their Monday), the daily values, the
+    stored baseline and its real-change threshold (none without a stored one) and the flagged spans until cleared
+    (``flag_spans``; ``flag_days``: every day in them). Values rounded to the catalogue's decimals (+1)."""
     table = daily_table(store, patient)
     weekly = _with_trend_metrics(weekly_summaries(store, [patient]))
     weeks = [str(w) for w in weekly["week_start"]]
-    base = baselines(store, patient)
-    flag_list = flags(store, patient)
+    stored = stored_flags.baselines(store, patient)
+    flag_list = stored_flags.flags(store, patient)
+    last_day = str(table["day"].max()) if len(table) else None
     metrics = []
-    for m in TREND_METRICS:
-        values = table[m.key].to_numpy(dtype=float)
-        b = base.get(m.key)
-        threshold = None if b is None else b.get("threshold")
-        names = _series(m.key)
+    for m, series, side in watched_series(stored, flag_list):
+        column = m.key if side is None else series
+        disp = flag_text.display(series)
+        values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float) if column in table else \
+            np.full(len(table), np.nan)
+        week_values = pd.to_numeric(weekly[column], errors="coerce") if column in weekly else [np.nan] * len(weeks)
+        b = _baseline_out(stored.get(series), disp)
+        spans = flag_spans(series, flag_list, last_day)
         metrics.append({
-            "key": m.key, "label": m.label, "unit": m.unit, "decimals": m.decimals,
-            "weekly": [{"week": w, "value": _clean(float(v)), "days_n": int(n)}
-                       for w, v, n in zip(weeks, weekly[m.key], weekly["days_n"], strict=True)],
-            "daily": [{"day": d, "value": _clean(float(v))} for d, v in zip(table["day"], values, strict=True) if np.isfinite(v)],
-            "baseline": b, "threshold": _clean(threshold), "threshold_source": None if threshold is None else "baseline",
-            "flag_days": sorted({f["day"] for f in flag_list if f["metric"] in names and f["state"] == "raised"}),
+            "key": series, "metric": m.key, "side": side,
+            "label": m.label if side is None else f"{m.label}, {flag_text.SIDE_WORDS[side].lower()}",
+            "unit": m.unit, "decimals": m.decimals,
+            "weekly": [{"week": w, "value": disp.stored(_clean(float(v))), "days_n": int(n)}
+                       for w, v, n in zip(weeks, week_values, weekly["days_n"], strict=True)],
+            "daily": [{"day": d, "value": disp.stored(float(v))} for d, v in zip(table["day"], values, strict=True)
+                      if np.isfinite(v)],
+            "baseline": b, "threshold": None if b is None else b["threshold"],
+            "threshold_source": None if b is None or b["threshold"] is None else "baseline",
+            "flag_spans": spans, "flag_days": sorted({d for sp in spans for d in _days(sp)}),
         })
     return {"patient": patient, "weeks": weeks, "metrics": metrics}
 
@@ -176,32 +218,6 @@ def week_activity(store: Store, patient: str, today: date) -> list[dict]:
         steps[day] += strides_n
         walking_s[day] += float(summary.get("walking_time_s") or 0.0)
     return [{"day": d, "steps": steps[d], "walking_min": round(walking_s[d] / 60.0, 1)} for d in days]
-
-
-def patient_list(store: Store, therapist: str, today: date, now_us: int) -> list[dict]:
-    """The therapist's patients with every active flag (raised and not cleared, however long ago), this week's
-    wearing time and steps."""
-    patients = therapist_patients(store, therapist)
-    active: dict[str, list[dict]] = {}
-    for f in stored_flags.active_flags(store, [p for p, _name in patients]):
-        active.setdefault(f["patient"], []).append(f)
-    out = []
-    for patient, display_name in patients:
-        open_flags = active.get(patient, [])
-        week = patient_week(store, patient, today, now_us)
-        out.append({
-            "patient": patient, "display_name": display_name,
-            "flags": [{"kind": f["kind"], "metric": f["metric"], "metric_label": _label_unit(f["metric"])[0],
-                       "state": "raised", "day": f["day"], "since_day": f["since_day"], "effect_size": f["effect_size"]}
-                      for f in open_flags],
-            "raised_n": len(open_flags),
-            "wearing_h": round(week.wearing_s / 3600.0, 2),
-            "steps_week": sum(d["steps"] for d in week.days),
-            "last_day": last_summary_day(store, patient),
-        })
-    # patients with raised flags first, then by name
-    out.sort(key=lambda p: (-p["raised_n"], p["patient"]))
-    return out
 
 
 # sessions ----------------------------------------------------------------------------------------
@@ -262,50 +278,26 @@ add_note = db.add_note
 
 # the patient's own page, in plain words --------------------------------------------------------------
 def plain_trend(store: Store, patient: str, today: date) -> list[str]:
-    """A few sentences on how this week compares with the patient's usual walking; no jargon, no numbers."""
+    """A few sentences on how this week compares with the patient's usual walking; no jargon, no numbers. A change
+    is spoken of only where an active flag backs it (:func:`storage.flags.active_flags`), in the catalogue's words
+    for patients (``Metric.plain``; a metric without them is not mentioned)."""
     table = daily_table(store, patient)
     if table.empty:
         return ["We have not seen any walks yet. Once your insoles have recorded a few walks, you will see your trend here."]
     start, _ = week_window(today)
-    this_week = table[table["day"] >= start.isoformat()]
-    if this_week.empty:
+    if table[table["day"] >= start.isoformat()].empty:
         return ["No walks were recorded in the last seven days. Wear your insoles on your usual walks to see your trend."]
-    base = baselines(store, patient)
-    sentences = []
-    changed = False
-    for m in TREND_METRICS:
-        if m.plain is None:
+    sentences: dict[str, str] = {}
+    for f in stored_flags.active_flags(store, [patient]):
+        m = flag_text.metric_of(f["metric"])
+        if m is None or m.plain is None or m.key in sentences:
             continue
-        now = float(this_week[m.key].median()) if this_week[m.key].notna().any() else math.nan
-        b = base.get(m.key)
-        if b is None or b.get("threshold") is None:  # no stored real-change threshold: nothing to say
-            continue
-        usual, threshold = float(b["mean"]), max(float(b["threshold"]), 1e-9)
-        if not math.isfinite(now) or not math.isfinite(usual):
-            continue
-        if abs(now - usual) < threshold:
-            continue
-        changed = True
-        if m.key == STANCE_SYMMETRY_PCT:
-            better = abs(now) < abs(usual)
-            sentences.append("You are sharing your weight more evenly between your feet than usual." if better else
-                             "You are leaning on one foot more than usual.")
-        elif m.key == C.STRIDE_LENGTH_M:
-            sentences.append("Your steps are longer than usual." if now > usual else "Your steps are shorter than usual.")
-        elif m.key == C.CADENCE_STEPS_PER_MIN:
-            sentences.append("You are walking at a quicker pace than usual." if now > usual else
-                             "You are walking at a slower pace than usual.")
-        elif m.key == C.LATERAL_LOAD_FRACTION:
-            sentences.append("You are putting more weight on the outside of your feet than usual." if now > usual else
-                             "You are putting less weight on the outside of your feet than usual.")
-        elif m.key == C.HEEL_LOAD_FRACTION:
-            sentences.append("You are putting more weight on your heels than usual." if now > usual else
-                             "You are putting less weight on your heels than usual.")
-    if not changed:
-        sentences.append("Your walking this week looks like your usual walking. Keep going!")
-    else:
-        sentences.append("Your therapist sees the same information and will talk it through with you.")
-    return sentences
+        how = "" if m.compensation == C.EITHER or f.get("direction") not in ("up", "down") else \
+            (": more than usual" if f["direction"] == "up" else ": less than usual")
+        sentences[m.key] = f"We have noticed a change in {m.plain}{how}."
+    if not sentences:
+        return ["Your walking this week looks like your usual walking. Keep going!"]
+    return [*sentences.values(), "Your therapist sees this change too and will talk it through with you."]
 
 
 # researchers: de-identified ---------------------------------------------------------------------------

@@ -53,6 +53,19 @@ def has_open_session(store: Store, patient: str) -> bool:
     return not store.query("SELECT 1 AS x FROM sessions WHERE patient = ? AND state = 'open'", (patient,)).empty
 
 
+def last_walk(store: Store, patient: str) -> dict | None:
+    """The patient's latest analysed session with strides: ``session_id, start_us, end_us, strides_n,
+    walking_time_s`` (None when unknown), or None."""
+    r = first_row(store, "SELECT s.session_id, s.start_us, s.end_us, ss.strides_n, ss.summary_json FROM sessions s "
+                  "JOIN session_summaries ss ON ss.session_id = s.session_id WHERE s.patient = ? AND ss.strides_n > 0 "
+                  "ORDER BY s.start_us DESC LIMIT 1", (patient,))
+    if r is None:
+        return None
+    walking = json.loads(r["summary_json"]).get("walking_time_s")
+    return {"session_id": str(r["session_id"]), "start_us": int(r["start_us"]), "end_us": _int_or_none(r["end_us"]),
+            "strides_n": int(r["strides_n"]), "walking_time_s": None if walking is None else float(walking)}
+
+
 def session(store: Store, session_id: str) -> dict | None:
     """``session_id, patient, start_us, end_us (None while open), state, close_reason`` of one session."""
     r = first_row(store, "SELECT session_id, patient, start_us, end_us, state, close_reason FROM sessions "

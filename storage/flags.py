@@ -15,7 +15,7 @@ Reads (dashboards, therapist views):
   Keys: ``patient, kind, metric`` (with its side suffix, e.g. ``cop_ml_mean_fw_L``; the limp's symmetry
   index ``si_*`` has none: see ``side``), ``direction`` ('up'/'down'), ``side`` ('L', 'R' or None),
   ``since_day`` (first raise of the open flag), ``day`` (its latest raise), ``baseline, current, threshold,
-  effect_size, days_n`` (of that latest raise), ``id``, ``created_us``. ``patients=None``: every patient.
+  effect_size, days_n, evidence`` (of that latest raise), ``id``, ``created_us``. ``patients=None``: every patient.
 * ``baselines(store, patient) -> dict[metric, dict]``: per monitored series (metric with side suffix, or
   ``si_*``) ``start_day, end_day, mean, sd`` (the detector's day-to-day SD), ``days_n, source`` ('auto' /
   'therapist'), ``set_by`` and, from migration 8, ``threshold`` (the detector's real-change threshold for
@@ -25,7 +25,12 @@ Reads (dashboards, therapist views):
 * ``reference_period(store, patient) -> dict | None``: the therapist's reference period, ``{"start_day",
   "end_day", "set_by"}`` of the newest ``baselines`` row with source 'therapist', or None.
 
-Writes (:func:`processing.flags.update_flags` only):
+* ``acknowledgements(store, patients) -> dict[(patient, series, since_day), list[dict]]``: the therapists'
+  acknowledgements of flags (migration 9), newest first: ``author, time_us, note``.
+
+Writes: ``acknowledge(store, patient, series, since_day, author, time_us, note)`` (the dashboards: a therapist
+acknowledges the flag of ``series`` open since ``since_day``, with an optional note; kept when detection rewrites
+the flags, since it names the flag by series and first raise), and (:func:`processing.flags.update_flags` only):
 
 * ``save_detection(store, patient, flag_rows, baseline_rows, *, keep_auto_baselines)``: in one
   transaction, replaces every ``flags`` row of the patient by ``flag_rows`` and stores ``baseline_rows``
@@ -92,7 +97,7 @@ def active_flags(store: Store, patients: list[str] | None = None) -> list[dict]:
         flag = _flag_dict(r)
         evidence = flag.pop("evidence")
         flag.pop("active", None)
-        flag.update(direction=evidence.get("direction"), side=evidence.get("side"))
+        flag.update(direction=evidence.get("direction"), side=evidence.get("side"), evidence=evidence)
         out.append(flag)
     return out
 
@@ -137,3 +142,24 @@ def save_detection(store: Store, patient: str, flag_rows: Iterable[dict], baseli
         for row in baseline_rows:
             store.execute("DELETE FROM baselines WHERE patient = ? AND metric = ?", (patient, row["metric"]))
             _insert(store.execute, "baselines", row)
+
+
+def acknowledgements(store: Store, patients: list[str]) -> dict[tuple[str, str, str], list[dict]]:
+    """The acknowledgements of the flags of ``patients``, per (patient, series, since_day), newest first."""
+    if not patients:
+        return {}
+    rows = store.query("SELECT patient, series, since_day, author, time_us, note FROM flag_acknowledgements "  # noqa: S608 - ? placeholders only
+                       f"WHERE patient IN ({', '.join('?' * len(patients))}) ORDER BY time_us DESC, id DESC",
+                       tuple(patients))
+    out: dict[tuple[str, str, str], list[dict]] = {}
+    for r in rows.itertuples(index=False):
+        out.setdefault((str(r.patient), str(r.series), str(r.since_day)), []).append(
+            {"author": str(r.author), "time_us": int(r.time_us), "note": str(r.note)})
+    return out
+
+
+def acknowledge(store: Store, patient: str, series: str, since_day: str, author: str, time_us: int,
+                note: str = "") -> None:
+    """Record that ``author`` acknowledged the flag of ``series`` open since ``since_day`` (module docstring)."""
+    store.execute("INSERT INTO flag_acknowledgements (patient, series, since_day, author, time_us, note) "
+                  "VALUES (?, ?, ?, ?, ?, ?)", (patient, series, since_day, author, time_us, note))

@@ -14,7 +14,7 @@ batches; it replaces an index of ``raw_batches`` by session). Migration 6: Postg
 ``raw_batches.payload`` uncompressed (``STORAGE EXTERNAL``). Migration 7: ``patients.time_zone``, the IANA
 time zone of the patient's days and weeks (``UTC`` unless set; :mod:`storage.patients`). Migration 8: flag
 state (``flags.active``, ``since_day``, ``cleared_day``) and the detector's threshold, band and settings on each
-baseline.
+baseline. Migration 9: ``flag_acknowledgements`` (a therapist's acknowledgement of a flag and its note).
 
 :data:`DASHBOARD_MIGRATIONS` (log ``dashboard_migrations``): the research exports' de-identification
 tables. ``research_subjects``: per patient a random research label (never derived from the pseudonym),
@@ -219,6 +219,21 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE baselines ADD COLUMN band_low DOUBLE PRECISION;
     ALTER TABLE baselines ADD COLUMN band_high DOUBLE PRECISION;
     ALTER TABLE baselines ADD COLUMN settings_json TEXT
+    """,
+    # 9: a therapist's acknowledgement of a flag, with an optional note (storage/flags.py). A flag is named by
+    # what survives the detector rewriting its rows: patient, series (``flags.metric``) and the first raise of
+    # its episode (``since_day``); a row per acknowledgement, the newest is shown first.
+    """
+    CREATE TABLE flag_acknowledgements (
+        id {AUTO_ID},
+        patient TEXT NOT NULL REFERENCES patients(pseudonym),
+        series TEXT NOT NULL,
+        since_day TEXT NOT NULL,
+        author TEXT NOT NULL,
+        time_us BIGINT NOT NULL,
+        note TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX flag_acknowledgements_flag ON flag_acknowledgements (patient, series, since_day)
     """,
 )
 

@@ -94,7 +94,7 @@ def test_plain_trend_has_no_numbers_or_jargon(tmp_path):
         for jargon in ("cop", "lateral", "fraction", "baseline", "symmetry", "cadence", "stride"):
             assert jargon not in words
     assert "outside of your feet" in " ".join(data.plain_trend(store, "pat-a", date(2026, 11, 20)))
-    assert "shorter" in " ".join(data.plain_trend(store, "pat-b", date(2026, 11, 20)))
+    assert "the length of your steps: less than usual" in " ".join(data.plain_trend(store, "pat-b", date(2026, 11, 20)))
     assert data.plain_trend(store, "nobody", date(2026, 11, 20))[0].startswith("We have not seen any walks")
 
 

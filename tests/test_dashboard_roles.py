@@ -23,8 +23,9 @@ from dashboards.app import create_app
 from dashboards.auth import set_disabled
 from insole_common.calendar import day_of
 from storage.archive import RawArchive
+from storage.flags import save_detection
 from storage.store import SQLiteStore
-from tests.fixtures.dashboard import FIXTURE_PASSWORD, ServerThread, build_fixture
+from tests.fixtures.dashboard import FIXTURE_PASSWORD, ServerThread, build_fixture, fixture_flag
 
 TODAY = date(2026, 11, 20)
 ROLES = {"anonymous": None, "therapist": "ther-1", "patient": "patient-a", "researcher": "res-1", "admin": "admin-1"}
@@ -54,6 +55,12 @@ EXPECTED = {
     ("GET", "/api/sessions/{session_id}"): "therapist",
     ("GET", "/api/sessions/{session_id}/pressure"): "therapist",
     ("GET", "/api/patients/{patient}/live"): "therapist",
+    ("POST", "/therapist/patients/{patient}/flags/{series}/acknowledge"): "therapist",
+    ("POST", "/api/patients/{patient}/flags/{series}/acknowledge"): "therapist",
+    ("GET", "/therapist/digest"): "therapist",
+    ("GET", "/therapist/patients/{patient}/digest"): "therapist",
+    ("GET", "/api/therapist/digest"): "therapist",
+    ("GET", "/api/patients/{patient}/digest"): "therapist",
     ("GET", "/api/patients/{patient}/live/stream"): "therapist",
     ("GET", "/me"): "patient",
     ("GET", "/api/me/overview"): "patient",
@@ -71,6 +78,9 @@ EXPECTED = {
 def site(tmp_path_factory):
     store = SQLiteStore(tmp_path_factory.mktemp("roles") / "kinetic.sqlite")
     created = build_fixture(store, today=TODAY, days=14, strides_per_session=10, simulated_walk_s=None)
+    # 14 days are all baseline: one active flag to acknowledge
+    save_detection(store, "pat-a", [fixture_flag("pat-a", "lateral_load_fraction_L", "2026-11-18", 1)], [],
+                   keep_auto_baselines=True)
     app = create_app(store, secret="r" * 48, today=lambda: TODAY,
                      archive=RawArchive(tmp_path_factory.mktemp("roles-archive")))
     label = data.research_sessions(store)[0]["session"]
@@ -110,6 +120,7 @@ def fill(path: str, site, mine: bool) -> str:
     pat = "pat-a" if mine else "pat-c"  # ther-1 has pat-a and pat-b; pat-c is ther-2's
     return (path.replace("{patient}", pat)
             .replace("{session_id}", site["created"]["sessions"][pat][-1])
+            .replace("{series}", "lateral_load_fraction_L")  # pat-a's active flag (site)
             .replace("{label}", site["label"] if mine else "R-000000000000"))
 
 

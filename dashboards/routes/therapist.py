@@ -1,5 +1,6 @@
-"""The therapist's pages and API: their patients, trends, flags, notes, sessions and pressure maps
-(assigned patients only: :func:`dashboards.deps.therapist_patient`, :func:`dashboards.deps.therapist_session`)."""
+"""The therapist's pages and API: their patients (most urgent first), trends, flags (cards, acknowledgement),
+the weekly digest, notes, sessions and pressure maps (assigned patients only:
+:func:`dashboards.deps.therapist_patient`, :func:`dashboards.deps.therapist_session`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field
 
-from dashboards import data
+from dashboards import data, digest, overview
 from dashboards.auth import Actor
 from dashboards.deps import Dashboard, NotFound, check_csrf, dashboard, render, therapist, therapist_patient, therapist_session
 from dashboards.plots import session_pressure
@@ -23,15 +24,22 @@ class NoteIn(BaseModel):
     text: str = Field(min_length=1, max_length=5000)
 
 
+class AckIn(BaseModel):
+    text: str = Field(default="", max_length=5000)
+
+
 # pages ------------------------------------------------------------------------------------------------
 @router.get("/therapist", include_in_schema=False)
-def therapist_home(request: Request, actor: Actor = Depends(therapist)):
-    return render(request, "therapist_list.html")
+def therapist_home(request: Request, actor: Actor = Depends(therapist), d: Dashboard = Depends(dashboard)):
+    rows = overview.overview(d.store, actor.username, d.today(), d.now_us(), d.feed.status)
+    return render(request, "therapist_list.html", rows=rows, today=d.today().isoformat())
 
 
 @router.get("/therapist/patients/{patient}", include_in_schema=False)
-def therapist_patient_page(request: Request, patient: str = Depends(therapist_patient)):
-    return render(request, "therapist_patient.html", patient=patient)
+def therapist_patient_page(request: Request, patient: str = Depends(therapist_patient),
+                           d: Dashboard = Depends(dashboard)):
+    row = overview.one_patient(d.store, patient, d.today(), d.now_us(), d.feed.status(patient))
+    return render(request, "therapist_patient.html", patient=patient, row=row, events=data.flags(d.store, patient))
 
 
 @router.post("/therapist/patients/{patient}/notes", include_in_schema=False)
@@ -41,6 +49,34 @@ def therapist_note_form(request: Request, text: str = Form(min_length=1, max_len
     check_csrf(request, csrf_token)
     data.add_note(d.store, patient, actor.username, text.strip(), d.now_us())
     return RedirectResponse(f"/therapist/patients/{quote(patient)}#notes", status_code=303)
+
+
+@router.post("/therapist/patients/{patient}/flags/{series}/acknowledge", include_in_schema=False)
+def therapist_acknowledge_form(request: Request, series: str, text: str = Form("", max_length=5000),
+                               csrf_token: str = Form(""), patient: str = Depends(therapist_patient),
+                               actor: Actor = Depends(therapist), d: Dashboard = Depends(dashboard)):
+    check_csrf(request, csrf_token)
+    _acknowledge(d, patient, series, actor.username, text)
+    return RedirectResponse(f"/therapist/patients/{quote(patient)}#flag-{quote(series)}", status_code=303)
+
+
+@router.get("/therapist/digest", include_in_schema=False)
+def therapist_digest_page(request: Request, actor: Actor = Depends(therapist), d: Dashboard = Depends(dashboard)):
+    return render(request, "digest.html", digest=digest.therapist_digest(d.store, actor.username, d.today(), d.now_us(),
+                                                                       d.feed.status))
+
+
+@router.get("/therapist/patients/{patient}/digest", include_in_schema=False)
+def patient_digest_page(request: Request, patient: str = Depends(therapist_patient), d: Dashboard = Depends(dashboard)):
+    one = digest.digest_for(d.store, patient, d.today(), d.now_us(), d.feed.status(patient))
+    return render(request, "digest.html", digest={"today": d.today().isoformat(), "patients": [one]}, patient=patient)
+
+
+def _acknowledge(d: Dashboard, patient: str, series: str, author: str, text: str) -> None:
+    try:
+        overview.acknowledge(d.store, patient, series, author, text.strip(), d.now_us())
+    except LookupError as exc:
+        raise NotFound(str(exc)) from None
 
 
 @router.get("/therapist/sessions/{session_id}", include_in_schema=False)
@@ -53,8 +89,23 @@ def therapist_session_page(request: Request, session_id: str = Depends(therapist
 # API --------------------------------------------------------------------------------------------------
 @router.get("/api/therapist/patients", openapi_extra=T)
 def api_patients(actor: Actor = Depends(therapist), d: Dashboard = Depends(dashboard)):
-    """The therapist's patients with their active flags (raised, not cleared), this week's wearing time and steps."""
-    return {"today": d.today().isoformat(), "patients": data.patient_list(d.store, actor.username, d.today(), d.now_us())}
+    """The therapist's patients, most urgent first (active flags furthest beyond their real-change threshold, then
+    longest without a walk): active flags as cards in words, recording, battery, last walk, wearing time this week
+    against the week before."""
+    return {"today": d.today().isoformat(),
+            "patients": overview.overview(d.store, actor.username, d.today(), d.now_us(), d.feed.status)}
+
+
+@router.get("/api/therapist/digest", openapi_extra=T)
+def api_digest(actor: Actor = Depends(therapist), d: Dashboard = Depends(dashboard)):
+    """The weekly digest of all the therapist's patients (what changed this week; the numbers of the pages)."""
+    return digest.therapist_digest(d.store, actor.username, d.today(), d.now_us(), d.feed.status)
+
+
+@router.get("/api/patients/{patient}/digest", openapi_extra=T)
+def api_patient_digest(patient: str = Depends(therapist_patient), d: Dashboard = Depends(dashboard)):
+    """The weekly digest of one patient."""
+    return digest.digest_for(d.store, patient, d.today(), d.now_us(), d.feed.status(patient))
 
 
 @router.get("/api/patients/{patient}", openapi_extra=T)
@@ -74,8 +125,22 @@ def api_trends(patient: str = Depends(therapist_patient), d: Dashboard = Depends
 
 @router.get("/api/patients/{patient}/flags", openapi_extra=T)
 def api_flags(patient: str = Depends(therapist_patient), d: Dashboard = Depends(dashboard)):
-    """Compensation flags, newest first, with their evidence."""
-    return {"patient": patient, "flags": data.flags(d.store, patient)}
+    """Every flag event, newest first, in words with its evidence (``flags``), and the active flags as cards
+    (``active``, most beyond threshold first, with acknowledgements)."""
+    row = overview.one_patient(d.store, patient, d.today(), d.now_us(), d.feed.status(patient))
+    return {"patient": patient, "flags": data.flags(d.store, patient), "active": row["flags"]}
+
+
+@router.post("/api/patients/{patient}/flags/{series}/acknowledge",
+             openapi_extra={"x-access": T["x-access"] + "; header X-CSRF-Token"}, status_code=201)
+def api_acknowledge(request: Request, series: str, note: AckIn, patient: str = Depends(therapist_patient),
+                    actor: Actor = Depends(therapist), d: Dashboard = Depends(dashboard)):
+    """Acknowledge the active flag of ``series`` (e.g. ``lateral_load_fraction_L``) with an optional note (send the
+    page's CSRF token in ``X-CSRF-Token``); 404 when that series has no active flag."""
+    check_csrf(request, request.headers.get("x-csrf-token"))
+    _acknowledge(d, patient, series, actor.username, note.text)
+    row = overview.one_patient(d.store, patient, d.today(), d.now_us(), d.feed.status(patient))
+    return {"patient": patient, "active": row["flags"]}
 
 
 @router.get("/api/patients/{patient}/notes", openapi_extra=T)
