@@ -36,6 +36,8 @@ __all__ = ["SERIES_OF"]  # the detector's series behind a trend metric (its home
 STRIDE_TABLE_COLS = (C.SIDE, C.HEEL_STRIKE_S, C.STRIDE_TIME_S, C.STANCE_TIME_S, C.STANCE_PCT, C.CADENCE_STEPS_PER_MIN,
                      C.STRIDE_LENGTH_M, C.GAIT_SPEED_M_S, C.COP_ML_MEAN_FW, C.LATERAL_LOAD_FRACTION,
                      C.HEEL_LOAD_FRACTION, C.PEAK_HEEL_LOAD)
+#: label, unit and decimals of the stride table's columns that are not metrics of the catalogue
+_STRIDE_TABLE_OTHERS = {C.SIDE: ("Foot", "", 0), C.HEEL_STRIKE_S: ("Heel strike", "s from start", 2)}
 
 
 def _clean(x):
@@ -254,8 +256,19 @@ def session_detail(store: Store, session_id: str) -> dict:
         "start_us": s["start_us"], "end_us": s["end_us"], "state": s["state"], "close_reason": s["close_reason"],
         "summary": db.session_summary(store, session_id),
         "stride_columns": cols,
+        "stride_column_info": [_column_info(c) for c in cols],
         "strides": [[_clean(v) for v in row] for row in table[cols].itertuples(index=False, name=None)],
     }
+
+
+def _column_info(key: str) -> dict:
+    """Label, unit and decimals of a stride table column: the catalogue's (:mod:`insole_common.metrics`)."""
+    if key in _STRIDE_TABLE_OTHERS:
+        label, unit, decimals = _STRIDE_TABLE_OTHERS[key]
+    else:
+        m = C.metric(key)
+        label, unit, decimals = m.label, m.unit, m.decimals
+    return {"key": key, "label": label, "unit": unit, "decimals": decimals}
 
 
 # notes ---------------------------------------------------------------------------------------------

@@ -112,8 +112,10 @@ def session_pressure(batches: list[Batch], strides: pd.DataFrame, origin_us: int
                           pd.to_numeric(mine.get(C.TOE_OFF_S, []), errors="coerce"), strict=False):
             if not (np.isfinite(hs) and np.isfinite(to)) or to <= hs:
                 continue
-            i0 = int(round((hs - foot.t0_s) * foot.sample_rate_hz))
-            i1 = int(round((to - foot.t0_s) * foot.sample_rate_hz))
+            # only the samples inside the stance: the events fall between samples, and the sample before heel
+            # strike (or after toe off) carries the noise of an unloaded foot, whose centroid is a stray point
+            i0 = int(np.ceil((hs - foot.t0_s) * foot.sample_rate_hz))
+            i1 = int(np.floor((to - foot.t0_s) * foot.sample_rate_hz)) + 1
             if i0 < 0 or i1 > len(ap) or i1 - i0 < 5:
                 continue
             line = _resample(ap[i0:i1], ml[i0:i1], GAIT_LINE_POINTS_N)

@@ -1,137 +1,32 @@
-"""The dashboards in a real headless Chromium (Debian's chromium + chromium-driver, driven by Selenium).
+"""The dashboards in a real headless Chromium (Debian's chromium + chromium-driver, driven by Selenium): pages
+load, charts draw with data, role rules, notes, downloads, the live view; and what a reader sees on them (item 5
+of issue 20): distinct axis ticks, dates with their year, units on every axis, catalogue labels, a kPa colour
+scale, the live insoles' battery and packet loss, the stride table, the typical-step gait line.
 
-The app runs in-process (uvicorn in a thread, 127.0.0.1, free port) over a SQLite store filled by
-:func:`tests.fixtures.dashboard.build_fixture`; status and live frames come from the real Mosquitto
-(``KINETIC_MQTT_URL``). Screenshots go to ``docs/screenshots/``.
+Site and browser: :mod:`tests.fixtures.browser`. Every page at both screen sizes, with screenshots:
+``tests/test_dashboard_layout.py``.
 """
 
 from __future__ import annotations
 
 import io
-import threading
+import re
 import time
 import zipfile
-from datetime import date
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
 
-from dashboards.app import create_app
-from dashboards.live import MqttLiveFeed
-from insole_common import topics
-from insole_common.codec import Batch, PressureUnit, encode_batch
-from insole_common.layouts import KC16
-from insole_common.messages import CollectorStatus, InsoleStatus
+from dashboards import data
+from insole_common import metrics as C
 from research.deid import Subject
-from storage.archive import RawArchive
-from storage.store import SQLiteStore
-from tests.fixtures.dashboard import FIXTURE_PASSWORD, ServerThread, build_fixture
-from transport.mqtt import connect, make_client
+from tests.fixtures import browser as fx
+from tests.fixtures.browser import INSOLE_STATUS, click_and_load, live_walk, ready, sign_in, wait
 
-selenium = pytest.importorskip("selenium")  # a declared dependency: importorskip only guards odd installs
-from selenium import webdriver  # noqa: E402 - after importorskip
-from selenium.webdriver.chrome.service import Service  # noqa: E402 - after importorskip
-from selenium.webdriver.common.by import By  # noqa: E402 - after importorskip
-from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402 - after importorskip
-
-TODAY = date(2026, 11, 20)
-SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory, mqtt_settings):
-    tmp = tmp_path_factory.mktemp("dash")
-    store = SQLiteStore(tmp / "kinetic.sqlite")
-    archive = RawArchive(tmp / "archive")
-    created = build_fixture(store, today=TODAY, archive=archive)
-    feed = MqttLiveFeed(mqtt_settings)
-    feed.start()
-    pub = make_client(mqtt_settings)
-    connect(pub, mqtt_settings)
-    now_us = int(time.time() * 1e6)
-    retained = [
-        (topics.collector_status_topic("pat-a"), CollectorStatus(online=True, time_us=now_us).to_json()),
-        (topics.insole_status_topic("pat-a", "L"),
-         InsoleStatus(side="L", connected=True, time_us=now_us, battery_pct=81).to_json()),
-        (topics.insole_status_topic("pat-a", "R"),
-         InsoleStatus(side="R", connected=True, time_us=now_us, battery_pct=15).to_json()),
-    ]
-    for topic, payload in retained:
-        pub.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
-    deadline = time.monotonic() + 5
-    while feed.status("pat-a")["R"] is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    app = create_app(store, secret="t" * 48, feed=feed, today=lambda: TODAY, archive=archive)
-    with ServerThread(app) as server:
-        yield {"url": server.url, "store": store, "created": created, "pub": pub, "tmp": tmp}
-    for topic, _ in retained:  # leave the shared broker as we found it
-        pub.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
-    pub.disconnect()
-    pub.loop_stop()
-    feed.stop()
-    store.close()
-
-
-@pytest.fixture(scope="module")
-def browser(site):
-    downloads = site["tmp"] / "downloads"
-    downloads.mkdir()
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                "--window-size=1360,1000"):
-        opts.add_argument(arg)
-    opts.add_experimental_option("prefs", {"download.default_directory": str(downloads),
-                                           "download.prompt_for_download": False})
-    driver = webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
-    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
-    driver.downloads = downloads
-    yield driver
-    driver.quit()
-
-
-def wait(driver, cond, timeout=15):
-    return WebDriverWait(driver, timeout).until(cond)
-
-
-def ready(driver):
-    wait(driver, lambda d: d.execute_script("return document.body && document.body.dataset.ready === '1'"))
-    assert not driver.execute_script("return document.body.dataset.error || ''")
-
-
-def click_and_load(driver, element):
-    """Click something that loads a new page, and wait until that page has drawn."""
-    # a marker on the old page's window: gone once the new document is loaded. (Holding the old <body>
-    # and waiting for it to go stale races: Chromium may answer "node does not belong to the document"
-    # instead of a stale-element error.)
-    driver.execute_script("window.__kcOldPage = true;")
-    element.click()
-    WebDriverWait(driver, 15).until(lambda d: d.execute_script("return window.__kcOldPage === undefined"))
-    ready(driver)
-
-
-def sign_in(driver, url, username):
-    driver.delete_all_cookies()
-    driver.get(url + "/login")
-    driver.find_element(By.ID, "username").send_keys(username)
-    driver.find_element(By.ID, "password").send_keys(FIXTURE_PASSWORD)
-    driver.find_element(By.ID, "signin").click()
-    wait(driver, lambda d: "/login" not in d.current_url)
-    ready(driver)
-
-
-def shot(driver, name, height=None):
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    if height:
-        total = driver.execute_script("return document.documentElement.scrollHeight")
-        driver.set_window_size(1360, min(max(total + 40, 700), height))
-    driver.save_screenshot(str(SHOTS / name))
-    driver.set_window_size(1360, 1000)
+#: the fixtures (requested by name): the app serving the fixture data, and Chromium
+site, browser = fx.site, fx.browser
 
 
 def test_therapist_list_patient_page_and_session(site, browser):
@@ -140,7 +35,6 @@ def test_therapist_list_patient_page_and_session(site, browser):
     rows = browser.find_elements(By.CSS_SELECTOR, "#patients tbody tr")
     assert [r.get_attribute("data-patient") for r in rows] == ["pat-a", "pat-b"]  # most urgent first; never pat-c
     assert "Left foot: lateral load higher than baseline" in rows[0].text  # in words (dashboards/flag_text.py)
-    shot(browser, "therapist-patients.png")
 
     click_and_load(browser, browser.find_element(By.LINK_TEXT, "pat-a"))
     charts = browser.find_elements(By.CSS_SELECTOR, "#trends svg.trend")
@@ -154,7 +48,6 @@ def test_therapist_list_patient_page_and_session(site, browser):
     assert lateral.find_elements(By.CSS_SELECTOR, "rect.flag-week")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#flags .flag.raised")) >= 2
     assert "real-change threshold" in browser.find_element(By.ID, "flag-cards").text
-    shot(browser, "therapist-patient.png", height=2600)
 
     browser.find_element(By.ID, "note-text").send_keys("Try a softer heel cup <b>not bold</b>")
     click_and_load(browser, browser.find_element(By.ID, "note-add"))
@@ -173,7 +66,6 @@ def test_therapist_list_patient_page_and_session(site, browser):
     stored = site["store"].query("SELECT COUNT(*) AS n FROM strides WHERE session_id = ?",
                                  (site["created"]["simulated"]["pat-a"],)).iloc[0]["n"]
     assert len(browser.find_elements(By.CSS_SELECTOR, "#strides tbody tr")) == stored > 10
-    shot(browser, "therapist-session.png", height=1500)
 
 
 def test_role_rules_hold_in_the_browser(site, browser):
@@ -197,7 +89,6 @@ def test_role_rules_hold_in_the_browser(site, browser):
     # the refused sign-in answers after a deliberate delay: wait for that new page, then read it
     click_and_load(browser, browser.find_element(By.ID, "signin"))
     assert browser.find_element(By.ID, "login-error").text == "Wrong username or password."
-    shot(browser, "login.png")
 
 
 def test_patient_page_is_plain(site, browser):
@@ -216,7 +107,6 @@ def test_patient_page_is_plain(site, browser):
     page = browser.find_element(By.TAG_NAME, "main").text.lower()
     for jargon in ("cop", "lateral", "fraction", "baseline", "symmetry", "cadence", "flag"):
         assert jargon not in page.split(), jargon
-    shot(browser, "patient-me.png")
     browser.get(url + "/therapist/patients/pat-a")
     assert browser.find_element(By.ID, "error-status").text == "403"
 
@@ -239,7 +129,6 @@ def test_researcher_filters_and_downloads(site, browser):
     ready(browser)
     rows = browser.find_elements(By.CSS_SELECTOR, "#research-sessions tbody tr")
     assert len(rows) == 7 and all("control" in r.text for r in rows)
-    shot(browser, "researcher-sessions.png")
 
     last = rows[-1]  # 2026-11-20: the simulated walk with raw frames
     label = last.get_attribute("data-session")
@@ -263,47 +152,31 @@ def test_researcher_filters_and_downloads(site, browser):
             assert b"pat-c" not in zf.read(name)
 
 
-def _walk_batches(side: str, seq0: int, t0_us: int, n: int) -> bytes:
-    """A synthetic live batch: a load moving from heel to toe."""
-
-    phase = (np.arange(n) + seq0) % 100 / 100.0
-    centre = 0.05 + 0.9 * phase
-    kpa = 300 * np.exp(-((np.asarray(KC16.ap)[None, :] - centre[:, None]) ** 2) / 0.02)
-    return encode_batch(Batch(device_id=f"live-{side}", side=side, sample_rate_hz=100.0, first_seq=seq0,
-                              device_time_us=t0_us, collector_time_us=t0_us, pressure_raw=np.round(kpa * 10).astype(np.uint16),
-                              layout_id=1, pressure_unit=PressureUnit.KPA, pressure_scale=0.1))
-
-
 def test_live_view_updates_from_mqtt(site, browser):
     url, pub = site["url"], site["pub"]
     sign_in(browser, url, "ther-1")
     browser.get(url + "/therapist/live/pat-a")
-    stop = threading.Event()
-
-    def stream():
-        seq, t_us = 0, int(time.time() * 1e6)
-        while not stop.is_set():
-            for side in ("L", "R"):
-                pub.publish(topics.raw_topic("pat-a", side), _walk_batches(side, seq, t_us, 10), qos=0)
-            seq += 10
-            t_us += 100_000
-            stop.wait(0.1)
-
-    worker = threading.Thread(target=stream, daemon=True)
-    worker.start()
     try:
-        wait(browser, lambda d: d.execute_script("return document.body.dataset.liveSides") == "LR")
-        first = int(browser.execute_script("return document.body.dataset.frames"))
-        time.sleep(1.2)
-        later = int(browser.execute_script("return document.body.dataset.frames"))
-        assert later - first >= 3  # several frames a second
-        feet = browser.find_elements(By.CSS_SELECTOR, "#feet svg.footmap")
-        assert len(feet) == 2 and all(f.find_elements(By.CSS_SELECTOR, "circle.cop-now") for f in feet)
-        assert "hub online" in browser.find_element(By.ID, "live-state").text
-        shot(browser, "therapist-live.png")
+        with live_walk(pub, "pat-a"):
+            wait(browser, lambda d: d.execute_script("return document.body.dataset.liveSides") == "LR")
+            first = int(browser.execute_script("return document.body.dataset.frames"))
+            time.sleep(1.2)
+            later = int(browser.execute_script("return document.body.dataset.frames"))
+            assert later - first >= 3  # several frames a second
+            feet = browser.execute_script(  # read in one go: the view redraws five times a second
+                "return [...document.querySelectorAll('#feet svg.footmap')]"
+                ".map(f => f.querySelectorAll('circle.cop-now').length)")
+            assert feet == [1, 1]
+            assert "hub online" in browser.find_element(By.ID, "live-state").text
+            scale = browser.execute_script(  # read in one go: the view redraws five times a second
+                "const s = document.querySelector('#feet svg.colour-scale');"
+                "return [s.dataset.unit, [...s.querySelectorAll('text.tick')].map(t => t.textContent)]")
+            assert scale[0] == "kPa" and len(scale[1]) >= 3
+            insoles = {li.get_attribute("data-side"): li.text for li in browser.find_elements(By.CSS_SELECTOR, "#insoles li")}
+            for side, status in INSOLE_STATUS.items():  # battery and frame loss of the collector's InsoleStatus
+                assert f"battery {status['battery_pct']:.0f} %" in insoles[side]
+                assert f"{100 * status['loss_fraction']:.1f} % of frames lost" in insoles[side]
     finally:
-        stop.set()
-        worker.join(5)
         browser.get(url + "/therapist")  # closes the event stream
 
 
@@ -313,4 +186,82 @@ def test_api_docs_page(site, browser):
     rows = browser.find_elements(By.CSS_SELECTOR, "#operations tbody tr")
     assert len(rows) >= 15
     assert "therapist (assigned patients only)" in browser.find_element(By.ID, "operations").text
-    shot(browser, "api-docs.png", height=1800)
+
+
+# what a reader sees (issue 20, item 5) -------------------------------------------------------------------
+#: a date tick: "16 Nov", or "16 Nov 2026" where the year is needed
+DATE_TICK = re.compile(r"^\d{1,2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)( \d{4})?$")
+
+
+def tick_texts(element, selector):
+    return [t.get_attribute("textContent") for t in element.find_elements(By.CSS_SELECTOR, selector)]
+
+
+def test_trend_charts_read_plainly(site, browser):
+    """Distinct y ticks, the unit on both axes, dated week ticks with their year, the catalogue's labels and
+    the latest weekly value titled with its week."""
+    sign_in(browser, site["url"], "ther-1")
+    browser.get(site["url"] + "/therapist/patients/pat-a")
+    ready(browser)
+    trends = {m["key"]: m for m in data.trends(site["store"], "pat-a")["metrics"]}
+    charts = browser.find_elements(By.CSS_SELECTOR, "#trends .chart")
+    assert len(charts) == len(trends) == 10
+    for chart in charts:
+        m = trends[chart.get_attribute("data-metric")]  # a series: per foot for the metrics watched per foot
+        svg = chart.find_element(By.CSS_SELECTOR, "svg.trend")
+        ys = tick_texts(svg, "text.tick-y")
+        assert len(ys) >= 3 and len(set(ys)) == len(ys), (m["key"], ys)  # e.g. not "108 / 108"
+        values = [float(v) for v in ys]
+        assert values == sorted(values)  # drawn bottom to top
+        assert tick_texts(svg, "text.axis-y") == [m["unit"]]
+        assert tick_texts(svg, "text.axis-x") == ["week starting (Monday)"]
+        xs = tick_texts(svg, "text.tick-x")
+        assert len(xs) >= 3 and all(DATE_TICK.match(x) for x in xs), xs
+        assert xs[0].endswith(m["weekly"][0]["week"][:4])  # the first date carries its year
+        heading = chart.find_element(By.TAG_NAME, "h3").text
+        assert heading.startswith(m["label"]) and m["label"].startswith(C.BY_KEY[m["metric"]].label)
+        assert "last week" not in heading
+        latest = [w for w in m["weekly"] if w["value"] is not None][-1]
+        assert latest["week"] == "2026-11-16"
+        assert f"latest: {latest['value']:.{m['decimals']}f} {m['unit']}, week of 16 Nov 2026" in heading
+        assert "_" not in chart.text  # no raw keys such as cop_ml_mean_fw
+
+
+def test_session_page_reads_plainly(site, browser):
+    """The stride table speaks the catalogue (labels, units, decimals; loads as sums of sensor pressures) and is
+    not cut off; the pressure maps have a kPa colour scale; the typical step starts at the heel, without a
+    stray stroke."""
+    sign_in(browser, site["url"], "ther-1")
+    browser.get(site["url"] + "/therapist/sessions/" + site["created"]["simulated"]["pat-a"])
+    ready(browser)
+    heads = {th.get_attribute("data-key"): th.text for th in browser.find_elements(By.CSS_SELECTOR, "#strides thead th")}
+    assert C.PEAK_HEEL_LOAD in heads and C.COP_ML_MEAN_FW in heads
+    for key, text in heads.items():
+        assert "_" not in text, text
+        if key in C.BY_KEY:
+            label, _, unit = text.partition("\n")
+            assert (label, unit) == (C.BY_KEY[key].label, C.BY_KEY[key].unit)
+    assert heads[C.PEAK_HEEL_LOAD] == "Peak heel load\nsum of sensor pressures"  # not kPa: a sum over sensors
+    box = browser.find_element(By.CSS_SELECTOR, "#strides").find_element(By.XPATH, "..")
+    assert browser.execute_script("return arguments[0].scrollWidth <= arguments[0].clientWidth", box)
+
+    scale = browser.find_element(By.CSS_SELECTOR, "#feet svg.colour-scale")
+    assert scale.get_attribute("data-unit") == "kPa" and "kPa" in scale.text
+    ticks = [float(t) for t in tick_texts(scale, "text.tick")]
+    assert len(ticks) >= 3 and ticks[0] == 0 and ticks == sorted(set(ticks))
+    assert ticks[-1] <= float(scale.get_attribute("data-vmax"))
+
+    for foot in browser.find_elements(By.CSS_SELECTOR, "#feet svg.footmap"):
+        pts = np.array([[float(v) for v in p.split(",")]
+                        for p in foot.find_element(By.CSS_SELECTOR, "polyline.gait-typical").get_attribute("points").split()])
+        steps = np.hypot(*np.diff(pts, axis=0).T)
+        assert steps[0] <= 3 * np.median(steps), (foot.get_attribute("data-side"), steps[:3], np.median(steps))
+        assert pts[0, 1] > pts[-1, 1]  # from the heel (bottom) to the toe
+
+
+def test_patient_week_chart_reads_plainly(site, browser):
+    sign_in(browser, site["url"], "patient-a")
+    svg = browser.find_element(By.CSS_SELECTOR, "#week-chart svg.bars")
+    assert tick_texts(svg, "text.axis-y") == ["steps"]
+    assert tick_texts(svg, "text.tick-x") == ["Sat 14", "Sun 15", "Mon 16", "Tue 17", "Wed 18", "Thu 19", "Fri 20"]
+    assert tick_texts(svg, "text.axis-x") == ["day, 14 Nov – 20 Nov 2026"]

@@ -1,7 +1,10 @@
 /* Kinetic Chain charts: small hand-written SVG drawing, no library (offline machines, CSP 'self').
    KC.trendChart(metric)  weekly trend with baseline band, real-change threshold, daily points, flagged weeks
    KC.footMap(foot, side, outline, opts)  heat map on the insole outline + COP gait lines / live trail
-   KC.barChart(rows, key, label)  simple bars (patient's week) */
+   KC.barChart(rows, key, label, unit)  simple bars (patient's week)
+   KC.colourScale(vmax, unit, label)  the colour scale of the heat maps (0 .. vmax, in the data's unit)
+   Axes: ticks at round steps printed with as many decimals as the step needs (never two alike), the unit
+   on every axis, dates as "16 Nov" with the year on the first date and wherever the year changes. */
 (function () {
   "use strict";
   const NS = "http://www.w3.org/2000/svg";
@@ -13,16 +16,37 @@
   }
   function text(parent, x, y, s, attrs) { const t = el("text", Object.assign({ x: x, y: y }, attrs || {}), parent); t.textContent = s; return t; }
   function fmt(v, d) { return v === null || v === undefined ? "–" : Number(v).toFixed(d === undefined ? 2 : d); }
+  /* round ticks between lo and hi (about n of them) and the decimals that print each one differently */
   function niceTicks(lo, hi, n) {
     const span = hi - lo || Math.abs(hi) || 1, step0 = span / n, mag = Math.pow(10, Math.floor(Math.log10(step0)));
-    const step = [1, 2, 2.5, 5, 10].map(m => m * mag).find(s => s >= step0) || step0;
-    const out = []; for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-12; v += step) out.push(+v.toFixed(10));
+    /* the roundest step near span / n that still leaves at least 3 ticks inside [lo, hi] */
+    const steps = [0.5, 1, 2, 2.5, 5, 10].map(m => m * mag);
+    let i = steps.findIndex(s => s >= step0); if (i < 0) i = steps.length - 1;
+    const inside = s => Math.floor(hi / s + 1e-9) - Math.ceil(lo / s - 1e-9) + 1;
+    while (i > 0 && inside(steps[i]) < 3) i--;
+    const step = steps[i];
+    const out = []; for (let k = Math.ceil(lo / step - 1e-9); k * step <= hi + 1e-9 * span; k++) out.push(+(k * step).toFixed(10));
+    let decimals = 0;
+    while (decimals < 10 && Math.abs(Math.round(step * Math.pow(10, decimals)) - step * Math.pow(10, decimals)) > 1e-6) decimals++;
+    out.decimals = decimals;
     return out;
+  }
+  const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+  /* "2026-11-16" -> "16 Nov" or "16 Nov 2026" */
+  function day(iso, withYear) { const p = String(iso).split("-"); return `${+p[2]} ${MONTHS[+p[1] - 1]}` + (withYear ? ` ${p[0]}` : ""); }
+  /* "10 Oct – 23 Oct 2026" (both years when they differ) */
+  function dayRange(a, b) { return a.slice(0, 4) === b.slice(0, 4) ? `${day(a)} – ${day(b, true)}` : `${day(a, true)} – ${day(b, true)}`; }
+  /* which of n dated positions get a label (at most max; always the latest) and their text (year where it changes) */
+  function dateLabels(dates, max) {
+    const n = dates.length, every = Math.max(1, Math.ceil(n / max)), pick = [];
+    for (let i = n - 1; i >= 0; i -= every) pick.unshift(i);
+    let year = null;
+    return pick.map(i => { const y = dates[i].slice(0, 4), t = day(dates[i], y !== year); year = y; return [i, t]; });
   }
 
   function trendChart(m, opts) {
     opts = opts || {};
-    const W = opts.width || 380, H = opts.height || 170, L = 48, R = 10, T = 10, B = 26;
+    const W = opts.width || 380, H = opts.height || 196, L = 48, R = 14, T = 22, B = 38;
     const svg = el("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, class: "trend", "data-metric": m.key, role: "img" });
     el("title", {}, svg).textContent = `${m.label} (${m.unit}), weekly median`;
     const weeks = (m.weekly || []).map(w => w.week);
@@ -47,12 +71,14 @@
     const colW = n === 1 ? 40 : (W - L - R) / (n - 1);
     flagged.forEach(w => { if (wIndex[w] !== undefined) el("rect", { x: x(wIndex[w]) - colW / 2, y: T, width: colW, height: H - T - B, fill: "#fde2e1", class: "flag-week" }, svg); });
     // axes and grid
-    niceTicks(lo, hi, 4).forEach(v => {
+    const ticks = niceTicks(lo, hi, 4);
+    ticks.forEach(v => {
       el("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), stroke: "#eef1f5" }, svg);
-      text(svg, L - 4, y(v) + 4, fmt(v, Math.max(0, (m.decimals || 2) - 1)), { "text-anchor": "end" });
+      text(svg, L - 4, y(v) + 4, fmt(v, ticks.decimals), { "text-anchor": "end", class: "tick tick-y" });
     });
-    const every = Math.max(1, Math.ceil(n / 6));
-    weeks.forEach((w, i) => { if (i % every === 0 || i === n - 1) text(svg, x(i), H - 8, w.slice(5), { "text-anchor": "middle" }); });
+    text(svg, 4, 12, m.unit, { class: "axis-title axis-y" });
+    dateLabels(weeks, 5).forEach(([i, t]) => text(svg, x(i), H - 21, t, { "text-anchor": i === n - 1 && n > 1 ? "end" : "middle", class: "tick tick-x" }));
+    text(svg, W - R, H - 5, "week starting (Monday)", { "text-anchor": "end", class: "axis-title axis-x" });
     // baseline band and thresholds
     if (b) {
       el("rect", { x: L, width: W - L - R, y: y(b.mean + b.sd), height: Math.max(1, y(b.mean - b.sd) - y(b.mean + b.sd)), fill: "#cfe3ff", class: "baseline-band" }, svg);
@@ -64,8 +90,8 @@
     (m.daily || []).forEach(d => { const dx = dayX(d.day); if (dx !== null) el("circle", { cx: dx, cy: y(d.value), r: 1.8, fill: "#9aa5b1", class: "pt-day" }, svg); });
     // weekly line
     const pts = (m.weekly || []).filter(w => w.value !== null).map(w => `${x(wIndex[w.week]).toFixed(1)},${y(w.value).toFixed(1)}`);
-    if (pts.length > 1) el("polyline", { points: pts.join(" "), fill: "none", stroke: "#1f6feb", "stroke-width": 2, class: "weekly-line" }, svg);
-    (m.weekly || []).forEach(w => { if (w.value !== null) { const c = el("circle", { cx: x(wIndex[w.week]), cy: y(w.value), r: 3.2, fill: "#1f6feb", class: "pt-week" }, svg); el("title", {}, c).textContent = `week of ${w.week}: ${fmt(w.value, m.decimals)} ${m.unit} (${w.days_n} days)`; } });
+    if (pts.length > 1) el("polyline", { points: pts.join(" "), fill: "none", stroke: "#175cd3", "stroke-width": 2, class: "weekly-line" }, svg);
+    (m.weekly || []).forEach(w => { if (w.value !== null) { const c = el("circle", { cx: x(wIndex[w.week]), cy: y(w.value), r: 3.2, fill: "#175cd3", class: "pt-week" }, svg); el("title", {}, c).textContent = `week of ${day(w.week, true)}: ${fmt(w.value, m.decimals)} ${m.unit} (${w.days_n} days)`; } });
     svg.setAttribute("data-points", String(pts.length));
     return svg;
   }
@@ -116,22 +142,43 @@
     return svg;
   }
 
-  function barChart(rows, key, label, opts) {
+  function barChart(rows, key, label, unit, opts) {
     opts = opts || {};
-    const W = opts.width || 460, H = opts.height || 170, L = 40, B = 26, T = 16;
+    const W = opts.width || 460, H = opts.height || 196, L = 14, R = 10, B = 38, T = 22;
     const svg = el("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, class: "bars", role: "img" });
     el("title", {}, svg).textContent = label;
     const vmax = Math.max(1, ...rows.map(r => r[key]));
-    const bw = (W - L - 10) / rows.length;
+    const bw = (W - L - R) / rows.length;
+    text(svg, 4, 12, unit, { class: "axis-title axis-y" });
     rows.forEach((r, i) => {
       const h = (H - T - B) * r[key] / vmax, x0 = L + i * bw + bw * 0.15;
-      const bar = el("rect", { x: x0, y: H - B - h, width: bw * 0.7, height: Math.max(h, 0.5), fill: "#1f6feb", rx: 3, class: "bar" }, svg);
-      el("title", {}, bar).textContent = `${r.day}: ${r[key]}`;
-      const d = new Date(r.day + "T00:00:00Z");
-      text(svg, x0 + bw * 0.35, H - 8, d.toLocaleDateString("en-GB", { weekday: "short", timeZone: "UTC" }), { "text-anchor": "middle" });
+      const bar = el("rect", { x: x0, y: H - B - h, width: bw * 0.7, height: Math.max(h, 0.5), fill: "#175cd3", rx: 3, class: "bar" }, svg);
+      el("title", {}, bar).textContent = `${day(r.day, true)}: ${r[key]} ${unit}`;
+      const d = new Date(r.day + "T00:00:00Z"), wd = d.toLocaleDateString("en-GB", { weekday: "short", timeZone: "UTC" });
+      text(svg, x0 + bw * 0.35, H - 21, `${wd} ${d.getUTCDate()}`, { "text-anchor": "middle", class: "tick tick-x" });
       if (r[key]) text(svg, x0 + bw * 0.35, H - B - h - 3, String(r[key]), { "text-anchor": "middle" });
+    });
+    if (rows.length) text(svg, W - R, H - 5, `day, ${dayRange(rows[0].day, rows[rows.length - 1].day)}`, { "text-anchor": "end", class: "axis-title axis-x" });
+    return svg;
+  }
+
+  /* the heat maps' colour scale: a bar from 0 to vmax with round ticks in the data's unit */
+  function colourScale(vmax, unit, label, opts) {
+    opts = opts || {};
+    const W = opts.width || 320, H = 52, L = 10, R = 18, T = 18, bar = 12;
+    const svg = el("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, class: "colour-scale", role: "img", "data-vmax": String(vmax), "data-unit": unit });
+    el("title", {}, svg).textContent = `${label} (${unit}): colour scale from 0 to ${fmt(vmax, 0)} ${unit}`;
+    const id = `kc-scale-${++clipN}`, grad = el("linearGradient", { id: id }, el("defs", {}, svg));
+    STOPS.forEach(s => el("stop", { offset: String(s[0]), "stop-color": `rgb(${s[1].join(",")})` }, grad));
+    text(svg, L, 11, `${label} (${unit})`, { class: "axis-title" });
+    el("rect", { x: L, y: T, width: W - L - R, height: bar, fill: `url(#${id})`, stroke: "#566170", "stroke-width": 0.6 }, svg);
+    const ticks = niceTicks(0, vmax, 4);
+    ticks.forEach(v => {
+      const x = L + (W - L - R) * v / vmax;
+      el("line", { x1: x, x2: x, y1: T + bar, y2: T + bar + 4, stroke: "#566170" }, svg);
+      text(svg, x, H - 6, fmt(v, ticks.decimals), { "text-anchor": "middle", class: "tick" });
     });
     return svg;
   }
-  window.KC = { el: el, fmt: fmt, heat: heat, trendChart: trendChart, footMap: footMap, barChart: barChart };
+  window.KC = { el: el, fmt: fmt, day: day, dayRange: dayRange, heat: heat, trendChart: trendChart, footMap: footMap, barChart: barChart, colourScale: colourScale };
 })();

@@ -18,6 +18,7 @@
   const enc = encodeURIComponent;
   function fail(where, err) { const n = document.getElementById(where); if (n) n.textContent = "Could not load: " + err.message; body.dataset.error = err.message; }
   function done() { body.dataset.ready = "1"; }
+  const SIDES = { L: "Left", R: "Right" };
   function hours(hh) { const m = Math.round(hh * 60); return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, "0")} min`; }
 
   async function therapistList() {
@@ -52,10 +53,10 @@
     tr.metrics.forEach(m => {
       const last = (m.weekly || []).filter(w => w.value !== null).slice(-1)[0];
       const b = m.baseline;
-      const note = b ? `baseline ${fmt(b.mean, m.decimals)} ± ${fmt(b.sd, m.decimals)} (${b.start_day} – ${b.end_day}, ${b.source})` +
-        (m.threshold !== null ? `; real change ± ${fmt(m.threshold, m.decimals)}` : "") : "no baseline yet";
+      const note = b ? `baseline ${fmt(b.mean, m.decimals)} ± ${fmt(b.sd, m.decimals)} ${m.unit} (${window.KC.dayRange(b.start_day, b.end_day)}, ${b.source})` +
+        (m.threshold !== null ? `; real change ± ${fmt(m.threshold, m.decimals)} ${m.unit}` : "") : "no baseline yet";
       box.appendChild(h("div", { class: "chart", "data-metric": m.key },
-        h("h3", {}, `${m.label} `, h("span", { class: "muted" }, `(${m.unit})${last ? " · last week " + fmt(last.value, m.decimals) : ""}`)),
+        h("h3", {}, `${m.label} `, h("span", { class: "latest muted" }, last ? `latest: ${fmt(last.value, m.decimals)} ${m.unit}, week of ${window.KC.day(last.week, true)}` : `(${m.unit})`)),
         window.KC.trendChart(m), h("div", { class: "note" }, note)));
     });
     const flags = document.getElementById("flags"); flags.textContent = ""; flags.className = "";
@@ -77,32 +78,54 @@
     document.getElementById("facts").textContent = `${s.day} · ${s.strides.length} strides · cadence ${fmt(sm.cadence_steps_per_min, 1)} steps/min · mean stride ${fmt(sm.mean_stride_length_m, 2)} m · walking ${fmt(sm.walking_time_s, 0)} s`;
     const feet = document.getElementById("feet"); feet.textContent = "";
     const vmax = Math.max(1e-9, ...Object.values(pr.feet).flatMap(f => f.grid.map(r => Math.max(...r))));
+    const unit = (Object.values(pr.feet)[0] || {}).unit || "kPa";
     ["L", "R"].forEach(side => {
       const f = pr.feet[side];
-      if (!f) { feet.appendChild(h("div", { class: "foot muted" }, `${side}: no data`)); return; }
-      feet.appendChild(h("div", { class: "foot", "data-side": side }, h("div", {}, side === "L" ? "Left" : "Right"),
+      if (!f) { feet.appendChild(h("div", { class: "foot muted" }, `${SIDES[side]}: no data`)); return; }
+      feet.appendChild(h("div", { class: "foot", "data-side": side }, h("div", {}, SIDES[side]),
         window.KC.footMap(f, side, pr.outline, { vmax: vmax }),
         h("div", { class: "muted" }, `${f.gait_line.strides_n} steps · max ${fmt(Math.max(...f.values.filter(v => v !== null)), 0)} ${f.unit}`)));
     });
+    if (Object.keys(pr.feet).length) feet.appendChild(h("div", { class: "scale" }, window.KC.colourScale(vmax, unit, "Mean pressure while loaded")));
+    strideTable(s);
+  }
+
+  /* the session's strides: catalogue labels and units in the header, values with the catalogue's decimals */
+  function strideTable(s) {
     const thead = document.querySelector("#strides thead"), tb = document.querySelector("#strides tbody");
     thead.textContent = ""; tb.textContent = "";
-    thead.appendChild(h("tr", {}, s.stride_columns.map(c => h("th", {}, c))));
-    s.strides.forEach(r => tb.appendChild(h("tr", {}, r.map(v => h("td", { class: typeof v === "number" ? "num" : "" }, typeof v === "number" ? fmt(v, 3) : (v === null ? "–" : v))))));
+    const info = s.stride_column_info;
+    thead.appendChild(h("tr", {}, info.map(c => h("th", { scope: "col", "data-key": c.key }, c.label, c.unit ? h("span", { class: "unit" }, c.unit) : ""))));
+    s.strides.forEach(r => tb.appendChild(h("tr", {}, r.map((v, i) => typeof v === "number" ? h("td", { class: "num" }, fmt(v, info[i].decimals))
+      : h("td", {}, v === null ? "–" : (SIDES[v] || v))))));
+  }
+
+  /* one insole's status line: connected, battery, frames lost (InsoleStatus of the collector) */
+  function insoleLine(side, st) {
+    if (!st) return `${SIDES[side]} insole: no status yet`;
+    const parts = [`${SIDES[side]} insole: ${st.connected ? "connected" : "not connected"}`];
+    parts.push(st.battery_pct === null || st.battery_pct === undefined ? "battery unknown" : `battery ${Math.round(st.battery_pct)} %`);
+    parts.push(st.loss_fraction === null || st.loss_fraction === undefined ? "packet loss not reported" : `${fmt(100 * st.loss_fraction, 1)} % of frames lost`);
+    return parts.join(" · ");
   }
 
   function live() {
     const p = body.dataset.patient, state = document.getElementById("live-state"), feet = document.getElementById("feet");
+    const insoles = document.getElementById("insoles");
     let frames = 0;
     const src = new EventSource("/api/patients/" + enc(p) + "/live/stream");
     src.addEventListener("frame", ev => {
       const d = JSON.parse(ev.data); frames += 1;
       const sides = Object.keys(d.feet);
       const hub = d.status && d.status.collector ? (d.status.collector.online ? "hub online" : "hub offline") : "hub status unknown";
-      state.textContent = sides.length ? `Receiving ${sides.join(" + ")} · ${hub}` : `Waiting for data from the insoles · ${hub}`;
+      state.textContent = sides.length ? `Receiving ${sides.map(s => SIDES[s].toLowerCase()).join(" + ")} · ${hub}` : `Waiting for data from the insoles · ${hub}`;
+      insoles.textContent = "";
+      ["L", "R"].forEach(side => insoles.appendChild(h("li", { "data-side": side }, insoleLine(side, (d.status || {})[side]))));
       body.dataset.frames = String(frames);
       feet.textContent = "";
       const vmax = Math.max(200, ...Object.values(d.feet).flatMap(f => f.grid.map(r => Math.max(...r))));
-      ["L", "R"].forEach(side => { const f = d.feet[side]; if (f) feet.appendChild(h("div", { class: "foot", "data-side": side }, h("div", {}, side === "L" ? "Left" : "Right"), window.KC.footMap(f, side, d.outline, { vmax: vmax, height: 320 }))); });
+      ["L", "R"].forEach(side => { const f = d.feet[side]; if (f) feet.appendChild(h("div", { class: "foot", "data-side": side }, h("div", {}, SIDES[side]), window.KC.footMap(f, side, d.outline, { vmax: vmax, height: 320 }))); });
+      if (sides.length) feet.appendChild(h("div", { class: "scale" }, window.KC.colourScale(vmax, d.feet[sides[0]].unit || "kPa", "Pressure now")));
       body.dataset.liveSides = sides.join("");
     });
     src.onerror = () => { state.textContent = "Connection lost; retrying…"; };
@@ -114,7 +137,7 @@
     const s = document.getElementById("status"); s.textContent = d.status.headline; s.className = "big status-" + d.status.level;
     document.getElementById("battery").textContent = d.status.battery_note || "";
     document.getElementById("week-total").textContent = `${d.steps.toLocaleString("en-GB")} steps, about ${Math.round(d.walking_min)} minutes of walking in the last seven days.`;
-    const c = document.getElementById("week-chart"); c.textContent = ""; c.appendChild(window.KC.barChart(d.week, "steps", "Steps per day"));
+    const c = document.getElementById("week-chart"); c.textContent = ""; c.appendChild(window.KC.barChart(d.week, "steps", "Steps per day", "steps", { width: Math.max(280, Math.min(560, c.clientWidth || 460)) }));
     const ul = document.getElementById("trend"); ul.textContent = ""; d.trend.forEach(t => ul.appendChild(h("li", {}, t)));
   }
 
