@@ -220,6 +220,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE baselines ADD COLUMN band_high DOUBLE PRECISION;
     ALTER TABLE baselines ADD COLUMN settings_json TEXT
     """,
+    # 9: revocable dashboard sessions (dashboards/auth.py). A session cookie carries the account's
+    # ``session_epoch`` at sign-in; signing out, a password reset and disabling the account add one to it, so
+    # every cookie signed before (copies included) stops working at once.
+    """
+    ALTER TABLE accounts ADD COLUMN session_epoch INTEGER NOT NULL DEFAULT 0
+    """,
 )
 
 DASHBOARD_MIGRATIONS: tuple[str, ...] = (
