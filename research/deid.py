@@ -72,12 +72,15 @@ class ResearchSecretError(InsoleError):
     reason = "research_secret"
 
 
-def research_secret(environ: Mapping[str, str] | None = None, *, required: bool = True) -> bytes | None:
-    """The deployment's research secret (``KINETIC_RESEARCH_SECRET``), as bytes. Missing: ResearchSecretError
-    when ``required``, else None; too short: ResearchSecretError."""
+def configured_research_secret(environ: Mapping[str, str] | None = None) -> bytes | None:
+    """The deployment's research secret when one is set (else None); ResearchSecretError when it is too short."""
+    return research_secret(environ) if (os.environ if environ is None else environ).get(SECRET_ENV) else None
+
+
+def research_secret(environ: Mapping[str, str] | None = None) -> bytes:
+    """The deployment's research secret (``KINETIC_RESEARCH_SECRET``), as bytes; ResearchSecretError when it is
+    missing or too short."""
     value = (os.environ if environ is None else environ).get(SECRET_ENV, "")
-    if not value and not required:
-        return None
     if len(value) < MIN_SECRET_CHARS:
         raise ResearchSecretError(
             f"set {SECRET_ENV} to the deployment's research secret, at least {MIN_SECRET_CHARS} characters, e.g. "
@@ -120,7 +123,7 @@ def recording_identity(path: str | Path) -> str:
         if f is not root:
             digest.update(str(f.relative_to(root)).encode() + b"\0")
         with f.open("rb") as fh:
-            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+            while block := fh.read(1 << 20):
                 digest.update(block)
     return digest.hexdigest()
 
@@ -130,7 +133,7 @@ class _Labeller:
     where no secret is configured and none is required, e.g. a dashboard's researcher page)."""
 
     def __init__(self, secret: bytes | None) -> None:
-        self.secret = secret if secret is not None else research_secret(required=False)
+        self.secret = secret if secret is not None else configured_research_secret()
 
     def subject(self, patient: str) -> str:
         return subject_label(self.secret, patient) if self.secret else f"S{secrets.token_hex(SUBJECT_HEX_N // 2)}"
@@ -210,6 +213,23 @@ def manifest(*, fmt: str, subjects_n: int, sessions_n: int, software: str, files
     }
 
 
-__all__ = ["LABELS", "REMOVED", "SECRET_ENV", "SHIFTED", "ResearchSecretError", "Subject", "bids_label", "ensure_labels",
-           "ensure_subject_labels", "keyed_date_shift_days", "manifest", "random_date_shift_days", "recording_identity",
-           "research_secret", "session_label", "set_cohort", "subject_label"]
+__all__ = [
+    "LABELS",
+    "REMOVED",
+    "SECRET_ENV",
+    "SHIFTED",
+    "ResearchSecretError",
+    "Subject",
+    "bids_label",
+    "configured_research_secret",
+    "ensure_labels",
+    "ensure_subject_labels",
+    "keyed_date_shift_days",
+    "manifest",
+    "random_date_shift_days",
+    "recording_identity",
+    "research_secret",
+    "session_label",
+    "set_cohort",
+    "subject_label",
+]
