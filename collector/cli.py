@@ -15,6 +15,7 @@ import logging
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -78,7 +79,8 @@ def register(subparsers) -> None:
 def _emulation_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("emulation (no radio)")
     g.add_argument("--emulate-insoles", action="store_true",
-                   help="talk to two emulated insoles on an in-process Bumble link instead of the Bluetooth adapter")
+                   help="talk to two emulated insoles on an in-process Bumble link instead of the Bluetooth adapter "
+                   "(collect: without paired addresses, the emulated insoles' own)")
     g.add_argument("--emulate-rate-hz", type=float, default=100.0, help="emulated sample rate (default 100)")
     g.add_argument("--emulate-log", type=Path, help="append every emulated notification to this JSON-lines file")
 
@@ -196,7 +198,10 @@ def cmd_collect(args) -> int:
     from collector.sources.ble import BleInsoleSource  # noqa: PLC0415 - bleak (D-Bus) only when a command runs (module docstring)
 
     async def run() -> int:
-        settings = load_settings(args.config).validated()
+        settings = load_settings(args.config)
+        if args.emulate_insoles and not settings.insoles:  # nothing paired: the emulated insoles' own addresses
+            settings = replace(settings, insoles=dict(EMULATED_ADDRESSES))
+        settings = settings.validated()
         emulation = None
         if args.emulate_insoles:
             emulation = _Emulation(args, settings.profile, settings.insoles)

@@ -3,8 +3,11 @@
 Passwords are hashed with Argon2id (argon2-cffi); the hash is all that is stored.
 There is no default account: accounts are created with ``kinetic dashboard add-user``.
 A signed-in browser carries a signed session cookie (Starlette's SessionMiddleware,
-itsdangerous) holding only the username and a CSRF token; the account is read back
-from the database on every request, so disabling it takes effect at once.
+itsdangerous) holding only the username, the account's session epoch at sign-in and a CSRF
+token; the account is read back from the database on every request and the cookie counts
+only while its epoch is the account's. Signing out, a password reset and disabling the
+account add one to the epoch (:func:`end_sessions`), so every session of that account,
+copied cookies included, ends at once.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ class Actor:
     display_name: str = ""
     #: the patient's own pseudonym, for role ``patient``
     patient: str | None = None
+    #: sessions of this account count while they carry this epoch (:func:`end_sessions`)
+    session_epoch: int = 0
 
 
 def hash_password(password: str) -> str:
@@ -61,7 +66,9 @@ def add_account(store: Store, username: str, role: str, password: str, *, displa
     if role == "patient":
         if not patient:
             raise AccountError("a patient account needs --patient PSEUDONYM")
-        stored.ensure_patient(store, patient, time.time_ns() // 1000)
+        if not stored.patient_exists(store, patient):
+            raise AccountError(f"unknown patient {patient!r}: a patient exists once provisioned "
+                               "(kinetic provision patient --db ...) or once a first session was stored")
     elif patient:
         raise AccountError("only patient accounts are linked to a pseudonym")
     if stored.account(store, username) is not None:
@@ -70,8 +77,7 @@ def add_account(store: Store, username: str, role: str, password: str, *, displa
 
 
 def set_password(store: Store, username: str, password: str) -> None:
-    """Replace an account's password (a reset). Sessions already signed in are not ended: disable the
-    account for that, or rotate KINETIC_DASHBOARD_SECRET to end every session."""
+    """Replace an account's password (a reset); every session of the account ends at once."""
     if len(password) < MIN_PASSWORD_CHARS:
         raise AccountError(f"password must have at least {MIN_PASSWORD_CHARS} characters")
     if not stored.set_password_hash(store, username, hash_password(password)):
@@ -89,7 +95,27 @@ def assign_patient(store: Store, therapist: str, patient: str) -> None:
 
 
 def set_disabled(store: Store, username: str, disabled: bool) -> bool:
+    """Disable (or enable) an account; either way every session it has ends. False: no such account."""
     return stored.set_disabled(store, username, disabled)
+
+
+def end_sessions(store: Store, username: str) -> bool:
+    """End every session of the account at once (sign-out: copies of the cookie stop working too)."""
+    return stored.end_sessions(store, username)
+
+
+def session_values(actor: Actor) -> dict[str, str | int]:
+    """What a fresh session cookie holds besides its CSRF token: the username and the session epoch."""
+    return {"u": actor.username, "e": actor.session_epoch}
+
+
+def session_actor(store: Store, session: dict) -> Actor | None:
+    """The account a session cookie signs in, or None (signed out, ended by :func:`end_sessions`, disabled)."""
+    username, epoch = session.get("u"), session.get("e")
+    if not isinstance(username, str) or not isinstance(epoch, int):
+        return None
+    actor = load_actor(store, username)
+    return actor if actor is not None and actor.session_epoch == epoch else None
 
 
 def is_assigned(store: Store, therapist: str, patient: str) -> bool:
@@ -108,7 +134,7 @@ def authenticate(store: Store, username: str, password: str) -> Actor | None:
     if acc is None or acc.disabled:
         return None
     if _hasher.check_needs_rehash(hashed):
-        stored.set_password_hash(store, username, hash_password(password))
+        stored.set_password_hash(store, username, hash_password(password), end_sessions=False)  # same password
     return load_actor(store, username)
 
 
@@ -116,4 +142,5 @@ def load_actor(store: Store, username: str) -> Actor | None:
     acc = stored.account(store, username)
     if acc is None or acc.disabled:
         return None
-    return Actor(username=acc.username, role=acc.role, display_name=acc.display_name, patient=acc.patient)
+    return Actor(username=acc.username, role=acc.role, display_name=acc.display_name, patient=acc.patient,
+                 session_epoch=acc.session_epoch)

@@ -28,7 +28,7 @@ from insole_common.errors import ValidationError
 from research import deid
 from storage.accounts import accounts_n, patient_exists
 from storage.archive import RawArchive
-from storage.open import open_store as _open_store
+from storage.open import DatabaseMissingError, open_store as _open_store
 from storage.patients import set_patient_time_zone
 from storage.store import Store
 
@@ -85,10 +85,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         d.set_defaults(func=lambda args, flag=flag: toggle(args, flag))
 
 
-def open_store(args: argparse.Namespace) -> Store:
-    """The store named by the command's ``--db`` / ``--dsn`` / ``--pg-schema`` (see :func:`storage.open.open_store`)."""
-    return _open_store(db=getattr(args, "db", None), dsn=getattr(args, "dsn", None),
-                       pg_schema=getattr(args, "pg_schema", None))
+def open_store(args: argparse.Namespace, *, create: bool = True) -> Store:
+    """The store named by the command's ``--db`` / ``--dsn`` / ``--pg-schema`` (see :func:`storage.open.open_store`).
+    ``create=False``: a SQLite file that does not exist is refused (exit status 2 with a message), not created."""
+    try:
+        return _open_store(db=getattr(args, "db", None), dsn=getattr(args, "dsn", None),
+                           pg_schema=getattr(args, "pg_schema", None), create=create)
+    except DatabaseMissingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+def _existing_store(args: argparse.Namespace) -> Store:
+    """The command's store, which must exist: serving and changing stored accounts or patients never create one."""
+    return open_store(args, create=False)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -104,7 +114,7 @@ def serve(args: argparse.Namespace) -> int:
               "  export KINETIC_DASHBOARD_SECRET=$(python -c 'import secrets; print(secrets.token_urlsafe(48))')",
               file=sys.stderr)
         return 2
-    store = open_store(args)
+    store = _existing_store(args)
     feed: LiveFeed = LiveFeed()
     if not args.no_mqtt:
         settings = MqttSettings.from_env(args.mqtt_url)
@@ -127,19 +137,32 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def _read_password(args: argparse.Namespace) -> str:
+    """The new password: the first line of standard input (``--password-stdin``), else asked twice on the terminal.
+    AccountError when there is none to read (no terminal, end of input)."""
     if args.password_stdin:
-        return sys.stdin.readline().rstrip("\n")
-    first = getpass.getpass("new password: ")
-    if first != getpass.getpass("again: "):
-        raise SystemExit("the passwords differ")
+        line = sys.stdin.readline()
+        if not line.strip():
+            raise AccountError("--password-stdin: standard input had no password line")
+        return line.rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise AccountError("no terminal to ask for the password: pipe it in with --password-stdin, "
+                           "e.g. printf '%s\\n' \"$PASSWORD\" | kinetic dashboard add-user NAME --role ROLE --password-stdin")
+    try:
+        first = getpass.getpass("new password: ")
+        again = getpass.getpass("again: ")
+    except EOFError as exc:
+        raise AccountError("the password prompt was closed (end of input); nothing was created") from exc
+    if first != again:
+        raise AccountError("the passwords differ; nothing was created")
     return first
 
 
 def add_user(args: argparse.Namespace) -> int:
-    store = open_store(args)
+    # a new deployment's first account may create the database, but only one named with --db or KINETIC_DB
+    store = open_store(args, create=getattr(args, "db", None) is not None or bool(os.environ.get("KINETIC_DB")))
     try:
-        add_account(store, args.username, args.role, _read_password(args), display_name=args.display_name,
-                    patient=args.patient)
+        password = _read_password(args)
+        add_account(store, args.username, args.role, password, display_name=args.display_name, patient=args.patient)
     except AccountError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -149,7 +172,7 @@ def add_user(args: argparse.Namespace) -> int:
 
 def assign(args: argparse.Namespace) -> int:
     try:
-        assign_patient(open_store(args), args.therapist, args.patient)
+        assign_patient(_existing_store(args), args.therapist, args.patient)
     except AccountError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -158,7 +181,7 @@ def assign(args: argparse.Namespace) -> int:
 
 
 def set_cohort(args: argparse.Namespace) -> int:
-    store = open_store(args)
+    store = _existing_store(args)
     if not patient_exists(store, args.patient):
         print(f"error: unknown patient {args.patient!r}", file=sys.stderr)
         return 1
@@ -169,7 +192,7 @@ def set_cohort(args: argparse.Namespace) -> int:
 
 def set_time_zone(args: argparse.Namespace) -> int:
     """Days and weeks of sessions closed from now on are counted in the zone (stored ones keep their day)."""
-    store = open_store(args)
+    store = _existing_store(args)
     if not patient_exists(store, args.patient):
         print(f"error: unknown patient {args.patient!r}", file=sys.stderr)
         return 1
@@ -183,7 +206,7 @@ def set_time_zone(args: argparse.Namespace) -> int:
 
 
 def toggle(args: argparse.Namespace, disabled: bool) -> int:
-    if not set_disabled(open_store(args), args.username, disabled):
+    if not set_disabled(_existing_store(args), args.username, disabled):
         print(f"error: no account {args.username!r}", file=sys.stderr)
         return 1
     print(f"{args.username} {'disabled' if disabled else 'enabled'}")

@@ -27,7 +27,7 @@ from fastapi import Depends, Request
 from fastapi.templating import Jinja2Templates
 
 from dashboards import data
-from dashboards.auth import Actor, is_assigned, load_actor
+from dashboards.auth import Actor, is_assigned, session_actor
 from dashboards.live import LiveFeed
 from dashboards.signin_limit import SigninLimiter
 from storage.archive import RawArchive
@@ -76,9 +76,9 @@ def dashboard(request: Request) -> Dashboard:
 
 
 def actor_of(request: Request) -> Actor | None:
-    """The signed-in account (read back from the database on every request), or None."""
-    username = request.session.get("u")
-    return load_actor(dashboard(request).store, username) if isinstance(username, str) else None
+    """The signed-in account (read back from the database on every request), or None; a session that
+    sign-out, a password reset or disabling the account ended is None (:func:`dashboards.auth.session_actor`)."""
+    return session_actor(dashboard(request).store, request.session)
 
 
 def csrf_token(request: Request) -> str:

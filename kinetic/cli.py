@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 
 from kinetic import __version__
@@ -30,9 +31,31 @@ SUBCOMMAND_MODULES = {
 }
 
 
+#: reStructuredText markup of the modules' docstrings, which several commands show as their help
+_RST_ROLE = re.compile(r":(?:mod|func|class|meth|attr|data|obj|exc):`~?([^`]+)`")
+_RST_LITERAL = re.compile(r"``([^`]+)``")
+_RST_BLOCK = re.compile(r"(?<=\w)::$", re.MULTILINE)
+
+
+def plain_text(text: str) -> str:
+    """Help text without reStructuredText markup: ````x```` and ``:mod:`x``` become ``x``, ``Examples::`` ``Examples:``."""
+    return _RST_BLOCK.sub(":", _RST_LITERAL.sub(r"\1", _RST_ROLE.sub(r"\1", text)))
+
+
+class PlainHelpParser(argparse.ArgumentParser):
+    """Prints every ``--help`` and usage as plain text; subcommands' parsers are of this class too
+    (``add_subparsers`` makes its parsers of the parent's class)."""
+
+    def format_help(self) -> str:
+        return plain_text(super().format_help())
+
+    def format_usage(self) -> str:
+        return plain_text(super().format_usage())
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The full parser, or (``command`` given) one with only that command's module registered."""
-    parser = argparse.ArgumentParser(
+    parser = PlainHelpParser(
         prog="kinetic",
         description="Kinetic Chain: pressure-sensing insoles for gait retraining at home.",
     )

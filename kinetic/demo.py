@@ -2,14 +2,19 @@
 
 Three simulated patients walk once a day for ``--days`` days:
 
-* ``demo-steady``   stable gait throughout;
-* ``demo-lateral``  develops a lateral weight shift over the last two weeks;
-* ``demo-short``    shortens the stride (and quickens the cadence) over the last two weeks.
+  demo-steady    stable gait throughout
+  demo-lateral   develops a lateral weight shift over the last two weeks
+  demo-short     shortens the stride (and quickens the cadence) over the last two weeks
 
 Every day's walk goes the real way: simulator -> simulated insoles -> collector (clock
 alignment, durable outbox) -> MQTT (the configured broker, or an embedded amqtt broker when
-none is reachable) -> processing service (exactly-once store, gait analytics) -> SQLite.
-The simulated insoles drive the collector's clock, so each session carries its own date.
+none is reachable) -> processing service (exactly-once store, raw archive, gait analytics,
+compensation detection) -> SQLite. The simulated insoles drive the collector's clock, so each
+session carries its own date.
+
+At the end it prints the weekly summaries, the flags that detection raised and for whom, and
+commands that run as printed: the dashboard (as the demo's therapist, with a password made for
+this run), a research export of the demo's sessions, and one walk through the analytics.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import shlex
 import shutil
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -34,8 +41,11 @@ from collector.sources.base import InsoleSource
 from dashboards.auth import add_account, assign_patient
 from insole_common import metrics as C
 from processing.service import ProcessingService
+from research.deid import set_cohort
 from simulator import SimulationParams, simulate
 from simulator.source import SimulatedInsoleSource
+from storage.archive import RawArchive
+from storage.flags import active_flags
 from storage.patients import stored_frames_n
 from storage.store import SQLiteStore
 from storage.summaries import weekly_summaries
@@ -76,7 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
         help="simulated patients with weeks of history through collector -> MQTT -> processing -> SQLite",
-        description=__doc__.split("\n\n")[1] if __doc__ else None,
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--mqtt-url", default=None,
                    help="broker to use if reachable (env KINETIC_MQTT_URL; default mqtt://127.0.0.1:1883); "
@@ -86,6 +96,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--days", type=int, default=21, help="days of history per patient (default: %(default)s)")
     p.add_argument("--walk-s", type=float, default=60.0, help="length of each daily walk in seconds (default: %(default)s)")
     p.add_argument("--tag", default="", help="suffix for the demo pseudonyms, to run several demos against one broker")
+    p.add_argument("--dashboard-port", type=int, default=8080,
+                   help="port in the printed dashboard command (default: %(default)s)")
     p.set_defaults(func=run)
 
 
@@ -175,7 +187,8 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True)
     settings, broker = _broker(args)
     store = SQLiteStore(out / "kinetic.sqlite")
-    service = ProcessingService(store, analyze_on_close=True)
+    # the raw archive, as `kinetic process` keeps it: research exports read their samples from it
+    service = ProcessingService(store, analyze_on_close=True, archive=RawArchive(out / "archive"))
     service.detection_clock = "data"  # the history is simulated: stamp flags with the sessions' own dates
     stop, ready = threading.Event(), threading.Event()
     worker = threading.Thread(
@@ -202,8 +215,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nprocessed {s.sessions_closed_n}/{expected} sessions: {s.frames_accepted_n} frames stored exactly once, "
           f"{s.frames_duplicate_n} duplicates dropped, {s.rejected_n} messages rejected "
           f"({time.monotonic() - t_start:.0f} s)\n")
-    print(weekly_report(store))
-    print(_where_to_look(out, demo_therapist(store, names)))
+    print(weekly_report(store, names))
+    print(flags_report(store, names, args.dashboard_port))
+    password = demo_therapist(store, names)
+    # the demo's patients in a research cohort of their own, labelled with a research secret made for this run
+    cohort, research_secret = "demo" + (f"-{args.tag}" if args.tag else ""), secrets.token_urlsafe(32)
+    for name in names:
+        set_cohort(store, name, cohort, research_secret.encode())
+    print(where_to_look(out, password, args.dashboard_port, cohort=cohort, research_secret=research_secret))
     # count this demo's own frames in the database: on a shared broker the service also sees other traffic
     stored = stored_frames_n(store, names)
     ok = s.sessions_closed_n >= expected and stored == sent_frames
@@ -257,18 +276,66 @@ def _stream_history(args: argparse.Namespace, service: ProcessingService, settin
     return expected, sent_frames
 
 
-def _where_to_look(out: Path, password: str) -> str:
-    query = "SELECT patient, day, strides_n, metrics_json FROM daily_summaries ORDER BY patient, day"
+def kinetic_command() -> list[str]:
+    """How to run ``kinetic`` as this process runs it: the console script beside the running interpreter
+    (``.venv/bin/kinetic``), else the interpreter with ``-m kinetic``; ``kinetic`` alone is not always on PATH."""
+    script = Path(sys.executable).with_name("kinetic")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "kinetic"]
+
+
+def _cmd(*words: str | Path, env: dict[str, str] | None = None) -> str:
+    """A shell command line: ``env`` assignments, then ``kinetic`` and ``words``, each quoted for the shell."""
+    assignments = [f"{k}={v}" for k, v in (env or {}).items()]
+    return " ".join(assignments + [shlex.quote(str(w)) for w in [*kinetic_command(), *words]])
+
+
+def where_to_look(out: Path, password: str, port: int = 8080, *, cohort: str = "demo", research_secret: str = "") -> str:
+    """What to run next; every line starting with ``$`` is a command that runs as printed (from any folder)."""
+    out = out.resolve()
+    db, archive = out / "kinetic.sqlite", out / "archive"
+    new_secret = f"$({shlex.quote(sys.executable)} -c 'import secrets; print(secrets.token_urlsafe(48))')"
+    dashboard = _cmd("dashboard", "--db", db, "--archive", archive, "--port", str(port),
+                     env={"KINETIC_DASHBOARD_SECRET": new_secret})
+    export = _cmd("export", "--cohort", cohort, "--db", db, "--archive", archive, "--format", "bids",
+                  "--out", out / "export-bids", env={"KINETIC_RESEARCH_SECRET": research_secret})
+    walk = f"{_cmd('simulate', '--out', out / 'walk')} && {_cmd('analyze', out / 'walk', '--out', out / 'walk-analysis')}"
     return f"""
-Where to look:
-  dashboard   export KINETIC_DASHBOARD_SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')
-              .venv/bin/kinetic dashboard --db {out / 'kinetic.sqlite'}
-              then open http://127.0.0.1:8080 and sign in as demo-therapist with the password {password}
+Where to look (each $ line runs as printed):
+  dashboard   sign in at http://127.0.0.1:{port}/ as demo-therapist with the password {password}
               (made for this run, shown only here)
-  database    {out / 'kinetic.sqlite'}  (SQLite; tables sessions, strides, session_summaries, daily_summaries, flags, raw_batches)
-  e.g.        sqlite3 {out / 'kinetic.sqlite'} "{query}"
-  one walk    kinetic simulate --out walk && kinetic analyze walk --out walk-analysis
+    $ {dashboard}
+  export      the demo's sessions de-identified, samples included (BIDS-Motion; cohort {cohort}, and a
+              research secret made for this run: the same secret gives the same research labels)
+    $ {export}
+  one walk    a simulated recording through the gait analytics
+    $ {walk}
+  database    {db}  (SQLite: sessions, strides, daily_summaries, flags, raw_batches, ...)
+  archive     {archive}  (raw samples of every session, Parquet)
 """
+
+
+def flags_report(store, patients: list[str], port: int = 8080) -> str:
+    """The flags open now for ``patients``: who, which metric and foot, since when, baseline and now, and where
+    the therapist sees them."""
+    flags = active_flags(store, patients)
+    if not flags:
+        return "Flags: none raised for " + ", ".join(patients) + "\n"
+    lines = [f"Flags raised ({len(flags)}, still open):"]
+    for f in flags:
+        m = C.metric(f["metric"])
+        side = f.get("side") or (f["metric"][-1] if f["metric"][-2:] in ("_L", "_R") else None)
+        foot = {"L": "left foot", "R": "right foot"}.get(side or "", "both feet")
+        values = "" if f["baseline"] is None or f["current"] is None else (
+            f": baseline {f['baseline']:.{m.decimals + 1}f}, now {f['current']:.{m.decimals + 1}f} {m.unit}")
+        kind = str(f["kind"]).replace("_", " ")
+        lines.append(f"  {f['patient']:<22} {kind:<18} {m.label} ({foot}) since {f['since_day'] or f['day']}{values}")
+    flagged = sorted({f["patient"] for f in flags})
+    lines.append("  see them: sign in as demo-therapist (below), then open " + ", ".join(
+        f"http://127.0.0.1:{port}/therapist/patients/{p}" for p in flagged))
+    quiet = [p for p in patients if p not in flagged]
+    if quiet:
+        lines.append("  no flag for " + ", ".join(quiet))
+    return "\n".join(lines) + "\n"
 
 
 def demo_therapist(store, patients: list[str]) -> str:

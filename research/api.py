@@ -60,8 +60,13 @@ def _session_dir(root: Path, session: str, fmt: str) -> tuple[str, str, Path]:
 
 
 def sessions(export: str | Path) -> list[str]:
-    """The session labels in an export."""
-    return sorted({p.name[len("ses-"):] for p in Path(export).glob("sub-*/ses-*") if p.is_dir()})
+    """The session labels in an export, from its sessions table: the same for every format, also for sessions
+    without samples (Parquet and CSV write no session folder for those)."""
+    table = load_table(export, "sessions")
+    if table.empty:
+        return []
+    labels = table["session_id"].str.removeprefix("ses-") if "session_id" in table else table["session"]
+    return sorted(set(labels.astype(str)))
 
 
 def load_session(export: str | Path, session: str | None = None, *, side: str | None = None) -> pd.DataFrame:

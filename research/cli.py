@@ -8,9 +8,13 @@ Examples::
     kinetic export --recording ../shared/data/physionet-gaitpdb/GaCo01_01.txt --format bids --out exports/gaco01
 
 Sessions come from the processing service's database (--db / --dsn, as for ``kinetic
-dashboard``) and raw archive (--archive); --recording converts one file any analytics
-reader opens instead. What de-identification removes and shifts is written to the
-export's manifest.json (docs/export.md).
+dashboard``; it must exist) and raw archive (--archive); --recording converts one file any
+analytics reader opens instead. Research labels are a keyed hash with the deployment's secret
+KINETIC_RESEARCH_SECRET (required): the same patient, session or recording gets the same
+labels in every export. What de-identification removes and shifts, and the export's source,
+are written to its manifest.json (docs/export.md). Refused (exit status 2): sessions whose
+frames the database holds but the archive lacks (unless --allow-missing-samples), and a
+BIDS-Motion export of a session without samples.
 """
 
 from __future__ import annotations
@@ -22,12 +26,14 @@ from pathlib import Path
 
 from insole_common.errors import InsoleError
 from processing.readers.auto import read_any
+from research.deid import recording_identity, research_secret
 from research.export import (
     recording_sessions,
     select_sessions,
     software_version,
     write_export,
 )
+from research.provenance import database_source, recording_source
 from storage.archive import RawArchive
 from storage.open import open_store
 
@@ -54,6 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="raw session archive of the processing service (env KINETIC_ARCHIVE; default: %(default)s)")
     p.add_argument("--input-format", default="auto", choices=("auto", "gaitpdb", "gaitndd", "moticon", "kinetic"),
                    help="reader for --recording (default: %(default)s)")
+    p.add_argument("--allow-missing-samples", action="store_true",
+                   help="export sessions whose samples the archive lacks, without samples (Parquet, CSV; the "
+                   "manifest counts them) instead of refusing")
     bar = p.add_mutually_exclusive_group()
     bar.add_argument("--progress", dest="progress", action="store_true", default=None,
                      help="show a progress bar (default: when stderr is a terminal)")
@@ -63,18 +72,26 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     try:
+        secret = research_secret()
         if args.recording is not None:
             recording = read_any(args.recording, args.input_format)
-            chosen = recording_sessions(recording)
+            identity = recording_identity(args.recording)
+            chosen = recording_sessions(recording, secret=secret, identity=identity)
+            source = recording_source(args.recording, identity, recording.source_format)
         else:
-            store = open_store(db=args.db, dsn=args.dsn, pg_schema=args.pg_schema)
-            chosen = select_sessions(store, RawArchive(args.archive), session=args.session, patient=args.patient,
-                                     cohort=args.cohort, from_day=args.from_day, to_day=args.to_day)
+            store = open_store(db=args.db, dsn=args.dsn, pg_schema=args.pg_schema, create=False)
+            filters = dict(session=args.session, patient=args.patient, cohort=args.cohort, from_day=args.from_day,
+                           to_day=args.to_day)
+            chosen = select_sessions(store, RawArchive(args.archive), secret=secret, **filters)
+            source = database_source(store.DIALECT, **filters)
         result = write_export(chosen, args.out, args.format, software=software_version(), overwrite=args.overwrite,
-                              progress=args.progress)
+                              progress=args.progress, source=source, allow_missing_samples=args.allow_missing_samples)
     except (InsoleError, FileNotFoundError, OSError) as exc:
         print(f"kinetic export: {exc}", file=sys.stderr)
         return 2
     print(f"kinetic export: {result.sessions_n} session(s) of {result.subjects_n} subject(s), "
           f"{result.rows_n} samples, {len(result.files)} files -> {result.out} ({args.format})")
+    if result.sessions_without_samples_n:
+        print(f"kinetic export: warning: {result.sessions_without_samples_n} session(s) without samples "
+              "(see sessions_without_samples_n in manifest.json)", file=sys.stderr)
     return 0

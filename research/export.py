@@ -7,7 +7,7 @@ Moticon, the project's own format). :func:`write_export` writes them in one form
 
 Layout of an export (``S`` = subject label, ``R`` = session label, ``EXT`` = parquet or csv)::
 
-    manifest.json                 what was removed or shifted, counts, files, software
+    manifest.json                 source, what was removed or shifted, counts, files, software
     subjects.EXT                  subject, cohort
     sessions.EXT                  subject, session, start (shifted), duration_s, strides_n, feet, sample_rate_hz
     strides.EXT                   subject, session + the analytics' per-stride columns
@@ -22,6 +22,8 @@ BIDS-Motion puts the tables where BIDS wants them: ``participants.tsv``,
 
 The export is built in a hidden sibling folder and renamed into place at the end, so
 ``OUT`` either does not exist or is complete; a failed export removes its partial folder.
+An export that would lack samples its sources hold, and a BIDS-Motion export with a session
+without motion data, are refused (:func:`research.provenance.check_samples`).
 """
 
 from __future__ import annotations
@@ -46,11 +48,11 @@ from tqdm import tqdm
 
 from insole_common import metrics as C
 from insole_common.calendar import day_of, day_start_us, iso_week
-from insole_common.errors import InsoleError
 from processing.analytics import analyze
 from processing.summaries import daily_metrics, weekly_metrics
 from research import formats
-from research.deid import Subject, bids_label, ensure_labels, manifest
+from research.deid import Subject, bids_label, ensure_labels, manifest, session_label, subject_label
+from research.provenance import ExportError, check_samples
 from research.samples import FootStream, archive_streams, recording_streams
 from storage.patients import patient_time_zone
 from storage.research import labelled_sessions
@@ -58,12 +60,6 @@ from storage.strides import session_strides as stored_strides
 
 #: the weekly table's columns: who, which week, counts, then the catalogue's daily metrics
 WEEKLY_COLUMNS = ("subject", "iso_week", "week_start", "days_n", "sessions_n", "strides_n", *C.DAILY_METRICS)
-
-
-class ExportError(InsoleError):
-    """The export cannot be made as asked (nothing selected, output exists, unreadable source)."""
-
-    reason = "export"
 
 
 @dataclass
@@ -88,6 +84,9 @@ class ExportSession:
     task_description: str = ("everyday walking at home with pressure-sensing insoles; sessions start and stop "
                              "when the patient puts the insoles on and takes them off")
     extra: dict = field(default_factory=dict)
+    #: frame numbers the database holds for the session (None: not from a database); > 0 with no samples from
+    #: ``streams`` means the raw archive lacks them
+    frames_span_n: int | None = None
 
 
 @dataclass
@@ -97,20 +96,23 @@ class ExportResult:
     sessions_n: int
     subjects_n: int
     rows_n: int
+    #: sessions that have no samples (none stored, or --allow-missing-samples)
+    sessions_without_samples_n: int = 0
 
 
 # choosing what to export ------------------------------------------------------------------------------
 def select_sessions(store, archive, *, session: str | None = None, patient: str | None = None,
-                    cohort: str | None = None, from_day: str | None = None, to_day: str | None = None) -> list[ExportSession]:
+                    cohort: str | None = None, from_day: str | None = None, to_day: str | None = None,
+                    secret: bytes | None = None) -> list[ExportSession]:
     """Closed sessions of the store matching the filters, as :class:`ExportSession` objects.
 
     ``from_day`` / ``to_day`` are inclusive days (``YYYY-MM-DD``) of the sessions' real starts, in each
     patient's time zone (as the service counts them). Research labels and date shifts are created on first
-    use and then kept.
+    use, keyed with ``secret`` (:func:`research.deid.ensure_labels`), and then kept.
     """
 
     store.migrate()
-    ensure_labels(store)
+    ensure_labels(store, secret)
     try:
         first = date.fromisoformat(from_day).isoformat() if from_day else None
         last = date.fromisoformat(to_day).isoformat() if to_day else None
@@ -135,14 +137,16 @@ def select_sessions(store, archive, *, session: str | None = None, patient: str 
             streams=functools.partial(archive_streams, paths, r.start_us),
             strides=functools.partial(stored_strides, store, r.session_id),
             start=subject.shift_time_us(r.start_us), day=subject.shift_day(day),
-            duration_s=None if r.end_us is None else (r.end_us - r.start_us) / 1e6))
+            duration_s=None if r.end_us is None else (r.end_us - r.start_us) / 1e6, frames_span_n=r.frames_span_n))
     return out
 
 
-def recording_sessions(recording, *, task: str = "walking", task_name: str = "walking",
+def recording_sessions(recording, *, secret: bytes, identity: str, task: str = "walking", task_name: str = "walking",
                        task_description: str = "") -> list[ExportSession]:
-    """A recording opened by :mod:`processing.readers` as one session of one new random subject."""
-    subject = Subject(label=f"S{secrets.token_hex(4)}", cohort="n/a", date_shift_days=0)
+    """A recording opened by :mod:`processing.readers` as one session of one subject, both labelled by the keyed
+    hash of the recording's ``identity`` (its SHA-256, :func:`research.deid.recording_identity`): the same
+    recording gets the same labels in every export with the same secret."""
+    subject = Subject(label=subject_label(secret, f"recording/{identity}"), cohort="n/a", date_shift_days=0)
     result = {}
 
     def strides() -> pd.DataFrame:
@@ -151,7 +155,8 @@ def recording_sessions(recording, *, task: str = "walking", task_name: str = "wa
         return result["strides"]
 
     duration = max((f.t0_s + f.n_samples / f.sample_rate_hz for f in recording.feet.values()), default=0.0)
-    return [ExportSession(subject=subject, label=f"R{secrets.token_hex(6)}", streams=lambda: recording_streams(recording),
+    return [ExportSession(subject=subject, label=session_label(secret, f"recording/{identity}"),
+                          streams=lambda: recording_streams(recording),
                           strides=strides, start=None, duration_s=float(duration), task=task, task_name=task_name,
                           task_description=task_description or f"{recording.source_format} recording")]
 
@@ -223,8 +228,10 @@ def _overall(metrics: dict) -> dict:
 
 
 def write_export(sessions: list[ExportSession], out: str | Path, fmt: str, *, software: str,
-                 overwrite: bool = False, progress: bool | None = None) -> ExportResult:
-    """Write ``sessions`` to the folder ``out`` in ``fmt`` (parquet, csv or bids), atomically."""
+                 overwrite: bool = False, progress: bool | None = None, source: dict | None = None,
+                 allow_missing_samples: bool = False) -> ExportResult:
+    """Write ``sessions`` to the folder ``out`` in ``fmt`` (parquet, csv or bids), atomically. ``source`` (for the
+    manifest: :func:`research.provenance.database_source` / ``recording_source``) says where they come from."""
     if fmt not in formats.FORMATS:
         raise ExportError(f"format must be one of {formats.FORMATS}, got {fmt!r}")
     if not sessions:
@@ -236,7 +243,9 @@ def write_export(sessions: list[ExportSession], out: str | Path, fmt: str, *, so
     tmp = out.parent / f".{out.name}.partial-{secrets.token_hex(4)}"
     tmp.mkdir()
     try:
-        result = _write_all(sessions, tmp, fmt, software=software, progress=progress)
+        result = _write_all(sessions, tmp, fmt, software=software, progress=progress,
+                            source=source or {"kind": "sessions chosen by the calling program"},
+                            allow_missing_samples=allow_missing_samples)
         if out.exists():
             old = out.parent / f".{out.name}.old-{secrets.token_hex(4)}"
             os.rename(out, old)
@@ -251,10 +260,15 @@ def write_export(sessions: list[ExportSession], out: str | Path, fmt: str, *, so
     return result
 
 
-def _write_all(sessions: list[ExportSession], root: Path, fmt: str, *, software: str, progress) -> ExportResult:
+def _write_all(sessions: list[ExportSession], root: Path, fmt: str, *, software: str, progress, source: dict,
+               allow_missing_samples: bool) -> ExportResult:
     files: list[str] = []
-    # a first pass for the progress bar's total only reads metadata; files are reopened one session at a time
-    total = sum(st.rows_n for s in sessions for st in s.streams())
+    # a first pass (the check and the progress bar's total) only reads metadata; files are reopened one session at a time
+    feet_rows = [[st.rows_n for st in s.streams()] for s in sessions]
+    without_samples_n = check_samples([s.label for s in sessions], [sum(f) for f in feet_rows],
+                                      [s.frames_span_n for s in sessions], feet_rows, fmt,
+                                      allow_missing_samples=allow_missing_samples)
+    total = sum(sum(f) for f in feet_rows)
     stride_tables, session_rows, session_days, subjects = [], [], [], {}
     bids = fmt == "bids"
     with _progress_bar(total, progress) as bar:
@@ -298,10 +312,12 @@ def _write_all(sessions: list[ExportSession], root: Path, fmt: str, *, software:
             files.append(_write_table(root, fmt, stem, table))
     files.append("manifest.json")
     formats.write_json(root, "manifest.json", manifest(
-        fmt=fmt, subjects_n=len(subjects), sessions_n=len(sessions), software=software, files=files,
-        extra={"samples_n": total, "units": "column names carry units (_s, _kpa, _n, _g, _dps, _m, _fw, _fl); "
-                                            "sample files carry their units, rate, layout and device as metadata"}))
-    return ExportResult(out=root, files=sorted(files), sessions_n=len(sessions), subjects_n=len(subjects), rows_n=total)
+        fmt=fmt, subjects_n=len(subjects), sessions_n=len(sessions), software=software, files=files, source=source,
+        extra={"samples_n": total, "sessions_without_samples_n": without_samples_n,
+               "units": "column names carry units (_s, _kpa, _n, _g, _dps, _m, _fw, _fl); "
+                        "sample files carry their units, rate, layout and device as metadata"}))
+    return ExportResult(out=root, files=sorted(files), sessions_n=len(sessions), subjects_n=len(subjects), rows_n=total,
+                        sessions_without_samples_n=without_samples_n)
 
 
 def _bids_dataset_files(root: Path, subjects: pd.DataFrame, sessions: pd.DataFrame, strides: pd.DataFrame,

@@ -22,16 +22,18 @@ class AccountRow:
     patient: str | None
     disabled: bool
     password_hash: str
+    #: sessions signed in at another epoch are over (migration 9; dashboards.auth)
+    session_epoch: int = 0
 
 
 def account(store: Store, username: str) -> AccountRow | None:
-    r = first_row(store, "SELECT username, role, display_name, patient, disabled, password_hash FROM accounts "
-                  "WHERE username = ?", (username,))
+    r = first_row(store, "SELECT username, role, display_name, patient, disabled, password_hash, session_epoch "
+                  "FROM accounts WHERE username = ?", (username,))
     if r is None:
         return None
     return AccountRow(username=str(r["username"]), role=str(r["role"]), display_name=str(r["display_name"] or ""),
                       patient=None if r["patient"] is None else str(r["patient"]), disabled=bool(int(r["disabled"])),
-                      password_hash=str(r["password_hash"]))
+                      password_hash=str(r["password_hash"]), session_epoch=int(r["session_epoch"]))
 
 
 def add_account(store: Store, username: str, role: str, password_hash: str, display_name: str, patient: str | None,
@@ -41,14 +43,23 @@ def add_account(store: Store, username: str, role: str, password_hash: str, disp
         (username, role, password_hash, display_name, patient, created_us))
 
 
-def set_password_hash(store: Store, username: str, password_hash: str) -> bool:
-    """True when the account exists (and now has ``password_hash``)."""
-    return store.execute("UPDATE accounts SET password_hash = ? WHERE username = ?", (password_hash, username)) == 1
+def set_password_hash(store: Store, username: str, password_hash: str, *, end_sessions: bool = True) -> bool:
+    """True when the account exists (and now has ``password_hash``). ``end_sessions``: every session signed in
+    before ends (a reset); False only where the same password is re-hashed with new parameters."""
+    sql = ("UPDATE accounts SET password_hash = ?, session_epoch = session_epoch + 1 WHERE username = ?" if end_sessions
+           else "UPDATE accounts SET password_hash = ? WHERE username = ?")
+    return store.execute(sql, (password_hash, username)) == 1
 
 
 def set_disabled(store: Store, username: str, disabled: bool) -> bool:
-    """True when the account exists."""
-    return store.execute("UPDATE accounts SET disabled = ? WHERE username = ?", (int(disabled), username)) == 1
+    """True when the account exists. Every session of the account ends (also when it is enabled again)."""
+    return store.execute("UPDATE accounts SET disabled = ?, session_epoch = session_epoch + 1 WHERE username = ?",
+                         (int(disabled), username)) == 1
+
+
+def end_sessions(store: Store, username: str) -> bool:
+    """End every session of the account at once (sign-out); True when the account exists."""
+    return store.execute("UPDATE accounts SET session_epoch = session_epoch + 1 WHERE username = ?", (username,)) == 1
 
 
 def accounts_n(store: Store) -> int:

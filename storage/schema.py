@@ -15,6 +15,7 @@ batches; it replaces an index of ``raw_batches`` by session). Migration 6: Postg
 time zone of the patient's days and weeks (``UTC`` unless set; :mod:`storage.patients`). Migration 8: flag
 state (``flags.active``, ``since_day``, ``cleared_day``) and the detector's threshold, band and settings on each
 baseline. Migration 9: ``flag_acknowledgements`` (a therapist's acknowledgement of a flag and its note).
+Migration 10: ``accounts.session_epoch`` (sign-out, a password reset and disabling an account end its sessions).
 
 :data:`DASHBOARD_MIGRATIONS` (log ``dashboard_migrations``): the research exports' de-identification
 tables. ``research_subjects``: per patient a random research label (never derived from the pseudonym),
@@ -234,6 +235,12 @@ MIGRATIONS: tuple[str, ...] = (
         note TEXT NOT NULL DEFAULT ''
     );
     CREATE INDEX flag_acknowledgements_flag ON flag_acknowledgements (patient, series, since_day)
+    """,
+    # 10: revocable dashboard sessions (dashboards/auth.py). A session cookie carries the account's
+    # ``session_epoch`` at sign-in; signing out, a password reset and disabling the account add one to it, so
+    # every cookie signed before (copies included) stops working at once.
+    """
+    ALTER TABLE accounts ADD COLUMN session_epoch INTEGER NOT NULL DEFAULT 0
     """,
 )
 

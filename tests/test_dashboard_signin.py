@@ -17,8 +17,9 @@ import psycopg
 import pytest
 
 from dashboards.app import create_app
-from dashboards.auth import add_account
+from dashboards.auth import add_account, set_disabled
 from dashboards.signin_limit import SigninLimiter, _networks, client_network
+from kinetic.provision import provision_therapist
 from storage.store import PostgresStore, SQLiteStore
 from tests.conftest import PG_DSN
 from tests.fixtures.dashboard import ServerThread
@@ -181,3 +182,42 @@ def test_session_cookie_and_csrf_at_sign_in(site):
         assert c.get("/api/whoami").json()["csrf_token"] != token  # a fresh session with a new CSRF token
     with httpx.Client(base_url=url, cookies=before, timeout=10) as old:
         assert old.get("/api/whoami").status_code == 401  # the cookie from before sign-in did not become signed in
+
+
+def _signed_in_cookies(url: str, username: str) -> dict:
+    with httpx.Client(base_url=url, follow_redirects=False, timeout=10) as c:
+        token = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/login").text).group(1)
+        assert c.post("/login", data={"username": username, "password": PASSWORD, "csrf_token": token}).status_code == 303
+        return dict(c.cookies)
+
+
+def _whoami(url: str, cookies: dict) -> int:
+    with httpx.Client(base_url=url, cookies=cookies, timeout=10) as c:
+        return c.get("/api/whoami").status_code
+
+
+def test_a_copied_cookie_ends_with_sign_out_reset_and_disabling(site):
+    """Issue 20: sign-out, a password reset and disabling the account end every session of the account at once,
+    a copy of the cookie included (it used to work for up to 8 h), and sessions of other accounts go on."""
+    url, _clock, store = site
+    other = _signed_in_cookies(url, "ther-b")
+    # 1. sign-out: the browser signs out; a copy of its cookie (and a second device's session) stop working
+    cookies, second_device = _signed_in_cookies(url, "ther-a"), _signed_in_cookies(url, "ther-a")
+    copied = dict(cookies)
+    assert _whoami(url, copied) == 200 and _whoami(url, second_device) == 200
+    with httpx.Client(base_url=url, cookies=cookies, follow_redirects=False, timeout=10) as c:
+        token = c.get("/api/whoami").json()["csrf_token"]
+        assert c.post("/logout", data={"csrf_token": token}).status_code == 303
+    assert _whoami(url, copied) == 401 and _whoami(url, second_device) == 401
+    # 2. a password reset (kinetic provision therapist --reset): the old session ends, the new password works
+    copied = _signed_in_cookies(url, "ther-a")
+    provision_therapist(store, "ther-a", password=PASSWORD, reset=True)
+    assert _whoami(url, copied) == 401
+    # 3. disabling the account (kinetic dashboard disable-user); enabling it again does not revive the cookie
+    copied = _signed_in_cookies(url, "ther-a")
+    assert set_disabled(store, "ther-a", True)
+    assert _whoami(url, copied) == 401
+    assert set_disabled(store, "ther-a", False)
+    assert _whoami(url, copied) == 401
+    assert _whoami(url, _signed_in_cookies(url, "ther-a")) == 200  # signing in again works
+    assert _whoami(url, other) == 200  # another account's session was never touched

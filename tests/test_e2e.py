@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import signal
+import socket
 import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -23,6 +29,7 @@ from insole_common.messages import parse_message
 from processing.service import ProcessingService
 from simulator import SimulationParams, simulate
 from simulator.source import SimulatedInsoleSource
+from storage.patients import stored_frames_n
 from storage.store import SQLiteStore
 from tests.helpers import running_service, wait_for
 from transport.mqtt import connect, make_client
@@ -114,3 +121,77 @@ def test_demo_command_runs(tmp_path, mqtt_settings, broker) -> None:
     assert (tmp_path / "demo" / "kinetic.sqlite").is_file()
     store = SQLiteStore(tmp_path / "demo" / "kinetic.sqlite")
     assert len(store.query("SELECT * FROM daily_summaries")) == 2 * 3
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run_dashboard_as_printed(command: str, cwd, env: dict, port: int, password: str, patient_pages: list[str]) -> None:
+    """Start the printed dashboard command, sign in as the demo's therapist, open each flagged patient's page."""
+    proc = subprocess.Popen(["bash", "-c", command], cwd=cwd, env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        assert wait_for(lambda: _answers(base + "/healthz"), 60), "the printed dashboard command did not serve"
+        with httpx.Client(base_url=base, timeout=10) as c:
+            token = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/login").text).group(1)
+            c.post("/login", data={"username": "demo-therapist", "password": password, "csrf_token": token})
+            for url in patient_pages:
+                assert url.startswith(base)
+                assert c.get(url).status_code == 200, url
+                patient = url.rsplit("/", 1)[1]
+                assert c.get(f"/api/patients/{patient}/flags").status_code == 200
+            flagged = c.get("/api/therapist/patients").json()
+            assert flagged, "the demo's therapist sees no patients"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # the process group this test started (bash and the dashboard)
+        proc.wait(20)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_demo_keeps_samples_reports_its_flags_and_prints_commands_that_run(tmp_path, mqtt_settings) -> None:
+    """Issue 20: the demo kept no raw archive (every export of it had 0 samples), never said which flags it raised,
+    and its hint `kinetic simulate ... && kinetic analyze ...` failed as printed (`kinetic` not on PATH). Now each
+    `$` line it prints is run here, as printed, from another folder, with a PATH that has no `kinetic`."""
+    port, tag = _free_port(), uuid.uuid4().hex[:6]
+    done = subprocess.run([sys.executable, "-m", "kinetic", "demo", "--days", "21", "--walk-s", "20", "--out",
+                           str(tmp_path / "demo"), "--tag", tag, "--dashboard-port", str(port)],
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    # the flags: which, for whom, and where to see them
+    flags = out.split("Flags raised", 1)[1].split("Where to look", 1)[0]
+    assert re.search(rf"demo-lateral-{tag}\s+lateral shift\s+Medial-lateral COP \((left|right) foot\) since \d{{4}}-", flags)
+    assert re.search(rf"demo-short-{tag}\s+shortened stride\s+Stride length", flags)
+    assert f"no flag for demo-steady-{tag}" in flags
+    pages = re.findall(rf"http://127\.0\.0\.1:{port}/therapist/patients/[\w-]+", flags)
+    assert sorted(p.rsplit("/", 1)[1] for p in pages) == [f"demo-lateral-{tag}", f"demo-short-{tag}"]
+    password = re.search(r"as demo-therapist with the password (\S+)", out).group(1)
+    commands = [line.split("$ ", 1)[1] for line in out.splitlines() if line.lstrip().startswith("$ ")]
+    assert len(commands) == 3 and not any(re.search(r"(^|[\s&;])kinetic ", c) for c in commands)  # no bare `kinetic`
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    dashboard, export, walk = commands
+    _run_dashboard_as_printed(dashboard, elsewhere, env, port, password, pages)
+    for command in (export, walk):
+        run = subprocess.run(["bash", "-c", command], cwd=elsewhere, env=env, capture_output=True, text=True,
+                             timeout=600, check=False)
+        assert run.returncode == 0, (command, run.stderr[-2000:])
+    # the export holds the samples the demo streamed: every session, both insoles, complete BIDS-Motion
+    manifest = json.loads((tmp_path / "demo" / "export-bids" / "manifest.json").read_text())
+    frames = stored_frames_n(SQLiteStore(tmp_path / "demo" / "kinetic.sqlite"),
+                             [f"demo-{story}-{tag}" for story in ("steady", "lateral", "short")])
+    assert manifest["sessions_n"] == 63 and manifest["samples_n"] == frames > 0  # the broker may carry others' too
+    assert len(list((tmp_path / "demo" / "export-bids").glob("sub-*/ses-*/motion/*_motion.tsv"))) == 2 * 63
+    assert (tmp_path / "demo" / "walk-analysis" / "summary.json").is_file()
+    assert sorted(p.name for p in elsewhere.iterdir()) == []  # nothing written where the commands ran

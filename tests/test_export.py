@@ -7,8 +7,11 @@ production; exports read that archive.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+import secrets
 import subprocess
 import sys
 import uuid
@@ -25,7 +28,7 @@ from benchmarks.bench_export import START_US, _prepare_db
 from insole_common import metrics as C
 from insole_common.calendar import day_of, iso_week
 from processing.readers.auto import read_any
-from research import load_session, load_strides, load_table
+from research import load_session, load_strides, load_table, sessions as research_sessions
 from research.deid import REMOVED, set_cohort
 from research.export import ExportError, select_sessions, weekly_table, write_export
 from storage.archive import RawArchive
@@ -37,6 +40,14 @@ from tests.test_dashboard_data import late_walks
 
 DAY = date(2026, 10, 6)  # a Tuesday
 VALIDATOR = Path(sys.executable).with_name("bids-validator-deno")
+#: a test deployment's research secret (KINETIC_RESEARCH_SECRET), made per run
+RESEARCH_SECRET = secrets.token_urlsafe(32)
+
+
+@pytest.fixture(autouse=True)
+def research_secret_env(monkeypatch):
+    """Every export here runs in a deployment with a research secret (`kinetic export` requires one)."""
+    monkeypatch.setenv("KINETIC_RESEARCH_SECRET", RESEARCH_SECRET)
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +72,8 @@ def site(tmp_path_factory):
 
 def _export(site, fmt, out, **select):
     chosen = select_sessions(site["store"], site["archive"], **select)
+    if fmt == "bids":  # BIDS-Motion refuses sessions without motion data: the site's stride-only ones are left out
+        chosen = [s for s in chosen if sum(st.rows_n for st in s.streams())]
     return write_export(chosen, out, fmt, software="kinetic-chain test", progress=False)
 
 
@@ -78,7 +91,7 @@ def _label_of(site, session_id):
 def test_round_trip_gives_back_every_sample(site, tmp_path, fmt):
     pat = STORIES[0].pseudonym
     result = _export(site, fmt, tmp_path / "out", patient=pat)
-    assert result.sessions_n == 3 and result.subjects_n == 1
+    assert result.sessions_n == (2 if fmt == "bids" else 3) and result.subjects_n == 1
     for session_id in site["sessions"][pat][:2]:  # the two with raw frames
         frames, start_us = _archive_frames(site, session_id)
         back = load_session(result.out, _label_of(site, session_id))
@@ -97,14 +110,16 @@ def test_round_trip_gives_back_every_sample(site, tmp_path, fmt):
             meta = back.attrs["feet"][side]
             assert meta["sample_rate_hz"] == 100.0 and meta["units"]["p01_kpa"] == "kPa"
     strides = load_strides(result.out)
-    stored = site["store"].query("SELECT COUNT(*) AS n FROM strides WHERE patient = ?", (pat,)).iloc[0]["n"]
+    exported = [sid for sid in site["sessions"][pat] if fmt != "bids" or not sid.startswith("fx-")]  # BIDS: with samples
+    stored = sum(int(site["store"].query("SELECT COUNT(*) AS n FROM strides WHERE session_id = ?", (sid,)).iloc[0]["n"])
+                 for sid in exported)
     assert len(strides) == stored > 0
     assert set(strides[C.SIDE]) == {"L", "R"}
 
 
 def test_bids_export_passes_the_official_validator(site, tmp_path):
     result = _export(site, "bids", tmp_path / "bids", cohort="pilot")
-    assert result.subjects_n == 2 and result.sessions_n == 6
+    assert result.subjects_n == 2 and result.sessions_n == 4  # the sessions with raw frames
     run = subprocess.run([str(VALIDATOR), "--format", "json", "--max-rows", "-1", str(result.out)],
                          capture_output=True, text=True, timeout=300, check=False)
     report = json.loads(run.stdout)
@@ -128,7 +143,7 @@ def test_bids_export_passes_the_official_validator(site, tmp_path):
         first = tsv.read_text().split("\n", 1)[0].split("\t")
         assert len(first) == len(channels)  # no header row, one column per channel
     events = sorted(root.glob("sub-*/ses-*/motion/*_events.tsv"))
-    assert len(events) == 6
+    assert len(events) == 4
     ev = pd.read_csv(events[0], sep="\t")
     assert list(ev.columns[:3]) == ["onset", "duration", "trial_type"]
 
@@ -286,7 +301,7 @@ def test_a_real_recording_exports_to_valid_bids(tmp_path):
         np.testing.assert_array_equal(got[cols].to_numpy(), foot.pressure[~np.isnan(foot.pressure).all(axis=1)])
     events = pd.read_csv(next(out.glob("sub-*/ses-*/motion/*_events.tsv")), sep="\t")
     assert (events["trial_type"] == "heel_strike").sum() > 50  # ~2 min of walking
-    assert re.fullmatch(r"S[0-9a-f]{8}", back["subject"].iloc[0])
+    assert re.fullmatch(r"S[0-9a-f]{12}", back["subject"].iloc[0])
 
 
 def test_an_eight_hour_session_exports_in_bounded_memory(tmp_path):
@@ -329,9 +344,109 @@ def test_postgres_store_exports_what_sqlite_exports(tmp_path):
         sa, sb = (load_strides(o).drop(columns=["subject", "session"]) for o in outs)
         assert len(sa) > 5
         pd.testing.assert_frame_equal(sa, sb)
-        assert a["subject"].iloc[0] != b["subject"].iloc[0]  # labels are random per database
+        assert a["subject"].iloc[0] == b["subject"].iloc[0]  # the same patient, the same label (keyed hash)
+        assert a["session"].iloc[0] == b["session"].iloc[0]
     finally:
         pg.close()
         lite.close()
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def _kinetic_export(*args, cwd=None, env_secret: str | None = RESEARCH_SECRET):
+    env = {k: v for k, v in os.environ.items() if k != "KINETIC_RESEARCH_SECRET"}
+    if env_secret is not None:
+        env["KINETIC_RESEARCH_SECRET"] = env_secret
+    return subprocess.run([sys.executable, "-m", "kinetic", "export", *map(str, args)], capture_output=True, text=True,
+                          check=False, cwd=cwd, env=env | {"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+
+
+def test_the_same_recording_gets_the_same_labels_and_the_manifest_names_it(tmp_path):
+    """Issue 20: exporting one recording twice gave two different subject labels and no reference to the source.
+    Now the labels are HMAC-SHA256 of the recording's SHA-256 with the deployment's secret, and the manifest names
+    the file and its SHA-256."""
+    src = next(p / "shared" / "data" / "physionet-gaitpdb" / "GaCo01_01.txt" for p in Path(__file__).resolve().parents
+               if (p / "shared" / "data").is_dir())
+    outs = []
+    for name, secret in (("a", RESEARCH_SECRET), ("b", RESEARCH_SECRET), ("other-secret", "x" * 40)):
+        run = _kinetic_export("--recording", src, "--format", "csv", "--out", tmp_path / name, env_secret=secret)
+        assert run.returncode == 0, run.stderr
+        outs.append(load_table(tmp_path / name, "sessions")[["subject", "session"]].iloc[0].tolist())
+    assert outs[0] == outs[1] and re.fullmatch(r"S[0-9a-f]{12}", outs[0][0]) and re.fullmatch(r"R[0-9a-f]{16}", outs[0][1])
+    assert outs[2][0] != outs[0][0] and outs[2][1] != outs[0][1]  # a label depends on the deployment's secret
+    source = json.loads((tmp_path / "a" / "manifest.json").read_text())["source"]
+    assert source == {"kind": "recording", "file": "GaCo01_01.txt", "sha256": hashlib.sha256(src.read_bytes()).hexdigest(),
+                      "format": "gaitpdb"}
+    run = _kinetic_export("--recording", src, "--format", "csv", "--out", tmp_path / "no-secret", env_secret=None)
+    assert run.returncode == 2 and "KINETIC_RESEARCH_SECRET" in run.stderr and not (tmp_path / "no-secret").exists()
+
+
+def test_export_of_stored_sessions_names_its_source_without_identifiers(site, tmp_path):
+    db, arch = site["root"] / "kinetic.sqlite", site["root"] / "archive"
+    pat = STORIES[0].pseudonym
+    run = _kinetic_export("--db", db, "--archive", arch, "--patient", pat, "--from", DAY.isoformat(), "--format", "csv",
+                          "--out", tmp_path / "p")
+    assert run.returncode == 0, run.stderr
+    text = (tmp_path / "p" / "manifest.json").read_text()
+    source = json.loads(text)["source"]
+    assert source["kind"] == "database" and source["database"] == "SQLite"
+    assert set(source["selection"]) == {"patient", "from_day"}
+    assert pat not in text and DAY.isoformat() not in text
+    assert json.loads(text)["sessions_without_samples_n"] == 1  # the stride-only fixture session (nothing stored)
+    assert "1 session(s) without samples" in run.stderr
+    # stored sessions need the deployment's secret too
+    run = _kinetic_export("--db", db, "--archive", arch, "--all", "--out", tmp_path / "x", env_secret=None)
+    assert run.returncode == 2 and "KINETIC_RESEARCH_SECRET" in run.stderr
+
+
+def test_sessions_whose_samples_the_archive_lacks_are_refused(site, tmp_path):
+    """Issue 20: an export pointed at the wrong archive (the demo kept none) had 0 samples and still exited 0."""
+    db = site["root"] / "kinetic.sqlite"
+    pat = STORIES[1].pseudonym
+    (tmp_path / "empty-archive").mkdir()
+    run = _kinetic_export("--db", db, "--archive", tmp_path / "empty-archive", "--patient", pat, "--format", "parquet",
+                          "--out", tmp_path / "out")
+    assert run.returncode == 2, run.stdout
+    assert "2 of 3 sessions have frames in the database but no samples in the raw archive" in run.stderr
+    assert not (tmp_path / "out").exists()
+    run = _kinetic_export("--db", db, "--archive", tmp_path / "empty-archive", "--patient", pat, "--format", "parquet",
+                          "--out", tmp_path / "out", "--allow-missing-samples")
+    assert run.returncode == 0 and "3 session(s) without samples" in run.stderr
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["sessions_without_samples_n"] == 3
+
+
+def test_a_bids_export_is_complete_or_refused(site, tmp_path):
+    """Issue 20: BIDS exports of sessions without samples had events.tsv but no motion.tsv or channels.tsv and still
+    passed the validator. Every session of a BIDS-Motion export now has both files per insole, or it is refused."""
+    chosen = select_sessions(site["store"], site["archive"], cohort="pilot")
+    with pytest.raises(ExportError, match="BIDS-Motion needs every session's motion data"):
+        write_export(chosen, tmp_path / "bids", "bids", software="t", progress=False)
+    assert not (tmp_path / "bids").exists()
+    out = _export(site, "bids", tmp_path / "ok", cohort="pilot").out
+    for events in out.glob("sub-*/ses-*/motion/*_events.tsv"):
+        for side in ("L", "R"):
+            stem = str(events)[: -len("_events.tsv")] + f"_tracksys-insole{side}"
+            assert Path(f"{stem}_motion.tsv").stat().st_size > 0 and Path(f"{stem}_channels.tsv").is_file()
+
+
+def test_sessions_lists_the_same_sessions_for_every_format(site, tmp_path):
+    """Issue 20: research.sessions() gave [] for Parquet and CSV exports of sessions without samples."""
+    found = {fmt: research_sessions(write_export(select_sessions(site["store"], site["archive"], cohort="pilot"),
+                                                 tmp_path / fmt, fmt, software="t", progress=False).out)
+             for fmt in ("parquet", "csv")}
+    labels = set(site["store"].query("SELECT label FROM research_sessions")["label"])
+    assert found["parquet"] == found["csv"] and len(found["csv"]) == 6 and set(found["csv"]) <= labels
+    with_samples = _export(site, "bids", tmp_path / "bids", cohort="pilot").out
+    for fmt in ("parquet", "csv"):  # the same sessions exported in each format: the same list
+        chosen = [s for s in select_sessions(site["store"], site["archive"], cohort="pilot") if s.label in
+                  research_sessions(with_samples)]
+        out = write_export(chosen, tmp_path / f"{fmt}-samples", fmt, software="t", progress=False).out
+        assert research_sessions(out) == research_sessions(with_samples) and len(research_sessions(out)) == 4
+
+
+def test_export_never_creates_a_database(tmp_path):
+    """Issue 20: `kinetic export` without --db silently created an empty kinetic.sqlite in the current folder."""
+    for args in (["--all"], ["--db", tmp_path / "typo.sqlite", "--all"]):
+        run = _kinetic_export(*args, "--out", tmp_path / "out", cwd=tmp_path)
+        assert run.returncode == 2 and "no database at" in run.stderr and "Traceback" not in run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -23,6 +23,7 @@ import pytest
 from insole_common import metrics as C
 from research.deid import Subject
 from research.export import ExportSession, write_export
+from research.provenance import database_source
 from research.samples import archive_streams
 from storage.archive import RawArchive
 from tests.fixtures.research import write_archive_session
@@ -43,7 +44,8 @@ def _export(tmp_path: Path, fmt: str) -> Path:
     paths = write_archive_session(archive, hours=2 / 3600, patient="p", session_id="s", start_us=START_US, seed=1)
     session = ExportSession(subject=SUBJECT, label="R00aa11bb22cc", streams=lambda: archive_streams(paths, START_US),
                             strides=lambda: STRIDES, start=SUBJECT.shift_time_us(START_US), duration_s=2.0)
-    return write_export([session], tmp_path / fmt, fmt, software="kinetic-chain (golden)", progress=False).out
+    return write_export([session], tmp_path / fmt, fmt, software="kinetic-chain (golden)", progress=False,
+                        source=database_source("sqlite", session="s")).out
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv", "bids"])

@@ -8,7 +8,7 @@ import time
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse
 
-from dashboards.auth import Actor, authenticate
+from dashboards.auth import Actor, authenticate, end_sessions, session_values
 from dashboards.deps import HOME, Dashboard, actor_of, check_csrf, csrf_token, current_user, dashboard, render
 from dashboards.signin_limit import client_network
 
@@ -53,7 +53,7 @@ def login(request: Request, username: str = Form(max_length=64), password: str =
         return render(request, "login.html", status_code=401, next=next, failed=True)
     limiter.succeeded(username)
     request.session.clear()  # a fresh session: no fixation
-    request.session.update(u=actor.username, csrf=secrets.token_urlsafe(32))
+    request.session.update(session_values(actor), csrf=secrets.token_urlsafe(32))
     home = HOME[actor.role]
     target = next if next.startswith(home) and not next.startswith("//") else home
     return RedirectResponse(target, status_code=303)
@@ -62,6 +62,9 @@ def login(request: Request, username: str = Form(max_length=64), password: str =
 @router.post("/logout", include_in_schema=False)
 def logout(request: Request, csrf_token: str = Form("")):
     check_csrf(request, csrf_token)
+    actor = actor_of(request)
+    if actor is not None:  # every session of the account ends, copies of this cookie included
+        end_sessions(dashboard(request).store, actor.username)
     request.session.clear()
     return RedirectResponse("/login", status_code=303)
 

@@ -17,7 +17,7 @@ from dashboards import data
 from dashboards.auth import Actor
 from dashboards.deps import BadRequest, Dashboard, NotFound, dashboard, render, researcher
 from research.deid import ensure_subject_labels
-from research.export import labelled_strides, select_sessions, software_version, write_export
+from research.export import ExportError, labelled_strides, select_sessions, software_version, write_export
 from research.formats import table_text
 
 router = APIRouter(tags=["researcher"])
@@ -85,6 +85,9 @@ def api_research_export(label: str, actor: Actor = Depends(researcher),
             for path in sorted(out.rglob("*")):
                 if path.is_file():
                     zf.write(path, f"{label}/{path.relative_to(out)}")
+    except ExportError as exc:  # refused (e.g. BIDS-Motion of a session without samples): say why
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise BadRequest(str(exc)) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
