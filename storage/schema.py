@@ -220,6 +220,18 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE baselines ADD COLUMN band_high DOUBLE PRECISION;
     ALTER TABLE baselines ADD COLUMN settings_json TEXT
     """,
+    # 9: a patient's walk-ratio calibration (storage/calibrations.py; processing/analytics/walk_ratio.py): step
+    # length / cadence from a calibration walk over a known distance (``kinetic calibrate``) or from the height;
+    # the detector's stride length without an IMU. One row per patient, the latest.
+    """
+    CREATE TABLE calibrations (
+        patient TEXT PRIMARY KEY,
+        walk_ratio_m_per_spm DOUBLE PRECISION NOT NULL,
+        source TEXT NOT NULL,
+        detail_json TEXT NOT NULL,
+        updated_us BIGINT NOT NULL
+    )
+    """,
 )
 
 DASHBOARD_MIGRATIONS: tuple[str, ...] = (
