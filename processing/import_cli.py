@@ -27,8 +27,7 @@ from processing.flags import save_walk_ratio, stored_walk_ratio
 from processing.importer import check_day, check_patient_known, import_recording
 from processing.readers.auto import FORMATS, read_any
 from processing.service import ProcessingService
-from storage import flags as flag_store
-from storage import patients
+from storage import flags as flag_store, patients
 from storage.open import open_store
 
 EXIT_BAD_INPUT, EXIT_UNKNOWN_PATIENT = 2, 3

@@ -32,8 +32,7 @@ from insole_common.layouts import LAYOUTS_BY_WIRE_ID
 from insole_common.messages import SessionMessage
 from insole_common.recording import FootRecording, Recording
 from processing.service import ProcessingService
-from storage import flags as flag_store
-from storage import patients
+from storage import flags as flag_store, patients
 from storage.dashboard import session_spans
 from storage.store import Store
 from storage.strides import session_strides
