@@ -10,6 +10,7 @@ import pytest
 from insole_common.errors import ValidationError
 from processing.analytics.walk_ratio import WalkRatio
 from processing.detection import CompensationDetector, DetectionSettings
+from tests.test_analytics_moticon import WALKS, walk_figures
 from tests.test_detection import raised, synthetic_daily
 
 
@@ -100,3 +101,12 @@ def test_relative_settings_in_a_deployment_file():
     assert s.sd_priors_relative["heel_load_fraction"] == 0.2 and s.speed_adjust is False
     with pytest.raises(ValidationError):
         DetectionSettings.from_mapping({"speed_adjust": 1})
+
+
+@pytest.mark.parametrize("walk", sorted(WALKS))
+def test_imu_stride_length_within_5_percent_of_the_moticon_report(walk):
+    """The stride length the IMU series watches (zero-velocity-update integration) against the vendor report's
+    stride lengths of the same strides (../shared/data/moticon-opengo-sample/gait_report_steps.csv)."""
+    f = walk_figures(walk)
+    assert f["sl_det_m"].size >= 2
+    assert abs(f["sl_det_m"].mean() / f["sl_ref_m"].mean() - 1) <= 0.05
