@@ -42,7 +42,7 @@ def stride_series(derived: pd.DataFrame, usable, walk_ratio: WalkRatio | None) -
     ``usable(col)``: the column has enough baseline days. With a walk ratio and no measured stride length, the
     modelled stride length replaces the (empty) ``stride_length_m`` column of ``derived``."""
     corr = (C.CADENCE_STEPS_PER_MIN, C.STRIDE_TIME_S)
-    down = C.BY_KEY[C.STRIDE_LENGTH_M].compensation
+    down = C.DOWN  # the catalogue's direction of stride length and cadence under heel pain
     if usable(C.STRIDE_LENGTH_M):
         return Series("shortened_stride", C.STRIDE_LENGTH_M, C.STRIDE_LENGTH_M, down, corroborating=corr,
                       extra={"stride_length": "measured (IMU)"}), ""
@@ -55,8 +55,8 @@ def stride_series(derived: pd.DataFrame, usable, walk_ratio: WalkRatio | None) -
             return Series("shortened_stride", C.STRIDE_LENGTH_M, C.STRIDE_LENGTH_M, down, corroborating=corr,
                           extra=extra), ""
     if usable(C.CADENCE_STEPS_PER_MIN):
-        return Series("slowing", C.CADENCE_STEPS_PER_MIN, C.CADENCE_STEPS_PER_MIN,
-                      C.BY_KEY[C.CADENCE_STEPS_PER_MIN].compensation, corroborating=(C.STRIDE_TIME_S,),
+        return Series("slowing", C.CADENCE_STEPS_PER_MIN, C.CADENCE_STEPS_PER_MIN, down,
+                      corroborating=(C.STRIDE_TIME_S,),
                       extra={"stride_length": "none (no IMU, no calibration): cadence watched"}), ""
     return None, "neither stride length nor cadence in the baseline"
 

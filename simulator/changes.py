@@ -16,6 +16,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from insole_common.codec import Side
 from insole_common.errors import ValidationError
 from insole_common.recording import Recording
 
@@ -39,7 +40,7 @@ def _masks(layout, kind: str) -> tuple[np.ndarray, np.ndarray]:
     raise ValidationError(f"unknown transfer {kind!r}", reason="bad_parameter")
 
 
-def transfer_load(recording: Recording, *, side: str, kind: str, fraction: float) -> Recording:
+def transfer_load(recording: Recording, *, side: Side, kind: str, fraction: float) -> Recording:
     """``fraction`` of the load of one foot's source sensors moved to its destination sensors (module docstring).
     ``kind``: ``medial_to_lateral`` (sensors medial / lateral of the foot's axis) or ``heel_to_forefoot``
     (the layout's heel / forefoot regions)."""

@@ -30,6 +30,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from insole_common.codec import Side
 from insole_common.errors import ValidationError
 from insole_common.recording import Recording
 from processing.analytics import analyze
@@ -68,7 +69,7 @@ class Change:
     magnitude: float = 0.0
     onset_day: int = 14
     end_day: int | None = None
-    side: str = "R"
+    side: Side = "R"
 
     def active(self, day: int) -> bool:
         return self.kind != "none" and day >= self.onset_day and (self.end_day is None or day < self.end_day)

@@ -10,6 +10,7 @@ stretch of the walk at the speed the dataset reports for it (``speed_m_s``), els
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -56,10 +57,8 @@ def calibrate(store: Store, recording, patient: str, speed_m_s: float | None, rn
         start = float(rng.uniform(0.0, max(duration_s - walk_s, 0.0)))
         strides = analyze(cut_recording(recording, start, start + walk_s)).strides
         hs = np.sort(strides["heel_strike_s"].to_numpy(float))
-        try:  # a walk too slow for an adult walk ratio (e.g. 0.36 m/s) keeps the height prior
+        with contextlib.suppress(ValidationError):  # too slow for an adult walk ratio (0.36 m/s): the height prior
             wr = WalkRatio.from_walk(strides, distance_m=speed_m_s * float(hs[-1] - hs[0]), steps_n=len(hs) - 1)
-        except ValidationError:
-            pass
     save_walk_ratio(store, patient, wr, now_us=0)
     return wr
 
@@ -100,6 +99,6 @@ def outcome_from_store(store: Store, patient: str) -> dict:
     table = daily_table(store, patient)
     valid = [(date.fromisoformat(d) - first).days for d, n in zip(table.index, table["strides_n"], strict=True)
              if n >= 20]
-    heel = pd.to_numeric(table.get("heel_load_fraction"), errors="coerce")
+    heel = pd.to_numeric(table["heel_load_fraction"], errors="coerce") if "heel_load_fraction" in table else None
     return {"raised": sorted(raised, key=lambda r: r[1]), "valid_days": valid,
             "heel_share": float(heel.iloc[:10].median()) if heel is not None and len(heel) else None}

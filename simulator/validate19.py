@@ -18,14 +18,14 @@ import pandas as pd
 
 from processing.detection import CompensationDetector, DetectionSettings
 from processing.readers.auto import read_any
-from simulator.cohort import Change, make_cohort, simulate_cohort
+from simulator.cohort import Change, ChangeKind, make_cohort, simulate_cohort
 from simulator.import_replay import ReplayDays, replay_patient
 from storage.store import SQLiteStore
 
 ONSET, WITHIN, BASELINE_DAYS = 14, 14, 10
 ONE_SIDED = ("lateral_shift", "heel_offloading", "limp")
 #: arm -> (change kind, magnitude, the kinds that count as found, the kinds allowed after the onset)
-ARMS = {
+ARMS: dict[str, tuple[ChangeKind, float, tuple[str, ...], tuple[str, ...]]] = {
     "stable": ("none", 0.0, (), ()),
     "lateral": ("lateral_transfer", 0.10, ("lateral_shift",), ("lateral_shift", "heel_offloading")),
     "heel": ("heel_transfer", 0.20, ("heel_offloading",), ("heel_offloading", "lateral_shift", "limp")),

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from insole_common import metrics as C
 from insole_common.errors import ValidationError
 from processing.analytics.walk_ratio import WalkRatio
 from processing.detection import CompensationDetector, DetectionSettings
@@ -110,3 +111,7 @@ def test_imu_stride_length_within_5_percent_of_the_moticon_report(walk):
     f = walk_figures(walk)
     assert f["sl_det_m"].size >= 2
     assert abs(f["sl_det_m"].mean() / f["sl_ref_m"].mean() - 1) <= 0.05
+
+
+def test_stride_series_direction_is_the_catalogues():
+    assert C.BY_KEY[C.STRIDE_LENGTH_M].compensation == C.BY_KEY[C.CADENCE_STEPS_PER_MIN].compensation == C.DOWN
