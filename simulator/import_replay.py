@@ -35,6 +35,8 @@ FIRST_DAY = date(2026, 1, 5)
 
 @dataclass(frozen=True, kw_only=True)
 class ReplayDays:
+    """How the days of a replayed walk vary (module docstring)."""
+
     n_days: int = 28
     sessions_per_day: int = 2
     window_fraction: float = 0.4
