@@ -23,6 +23,8 @@ from simulator.import_replay import ReplayDays, replay_patient
 from storage.store import SQLiteStore
 
 ONSET, WITHIN, BASELINE_DAYS = 14, 14, 10
+#: a gaitpdb walk's file name, e.g. GaCo17_01
+WALK_NAME = re.compile(r"^[A-Z][a-z][A-Z][a-z]\d+_\d+$")
 ONE_SIDED = ("lateral_shift", "heel_offloading", "limp")
 #: arm -> (change kind, magnitude, the kinds that count as found, the kinds allowed after the onset)
 ARMS: dict[str, tuple[ChangeKind, float, tuple[str, ...], tuple[str, ...]]] = {
@@ -130,7 +132,7 @@ def _real_one(job: tuple) -> dict:
 
 def real(folder: Path, *, replicates: int = 1, seed: int = 0, workers: int = 1, records: list[str] | None = None,
          days: ReplayDays | None = None) -> dict:
-    files = sorted(folder.glob("*.txt"))
+    files = sorted(f for f in folder.glob("*.txt") if WALK_NAME.match(f.stem))  # not SHA256SUMS.txt, format.txt
     files = [f for f in files if records is None or f.stem in records]
     speeds = gaitpdb_speeds(folder)
     days = days or ReplayDays(n_days=ONSET + WITHIN)
