@@ -15,13 +15,19 @@ kind              series (first available)                        direction
 ================  ==============================================  ==========
 lateral_shift     ``cop_ml_mean_fw_{L,R}``; else                  up
                   ``lateral_load_fraction_{L,R}``
-shortened_stride  ``stride_length_m``; else ``cadence_steps_per_  down; up AND down
-                  min`` up AND ``stride_time_s`` down
+shortened_stride  ``stride_length_m`` measured (IMU); else from   down
+                  the walk-ratio model (``walk_ratio``)
+slowing           ``cadence_steps_per_min`` (when no stride       down
+                  length can be had; stride time is evidence)
 limp              symmetry index 200 (L - R) / (L + R) of         either way
                   ``stance_time_s`` and of ``peak_load`` (else
                   ``peak_heel_load``)
-heel_offloading   ``heel_load_fraction_{L,R}``                    down
+heel_offloading   ``heel_load_fraction_{L,R}`` (SD relative to    down
+                  the patient's own level)
 ================  ==============================================  ==========
+
+Every series but the stride / slowing one is compared with the baseline at the day's cadence
+(:func:`processing.detection_speed.cadence_adjusted`).
 
 The statistics (docs/detection.md has the reasoning and the measured error rates):
 
@@ -59,6 +65,7 @@ import pandas as pd
 
 from insole_common import metrics as C
 from processing.analytics import symmetry_index  # the one formula (also importable from here)
+from processing.analytics.walk_ratio import WalkRatio
 from processing.detection_records import (  # noqa: F401  (the detector's records, importable from here)
     KINDS,
     STATES,
@@ -71,6 +78,7 @@ from processing.detection_records import (  # noqa: F401  (the detector's record
 )
 from processing.detection_run import SERIES_COLS, Series, day_label, run_series
 from processing.detection_settings import SD_FLOORS, SD_PRIORS, DetectionSettings  # noqa: F401
+from processing.detection_speed import cadence_adjusted, stride_series
 
 try:  # Python 3.11+
     from typing import Self
@@ -104,7 +112,10 @@ class CompensationDetector:
         self.settings = dataclasses.replace(settings, **overrides) if overrides else settings
 
     # ------------------------------------------------------------------------------------------
-    def detect(self, daily: pd.DataFrame, *, reference: ReferencePeriod | None = None) -> Self:
+    def detect(self, daily: pd.DataFrame, *, reference: ReferencePeriod | None = None,
+               walk_ratio: WalkRatio | None = None) -> Self:
+        """Run over one patient's days; ``walk_ratio``: the patient's walk-ratio calibration (stride length
+        without an IMU)."""
         s = self.settings
         s.check()
         table = self._prepare(daily)
@@ -126,10 +137,15 @@ class CompensationDetector:
         derived = self._derive(table)
         events: list[FlagEvent] = []
         frames = []
-        for series in self._series(derived, base_mask):
+        for watched in self._series(derived, base_mask, walk_ratio):
+            series, adjusted = cadence_adjusted(watched, derived, base_mask, s)
+            values = derived
+            if adjusted is not None:
+                values = derived.copy()
+                values[series.metric] = adjusted
             bases: list[Baseline] = []
             for metric, prior_key in [(series.metric, series.prior_key), *(p[:2] for p in series.partners)]:
-                base = self._baseline(metric, prior_key, derived[metric], base_mask, days, source, set_by)
+                base = self._baseline(metric, prior_key, values[metric], base_mask, days, source, set_by)
                 if base is None:
                     break
                 bases.append(base)
@@ -137,7 +153,7 @@ class CompensationDetector:
                 if bases:
                     self.skipped_[series.metric] = "a partner metric has no baseline"
                 continue
-            ev, frame = run_series(series, bases[0], bases[1:], derived, monitor, days, base_mask, s)
+            ev, frame = run_series(series, bases[0], bases[1:], values, monitor, days, base_mask, s)
             events.extend(ev)
             frames.append(frame)
         self.flags_ = sorted(events, key=lambda e: (e.day, KINDS.index(e.kind), e.metric))
@@ -211,21 +227,15 @@ class CompensationDetector:
                 return
         self.skipped_[kind] = f"none of {', '.join(candidates)} has {self.settings.min_baseline_days}+ baseline days"
 
-    def _series(self, derived: pd.DataFrame, base_mask: np.ndarray) -> list[Series]:
+    def _series(self, derived: pd.DataFrame, base_mask: np.ndarray, walk_ratio: WalkRatio | None) -> list[Series]:
         out: list[Series] = []
         self._per_side(out, derived, base_mask, "lateral_shift", (C.COP_ML_MEAN_FW, C.LATERAL_LOAD_FRACTION),
                        corroborating=(C.LATERAL_LOAD_FRACTION,))
-        if self._usable(derived, C.STRIDE_LENGTH_M, base_mask):
-            out.append(Series("shortened_stride", C.STRIDE_LENGTH_M, C.STRIDE_LENGTH_M,
-                               _compensation(C.STRIDE_LENGTH_M),
-                               corroborating=(C.CADENCE_STEPS_PER_MIN, C.STRIDE_TIME_S)))
-        elif self._usable(derived, C.CADENCE_STEPS_PER_MIN, base_mask) and self._usable(derived, C.STRIDE_TIME_S,
-                                                                                        base_mask):
-            # NB: cadence UP / stride time DOWN contradicts the catalogue (heel pain slows); kept until replaced
-            out.append(Series("shortened_stride", C.CADENCE_STEPS_PER_MIN, C.CADENCE_STEPS_PER_MIN, +1,
-                               partners=((C.STRIDE_TIME_S, C.STRIDE_TIME_S, -1),)))
+        stride, why = stride_series(derived, lambda col: self._usable(derived, col, base_mask), walk_ratio)
+        if stride is None:
+            self.skipped_["shortened_stride"] = why
         else:
-            self.skipped_["shortened_stride"] = "neither stride_length_m nor cadence and stride time in the baseline"
+            out.append(stride)
         for metric in (C.STANCE_TIME_S, C.PEAK_LOAD, C.PEAK_HEEL_LOAD):
             col = f"si_{metric}"
             if metric == C.PEAK_HEEL_LOAD and any(s.metric == f"si_{C.PEAK_LOAD}" for s in out):
@@ -251,9 +261,14 @@ class CompensationDetector:
         mean = float(x.mean())
         sd_sample = float(x.std(ddof=1)) if n > 1 else math.nan
         nu, nu0 = n - 1, s.prior_weight_days
-        prior = s.sd_priors.get(prior_key, s.sd_floors.get(prior_key, 0.0))
+        if prior_key in s.sd_priors_relative:  # a share of a small load: prior and floor scale with its level
+            prior = s.sd_priors_relative[prior_key] * abs(mean)
+            floor = s.sd_floors_relative.get(prior_key, 0.0) * abs(mean)
+        else:
+            floor = s.sd_floors.get(prior_key, 0.0)
+            prior = s.sd_priors.get(prior_key, floor)
         var = (nu * (0.0 if math.isnan(sd_sample) else sd_sample) ** 2 + nu0 * prior ** 2) / max(nu + nu0, 1e-12)
-        sd = max(math.sqrt(var), s.sd_floors.get(prior_key, 0.0))
+        sd = max(math.sqrt(var), floor)
         if not sd > 0:
             self.skipped_[metric] = "zero day-to-day SD and no floor"
             return None
@@ -265,7 +280,7 @@ class CompensationDetector:
         return base
 
 
-def detect(daily: pd.DataFrame, *, reference: ReferencePeriod | None = None,
+def detect(daily: pd.DataFrame, *, reference: ReferencePeriod | None = None, walk_ratio: WalkRatio | None = None,
            settings: DetectionSettings | None = None, **overrides: Any) -> CompensationDetector:
-    """``CompensationDetector(settings, **overrides).detect(daily, reference=reference)``."""
-    return CompensationDetector(settings, **overrides).detect(daily, reference=reference)
+    """``CompensationDetector(settings, **overrides).detect(daily, reference=reference, walk_ratio=walk_ratio)``."""
+    return CompensationDetector(settings, **overrides).detect(daily, reference=reference, walk_ratio=walk_ratio)

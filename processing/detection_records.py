@@ -18,7 +18,7 @@ from insole_common.errors import ValidationError
 from insole_common.messages import FlagMessage
 from processing.detection_settings import DetectionSettings
 
-KINDS = ("lateral_shift", "shortened_stride", "limp", "heel_offloading")
+KINDS = ("lateral_shift", "shortened_stride", "slowing", "limp", "heel_offloading")
 STATES = ("raised", "cleared", "improved")
 
 

@@ -6,7 +6,7 @@ with a relapse raising again from improved (:func:`run_series`), and the evidenc
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,8 @@ class Series:
     #: metrics that must alarm at the same time (AND rule), e.g. stride_time_s with cadence
     partners: tuple[tuple[str, str, int], ...] = ()
     corroborating: tuple[str, ...] = ()
+    #: added to the evidence of a raise (how the values were made: the stride-length source, the cadence adjustment)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def run_series(series: Series, base: Baseline, partner_bases: list[Baseline], derived: pd.DataFrame,
@@ -106,6 +108,7 @@ def _raised(series, base, run: _CusumRun, onset: list[int], days, i, base_mask, 
         evidence["corroborating"] = corr
     if series.kind == "limp":
         evidence["affected_side"] = series.side
+    evidence.update(series.extra)
     return FlagEvent(kind=series.kind, state="raised", day=day_label(days[i]), metric=series.metric,
                      baseline=base.mean, current=current, threshold=base.threshold,
                      effect_size=(current - base.mean) / base.sd, days_n=len(onset), evidence=evidence)

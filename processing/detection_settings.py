@@ -43,7 +43,6 @@ _SD_PRIOR_FLOOR: dict[str, tuple[float, float]] = {
     C.STRIDE_TIME_S: (0.025, 0.01),
     C.COP_ML_MEAN_FW: (0.012, 0.005),
     C.LATERAL_LOAD_FRACTION: (0.02, 0.008),
-    C.HEEL_LOAD_FRACTION: (0.012, 0.005),
     _SI + C.STANCE_TIME_S: (1.5, 0.75),
     _SI + C.PEAK_LOAD: (2.5, 1.0),
     _SI + C.PEAK_HEEL_LOAD: (3.0, 1.5),
@@ -52,6 +51,16 @@ _SD_PRIOR_FLOOR: dict[str, tuple[float, float]] = {
 SD_PRIORS: dict[str, float] = {k: prior for k, (prior, _) in _SD_PRIOR_FLOOR.items()}
 #: the day-to-day SD used is never below this
 SD_FLOORS: dict[str, float] = {k: floor for k, (_, floor) in _SD_PRIOR_FLOOR.items()}
+#: metrics that are a share of a small load (the heel's share is 3..25 % depending on the insole's heel sensors):
+#: their prior and floor are *relative* to the patient's own baseline level (prior = 0.10 x mean, floor = 0.04 x
+#: mean), so the same relative off-load gives the same z whatever the heel sensors' share (docs/detection.md)
+_SD_PRIOR_FLOOR_RELATIVE: dict[str, tuple[float, float]] = {
+    C.HEEL_LOAD_FRACTION: (0.10, 0.04),
+}
+SD_PRIORS_RELATIVE: dict[str, float] = {k: prior for k, (prior, _) in _SD_PRIOR_FLOOR_RELATIVE.items()}
+SD_FLOORS_RELATIVE: dict[str, float] = {k: floor for k, (_, floor) in _SD_PRIOR_FLOOR_RELATIVE.items()}
+_SD_TABLES = {"sd_priors": SD_PRIORS, "sd_floors": SD_FLOORS, "sd_priors_relative": SD_PRIORS_RELATIVE,
+              "sd_floors_relative": SD_FLOORS_RELATIVE}
 
 
 def _bad(message: str) -> ValidationError:
@@ -62,8 +71,9 @@ def _bad(message: str) -> ValidationError:
 class DetectionSettings:
     """Every setting of :class:`processing.detection.CompensationDetector` (docs/detection.md says what each does).
 
-    ``sd_priors`` / ``sd_floors`` given in part are completed with the defaults (:data:`SD_PRIORS`,
-    :data:`SD_FLOORS`); their keys are the metrics of those tables.
+    ``sd_priors`` / ``sd_floors`` (and the ``_relative`` tables) given in part are completed with the defaults
+    (:data:`SD_PRIORS`, :data:`SD_FLOORS`, :data:`SD_PRIORS_RELATIVE`, :data:`SD_FLOORS_RELATIVE`); their keys
+    are the metrics of those tables.
     """
 
     baseline_days: int = 10
@@ -79,9 +89,19 @@ class DetectionSettings:
     clear_days: int = 5
     sd_priors: Mapping[str, float] = field(default_factory=dict)
     sd_floors: Mapping[str, float] = field(default_factory=dict)
+    sd_priors_relative: Mapping[str, float] = field(default_factory=dict)
+    sd_floors_relative: Mapping[str, float] = field(default_factory=dict)
+    #: compare every watched metric except the walking-speed ones with the baseline at the day's cadence
+    #: (a per-patient baseline regression on cadence; the residual is tested)
+    speed_adjust: bool = True
+    #: ridge weight of that regression's slope toward 0 (no adjustment), in (steps/min)^2: a baseline whose
+    #: cadence varies by 2 steps/min over 10 days (sum of squares 36) gets half its own slope
+    slope_prior_spm2: float = 36.0
+    #: |day cadence - baseline cadence| beyond this (steps/min) is adjusted as if it were this far
+    slope_max_spm: float = 15.0
 
     def __post_init__(self) -> None:
-        for name, defaults in (("sd_priors", SD_PRIORS), ("sd_floors", SD_FLOORS)):
+        for name, defaults in _SD_TABLES.items():
             given = dict(getattr(self, name) or {})
             unknown = sorted(set(given) - set(defaults))
             if unknown:
@@ -99,8 +119,9 @@ class DetectionSettings:
             (self.z_clip > self.cusum_k, "z_clip must exceed cusum_k"),
             (self.min_days_beyond >= 1 and self.return_days >= 1 and self.clear_days >= 1, "day counts must be >= 1"),
             (self.prior_weight_days >= 0, "prior_weight_days must be >= 0"),
-            (all(v >= 0 and math.isfinite(v) for v in (*self.sd_priors.values(), *self.sd_floors.values())),
-             "sd_priors and sd_floors must be finite and >= 0"),
+            (all(v >= 0 and math.isfinite(v) for name in _SD_TABLES for v in getattr(self, name).values()),
+             "sd_priors, sd_floors and their relative tables must be finite and >= 0"),
+            (self.slope_prior_spm2 >= 0 and self.slope_max_spm >= 0, "slope settings must be >= 0"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -115,8 +136,10 @@ class DetectionSettings:
         if unknown:
             raise _bad(f"unknown keys {unknown}; known: {sorted(fields)}")
         for key, value in values.items():
-            if key in ("sd_priors", "sd_floors"):
+            if key in _SD_TABLES:
                 ok = isinstance(value, Mapping) and all(_is_number(v) for v in value.values())
+            elif fields[key].type == "bool":
+                ok = isinstance(value, bool)
             elif fields[key].type == "int":
                 ok = isinstance(value, int) and not isinstance(value, bool)
             else:

@@ -30,14 +30,21 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from insole_common.codec import Side
 from insole_common.errors import ValidationError
 from insole_common.recording import Recording
 from processing.analytics import analyze
 from processing.summaries import daily_metrics as service_daily_metrics
+from simulator.changes import transfer_load
 from simulator.params import SimulationParams
 from simulator.simulation import simulate
 
-ChangeKind = Literal["none", "shortened_stride", "lateral_shift", "heel_offloading", "limp"]
+ChangeKind = Literal["none", "shortened_stride", "lateral_shift", "heel_offloading", "limp", "slower", "faster",
+                     "lateral_transfer", "heel_transfer"]
+
+
+#: the load-transfer changes, applied to each day's simulated recording
+TRANSFERS = {"lateral_transfer": "medial_to_lateral", "heel_transfer": "heel_to_forefoot"}
 
 
 def daily_metrics(strides: pd.DataFrame) -> dict[str, float | int | None]:
@@ -55,10 +62,14 @@ class Change:
 
     kind: ChangeKind = "none"
     #: shortened_stride: fraction (0.10 = 10 % shorter); lateral_shift: foot widths; heel_offloading:
-    #: added heel offload fraction; limp: added symmetry index (fraction, e.g. 0.10)
+    #: added heel offload fraction; limp: added symmetry index (fraction, e.g. 0.10); slower / faster: walking
+    #: speed fraction (0.08: cadence and stride length each x sqrt(1 -+ 0.08), the walk ratio kept);
+    #: lateral_transfer / heel_transfer: fraction of the medial / heel sensors' load moved to the lateral /
+    #: forefoot sensors of foot ``side`` (:func:`simulator.changes.transfer_load`)
     magnitude: float = 0.0
     onset_day: int = 14
     end_day: int | None = None
+    side: Side = "R"
 
     def active(self, day: int) -> bool:
         return self.kind != "none" and day >= self.onset_day and (self.end_day is None or day < self.end_day)
@@ -86,6 +97,10 @@ class PatientProfile:
     missing_day_fraction: float = 0.10
     walk_s: tuple[float, float] = (30.0, 60.0)
     imu: bool = True
+    #: share of days walked markedly slower or faster (half each): speed x (1 -+ speed_day_change), cadence and
+    #: stride length each by its square root
+    speed_day_fraction: float = 0.0
+    speed_day_change: float = 0.10
 
     @classmethod
     def draw(cls, rng: np.random.Generator, patient: str, *, imu: bool = True) -> PatientProfile:
@@ -120,6 +135,12 @@ def day_params(profile: PatientProfile, change: Change, day: int, rng: np.random
     heel = profile.heel_offload + profile.heel_sd_day * rng.normal()
     asym = profile.asymmetry + profile.asymmetry_sd_day * rng.normal()
     walk_s = float(rng.uniform(*profile.walk_s))
+    if profile.speed_day_fraction and rng.uniform() < profile.speed_day_fraction:
+        f = math.sqrt(1.0 + profile.speed_day_change * (1 if rng.uniform() < 0.5 else -1))
+        stride, cadence = stride * f, cadence * f
+    if change.active(day) and change.kind in ("slower", "faster"):
+        f = math.sqrt(1.0 + change.magnitude * (-1 if change.kind == "slower" else 1))
+        stride, cadence = stride * f, cadence * f
     if change.active(day):
         if change.kind == "shortened_stride":
             stride *= 1.0 - change.magnitude
@@ -152,7 +173,11 @@ def simulate_days(profile: PatientProfile, change: Change, *, n_days: int, seed:
         if params is None:
             continue
         sim = simulate(params, seed=int(rng.integers(2 ** 31)))
-        rows[day] = daily_metrics(analyze(sim.recording).strides)
+        recording = sim.recording
+        if change.active(day) and change.kind in TRANSFERS:
+            recording = transfer_load(recording, side=change.side, kind=TRANSFERS[change.kind],
+                                      fraction=change.magnitude)
+        rows[day] = daily_metrics(analyze(recording).strides)
     frame = pd.DataFrame.from_dict(rows, orient="index")
     frame.index.name = "day"
     return frame
@@ -168,7 +193,7 @@ class CohortPatient:
 
 
 def make_cohort(arms: dict[str, tuple[Change, int]], *, n_patients: int, seed: int = 0,
-                imu: bool = True) -> list[CohortPatient]:
+                imu: bool = True, speed_day_fraction: float = 0.0) -> list[CohortPatient]:
     """``arms``: name -> (change, days simulated). ``n_patients`` per arm, independent patients."""
     if n_patients < 1:
         raise ValidationError("n_patients must be >= 1", reason="bad_parameter")
@@ -176,7 +201,8 @@ def make_cohort(arms: dict[str, tuple[Change, int]], *, n_patients: int, seed: i
     for a, (name, (change, n_days)) in enumerate(arms.items()):
         for p, child in enumerate(np.random.SeedSequence([seed, a]).spawn(n_patients)):
             rng = np.random.default_rng(child)
-            profile = PatientProfile.draw(rng, f"{name}-{p:04d}", imu=imu)
+            profile = dc_replace(PatientProfile.draw(rng, f"{name}-{p:04d}", imu=imu),
+                                 speed_day_fraction=speed_day_fraction)
             out.append(CohortPatient(profile=profile, change=change, arm=name, seed=int(rng.integers(2 ** 31)),
                                      n_days=n_days))
     return out

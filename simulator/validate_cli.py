@@ -27,6 +27,7 @@ import pandas as pd
 from insole_common.errors import ValidationError
 from processing.detection import CompensationDetector, DetectionSettings
 from processing.readers.auto import read_any
+from simulator import validate19
 from simulator.cohort import Change, make_cohort, replay_days, simulate_cohort
 
 ONSET_DAY = 14
@@ -46,6 +47,11 @@ def register(subparsers) -> None:
     p.add_argument("--gaitpdb", default=str(DEFAULT_GAITPDB), help="folder with the PhysioNet gaitpdb walks ('' skips)")
     p.add_argument("--replay-days", type=int, default=35)
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    p.add_argument("--suite", default="classic", choices=["classic", "issue19"],
+                   help="classic: the arms above; issue19: the acceptance rules of docs/validation.md (issue 19) on "
+                        "simulated cohorts (--patients per arm) and on the gaitpdb walks replayed through kinetic "
+                        "import (--replicates per walk and arm)")
+    p.add_argument("--replicates", type=int, default=1, help="issue19: replays of each gaitpdb walk per arm")
     p.add_argument("--detection-config", default=None,
                    help="TOML file with a [detection] table of detection settings (default: the file named by "
                         "KINETIC_DETECTION_CONFIG, else the validated defaults)")
@@ -212,10 +218,30 @@ def format_report(f: dict) -> str:
     return "\n".join(lines)
 
 
+def run_issue19(args: argparse.Namespace, settings: DetectionSettings) -> int:
+    figures: dict = {"seed": args.seed}
+    if args.patients:
+        figures["simulated"] = validate19.simulated(args.patients, seed=args.seed, workers=args.workers,
+                                                    settings=settings)
+        print(validate19.format_report(f"simulated, {args.patients} patients per arm (kc16 with IMU)",
+                                       figures["simulated"]), flush=True)
+    if args.gaitpdb:
+        figures["real"] = validate19.real(Path(args.gaitpdb), replicates=args.replicates, seed=args.seed,
+                                          workers=args.workers)
+        print(validate19.format_report(f"gaitpdb walks through kinetic import, {args.replicates} replicate(s)",
+                                       figures["real"]))
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2, default=str))
+    met = all(t["met"] for part in ("simulated", "real") if part in figures for t in figures[part]["targets"])
+    return 0 if met else 1
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         settings = (DetectionSettings.from_toml(args.detection_config) if args.detection_config
                     else DetectionSettings.from_env())
+        if args.suite == "issue19":
+            return run_issue19(args, settings)
         figures = validate(patients=args.patients, stable_weeks=args.stable_weeks,
                            recovery_patients=args.recovery_patients, seed=args.seed, workers=args.workers,
                            gaitpdb=args.gaitpdb or None, replay_days_n=args.replay_days, settings=settings)

@@ -16,6 +16,7 @@ time zone of the patient's days and weeks (``UTC`` unless set; :mod:`storage.pat
 state (``flags.active``, ``since_day``, ``cleared_day``) and the detector's threshold, band and settings on each
 baseline. Migration 9: ``flag_acknowledgements`` (a therapist's acknowledgement of a flag and its note).
 Migration 10: ``accounts.session_epoch`` (sign-out, a password reset and disabling an account end its sessions).
+Migration 11: ``calibrations`` (a patient's walk-ratio calibration, ``kinetic calibrate``).
 
 :data:`DASHBOARD_MIGRATIONS` (log ``dashboard_migrations``): the research exports' de-identification
 tables. ``research_subjects``: per patient a random research label (never derived from the pseudonym),
@@ -241,6 +242,18 @@ MIGRATIONS: tuple[str, ...] = (
     # every cookie signed before (copies included) stops working at once.
     """
     ALTER TABLE accounts ADD COLUMN session_epoch INTEGER NOT NULL DEFAULT 0
+    """,
+    # 11: a patient's walk-ratio calibration (storage/calibrations.py; processing/analytics/walk_ratio.py): step
+    # length / cadence from a calibration walk over a known distance (``kinetic calibrate``) or from the height;
+    # the detector's stride length without an IMU. One row per patient, the latest.
+    """
+    CREATE TABLE calibrations (
+        patient TEXT PRIMARY KEY,
+        walk_ratio_m_per_spm DOUBLE PRECISION NOT NULL,
+        source TEXT NOT NULL,
+        detail_json TEXT NOT NULL,
+        updated_us BIGINT NOT NULL
+    )
     """,
 )
 

@@ -239,16 +239,18 @@ def test_limp_symmetric_vs_asymmetric():
     assert [e.evidence["affected_side"] for e in ev] == ["L"] and ev[0].effect_size < 0
 
 
-def test_stride_without_stride_length_needs_cadence_up_and_stride_time_down():
-    both = synthetic_daily(32, seed=9, with_stride_length=False, changes={"stride_time_s": (15, 31, -0.08)})
-    det = CompensationDetector().detect(both)
-    ev = raised(det, "shortened_stride")
-    assert len(ev) == 1 and ev[0].metric == "cadence_steps_per_min" and ev[0].effect_size > 0
-    assert ev[0].evidence["partners"]["stride_time_s"]["current"] < ev[0].evidence["partners"]["stride_time_s"]["baseline"]
-    # cadence alone going up while stride time does not go down is inconsistent: no flag
-    odd = synthetic_daily(32, seed=9, with_stride_length=False)
-    odd.loc[15:, "cadence_steps_per_min"] += 8.0
-    assert raised(CompensationDetector().detect(odd), "shortened_stride") == []
+def test_without_stride_length_slowing_is_watched_and_faster_never_flags():
+    """No IMU, no calibration: walking slower (stride time up = cadence down) is one signal, `slowing`; walking
+    faster (the old rule's `shortened_stride`) raises nothing."""
+    slower = synthetic_daily(32, seed=9, with_stride_length=False, changes={"stride_time_s": (15, 31, +0.08)})
+    det = CompensationDetector().detect(slower)
+    ev = raised(det, "slowing")
+    assert len(ev) == 1 and ev[0].metric == "cadence_steps_per_min" and ev[0].effect_size < 0
+    corr = ev[0].evidence["corroborating"]["stride_time_s"]
+    assert corr["current"] > corr["baseline"] and "partners" not in ev[0].evidence
+    faster = synthetic_daily(32, seed=9, with_stride_length=False, changes={"stride_time_s": (15, 31, -0.08)})
+    assert raised(CompensationDetector().detect(faster), "slowing") == []
+    assert raised(CompensationDetector().detect(faster), "shortened_stride") == []
 
 
 def test_quiet_baseline_is_floored():

@@ -25,12 +25,15 @@ __all__ = ["READER_QUALITY_KEYS", "ZERO_BASED_UNITS", "Calibration", "FootEngine
 
 @dataclass(frozen=True)
 class Calibration:
-    """Stride length from a calibration walk (e.g. a 10-metre walk test) for insoles without an IMU.
+    """Stride length from a calibration walk (e.g. a 10-metre walk test) for insoles without an IMU, per stride.
 
     ``stride_length_m`` and ``stride_time_s`` are the calibration walk's mean
-    stride. Other strides are scaled as ``L = L_cal * (T_cal / T) ** exponent``:
-    with the default exponent 1 the distance covered per unit time of a stride
-    is constant. A coarse model; docs/analytics.md discusses its error.
+    stride. Other strides are scaled as ``L = L_cal * (T_cal / T) ** exponent``.
+    With the default exponent 1 this is the constant walk-ratio model: stride length
+    proportional to cadence (120 / T), i.e. step length / cadence constant for the person
+    (Sekiya & Nagasaki 1998; :mod:`processing.analytics.walk_ratio`, which the detector uses
+    per day from the patient's stored calibration). A slower stride (longer T) is a shorter
+    one; a stride shortened at the same cadence is not seen (that needs the IMU).
     """
 
     stride_length_m: float

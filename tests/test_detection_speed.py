@@ -1,0 +1,117 @@
+"""Issue 19 in the detector: the stride series (shortened stride / slowing, with or without an IMU), walking speed
+as a confounder (matched cadence) and thresholds that scale with a small heel share."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from insole_common import metrics as C
+from insole_common.errors import ValidationError
+from processing.analytics.walk_ratio import WalkRatio
+from processing.detection import CompensationDetector, DetectionSettings
+from tests.test_analytics_moticon import WALKS, walk_figures
+from tests.test_detection import raised, synthetic_daily
+
+
+def _cadence_scaled(daily: pd.DataFrame, first: int, factor: float) -> pd.DataFrame:
+    out = daily.copy()
+    out.loc[first:, "cadence_steps_per_min"] *= factor
+    out["stride_time_s"] = 120.0 / out["cadence_steps_per_min"]
+    return out
+
+
+def test_walk_ratio_model_gives_shortened_stride_without_imu():
+    wr = WalkRatio.from_height(1.75)
+    base = synthetic_daily(34, seed=3, with_stride_length=False)
+    det = CompensationDetector().detect(_cadence_scaled(base, 15, 0.95), walk_ratio=wr)
+    ev = raised(det, "shortened_stride")
+    assert len(ev) == 1 and ev[0].metric == "stride_length_m" and ev[0].current < ev[0].baseline
+    assert ev[0].evidence["walk_ratio"]["source"] == "height"
+    assert ev[0].baseline == pytest.approx(2 * wr.m_per_spm * base.loc[:9, "cadence_steps_per_min"].mean(), rel=1e-6)
+    assert "slowing" not in {e.kind for e in det.flags_}  # one signal, watched once
+    # walking 5 % faster is never a shortened stride
+    assert raised(CompensationDetector().detect(_cadence_scaled(base, 15, 1.05), walk_ratio=wr)) == []
+
+
+def test_walk_ratio_from_a_calibration_walk():
+    strides = pd.DataFrame({"side": ["L", "R"] * 6, "heel_strike_s": np.arange(12) * 0.55,
+                            "next_heel_strike_s": np.arange(12) * 0.55 + 1.1, "cadence_steps_per_min": 109.0})
+    wr = WalkRatio.from_walk(strides, distance_m=10.0)
+    assert wr.detail["steps_n"] == 13 and wr.m_per_spm == pytest.approx(10.0 / 13 / 109.0)
+    with pytest.raises(ValidationError):
+        WalkRatio.from_walk(strides, distance_m=100.0)  # a 7.7 m step: not an adult's walk
+    with pytest.raises(ValidationError):
+        WalkRatio.from_height(175.0)  # centimetres
+
+
+def test_imu_stride_length_is_watched_down_only():
+    longer = synthetic_daily(32, seed=4, changes={"stride_length_m": (15, 31, +0.12)})
+    shorter = synthetic_daily(32, seed=4, changes={"stride_length_m": (15, 31, -0.12)})
+    assert raised(CompensationDetector().detect(longer)) == []
+    ev = raised(CompensationDetector().detect(shorter), "shortened_stride")
+    assert ev and ev[0].evidence["stride_length"] == "measured (IMU)"
+
+
+def _slow_lateral(seed: int, shift_fw: float) -> pd.DataFrame:
+    """A patient whose COP is more lateral on slower days (0.002 fw per step/min), with cadence spread in the
+    baseline, who walks 8 steps/min slower from day 15 on (``shift_fw``: a real lateral shift on top)."""
+    rng = np.random.default_rng(seed)
+    daily = synthetic_daily(34, seed=seed)
+    cad = 105.0 + 4.0 * rng.normal(size=len(daily))
+    cad[15:] -= 8.0
+    daily["cadence_steps_per_min"] = cad
+    for side in ("L", "R"):
+        daily[f"cop_ml_mean_fw_{side}"] = 0.02 + 0.002 * (105.0 - cad) + 0.004 * rng.normal(size=len(daily))
+    daily.loc[15:, "cop_ml_mean_fw_L"] += shift_fw
+    return daily
+
+
+def test_slower_walking_is_not_a_lateral_shift_at_matched_cadence():
+    slow = _slow_lateral(21, 0.0)
+    lateral = list(raised(CompensationDetector(speed_adjust=False).detect(slow), "lateral_shift"))
+    assert lateral, "without the adjustment the slower days look like a lateral shift"
+    det = CompensationDetector().detect(slow)
+    assert raised(det, "lateral_shift") == []
+    assert det.baselines_["cop_ml_mean_fw_L"].sd < CompensationDetector(speed_adjust=False).detect(
+        slow).baselines_["cop_ml_mean_fw_L"].sd  # the residual SD is smaller than the raw one
+    # a real one-sided shift while walking slower is still seen, on its side, with the adjustment as evidence
+    ev = raised(CompensationDetector().detect(_slow_lateral(21, 0.03)), "lateral_shift")
+    assert [e.evidence["side"] for e in ev] == ["L"]
+    adj = ev[0].evidence["cadence_adjustment"]
+    assert adj["slope_per_spm"] < 0 and adj["baseline_cadence_spm"] == pytest.approx(105.0, abs=3.0)
+
+
+@pytest.mark.parametrize("share", [0.035, 0.20])
+def test_heel_offload_of_30_percent_is_seen_whatever_the_heel_share(share):
+    """A 30 % heel off-load on one foot, with the day-to-day noise 5 % of the patient's own heel share."""
+    rng = np.random.default_rng(5)
+    daily = synthetic_daily(34, seed=5)
+    for side in ("L", "R"):
+        daily[f"heel_load_fraction_{side}"] = share * (1 + 0.05 * rng.normal(size=len(daily)))
+    daily.loc[15:, "heel_load_fraction_R"] *= 0.70
+    ev = raised(CompensationDetector().detect(daily), "heel_offloading")
+    assert [e.evidence["side"] for e in ev] == ["R"] and ev[0].day <= 21
+    base = CompensationDetector().detect(daily).baselines_["heel_load_fraction_R"]
+    assert base.sd < 0.1 * share  # scaled with the share
+
+
+def test_relative_settings_in_a_deployment_file():
+    s = DetectionSettings.from_mapping({"sd_priors_relative": {"heel_load_fraction": 0.2}, "speed_adjust": False})
+    assert s.sd_priors_relative["heel_load_fraction"] == 0.2 and s.speed_adjust is False
+    with pytest.raises(ValidationError):
+        DetectionSettings.from_mapping({"speed_adjust": 1})
+
+
+@pytest.mark.parametrize("walk", sorted(WALKS))
+def test_imu_stride_length_within_5_percent_of_the_moticon_report(walk):
+    """The stride length the IMU series watches (zero-velocity-update integration) against the vendor report's
+    stride lengths of the same strides (../shared/data/moticon-opengo-sample/gait_report_steps.csv)."""
+    f = walk_figures(walk)
+    assert f["sl_det_m"].size >= 2
+    assert abs(f["sl_det_m"].mean() / f["sl_ref_m"].mean() - 1) <= 0.05
+
+
+def test_stride_series_direction_is_the_catalogues():
+    assert C.BY_KEY[C.STRIDE_LENGTH_M].compensation == C.BY_KEY[C.CADENCE_STEPS_PER_MIN].compensation == C.DOWN
