@@ -180,10 +180,18 @@ def assign(args: argparse.Namespace) -> int:
     return 0
 
 
-def set_cohort(args: argparse.Namespace) -> int:
+def _patient_store(args: argparse.Namespace) -> Store | None:
+    """The existing store when it knows ``args.patient``; else None, with the error printed."""
     store = _existing_store(args)
-    if not patient_exists(store, args.patient):
-        print(f"error: unknown patient {args.patient!r}", file=sys.stderr)
+    if patient_exists(store, args.patient):
+        return store
+    print(f"error: unknown patient {args.patient!r}", file=sys.stderr)
+    return None
+
+
+def set_cohort(args: argparse.Namespace) -> int:
+    store = _patient_store(args)
+    if store is None:
         return 1
     deid.set_cohort(store, args.patient, args.cohort)
     print(f"{args.patient} is in cohort {args.cohort!r}")
@@ -192,9 +200,8 @@ def set_cohort(args: argparse.Namespace) -> int:
 
 def set_time_zone(args: argparse.Namespace) -> int:
     """Days and weeks of sessions closed from now on are counted in the zone (stored ones keep their day)."""
-    store = _existing_store(args)
-    if not patient_exists(store, args.patient):
-        print(f"error: unknown patient {args.patient!r}", file=sys.stderr)
+    store = _patient_store(args)
+    if store is None:
         return 1
     try:
         set_patient_time_zone(store, args.patient, args.zone)

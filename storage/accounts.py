@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from storage.dashboard import first_row
+from storage.rows import first_row
 from storage.store import Store
 
 

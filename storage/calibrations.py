@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 from storage.base import StoreBase
+from storage.rows import first_row
 
 
 def save_calibration(store: StoreBase, patient: str, walk_ratio_m_per_spm: float, source: str, detail: dict, *,
@@ -24,10 +25,9 @@ def save_calibration(store: StoreBase, patient: str, walk_ratio_m_per_spm: float
 
 
 def calibration(store: StoreBase, patient: str) -> dict | None:
-    rows = store.query("SELECT walk_ratio_m_per_spm, source, detail_json, updated_us FROM calibrations "
-                       "WHERE patient = ?", (patient,))
-    if rows.empty:
+    r = first_row(store, "SELECT walk_ratio_m_per_spm, source, detail_json, updated_us FROM calibrations "
+                  "WHERE patient = ?", (patient,))
+    if r is None:
         return None
-    r = rows.iloc[0]
     return {"walk_ratio_m_per_spm": float(r["walk_ratio_m_per_spm"]), "source": str(r["source"]),
             "detail": json.loads(r["detail_json"]), "updated_us": int(r["updated_us"])}

@@ -10,6 +10,7 @@ import json
 
 import pandas as pd
 
+from storage.rows import first_row
 from storage.store import Store
 
 
@@ -20,12 +21,6 @@ def _int(x) -> int:
 
 def _int_or_none(x) -> int | None:
     return None if x is None or pd.isna(x) else int(x)
-
-
-def first_row(store: Store, sql: str, params: tuple) -> dict | None:
-    """The first row of a query as a dict of column -> value, or None when it has none."""
-    rows = store.query(sql, params)
-    return None if rows.empty else rows.iloc[0].to_dict()
 
 
 # session summaries -------------------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from storage.rows import first_row
 from storage.store import Store
 
 _FLAG_COLS = ("id", "kind", "metric", "state", "day", "baseline", "current", "threshold", "effect_size", "days_n",
@@ -116,12 +117,9 @@ def baselines(store: Store, patient: str) -> dict[str, dict]:
 
 def reference_period(store: Store, patient: str) -> dict | None:
     """The therapist's reference period of the patient, or None (module docstring)."""
-    ref = store.query("SELECT start_day, end_day, set_by FROM baselines WHERE patient = ? AND source = 'therapist' "
-                      "ORDER BY updated_us DESC LIMIT 1", (patient,))
-    if ref.empty:
-        return None
-    r = ref.iloc[0]
-    return {"start_day": r["start_day"], "end_day": r["end_day"], "set_by": _clean(r["set_by"])}
+    r = first_row(store, "SELECT start_day, end_day, set_by FROM baselines WHERE patient = ? AND source = 'therapist' "
+                  "ORDER BY updated_us DESC LIMIT 1", (patient,))
+    return None if r is None else {"start_day": r["start_day"], "end_day": r["end_day"], "set_by": _clean(r["set_by"])}
 
 
 def _insert(execute, table: str, row: dict) -> None:
