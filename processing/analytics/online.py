@@ -57,11 +57,17 @@ _NONE = np.empty(0, dtype=np.intp)
 class OnlineStride(NamedTuple):
     """One provisional stride; times in seconds on the caller's time base (t0_s + sample / rate)."""
 
+    #: the heel strike that starts the stride
     heel_strike_s: float
+    #: the same foot's toe off (end of stance)
     toe_off_s: float
+    #: the same foot's next heel strike (end of the stride)
     next_heel_strike_s: float
+    #: next_heel_strike_s - heel_strike_s
     stride_time_s: float
+    #: toe_off_s - heel_strike_s
     stance_time_s: float
+    #: next_heel_strike_s - toe_off_s
     swing_time_s: float
 
 
