@@ -71,7 +71,8 @@ class Collector:
         self.sources = sources
         self.mqtt = mqtt
         self.outbox = Outbox(config.outbox_path, budget_bytes=config.outbox_budget_bytes)
-        self.client_id = client_id or f"collector-{config.patient}"
+        # the account's name when there is one: the shipped secure broker binds client ids to accounts
+        self.client_id = client_id or mqtt.username or f"collector-{config.patient}"
         will = (topics.collector_status_topic(config.patient), CollectorStatus(online=False).to_json(), 1, True)
         self.client = make_client(mqtt, client_id=self.client_id, clean_session=True, will=will)
         self.publisher = OutboxPublisher(self.outbox, self.client)

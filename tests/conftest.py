@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from insole_common import topics
 from transport.mqtt import MqttSettings, broker_reachable
 
 #: this run's topic root (insole_common.topics.root reads it)
@@ -73,3 +74,8 @@ def shared_data() -> Path:
 def default_topic_root(monkeypatch) -> None:
     """The contract's own root ``kc/v1`` for one test (tests of the wire contract itself)."""
     monkeypatch.delenv("KINETIC_TOPIC_ROOT", raising=False)
+
+
+def root_in_use() -> str:
+    """The topic root the topic functions use now (read from a topic they build)."""
+    return topics.raw_topic("p", "L").rsplit("/", 4)[0]
