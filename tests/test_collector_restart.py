@@ -30,13 +30,14 @@ pytestmark = pytest.mark.services
 SETTLE_MS = 10
 
 
-def start_collect(tmp_path, patient: str, mqtt_url: str, log_name: str) -> subprocess.Popen:
+def start_collect(tmp_path, patient: str, mqtt_url: str, log_name: str, *, outbox=None,
+                  extra: tuple[str, ...] | list[str] = ()) -> subprocess.Popen:
     env = dict(os.environ, KINETIC_COLLECTOR_CONFIG=str(tmp_path / "collector.toml"), KINETIC_MQTT_URL=mqtt_url,
-               KINETIC_OUTBOX_PATH=str(tmp_path / "outbox.sqlite"), KINETIC_PATIENT=patient,
+               KINETIC_OUTBOX_PATH=str(outbox or tmp_path / "outbox.sqlite"), KINETIC_PATIENT=patient,
                KINETIC_INSOLE_L="F0:4B:43:00:00:01", KINETIC_INSOLE_R="F0:4B:43:00:00:02", PYTHONUNBUFFERED="1")
     return subprocess.Popen(
         [sys.executable, "-m", "kinetic", "collect", "--emulate-insoles", "--emulate-log", str(tmp_path / "sent.jsonl"),
-         "--status-interval-s", "0.5"],
+         "--status-interval-s", "0.5", *extra],
         env=env, stdout=open(tmp_path / f"{log_name}.out", "w"), stderr=open(tmp_path / f"{log_name}.err", "w"),
     )
 
