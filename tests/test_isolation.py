@@ -13,6 +13,7 @@ import pytest
 import processing.sessions as sessions_mod
 from insole_common import topics
 from insole_common.codec import Batch, PressureUnit, encode_batch
+from kinetic.cli import main as cli_main
 from processing.service import ProcessingService
 from simulator import SimulationParams, simulate
 from storage.archive import RawArchive
@@ -193,3 +194,21 @@ def test_rejections_are_counted_by_reason_logged_sparingly_and_exposed(tmp_path,
     assert "kinetic_processing_frames_stored_total 50.0" in text
     assert "# TYPE kinetic_processing_inbox_depth gauge" in text
 
+
+
+def test_a_provisioned_device_is_refused_on_another_patients_topic(tmp_path, mqtt_settings, patient_id) -> None:
+    """``kinetic provision device`` records an insole for its patient before it ever sends: then even the first
+    batch with its id on another patient's topic is refused, and only ``--reassign`` moves it."""
+    owner, other, device = f"{patient_id}-o", f"{patient_id}-x", f"{patient_id}-dev"
+    db = str(tmp_path / "kc.sqlite")
+    assert cli_main(["provision", "device", device, "--pseudonym", owner, "--side", "L", "--db", db]) == 0
+    assert cli_main(["provision", "device", device, "--pseudonym", other, "--side", "L", "--db", db]) == 1
+    store = SQLiteStore(db)
+    service = ProcessingService(store, analyze_on_close=False, live_strides=False)
+    with running_service(service, mqtt_settings, name="test-provisioned"):
+        publish(mqtt_settings, [(topics.raw_topic(other, "L"), one_batch(device, 0, START_US)),
+                                (topics.raw_topic(owner, "L"), one_batch(device, 0, START_US))])
+        assert wait_for(lambda: service.stats.messages_n == 2, 10)
+    assert service.stats.rejected == {"foreign_device": 1} and stored_seqs(store, device) == list(range(50))
+    assert cli_main(["provision", "device", device, "--pseudonym", other, "--side", "R", "--db", db, "--reassign"]) == 0
+    assert store.device_owner(device) == other
