@@ -309,14 +309,14 @@ def cmd_service(args) -> int:
 
 
 def cmd_device(args) -> int:
+    """Record (or, with --reassign, move) an insole's owner; exit 1 when it belongs to someone else."""
+    store = open_store(args)
+    store.migrate()
     try:
-        check_patient(args.pseudonym)
-        store = open_store(args)
-        store.migrate()
-        store.assign_device(args.device_id, args.pseudonym, args.side, time_us=time.time_ns() // 1000,
+        store.assign_device(args.device_id, check_patient(args.pseudonym), args.side, time_us=time.time_ns() // 1000,
                             reassign=args.reassign)
+        message, code = f"device {args.device_id} ({args.side}) belongs to {args.pseudonym}", 0
     except InsoleError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"device {args.device_id} ({args.side}) belongs to {args.pseudonym}")
-    return 0
+        message, code = f"error: {exc}", 1
+    print(message, file=sys.stderr if code else sys.stdout)
+    return code

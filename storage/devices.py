@@ -23,15 +23,6 @@ class DeviceOwnerError(InsoleError):
     reason = "foreign_device"
 
 
-@dataclass(frozen=True)
-class DeviceRow:
-    """One row of ``devices``."""
-
-    device_id: str
-    patient: str
-    side: str
-
-
 class Devices(StoreBase):
     """The store's device ownership (a mixin of :class:`storage.store.Store`)."""
 
@@ -79,3 +70,12 @@ class Devices(StoreBase):
         if row[0] != patient:
             raise DeviceOwnerError(f"device {device_id!r} belongs to another patient, not to {patient!r}")
         self._known_devices[device_id] = patient
+
+
+@dataclass(frozen=True)
+class DeviceRow:
+    """One row of ``devices`` (:meth:`Devices.patient_devices`)."""
+
+    device_id: str
+    patient: str
+    side: str

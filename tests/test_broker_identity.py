@@ -4,8 +4,6 @@ whatever client id they send; and the project's own clients use their account's 
 
 from __future__ import annotations
 
-import secrets
-import subprocess
 import threading
 import time
 
@@ -13,25 +11,13 @@ import pytest
 
 from collector.service import Collector, CollectorConfig
 from insole_common import topics
-from tests.conftest import root_in_use
-from tests.test_broker_security import DEPLOY, make_certs, start_secure_mosquitto
+from tests.test_broker_security import shipped_broker
 from transport.mqtt import MqttSettings, connect, make_client
 
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory):
-    work = tmp_path_factory.mktemp("identity-broker")
-    make_certs(work)
-    accounts = {name: secrets.token_urlsafe(16) for name in ("patient-a", "patient-b", "kinetic-processing")}
-    passwd = work / "passwd"
-    passwd.touch()
-    for user, password in accounts.items():
-        subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, password], check=True, capture_output=True)
-    (work / "acl").write_text((DEPLOY / "mosquitto" / "acl").read_text().replace(" kc/v1/", f" {root_in_use()}/"))
-    proc, tls = start_secure_mosquitto(work)
-    yield tls, accounts
-    proc.terminate()
-    proc.wait(5)
+    yield from shipped_broker(tmp_path_factory.mktemp("identity-broker"), ("patient-a", "patient-b", "kinetic-processing"))
 
 
 def as_account(broker, user: str) -> MqttSettings:

@@ -52,22 +52,26 @@ def make_certs(work: Path) -> None:
                    capture_output=True)
 
 
-@pytest.fixture(scope="module")
-def secure_broker(tmp_path_factory):
-    work = tmp_path_factory.mktemp("secure-broker")
+def shipped_broker(work: Path, users: tuple[str, ...]):
+    """The shipped secure broker (rules under this test run's topic root, tests/conftest.py) with ``users``, each
+    with a random password. Yields the TLS settings and the passwords."""
     make_certs(work)
-    accounts = {"patient-a": secrets.token_urlsafe(16), "patient-b": secrets.token_urlsafe(16),
-                "kinetic-processing": secrets.token_urlsafe(16), "kinetic-dashboard": secrets.token_urlsafe(16)}
+    accounts = {user: secrets.token_urlsafe(16) for user in users}
     passwd = work / "passwd"
     passwd.touch()
     for user, password in accounts.items():
         subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, password], check=True, capture_output=True)
-    # the shipped rules, under this test run's topic root (tests/conftest.py)
     (work / "acl").write_text((DEPLOY / "mosquitto" / "acl").read_text().replace(" kc/v1/", f" {root_in_use()}/"))
     proc, tls = start_secure_mosquitto(work)
     yield tls, accounts
     proc.terminate()
     proc.wait(5)
+
+
+@pytest.fixture(scope="module")
+def secure_broker(tmp_path_factory):
+    yield from shipped_broker(tmp_path_factory.mktemp("secure-broker"),
+                              ("patient-a", "patient-b", "kinetic-processing", "kinetic-dashboard"))
 
 
 def client_as(tls: MqttSettings, user: str | None, password: str | None):
