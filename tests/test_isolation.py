@@ -88,6 +88,9 @@ def test_another_patient_cannot_displace_a_devices_frames(tmp_path, mqtt_setting
     owners = store.query("SELECT s.patient FROM raw_batches r JOIN sessions s ON s.session_id = r.session_id "
                          "WHERE r.device_id = ? GROUP BY s.patient", (device,))["patient"].tolist()
     assert owners == [b] and store.device_owner(device) == b
+    print(f"\nspoofing: {len(stored_seqs(store, device))} of 1500 of B's frames stored, "
+          f"{service.stats.frames_duplicate_n} dropped as duplicates, {service.stats.rejected['foreign_device']} of 20 "
+          "fakes refused")
     audit = store.query("SELECT reason, COUNT(*) AS n FROM rejections GROUP BY reason")
     assert dict(zip(audit["reason"], audit["n"], strict=True)) == {"foreign_device": 20}
 
@@ -109,6 +112,7 @@ def test_a_sequence_jump_the_clock_cannot_explain_is_refused(tmp_path, mqtt_sett
     assert service.stats.rejected == {"sequence_jump": 1, "implausible_value": 1}
     strides_n, summary = summary_of(store, "s-jump")
     assert strides_n > 20 and "session_too_long" not in summary
+    print(f"\nsequence 10**12 and 2**63-50: refused {dict(service.stats.rejected)}; the session has {strides_n} strides")
     assert max(stored_seqs(store, device)) < 10**6
 
 
@@ -133,6 +137,8 @@ def test_a_second_device_in_a_session_is_set_apart_not_mixed_in(tmp_path, mqtt_s
         assert wait_for(lambda: service.stats.batches_n == len(mine) * 2 + 3, 10)  # still serving
     strides_n, summary = summary_of(store, "s-mixed")
     assert strides_n > 20 and "extra_devices" in summary and f"{patient_id}-spare" in summary
+    print(f"\nsecond device (10**12, 8 channels): s-mixed {strides_n} strides, the other patient's session "
+          f"{summary_of(store, 's-other')[0]}; {service.stats.sessions_closed_n} sessions closed, service serving")
     assert summary_of(store, "s-other")[0] > 20
     files = sorted(p.name for p in (tmp_path / "archive").rglob("s-mixed_*.parquet"))
     assert files == ["s-mixed_L.1.parquet", "s-mixed_L.parquet", "s-mixed_R.1.parquet", "s-mixed_R.parquet"]
