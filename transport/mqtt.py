@@ -45,6 +45,10 @@ DEFAULT_URL = "mqtt://127.0.0.1:1883"
 RECONNECT_FIRST_S = 0.25
 #: the bound doubles per failed attempt up to this cap (reset by a successful connection)
 RECONNECT_CAP_S = 1.0
+#: a QoS 1 publication unacknowledged this long on a live connection drops the connection, so that paho sends
+#: it again (DUP) after reconnecting: MQTT 3.1.1 retransmits only then, and a broker may swallow a PUBLISH
+#: it could not store (NATS does when a JetStream write times out during a leader election)
+PUBACK_TIMEOUT_S = 10.0
 
 
 class MqttError(InsoleError):
@@ -124,6 +128,7 @@ class _FailoverClient(paho.Client):
     """
 
     addresses: tuple[tuple[str, int], ...] = ()
+    puback_timeout_s = PUBACK_TIMEOUT_S
     backoff_first_s = RECONNECT_FIRST_S
     backoff_cap_s = RECONNECT_CAP_S
     _address_i = 0
@@ -159,6 +164,22 @@ class _FailoverClient(paho.Client):
         deadline = time.monotonic() + random.uniform(0.0, bound_s)  # noqa: S311 - jitter, not cryptography
         while not self._stopped() and time.monotonic() < deadline:
             time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+
+    def loop_misc(self) -> paho.MQTTErrorCode:
+        rc = super().loop_misc()
+        if rc != paho.MQTTErrorCode.MQTT_ERR_SUCCESS or not self._publish_stalled():
+            return rc
+        self._easy_log(paho.MQTT_LOG_WARNING, "no PUBACK within %.0f s: reconnecting to send again", self.puback_timeout_s)
+        self._sock_close()  # as paho does when a PINGRESP is missing; the loop then reconnects
+        self._state = type(self._state).MQTT_CS_CONNECTION_LOST
+        self._do_on_disconnect(packet_from_broker=False, v1_rc=paho.MQTTErrorCode.MQTT_ERR_KEEPALIVE)
+        return paho.MQTTErrorCode.MQTT_ERR_CONN_LOST
+
+    def _publish_stalled(self) -> bool:
+        oldest = time.monotonic() - self.puback_timeout_s
+        with self._out_message_mutex:
+            return any(m.qos == 1 and m.state == paho.mqtt_ms_wait_for_puback and 0 < m.timestamp < oldest
+                       for m in self._out_messages.values())
 
     def _stopped(self) -> bool:
         """disconnect() or loop_stop() was called: stop waiting (as paho's own wait does)."""
