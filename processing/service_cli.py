@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--archive", default=os.environ.get("KINETIC_ARCHIVE", "kinetic-archive"),
                    help="raw session archive folder, Parquet partitioned by patient and day "
                    "(env KINETIC_ARCHIVE; default: %(default)s)")
-    p.add_argument("--mqtt-url", default=None, help="broker URL (env KINETIC_MQTT_URL; default mqtt://127.0.0.1:1883)")
+    p.add_argument("--mqtt-url", default=None, help="broker URL, or several comma-separated (a cluster's nodes: failover "
+                   "between them) (env KINETIC_MQTT_URL; default mqtt://127.0.0.1:1883)")
     p.add_argument("--worker", default="0/1", metavar="I/N",
                    help=f"this worker's index and the number of workers; the {N_PARTITIONS} topic partitions are "
                    "split among workers (default: %(default)s)")
