@@ -29,9 +29,6 @@ if TYPE_CHECKING:
     from paho.mqtt.client import CallbackOnConnect_v2
 
 log = logging.getLogger(__name__)
-#: the longest wait between two attempts to reach the broker again (s; paho takes whole seconds): back within about
-#: a second of the broker's return. (A capped back-off with jitter for every client comes with transport/mqtt.py.)
-RECONNECT_MAX_S = 1
 try:
     #: what the collector reports as its software in its status messages (pyproject.toml is the version's one source)
     SOFTWARE = f"kinetic-chain-collector/{version('kinetic-chain')}"
@@ -87,7 +84,6 @@ class Collector:
         self.client_id = client_id or mqtt.username or f"collector-{config.patient}"
         will = (topics.collector_status_topic(config.patient), CollectorStatus(online=False).to_json(), 1, True)
         self.client = make_client(mqtt, client_id=self.client_id, clean_session=True, will=will)
-        self.client.reconnect_delay_set(min_delay=1, max_delay=RECONNECT_MAX_S)
         self.publisher = OutboxPublisher(self.outbox, self.client)
         self._sides = {s.side: SideState() for s in sources}
         self._journal_heads: dict[str, DeviceFrames] = {}  # side -> the notification its journal records refer to
