@@ -62,6 +62,9 @@ COMMANDS = {
         _arg("--config", type=Path, help="config file (default ~/.config/kinetic/collector.toml)"),
         _arg("--status-interval-s", type=float, default=2.0, help="status line / MQTT status period (default 2)"),
         _arg("--duration-s", type=float, default=None, help="stop after this many seconds (default: run until stopped)"),
+        _arg("--metrics-port", type=int, default=None,
+             help="serve the collector's counters (frames, published, outbox depth, storage_full, dropped) in the "
+             "Prometheus text format on http://127.0.0.1:PORT/metrics (default: off)"),
     )),
 }
 
@@ -213,7 +216,8 @@ def cmd_collect(args) -> int:
         ]
         collector = Collector(
             CollectorConfig(patient=settings.patient, outbox_path=settings.outbox_path,
-                            outbox_budget_bytes=settings.outbox_budget_bytes, status_interval_s=args.status_interval_s),
+                            outbox_budget_bytes=settings.outbox_budget_bytes, status_interval_s=args.status_interval_s,
+                            metrics_port=args.metrics_port),
             sources, MqttSettings.from_env(),
         )
         stop = asyncio.Event()

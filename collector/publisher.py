@@ -15,6 +15,7 @@ import time
 import paho.mqtt.client as paho
 
 from storage.outbox import Outbox
+from storage.spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 class OutboxPublisher:
     """Publishes outbox rows through a connected paho client, ``window`` in flight at a time."""
 
-    def __init__(self, outbox: Outbox, client: paho.Client, *, window: int = 40) -> None:
+    def __init__(self, outbox: Outbox | Spool, client: paho.Client, *, window: int = 40) -> None:
         self.outbox = outbox
         self.client = client
         self.window = window

@@ -13,13 +13,16 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from collector.batching import SideState, cut_batches, pending_batch, same_format
+from collector.batching import SideState, cut_batches, make_batch, same_format
+from collector.metrics import collector_metrics
 from collector.publisher import OutboxPublisher
+from collector.recovery import batches_from_journal, continuation_record, full_record
 from collector.sources.base import DeviceFrames, InsoleSource
 from insole_common import topics
-from insole_common.codec import Side, encode_batch
+from insole_common.codec import Side, decode_batch, encode_batch
 from insole_common.messages import CollectorStatus, InsoleStatus, SessionMessage
-from storage.outbox import Outbox, OutboxFullError
+from storage.health import Metric, MetricsServer, WarningLimiter
+from storage.spool import OutboxFullError, Spool
 from transport.mqtt import MqttSettings, make_client
 
 if TYPE_CHECKING:
@@ -43,9 +46,14 @@ class CollectorConfig:
     status_interval_s: float = 5.0
     #: how long a clean shutdown waits for the outbox to drain before leaving it for next time
     drain_timeout_s: float = 10.0
-    #: frames not yet a whole batch are written to disk (staged) at least this often: a crash or SIGKILL
-    #: loses at most the frames decoded in the last stage_interval_s (0 = after every notification)
-    stage_interval_s: float = 0.2
+    #: every notification is appended to the journal at once (a SIGKILL loses at most the one being handled);
+    #: this often the messages not yet acknowledged go to the SQLite outbox and the journal starts afresh
+    checkpoint_interval_s: float = 5.0
+    #: while the disk is full, messages not on disk may take this much memory; past it new ones are dropped
+    memory_budget_bytes: int = 64 * 1024 * 1024
+    #: serve the counters in the Prometheus text format on this port (None: off); see storage.health
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
 
 def new_session_id() -> str:
@@ -70,18 +78,25 @@ class Collector:
         self.config = config
         self.sources = sources
         self.mqtt = mqtt
-        self.outbox = Outbox(config.outbox_path, budget_bytes=config.outbox_budget_bytes)
-        self.client_id = client_id or f"collector-{config.patient}"
+        self.outbox = Spool(config.outbox_path, budget_bytes=config.outbox_budget_bytes,
+                            memory_budget_bytes=config.memory_budget_bytes)
+        # the account's name when there is one: the shipped secure broker binds client ids to accounts
+        self.client_id = client_id or mqtt.username or f"collector-{config.patient}"
         will = (topics.collector_status_topic(config.patient), CollectorStatus(online=False).to_json(), 1, True)
         self.client = make_client(mqtt, client_id=self.client_id, clean_session=True, will=will)
         self.publisher = OutboxPublisher(self.outbox, self.client)
         self._sides = {s.side: SideState() for s in sources}
+        self._journal_heads: dict[str, DeviceFrames] = {}  # side -> the notification its journal records refer to
+        self._checkpoint_at = time.monotonic()
+        #: batches (and session messages) not kept because the outbox was full or the disk full (drop policy)
         self.lost_outbox_full_n = 0
+        self.dropped_frames_n = 0
+        self.warnings = WarningLimiter(log)
         self.session_id: str | None = None
         self._window: dict[str, tuple[float, float | None]] = {}  # side -> (loss fraction, rate Hz) last window
         self._window_counts: dict[str, tuple[int, int, float]] = {}
         #: partial batches a previous run had decoded but not finished (crash / SIGKILL), now in the outbox
-        self.recovered_n = self.outbox.recover_staged()
+        self.recovered_n = self.outbox.recover_staged() + self._recover_journal()
         if self.recovered_n:
             log.warning("recovered %d partial batches decoded before the collector was stopped abruptly", self.recovered_n)
         for s in sources:
@@ -104,6 +119,8 @@ class Collector:
             software=SOFTWARE,
             outbox_batches_n=len(self.outbox),
             outbox_fill_fraction=round(self.outbox.fill_fraction, 4),
+            storage_full=self.outbox.storage_full,
+            dropped_frames_n=self.dropped_frames_n,
         )
         self.client.publish(topics.collector_status_topic(self.config.patient), msg.to_json(), qos=1, retain=True)
 
@@ -133,16 +150,19 @@ class Collector:
                 f" loss {100 * loss:.1f}% bad {st.bad_packets_n}"
             )
         broker = "broker ok" if self.client.is_connected() else "broker unreachable"
-        return " | ".join([*parts, f"outbox {len(self.outbox)} ({100 * self.outbox.fill_fraction:.0f}%)", broker])
+        disk = [f"DISK FULL (dropped {self.dropped_frames_n} frames)"] if self.outbox.storage_full else []
+        return " | ".join([*parts, f"outbox {len(self.outbox)} ({100 * self.outbox.fill_fraction:.0f}%)", broker, *disk])
 
     # data path ---------------------------------------------------------------------------
     def _enqueue(self, topic: str, payload: bytes) -> bool:
+        """A session message: kept, and on disk at once (a checkpoint)."""
         try:
             self.outbox.put(topic, payload)
         except OutboxFullError as exc:
             self.lost_outbox_full_n += 1
-            log.error("%s", exc)
+            self.warnings.warn(exc.reason, "%s", exc)
             return False
+        self.checkpoint()
         self.publisher.notify()
         return True
 
@@ -175,6 +195,7 @@ class Collector:
         period_us = 1e6 / frames.sample_rate_hz
         last_dev_us = frames.device_time_us + int(round((frames.n_frames - 1) * period_us))
         state.aligner.observe(last_dev_us, frames.arrival_time_us)
+        self.outbox.journal_append(self._journal_record(frames))
         if state.pending:
             prev = state.pending[-1]
             contiguous = prev.first_seq + prev.n_frames == frames.first_seq and same_format(prev, frames)
@@ -190,27 +211,57 @@ class Collector:
         self._commit(frames.side, rows)
 
     def _commit(self, side: Side, rows: list[tuple[str, bytes]], *, force: bool = False) -> None:
-        """Store completed batches and stage the unfinished tail, in one outbox transaction."""
-        state = self._sides[side]
-        now = time.monotonic()
-        if not rows and not force and now - state.staged_at < self.config.stage_interval_s:
-            return  # staged again soon: one SQLite transaction per notification costs more CPU than it is worth
-        state.staged_at = now
-        tail = pending_batch(state)
-        staged = None if tail is None else (topics.raw_topic(self.config.patient, side), encode_batch(tail))
-        mark = None
-        if state.pending:
-            last = state.pending[-1]
-            mark = (last.device_id, last.first_seq + last.n_frames - 1, self.clock_us())
-        elif state.last_seq is not None and state.device_id is not None:
-            mark = (state.device_id, state.last_seq, self.clock_us())
-        try:
-            self.outbox.commit(rows, stage_key=side, staged=staged, seq_mark=mark)
-        except OutboxFullError as exc:
-            self.lost_outbox_full_n += len(rows)
-            log.error("%s", exc)
+        """Keep completed batches (published from memory; on disk at the next checkpoint, their frames in the
+        journal until then)."""
+        for topic, payload in rows:
+            try:
+                self.outbox.put(topic, payload)
+            except OutboxFullError as exc:
+                self.lost_outbox_full_n += 1
+                self.dropped_frames_n += decode_batch(payload).n_frames
+                self.warnings.warn(exc.reason, "%s", exc)
         if rows:
             self.publisher.notify()
+        if force or time.monotonic() - self._checkpoint_at >= self.config.checkpoint_interval_s:
+            self.checkpoint()
+
+    def checkpoint(self) -> bool:
+        """Messages not yet acknowledged to the SQLite outbox, the journal started afresh with the frames not yet in
+        a whole batch (:meth:`storage.spool.Spool.checkpoint`); False when the disk refused (retried next time)."""
+        self._checkpoint_at = time.monotonic()
+        bodies, marks = self._pending_records(), []
+        for state in self._sides.values():
+            if state.pending:
+                last = state.pending[-1]
+                marks.append((last.device_id, last.first_seq + last.n_frames - 1, self.clock_us()))
+            elif state.last_seq is not None and state.device_id is not None:
+                marks.append((state.device_id, state.last_seq, self.clock_us()))
+        return self.outbox.checkpoint(bodies, marks)
+
+    def _journal_record(self, frames: DeviceFrames) -> bytes:
+        """The journal record of one notification (:mod:`collector.recovery`): whole the first time after a
+        checkpoint or a change of device or format, else only its counts."""
+        head = self._journal_heads.get(frames.side)
+        if head is not None and same_format(head, frames):
+            return continuation_record(frames)
+        self._journal_heads[frames.side] = frames
+        state = self._sides[frames.side]
+        return full_record(make_batch(state, frames, frames.first_seq, frames.device_time_us, frames.pressure_raw,
+                                      frames.imu_raw))
+
+    def _recover_journal(self) -> int:
+        """Batches of the frames a previous run had journaled after its last checkpoint (it was killed): into the
+        outbox and on disk before anything new. Some may have been delivered already; the processing service
+        keeps each frame once."""
+        batches = batches_from_journal(self.outbox.journal_records(), self.config.frames_per_batch)
+        marks: dict[str, tuple[str, int, int]] = {}
+        for b in batches:
+            self.outbox.put(topics.raw_topic(self.config.patient, b.side), encode_batch(b))
+            if b.last_seq > marks.get(b.device_id, ("", -1, 0))[1]:
+                marks[b.device_id] = (b.device_id, b.last_seq, b.collector_time_us)
+        if batches or self.outbox.journal_records():
+            self.outbox.checkpoint([], list(marks.values()))
+        return len(batches)
 
     def _flush(self, side: Side, *, only_complete: bool = False) -> list[tuple[str, bytes]]:
         """Cut the side's pending frames into batches (:func:`collector.batching.cut_batches`), encoded."""
@@ -270,6 +321,8 @@ class Collector:
         while True:
             await asyncio.sleep(self.config.status_interval_s)
             self._update_window()
+            if time.monotonic() - self._checkpoint_at >= self.config.checkpoint_interval_s:
+                self.checkpoint()  # also while no insole sends (and to retry a full disk)
             for s in self.sources:
                 self._publish_insole_status(s)
             self._publish_collector_status(online=True)
@@ -278,6 +331,9 @@ class Collector:
 
     async def run(self, *, session_id: str | None = None, stop: asyncio.Event | None = None, on_status=None) -> None:
         """Record one session until every source ends or ``stop`` is set, then drain and shut down."""
+        metrics = None
+        if self.config.metrics_port is not None:
+            metrics = MetricsServer(self.metrics, port=self.config.metrics_port, host=self.config.metrics_host)
         self.connect()
         self.start_session(session_id)
         pumps = [asyncio.create_task(self._pump(s)) for s in self.sources]
@@ -304,6 +360,8 @@ class Collector:
                 self._publish_insole_status(s)
             self.stop_session()
             await asyncio.to_thread(self.shutdown)
+            if metrics is not None:
+                metrics.close()
 
     def shutdown(self) -> None:
         """Wait (bounded) for the outbox to drain, say goodbye, disconnect."""
@@ -320,5 +378,12 @@ class Collector:
         self.publisher.stop()
         self.client.disconnect()
         self.client.loop_stop()
-        self.outbox.close()
+        self.outbox.close(journal_bodies=self._pending_records())
 
+    def _pending_records(self) -> list[bytes]:
+        self._journal_heads.clear()
+        return [self._journal_record(f) for state in self._sides.values() for f in state.pending]
+
+    def metrics(self) -> list[Metric]:
+        """The collector's counters for its health endpoint (``kinetic collect --metrics-port``)."""
+        return collector_metrics(self)

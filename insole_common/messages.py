@@ -52,6 +52,10 @@ class CollectorStatus(_Message):
     software: str | None = None
     outbox_batches_n: int | None = Field(default=None, ge=0)
     outbox_fill_fraction: float | None = Field(default=None, ge=0.0, le=1.0)
+    #: the gateway's disk refuses writes: recordings are kept in memory (and still sent) until it has room again
+    storage_full: bool | None = None
+    #: frames the collector dropped since it started (its outbox or, with storage_full, its memory was full)
+    dropped_frames_n: int | None = Field(default=None, ge=0)
 
 
 class InsoleStatus(_Message):

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from insole_common import topics
 from insole_common.errors import InsoleError
 
 #: the ACL rules that give each collector (username = pseudonym) its own patient's topics; the
@@ -25,6 +26,14 @@ PATIENT_ACL_RULES = (
     "pattern write kc/v1/+/%u/status/#",
     "pattern read kc/v1/+/%u/control",
 )
+
+
+def patient_acl_rules(root: str | None = None) -> tuple[str, ...]:
+    """:data:`PATIENT_ACL_RULES` under the topic root in use (``KINETIC_TOPIC_ROOT``, e.g. a staging system's)."""
+    root = root or topics.root()
+    return tuple(rule.replace(f" {topics.DEFAULT_ROOT}/", f" {root}/") for rule in PATIENT_ACL_RULES)
+
+
 #: PBKDF2 iterations of mosquitto_passwd's default sha512-pbkdf2 ($7$); the passwords are 256-bit random
 #: strings, so the (low) count costs a guesser nothing it could use, and keeps the broker's per-connect check cheap
 MOSQUITTO_PBKDF2_ITERATIONS = 101
@@ -89,9 +98,10 @@ def ensure_patient_acl(acl: Path) -> bool:
     """Make sure ``acl`` has the per-patient pattern rules; True when it had to add them."""
     text = acl.read_text() if acl.exists() else ""
     present = {line.strip() for line in text.splitlines()}
-    if all(rule in present for rule in PATIENT_ACL_RULES):
+    rules = patient_acl_rules()
+    if all(rule in present for rule in rules):
         return False
-    missing = [rule for rule in PATIENT_ACL_RULES if rule not in present]
+    missing = [rule for rule in rules if rule not in present]
     # 'pattern' rules apply to every client wherever they stand in the file (unlike 'topic' rules after 'user')
     block = "# collectors (username = pseudonym): their own patient's topics only (kinetic provision)\n"
     acl.parent.mkdir(parents=True, exist_ok=True)

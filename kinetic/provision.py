@@ -6,6 +6,7 @@
     kinetic provision patient  --rotate --pseudonym p-3f9c0a1b2c4d          new broker password, new bundle
     kinetic provision therapist NAME [--display-name "Dr Ada"] [--assign PSEUDONYM ...] [--reset]
     kinetic provision service  kinetic-processing|kinetic-dashboard           broker account of a server service
+    kinetic provision device   kc16-f04b43000001 --pseudonym P --side L [--reassign]   an insole's owner
 
 ``patient`` makes a random pseudonym (``secrets``, never derived from anything about the person),
 a broker account named after it with a random password, in Mosquitto's own password-file format
@@ -228,6 +229,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     sv.add_argument("name", choices=SERVICE_ACCOUNTS)
     sv.set_defaults(func=cmd_service)
 
+    dv = acts.add_parser("device", help="record which patient an insole belongs to (its data is refused elsewhere)")
+    dv.add_argument("device_id", help="the device id the collector reports, e.g. kc16-f04b43000001")
+    dv.add_argument("--pseudonym", required=True, help="the patient it belongs to")
+    dv.add_argument("--side", choices=("L", "R"), required=True, help="the foot it is worn on")
+    dv.add_argument("--reassign", action="store_true", help="move it from the patient it belongs to now")
+    dv.add_argument("--db", default=argparse.SUPPRESS, help="SQLite database (env KINETIC_DB; default kinetic.sqlite)")
+    dv.add_argument("--dsn", default=argparse.SUPPRESS, help="PostgreSQL DSN instead (env KINETIC_DATABASE_URL)")
+    dv.add_argument("--pg-schema", default=argparse.SUPPRESS, help="PostgreSQL schema (default public)")
+    dv.set_defaults(func=cmd_device)
+
 
 def _passwd(args) -> Path:
     if args.passwd:
@@ -295,3 +306,17 @@ def cmd_service(args) -> int:
     print(f"{var}={password}")
     print(_reload_hint())
     return 0
+
+
+def cmd_device(args) -> int:
+    """Record (or, with --reassign, move) an insole's owner; exit 1 when it belongs to someone else."""
+    store = open_store(args)
+    store.migrate()
+    try:
+        store.assign_device(args.device_id, check_patient(args.pseudonym), args.side, time_us=time.time_ns() // 1000,
+                            reassign=args.reassign)
+        message, code = f"device {args.device_id} ({args.side}) belongs to {args.pseudonym}", 0
+    except InsoleError as exc:
+        message, code = f"error: {exc}", 1
+    print(message, file=sys.stderr if code else sys.stdout)
+    return code

@@ -25,7 +25,8 @@ from insole_common import topics
 from insole_common.codec import CRC_SIZE, Batch, PressureUnit, decode_batch, peek_header
 from insole_common.errors import InsoleError
 from insole_common.messages import SessionMessage, parse_message
-from processing.state import ServiceState
+from processing.state import LATE_S, ServiceState
+from storage.devices import DeviceOwnerError
 from storage.store import StoreUnavailableError
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,12 @@ GROUP_COMMIT_N = 512
 
 #: plausible collector times: 2000-01-01 .. 2100-01-01 (us since the Unix epoch)
 TIME_RANGE_US = (946_684_800_000_000, 4_102_444_800_000_000)
+#: one past the highest sequence number the store can keep (its end, first_seq + n_frames, is a signed 64-bit value)
+SEQ_END_MAX = 2**63 - 1
+#: a device's sequence numbers may run ahead of the collector time since its stored frames by this fraction ...
+SEQ_JUMP_RATE_SLACK = 0.05
+#: ... plus this many seconds of frames (clock alignment settling, a batch cut early)
+SEQ_JUMP_SLACK_S = 10.0
 
 
 class Implausible(InsoleError):
@@ -54,6 +61,23 @@ class Mismatch(InsoleError):
 def check_time(time_us: int, name: str) -> None:
     if not TIME_RANGE_US[0] <= time_us < TIME_RANGE_US[1]:
         raise Implausible(f"{name} {time_us} is not a time between 2000 and 2100")
+
+
+def check_seq_jump(tail: Batch, batch: Batch) -> None:
+    """Refuse ``batch`` when its sequence numbers jump further past the device's stored ``tail`` than the collector
+    time between them and the stored sample rate allow (a device counts one frame per sample period; the
+    collector continues a restarted device's numbers by the wall-clock time in between, collector/service.py).
+    One such batch would otherwise stretch the device's frames over an impossible span (``session_too_long``)."""
+    end = tail.first_seq + tail.n_frames
+    if batch.first_seq <= end:
+        return  # in order, or overlapping (duplicates are dropped by the store)
+    end_us = tail.collector_time_us + tail.n_frames * 1e6 / tail.sample_rate_hz
+    elapsed_s = max(0.0, (batch.collector_time_us - end_us) / 1e6)
+    allowed_n = (elapsed_s * (1 + SEQ_JUMP_RATE_SLACK) + SEQ_JUMP_SLACK_S) * tail.sample_rate_hz
+    if batch.first_seq - end > allowed_n:
+        raise Implausible(f"device {batch.device_id}: sequence jumps from {end - 1} to {batch.first_seq} in "
+                          f"{elapsed_s:.1f} s at {tail.sample_rate_hz:g} Hz (at most {allowed_n:.0f} frames)",
+                          reason="sequence_jump")
 
 
 class _RawTopic:
@@ -110,8 +134,8 @@ class IngestMixin(ServiceState):
         except InsoleError as exc:
             self._undo_message(saved)
             self._reject(topic, exc.reason, str(exc), payload, now_us)
-        except Exception as exc:
-            log.exception("internal error on a message on %s", topic)
+        except Exception as exc:  # noqa: BLE001 - logged (with its traceback, rate-limited), counted, rejected
+            self.warn("internal_error", "internal error on a message on %s", topic, exc_info=True)
             self._undo_message(saved)
             self._reject(topic, "internal_error", f"{type(exc).__name__}: {exc}", payload, now_us)
 
@@ -128,13 +152,21 @@ class IngestMixin(ServiceState):
 
     def _reject(self, topic: str, reason: str, message: str, payload: bytes, now_us: int) -> None:
         self.stats.rejected[reason] += 1
-        log.warning("rejected message on %s (%s): %s", topic, reason, message)
+        self.warn(reason, "rejected message on %s (%s): %s", topic, reason, message)
         self.store.record_rejection(now_us, topic, reason, message, payload)
 
     def _on_batch(self, patient: str, batch: Batch, payload: bytes | None = None) -> None:
-        if batch.last_seq >= 2**63:
+        if batch.last_seq >= SEQ_END_MAX:
             raise Implausible(f"sequence numbers up to {batch.last_seq} exceed the store's signed 64-bit range")
         check_time(batch.collector_time_us, "collector_time_us")
+        tail = self.store.raw_device_tail(batch.device_id)
+        if tail is not None:
+            try:
+                check_seq_jump(tail, batch)
+            except Implausible:
+                if self.store.device_owner(batch.device_id) not in (None, patient):
+                    raise DeviceOwnerError(f"device {batch.device_id!r} belongs to another patient") from None
+                raise
         session_id = self._open.get(patient)
         if session_id is None:  # data without a start message: open an implicit session
             session_id = f"auto-{patient}-{batch.collector_time_us // 1_000_000}"
@@ -148,6 +180,8 @@ class IngestMixin(ServiceState):
         self.stats.frames_accepted_n += result.accepted_frames_n
         self.stats.frames_duplicate_n += result.duplicate_frames_n
         end_us = batch.collector_time_us + int(batch.n_frames * 1e6 / batch.sample_rate_hz)
+        if time.time_ns() // 1000 - end_us > LATE_S * 1e6:
+            self.stats.late_batches_n += 1
         self._last_data_us[session_id] = max(self._last_data_us.get(session_id, 0), end_us)
         self._last_seen[session_id] = time.monotonic()
         if self.live_strides and result.accepted_frames_n:
@@ -184,7 +218,8 @@ class IngestMixin(ServiceState):
             return False
         device_id, n = known.device_id, known.n_frames
         end = self._device_end.get(device_id)
-        if end is None or first_seq < end or first_seq + n > 2**63 or not TIME_RANGE_US[0] <= time_us < TIME_RANGE_US[1]:
+        # (a gap or a jump goes through handle(), which checks it against the device's clock)
+        if end is None or first_seq != end or first_seq + n > SEQ_END_MAX or not TIME_RANGE_US[0] <= time_us < TIME_RANGE_US[1]:
             return False
         if not self._pending_msgs:
             self._fast_saved = (*self._save_state(), len(self._outgoing))
@@ -196,6 +231,8 @@ class IngestMixin(ServiceState):
         stats.batches_n += 1
         stats.frames_accepted_n += n
         end_us = time_us + known.duration_us
+        if time.time() * 1e6 - end_us > LATE_S * 1e6:
+            stats.late_batches_n += 1
         if end_us > self._last_data_us.get(session_id, 0):
             self._last_data_us[session_id] = end_us
         self._last_seen[session_id] = time.monotonic()

@@ -102,6 +102,7 @@ class ProcessingService(IngestMixin, LiveStridesMixin, SessionsMixin):
         inbox: deque = deque()
         arrived = threading.Event()
         client = self._subscribed_client(mqtt, client_id, persistent, stop, inbox, arrived)
+        self.inbox_depth = inbox.__len__
         self.live_write_every_s = LIVE_ANNOUNCE_S
         if self.live_strides and self.live_process and self._live_proc is None:
             self._live_clear()
@@ -182,6 +183,8 @@ class ProcessingService(IngestMixin, LiveStridesMixin, SessionsMixin):
                     self.close_idle_sessions()
                 except StoreUnavailableError as exc:
                     log.warning("database unavailable while closing idle sessions: %s", exc)
+                except Exception as exc:  # noqa: BLE001 - never stop serving everyone for one session (counted)
+                    self.warn("session_failed", "closing idle sessions failed: %s: %s", type(exc).__name__, exc)
             if not group:
                 self._when_idle()
                 continue

@@ -13,6 +13,7 @@ import threading
 from insole_common.topics import N_PARTITIONS, partitions_for_worker
 from processing.service import ProcessingService
 from storage.archive import RawArchive
+from storage.health import MetricsServer
 from storage.store import PostgresStore, SQLiteStore
 from transport.mqtt import MqttSettings
 
@@ -34,12 +35,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--archive", default=os.environ.get("KINETIC_ARCHIVE", "kinetic-archive"),
                    help="raw session archive folder, Parquet partitioned by patient and day "
                    "(env KINETIC_ARCHIVE; default: %(default)s)")
-    p.add_argument("--mqtt-url", default=None, help="broker URL (env KINETIC_MQTT_URL; default mqtt://127.0.0.1:1883)")
+    p.add_argument("--mqtt-url", default=None, help="broker URL, or several comma-separated (a cluster's nodes: failover "
+                   "between them) (env KINETIC_MQTT_URL; default mqtt://127.0.0.1:1883)")
     p.add_argument("--worker", default="0/1", metavar="I/N",
                    help=f"this worker's index and the number of workers; the {N_PARTITIONS} topic partitions are "
                    "split among workers (default: %(default)s)")
     p.add_argument("--client-id", default=None,
-                   help="MQTT client id of this worker's persistent session (default: kinetic-processing-I-of-N); "
+                   help="MQTT client id of this worker's persistent session (default: a single worker's broker username, "
+                   "as the shipped secure broker binds client ids to accounts; else kinetic-processing-I-of-N); "
                    "keep it stable across restarts so that queued messages are delivered")
     p.add_argument("--no-live", action="store_true",
                    help="do not publish provisional strides while sessions run (saves CPU; final results are "
@@ -49,6 +52,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "process beside it (one process and one core instead of two)")
     p.add_argument("--inactivity-s", type=float, default=300.0,
                    help="close a session after this many seconds without data (default: %(default)s)")
+    p.add_argument("--metrics-port", type=int, default=int(os.environ.get("KINETIC_METRICS_PORT", "0")) or None,
+                   help="serve the service's counters (stored, rejected by reason, late, inbox depth) in the "
+                   "Prometheus text format on http://HOST:PORT/metrics (env KINETIC_METRICS_PORT; default: off)")
+    p.add_argument("--metrics-host", default=os.environ.get("KINETIC_METRICS_HOST", "127.0.0.1"),
+                   help="address of the metrics endpoint (env KINETIC_METRICS_HOST; default: %(default)s)")
     p.set_defaults(func=_run)
 
 
@@ -79,7 +87,18 @@ def _run(args: argparse.Namespace) -> int:
             print("ready: subscribed, processing", flush=True)
 
     threading.Thread(target=announce, daemon=True).start()
-    service.run(mqtt, client_id=args.client_id or f"kinetic-processing-{index}-of-{count}", stop=stop, ready=ready)
+    metrics = None if args.metrics_port is None else MetricsServer(service.metrics, port=args.metrics_port,
+                                                                    host=args.metrics_host)
+    if metrics is not None:
+        print(f"metrics: http://{args.metrics_host}:{metrics.port}/metrics", flush=True)
+    # one worker: its account's name (the secure broker uses it anyway, use_username_as_clientid); several workers
+    # need an account each there (docs/security.md)
+    client_id = args.client_id or (count == 1 and mqtt.username) or f"kinetic-processing-{index}-of-{count}"
+    try:
+        service.run(mqtt, client_id=client_id, stop=stop, ready=ready)
+    finally:
+        if metrics is not None:
+            metrics.close()
     s = service.stats
     print(f"stopped: {s.batches_n} batches, {s.frames_accepted_n} frames stored, {s.frames_duplicate_n} duplicates "
           f"dropped, {s.rejected_n} messages rejected", flush=True)

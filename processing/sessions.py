@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 #: a session longer than this is not put on one grid (memory); it is flagged instead
 MAX_SESSION_S = 12 * 3600
+_NO_STRIDES = pd.DataFrame(columns=["side", "heel_strike_s"])
 
 
 class SessionsMixin(ServiceState):
@@ -68,23 +69,51 @@ class SessionsMixin(ServiceState):
         # also when a previous attempt closed the session but failed before storing its results
         if ((closed or not finished) and (self.analyze_on_close or self.archive is not None)
                 and (closed or self.store.session(session_id) is not None)):
-            self.finish_session(session_id)
+            self._finish_contained(session_id)
+
+    def _finish_contained(self, session_id: str) -> None:
+        """:meth:`finish_session` in its own savepoint. Any error of the session's data (not the database's) is
+        stored as the session's result (``analysis_failed`` and the error) instead of escaping: the session is
+        closed and has results, so neither the next message nor a restart runs it again, and nobody else's
+        messages or sessions are rolled back with it."""
+        outgoing_n, flags_n = len(self._outgoing), self.stats.flags_n
+        try:
+            with self.store.transaction():
+                self.finish_session(session_id)
+        except StoreUnavailableError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - contained: one session's failure is stored, the service goes on
+            del self._outgoing[outgoing_n:]
+            self.stats.flags_n = flags_n
+            self.stats.sessions_failed_n += 1
+            self.warn("session_failed", "session %s could not be finished: %s: %s", session_id, type(exc).__name__, exc)
+            session = self.store.session(session_id)
+            if session is not None:
+                day = day_of(session.start_us, self.store.patient_time_zone(session.patient))
+                self.store.save_session_results(session_id, session.patient, day, _NO_STRIDES, {
+                    "quality_flags": ["analysis_failed"], "error": f"{type(exc).__name__}: {exc}"[:1000],
+                    "session_start_us": session.start_us})
 
     def close_idle_sessions(self, now_monotonic: float | None = None) -> None:
-        """Close sessions that received nothing for ``inactivity_s``; all or nothing, like a message group."""
+        """Close sessions that received nothing for ``inactivity_s``, each in its own transaction."""
         now = time.monotonic() if now_monotonic is None else now_monotonic
         idle = [sid for sid, seen in self._last_seen.items() if now - seen > self.inactivity_s]
         if not idle:
             return
-        saved = self._save_state()
-        try:
-            with self.store.transaction():
-                for session_id in idle:
+        for session_id in idle:  # each in its own transaction: one session's trouble is not another's
+            saved = self._save_state()
+            try:
+                with self.store.transaction():
                     self.close_session(session_id, self._last_data_us.get(session_id, 0), "inactivity")
-        except StoreUnavailableError:
-            self._restore_state(saved)
-            raise
-        self.flush_outgoing()
+            except StoreUnavailableError:
+                self._restore_state(saved)
+                raise
+            except Exception as exc:  # noqa: BLE001 - not the data's fault (that is stored): left open, not retried
+                self._restore_state(saved)
+                self._last_seen.pop(session_id, None)  # until a restart or new data
+                self.warn("session_failed", "closing session %s failed: %s: %s", session_id, type(exc).__name__, exc)
+                continue
+            self.flush_outgoing()
 
     # analytics ------------------------------------------------------------------------------
     def finish_session(self, session_id: str) -> pd.DataFrame | None:
@@ -108,10 +137,13 @@ class SessionsMixin(ServiceState):
             if recording is None:
                 raise Implausible("the session has no stored frames", reason="no_data")
             strides, summary = run_analytics(recording)
+            ignored = recording.meta.get("ignored_devices")
+            if ignored:
+                summary = dict(summary, ignored_devices=ignored,
+                               quality_flags=[*summary.get("quality_flags", []), "extra_devices"])
         except InsoleError as exc:  # stored, so a session that cannot be analysed is not retried forever
             log.warning("session %s not analysed: %s", session_id, exc)
-            strides, summary = pd.DataFrame(columns=["side", "heel_strike_s"]), {"quality_flags": [exc.reason],
-                                                                                 "error": str(exc)}
+            strides, summary = _NO_STRIDES, {"quality_flags": [exc.reason], "error": str(exc)}
         summary = dict(summary, session_start_us=start_us)
         self.store.save_session_results(session_id, patient, day, strides, summary)
         update_daily_summary(self.store, patient, day)
@@ -132,11 +164,15 @@ def recording_from_batches(batches: list[Batch], *, origin_us: int) -> Recording
     clock drift does not pull left and right apart over a long session.
     """
     feet: dict[Side, FootRecording] = {}
+    ignored: dict[str, int] = {}
     for side in ("L", "R"):
-        mine = sorted((b for b in batches if b.side == side), key=lambda b: b.first_seq)
+        mine = primary_device_batches([b for b in batches if b.side == side], ignored)
         if not mine:
             continue
         head = mine[0]
+        if any(_format(b) != _format(head) for b in mine):
+            raise Implausible(f"the {side} insole {head.device_id} changed its channel count, layout, unit or rate "
+                              "within the session; it is not analysed in one piece", reason="mixed_layouts")
         lo, hi = head.first_seq, max(b.last_seq for b in mine) + 1
         n = hi - lo
         if n > MAX_SESSION_S * head.sample_rate_hz:
@@ -175,7 +211,26 @@ def recording_from_batches(batches: list[Batch], *, origin_us: int) -> Recording
         )
     if not feet:
         return None
-    return Recording(feet=feet, source_format="kinetic-stream", meta={"origin_us": origin_us})
+    return Recording(feet=feet, source_format="kinetic-stream", meta={"origin_us": origin_us, "ignored_devices": ignored})
+
+
+def primary_device_batches(batches: list[Batch], ignored: dict[str, int] | None = None) -> list[Batch]:
+    """Of one side's batches, those of the device with the most frames (the insole worn), by sequence number. A
+    second device on the same side (a spare insole, or a stray batch) is analysed separately from it or not at
+    all, never mixed into its grid; ``ignored`` gets each other device's frame count."""
+    frames_n: dict[str, int] = {}
+    for b in batches:
+        frames_n[b.device_id] = frames_n.get(b.device_id, 0) + b.n_frames
+    if not frames_n:
+        return []
+    primary = max(frames_n, key=lambda d: (frames_n[d], d))
+    if ignored is not None:
+        ignored.update({d: n for d, n in frames_n.items() if d != primary})
+    return sorted((b for b in batches if b.device_id == primary), key=lambda b: b.first_seq)
+
+
+def _format(b: Batch) -> tuple:
+    return (b.n_channels, b.layout_id, b.sample_rate_hz, b.pressure_unit, b.has_imu)
 
 
 def run_analytics(recording: Recording) -> tuple[pd.DataFrame, dict]:

@@ -7,6 +7,7 @@ on it. Everything that must survive a restart is in the store; this is rebuilt f
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,11 +16,16 @@ from typing import TYPE_CHECKING, Any
 from processing.detection_settings import DetectionSettings
 from processing.live import LiveFeet, LiveProcess
 from storage.archive import RawArchive
+from storage.health import Metric, WarningLimiter, by_reason, counter, gauge
 from storage.store import Store
 
 if TYPE_CHECKING:
     from insole_common.messages import FlagMessage, SessionMessage
     from processing.analytics.online import OnlineStride
+
+log = logging.getLogger("processing.service")
+#: a raw batch whose last frame is older than this when it arrives counts as late (ServiceStats.late_batches_n)
+LATE_S = 60.0
 
 
 @dataclass
@@ -32,6 +38,10 @@ class ServiceStats:
     store_retries_n: int = 0
     live_strides_n: int = 0
     flags_n: int = 0
+    #: sessions whose finishing failed on their data (stored as ``analysis_failed``; processing.sessions)
+    sessions_failed_n: int = 0
+    #: raw batches that arrived more than LATE_S after their last frame (an outbox drained after an outage)
+    late_batches_n: int = 0
     rejected: Counter = field(default_factory=Counter)
 
     @property
@@ -57,6 +67,9 @@ class ServiceState:
 
     def _init_state(self) -> None:
         self.stats = ServiceStats()
+        #: rejected input and failed sessions: every one counted by reason, a few logged per minute
+        self.warnings = WarningLimiter(log)
+        self.inbox_depth: Callable[[], int] = lambda: 0  # set by run()
         self._open: dict[str, str] = {}  # patient -> open session id
         #: provisional live analysis, in this process or (from run(), ``live_process``) in a helper process
         self._live_feet = LiveFeet()
@@ -113,3 +126,30 @@ class ServiceState:
         if self._live_proc is not None:
             self._live_proc.clear()
         self._live_keys.clear()
+
+    def warn(self, reason: str, msg: str, *args: object, exc_info: bool = False) -> None:
+        """A rate-limited warning, counted under ``reason`` (``self.warnings``)."""
+        self.warnings.warn(reason, msg, *args, exc_info=exc_info)
+
+    def metrics(self) -> list[Metric]:
+        """The service's counters for the health endpoint (``kinetic process --metrics-port``)."""
+        s, p = self.stats, "kinetic_processing_"
+        return [
+            counter(p + "messages_total", "MQTT messages handled (committed)", s.messages_n),
+            counter(p + "batches_stored_total", "raw batches stored", s.batches_n),
+            counter(p + "frames_stored_total", "raw frames stored (exactly once per device and sequence number)",
+                    s.frames_accepted_n),
+            counter(p + "frames_duplicate_total", "raw frames dropped as already stored", s.frames_duplicate_n),
+            by_reason(p + "rejected_total", "messages rejected, by reason", dict(s.rejected)),
+            by_reason(p + "warnings_total", "warnings raised (rate-limited in the log), by reason",
+                      dict(self.warnings.counts)),
+            counter(p + "late_batches_total", f"raw batches that arrived more than {LATE_S:.0f} s after their data",
+                    s.late_batches_n),
+            counter(p + "sessions_closed_total", "sessions closed", s.sessions_closed_n),
+            counter(p + "sessions_failed_total", "sessions whose analysis failed (stored as analysis_failed)",
+                    s.sessions_failed_n),
+            counter(p + "store_retries_total", "message groups retried because the database was unavailable",
+                    s.store_retries_n),
+            gauge(p + "open_sessions", "sessions open now", len(self._open)),
+            gauge(p + "inbox_depth", "messages received and not yet handled", self.inbox_depth()),
+        ]

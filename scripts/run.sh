@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The two commands of the README:
 #   bash scripts/run.sh demo   -> virtual environment + dependencies, then `kinetic demo`
-#   bash scripts/run.sh test   -> the same, plus the static checks (import layers, ruff, mypy), Mosquitto, PostgreSQL, headless Chromium, compose, systemd-analyze
+#   bash scripts/run.sh test   -> the same, plus the static checks (import layers, ruff, mypy), Mosquitto, PostgreSQL, headless Chromium, compose, systemd-analyze, nats-server
 #                                 (installed with apt-get when absent; the services started when
 #                                 down), then the whole test suite
 # Extra arguments go to `kinetic demo` or to pytest.
@@ -98,6 +98,8 @@ ensure_deploy_tools() {
   # systemd-analyze verify on the collector's unit
   docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || apt_install docker-compose
   command -v systemd-analyze >/dev/null || apt_install systemd
+  # tests/test_nats_cluster.py starts its own three-node NATS cluster (JetStream, MQTT listener)
+  command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || apt_install nats-server
 }
 
 cmd=${1:-}

@@ -92,24 +92,32 @@ class RawArchive:
         return {side: folder / f"{session_id}_{side}.parquet" for side in ("L", "R")}
 
     def write_session(self, patient: str, day: str, session_id: str, batches: list[Batch]) -> list[Path]:
-        """Write (or rewrite, identically) the session's files; returns the paths written."""
+        """Write (or rewrite, identically) the session's files; returns the paths written.
+
+        One file per side holds the side's main device (the one with the most frames). Frames of any other
+        device on that side, or of the same device in another channel count or layout, go to files of their
+        own, ``<session_id>_<side>.<k>.parquet`` (k = 1, 2, ... by decreasing frame count): one file, one
+        format."""
         written = []
         for side, path in self.session_paths(patient, day, session_id).items():
-            mine = sorted((b for b in batches if b.side == side), key=lambda b: b.first_seq)
-            if not mine:
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-            os.close(fd)
-            try:
-                pq.write_table(batches_to_table(session_id, mine), tmp, compression="zstd",
-                               row_group_size=ROW_GROUP_ROWS)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-            written.append(path)
+            groups = _format_groups([b for b in batches if b.side == side])
+            for k, mine in enumerate(groups):
+                target = path if k == 0 else path.with_name(f"{session_id}_{side}.{k}.parquet")
+                self._write_table(target, batches_to_table(session_id, mine))
+                written.append(target)
         return written
+
+    @staticmethod
+    def _write_table(path: Path, table: pa.Table) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        os.close(fd)
+        try:
+            pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     def read(self, *, patient: str | None = None, day: str | None = None, columns: list[str] | None = None):
         """Archived samples as a pandas DataFrame (with ``patient`` and ``day`` columns from the partitions)."""
@@ -123,6 +131,17 @@ class RawArchive:
             cond = ds.field("day") == day
             flt = cond if flt is None else flt & cond
         return dataset.to_table(columns=columns, filter=flt).to_pandas()
+
+
+def _format_groups(batches: list[Batch]) -> list[list[Batch]]:
+    """One side's batches grouped by device and format (channels, layout, unit, rate, IMU), each group by
+    sequence number, the largest group (frames) first."""
+    groups: dict[tuple, list[Batch]] = {}
+    for b in batches:
+        key = (b.device_id, b.n_channels, b.layout_id, b.pressure_unit, b.sample_rate_hz, b.has_imu)
+        groups.setdefault(key, []).append(b)
+    ordered = sorted(groups.items(), key=lambda kv: (-sum(b.n_frames for b in kv[1]), str(kv[0])))
+    return [sorted(g, key=lambda b: b.first_seq) for _key, g in ordered]
 
 
 def archive_metadata(path: str | Path) -> dict[str, str]:

@@ -43,8 +43,8 @@ class StoreBase(abc.ABC):
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        #: devices (and so their patients) known to be stored; forgotten when a transaction rolls back
-        self._known_devices: set[str] = set()
+        #: device -> the patient it was found to belong to (storage.devices); forgotten when a transaction rolls back
+        self._known_devices: dict[str, str] = {}
 
     @abc.abstractmethod
     def migrate(self) -> int:

@@ -166,6 +166,50 @@ class Outbox:
                 "the broker has been unreachable too long, new data is not being kept"
             )
 
+    def max_id(self) -> int:
+        """The highest id the outbox has given (0 when none)."""
+        with self._lock:
+            row = self._db.execute("SELECT MAX(n) FROM (SELECT MAX(id) AS n FROM outbox UNION ALL "
+                                   "SELECT seq AS n FROM sqlite_sequence WHERE name = 'outbox')").fetchone()
+        return int(row[0] or 0)
+
+    def spill(self, rows: list[OutboxItem], delete_ids: list[int], seq_marks: list[tuple[str, int, int]]) -> None:
+        """In one transaction: delete the acknowledged ``delete_ids``, store ``rows`` under their own ids, raise
+        the devices' sequence marks (see :meth:`commit`). Raises sqlite3 errors (e.g. the disk is full) with
+        nothing changed."""
+        now_us = time.time_ns() // 1000
+        with self._lock:
+            db = self._db
+            count, size = self._count, self._bytes
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                for item_id in delete_ids:
+                    gone = db.execute("DELETE FROM outbox WHERE id = ? RETURNING LENGTH(payload) + LENGTH(topic)",
+                                      (item_id,)).fetchone()
+                    if gone is not None:
+                        count, size = count - 1, size - int(gone[0])
+                for r in rows:
+                    if db.execute("INSERT OR IGNORE INTO outbox (id, topic, payload, qos, retain, created_us) "
+                                  "VALUES (?, ?, ?, ?, ?, ?)",
+                                  (r.id, r.topic, r.payload, r.qos, int(r.retain), now_us)).rowcount == 1:
+                        count, size = count + 1, size + len(r.payload) + len(r.topic)
+                db.executemany(
+                    "INSERT INTO device_seq (device_id, last_seq, time_us) VALUES (?, ?, ?) ON CONFLICT(device_id) "
+                    "DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq), time_us = excluded.time_us", seq_marks)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            self._count, self._bytes = count, size
+
+    def peek_range(self, *, after_id: int, before_id: int, limit: int) -> list[OutboxItem]:
+        """The oldest messages with ``after_id < id < before_id``, in order."""
+        with self._lock:
+            rows = self._db.execute("SELECT id, topic, payload, qos, retain FROM outbox WHERE id > ? AND id < ? "
+                                    "ORDER BY id LIMIT ?", (after_id, before_id, limit)).fetchall()
+        return [OutboxItem(r[0], r[1], bytes(r[2]), r[3], bool(r[4])) for r in rows]
+
     def seq_mark(self, device_id: str) -> tuple[int, int] | None:
         """(highest sequence number ever stored or staged for the device, collector time then), or None."""
         with self._lock:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from insole_common.codec import MAX_FRAMES, Batch, decode_batch, encode_batch, split_payloads
-from storage.base import RawOverlapError, StoreBase
+from storage.base import RawOverlapError
+from storage.devices import Devices
 
 
 @dataclass(frozen=True)
@@ -44,23 +45,17 @@ _INSERT_RAW = ("INSERT INTO raw_batches (device_id, first_seq, n_frames, session
                "VALUES (?, ?, ?, ?, ?, ?, ?)")
 
 
-class RawBatches(StoreBase):
+class RawBatches(Devices):
     """The store's raw batches and rejections (a mixin of :class:`storage.store.Store`)."""
 
     def add_raw_batch(self, batch: Batch, patient: str, session_id: str, *, payload: bytes | None = None) -> StoredBatchResult:
         """Keep every frame of ``batch`` not already stored (exactly once per device and seq). ``payload``, when
-        given, is the batch's own wire encoding (stored as is when nothing overlaps)."""
+        given, is the batch's own wire encoding (stored as is when nothing overlaps). Raises
+        :class:`storage.devices.DeviceOwnerError` when the device belongs to another patient."""
         lo, hi = batch.first_seq, batch.first_seq + batch.n_frames
         with self._tx() as ex:
             self._lock_devices(ex, [batch.device_id])
-            if batch.device_id not in self._known_devices:
-                self._ensure_patient(ex, patient, batch.collector_time_us)
-                ex(
-                    "INSERT INTO devices (device_id, patient, side, layout_id, first_seen_us) VALUES (?, ?, ?, ?, ?) "
-                    "ON CONFLICT (device_id) DO NOTHING",
-                    (batch.device_id, patient, batch.side, batch.layout_id, batch.collector_time_us),
-                )
-                self._known_devices.add(batch.device_id)
+            self._claim_device(ex, batch.device_id, patient, batch.side, batch.layout_id, batch.collector_time_us)
             # a stored batch overlapping [lo, hi) starts after lo - MAX_FRAMES: a bounded index range
             overlaps = ex(
                 "SELECT first_seq, first_seq + n_frames FROM raw_batches WHERE device_id = ? AND first_seq > ? "
@@ -126,6 +121,12 @@ class RawBatches(StoreBase):
         """One past the device's highest stored sequence number (None when nothing is stored)."""
         with self._tx() as ex:
             return self._stored_ends(ex, [device_id])[device_id]
+
+    def raw_device_tail(self, device_id: str) -> Batch | None:
+        """The device's stored batch with the highest sequence numbers (None when nothing is stored)."""
+        rows = self._rows("SELECT payload FROM raw_batches WHERE device_id = ? ORDER BY first_seq DESC LIMIT 1",
+                          (device_id,))
+        return decode_batch(split_payloads(rows[0][0])[-1]) if rows else None
 
     def session_batches(self, session_id: str) -> Iterator[Batch]:
         """The session's stored batches, by side then sequence number."""

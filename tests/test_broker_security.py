@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from insole_common import topics
+from tests.conftest import root_in_use
 from transport.mqtt import MqttConnectError, MqttSettings, connect, make_client
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
@@ -51,21 +52,26 @@ def make_certs(work: Path) -> None:
                    capture_output=True)
 
 
-@pytest.fixture(scope="module")
-def secure_broker(tmp_path_factory):
-    work = tmp_path_factory.mktemp("secure-broker")
+def shipped_broker(work: Path, users: tuple[str, ...]):
+    """The shipped secure broker (rules under this test run's topic root, tests/conftest.py) with ``users``, each
+    with a random password. Yields the TLS settings and the passwords."""
     make_certs(work)
-    accounts = {"patient-a": secrets.token_urlsafe(16), "patient-b": secrets.token_urlsafe(16),
-                "kinetic-processing": secrets.token_urlsafe(16), "kinetic-dashboard": secrets.token_urlsafe(16)}
+    accounts = {user: secrets.token_urlsafe(16) for user in users}
     passwd = work / "passwd"
     passwd.touch()
     for user, password in accounts.items():
         subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, password], check=True, capture_output=True)
-    (work / "acl").write_text((DEPLOY / "mosquitto" / "acl").read_text())
+    (work / "acl").write_text((DEPLOY / "mosquitto" / "acl").read_text().replace(" kc/v1/", f" {root_in_use()}/"))
     proc, tls = start_secure_mosquitto(work)
     yield tls, accounts
     proc.terminate()
     proc.wait(5)
+
+
+@pytest.fixture(scope="module")
+def secure_broker(tmp_path_factory):
+    yield from shipped_broker(tmp_path_factory.mktemp("secure-broker"),
+                              ("patient-a", "patient-b", "kinetic-processing", "kinetic-dashboard"))
 
 
 def client_as(tls: MqttSettings, user: str | None, password: str | None):
@@ -107,16 +113,18 @@ def test_a_collector_reaches_only_its_own_patient(secure_broker) -> None:
     tls, acc = secure_broker
     processing = Listener(client_as(tls, "kinetic-processing", acc["kinetic-processing"]),
                           [topics.partition_filters("raw/+")[0], topics.partition_filters("session")[0]])
-    spy = Listener(client_as(tls, "patient-a", acc["patient-a"]),
-                   [topics.control_topic("patient-b"), topics.raw_topic("patient-b", "L"),
-                    topics.control_topic("patient-a")])
-    a = client_as(tls, "patient-a", acc["patient-a"])
-    assert publish_and_settle(a, topics.raw_topic("patient-a", "L"))  # own data: allowed
+    # (one connection per account at a time: the broker uses the username as client id)
     for forbidden in (topics.raw_topic("patient-b", "L"), topics.session_topic("patient-b"),
                       topics.strides_topic("patient-a")):  # another patient's data; a processing-only topic
         intruder = client_as(tls, "patient-a", acc["patient-a"])
         publish_and_settle(intruder, forbidden)  # dropped, or the connection cut: either way denied
+        intruder.disconnect()
         intruder.loop_stop()
+    spy = Listener(client_as(tls, "patient-a", acc["patient-a"]),
+                   [topics.control_topic("patient-b"), topics.raw_topic("patient-b", "L"),
+                    topics.control_topic("patient-a")])
+    a = spy.client
+    assert publish_and_settle(a, topics.raw_topic("patient-a", "L"))  # own data: allowed
     assert processing.got == [topics.raw_topic("patient-a", "L")]
     b = client_as(tls, "patient-b", acc["patient-b"])
     publish_and_settle(b, topics.raw_topic("patient-b", "L"))   # B's own data reaches processing ...
@@ -126,7 +134,7 @@ def test_a_collector_reaches_only_its_own_patient(secure_broker) -> None:
     assert topics.raw_topic("patient-b", "L") in processing.got
     with spy.lock:  # but A saw neither B's data nor B's commands, only its own command
         assert spy.got == [topics.control_topic("patient-a")]
-    for c in (processing.client, spy.client, a, b, dashboard):
+    for c in (processing.client, a, b, dashboard):
         c.disconnect()
         c.loop_stop()
 

@@ -28,6 +28,7 @@ from tests.test_broker_security import DEPLOY, make_certs, start_secure_mosquitt
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = {"mosquitto", "postgres", "processing", "dashboard"}
+NATS_NODES = {"nats-1", "nats-2", "nats-3"}  # profile "cluster" (docs/scale.md)
 SECRETS = {"POSTGRES_PASSWORD": "pg-secret-1", "KINETIC_DASHBOARD_SECRET": "d" * 40,
            "KINETIC_PROCESSING_MQTT_PASSWORD": "proc-secret-1", "KINETIC_DASHBOARD_MQTT_PASSWORD": "dash-secret-1"}
 
@@ -44,11 +45,11 @@ def compose_command() -> list[str]:
                 "(bash scripts/run.sh test does) — not skipping")
 
 
-def compose_config(env_file: Path) -> subprocess.CompletedProcess:
+def compose_config(env_file: Path, *extra: str) -> subprocess.CompletedProcess:
     # a clean environment: variables of the caller's shell would win over the env file
     env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")}
     return subprocess.run([*compose_command(), "--env-file", str(env_file), "-f", str(ROOT / "docker-compose.yml"),
-                           "config"], check=False, capture_output=True, text=True, env=env, cwd=env_file.parent,
+                           *extra, "config"], check=False, capture_output=True, text=True, env=env, cwd=env_file.parent,
                           timeout=60)
 
 
@@ -64,7 +65,7 @@ def config(tmp_path_factory) -> dict:
 
 def test_services_health_checks_and_restart_policies(config):
     services = config["services"]
-    assert set(services) == SERVICES
+    assert set(services) - NATS_NODES == SERVICES  # compose v1 lists the profiles' services too, v2 does not
     for name, service in services.items():
         assert service.get("restart") == "unless-stopped", name
         check = service["healthcheck"]
@@ -75,6 +76,41 @@ def test_services_health_checks_and_restart_policies(config):
         assert {d: v["condition"] for d, v in deps.items()} == {"mosquitto": "service_healthy",
                                                                 "postgres": "service_healthy"}
         assert services[name]["read_only"] is True and services[name]["cap_drop"] == ["ALL"]
+
+
+def test_clustered_broker_profile(tmp_path):
+    """``--profile cluster``: three NATS nodes routed to each other, each with its own configuration and volume,
+    the MQTT listener replicating sessions and messages on all three; the services stay on Mosquitto unless
+    KINETIC_MQTT_URL names the nodes."""
+    env_file = tmp_path / "compose.env"
+    url = "mqtts://nats-1:8883,mqtts://nats-2:8883,mqtts://nats-3:8883"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in {**SECRETS, "KINETIC_SECRETS_DIR": "/srv/kc-secrets",
+                                                           "KINETIC_MQTT_URL": url}.items()))
+    done = compose_config(env_file, "--profile", "cluster")
+    assert done.returncode == 0, done.stderr
+    services = yaml.safe_load(done.stdout)["services"]
+    assert set(services) >= NATS_NODES
+    for name in NATS_NODES:
+        conf = ROOT / "deploy" / "nats" / f"{name}.conf"
+        assert mounts(services[name])["/etc/nats/nats.conf"] == (str(conf), True)
+        text = conf.read_text()
+        others = sorted(NATS_NODES - {name})
+        assert all(f"nats-route://{o}:6222" in text for o in others) and f"server_name: kc-{name}" in text
+        assert "stream_replicas: 3" in text and "consumer_replicas: 3" in text and "tls {" in text
+        assert services[name]["healthcheck"]["retries"] >= 3
+    for name in ("processing", "dashboard"):
+        assert services[name]["environment"]["KINETIC_MQTT_URL"] == url
+    if shutil.which("nats-server") or os.access("/usr/sbin/nats-server", os.X_OK):  # the node files parse
+        conf = (ROOT / "deploy" / "nats" / "nats-1.conf").read_text()
+        (tmp_path / "users.conf").write_text("authorization { users = [{user: a, password: b}] }\n")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out",
+                        "server.crt", "-days", "1", "-subj", "/CN=nats-1"], cwd=tmp_path, check=True, capture_output=True)
+        shutil.copy(tmp_path / "server.crt", tmp_path / "ca.crt")
+        (tmp_path / "n.conf").write_text(conf.replace("/etc/nats/certs/", f"{tmp_path}/")
+                                         .replace("store_dir: /data", f"store_dir: {tmp_path}/js"))
+        checked = subprocess.run([shutil.which("nats-server") or "/usr/sbin/nats-server", "-c", str(tmp_path / "n.conf"),
+                                  "-t"], capture_output=True, text=True, check=False, timeout=30)
+        assert checked.returncode == 0, checked.stderr
 
 
 def mounts(service: dict) -> dict[str, tuple[str, bool]]:

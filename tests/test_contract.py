@@ -8,6 +8,8 @@ import pytest
 from insole_common import layouts, messages, topics
 from insole_common.errors import ControlMessageError, TopicError, ValidationError
 
+pytestmark = pytest.mark.usefixtures("default_topic_root")  # the contract's own topics, kc/v1
+
 
 def test_topics_round_trip_and_partition() -> None:
     t = topics.raw_topic("p-7f3a", "L")

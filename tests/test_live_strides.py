@@ -323,7 +323,7 @@ def test_live_strides_held_back_under_load_are_written_once_and_never_outlive_th
         assert np.diff(live[live["side"] == side]["heel_strike_s"].to_numpy()).min() > 0.4  # once each
     # strides held back when the session closes are dropped with it
     messages2 = [session_message("p-held", "start", "s-held2"),
-                 *walk_messages(walk, "p-held", start_us=START_US + 10 ** 8, seq0=10 ** 6)]
+                 *walk_messages(walk, "p-held", start_us=START_US + 10 ** 8, seq0=10 ** 4)]
     with svc.store.transaction():
         svc.handle_group(messages2)
     assert any(r[0] == "s-held2" for r in svc._live_rows)

@@ -8,6 +8,7 @@ payloads rejected with a reason while the good data around them is kept.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -159,7 +160,8 @@ def test_a_device_counter_restarting_in_the_next_session_loses_nothing(tmp_path,
     device = f"{patient_id}-L"
     clock = [1_800_000_000_000_000]
     for run in range(2):
-        frames = synthetic_frames("L", device, 30, seed=run)  # identical sequence numbers in both runs
+        frames = [replace(f, arrival_time_us=f.arrival_time_us + run * 60_000_000)  # a minute later ...
+                  for f in synthetic_frames("L", device, 30, seed=run)]  # ... with identical sequence numbers
         collector = Collector(CollectorConfig(patient=patient_id, outbox_path=tmp_path / "outbox.sqlite"),
                               [FramesSource("L", device, frames)], mqtt_settings, clock_us=lambda: clock[0])
         asyncio.run(collector.run(session_id=f"run-{run}"))

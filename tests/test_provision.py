@@ -21,10 +21,18 @@ import pytest
 from collector.config import load_settings
 from dashboards.auth import authenticate
 from insole_common import topics
-from kinetic.broker_files import PATIENT_ACL_RULES, ProvisionError, broker_users, ensure_patient_acl, mosquitto_hash
+from kinetic.broker_files import (
+    PATIENT_ACL_RULES,
+    ProvisionError,
+    broker_users,
+    ensure_patient_acl,
+    mosquitto_hash,
+    patient_acl_rules,
+)
 from kinetic.cli import main
 from kinetic.provision import new_pseudonym, provision_patient, provision_service, provision_therapist
 from storage.store import SQLiteStore
+from tests.conftest import root_in_use
 from tests.test_broker_security import (
     DEPLOY,
     Listener,
@@ -47,8 +55,10 @@ def broker(tmp_path_factory):
     work = tmp_path_factory.mktemp("provision-broker")
     make_certs(work)
     # the shipped ACL without its per-patient rules: provisioning must put them back
+    # (the service rules under this test run's topic root, tests/conftest.py)
     (work / "acl").write_text("\n".join(line for line in SHIPPED_ACL.read_text().splitlines()
-                                        if line.strip() not in PATIENT_ACL_RULES) + "\n")
+                                        if line.strip() not in PATIENT_ACL_RULES).replace(" kc/v1/", f" {root_in_use()}/")
+                              + "\n")
     processing_pw = provision_service(passwd=work / "passwd", name="kinetic-processing")
     proc, tls = start_secure_mosquitto(work)
     out = tmp_path_factory.mktemp("gateways")
@@ -96,7 +106,7 @@ def test_bundle_is_what_the_collector_loads(broker):
     assert re.search(rf"^{a.pseudonym}:\$7\$101\$", passwd, re.M) and broker_users(broker["work"] / "passwd") == {
         "kinetic-processing", a.pseudonym, broker["b"].pseudonym}
     # the ACL got the per-patient rules back
-    assert all(rule in (broker["work"] / "acl").read_text().splitlines() for rule in PATIENT_ACL_RULES)
+    assert all(rule in (broker["work"] / "acl").read_text().splitlines() for rule in patient_acl_rules())
 
 
 def test_provisioned_patient_reaches_only_its_own_topics(broker, monkeypatch):
@@ -163,7 +173,7 @@ def test_pseudonyms_are_random_and_secrets_stay_out_of_repositories(tmp_path):
     assert not (tmp_path / "passwd").exists()
 
 
-def test_shipped_acl_already_has_the_patient_rules(tmp_path):
+def test_shipped_acl_already_has_the_patient_rules(tmp_path, default_topic_root):
     shipped_patterns = [line.strip() for line in SHIPPED_ACL.read_text().splitlines() if line.startswith("pattern ")]
     assert shipped_patterns == list(PATIENT_ACL_RULES)
     copy = tmp_path / "acl"

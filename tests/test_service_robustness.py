@@ -40,15 +40,18 @@ def test_out_of_range_numbers_are_rejected_and_the_service_goes_on(tmp_path) -> 
     assert svc.store.query("SELECT COUNT(*) AS n FROM rejections").iloc[0]["n"] == 4
 
 
-def test_a_huge_sequence_jump_is_stored_and_flagged_not_a_crash(tmp_path) -> None:
+def test_a_huge_sequence_jump_is_rejected_not_stored(tmp_path) -> None:
+    # 2**40 frames in an hour at 100 Hz: more than the device's clock allows (issue 21: it used to be stored and
+    # leave the session unanalysed as "session_too_long")
     svc = ProcessingService(SQLiteStore(tmp_path / "kc.sqlite"))
     svc.handle(*session("p2", "start", "s-jump"))
     svc.handle(topics.raw_topic("p2", "L"), batch("p2-L", 0))
     svc.handle(topics.raw_topic("p2", "L"), batch("p2-L", 2**40, time_us=T0_US + 3_600_000_000))
+    svc.handle(topics.raw_topic("p2", "L"), batch("p2-L", 360_000, time_us=T0_US + 3_600_000_000))  # plausible
     svc.handle(*session("p2", "stop", "s-jump", time_us=T0_US + 3_700_000_000))
-    assert svc.stats.rejected_n == 0 and svc.stats.frames_accepted_n == 100
+    assert svc.stats.rejected == {"sequence_jump": 1} and svc.stats.frames_accepted_n == 100
     summary = svc.store.query("SELECT summary_json FROM session_summaries WHERE session_id = 's-jump'")
-    assert "session_too_long" in summary["summary_json"][0]
+    assert "session_too_long" not in summary["summary_json"][0]
 
 
 def test_replayed_start_does_not_reopen_a_closed_session(tmp_path) -> None:

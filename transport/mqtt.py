@@ -6,19 +6,29 @@ are set in one place. Topics and payloads come from ``insole_common``.
 
 Settings come from the environment (or arguments):
 
-``KINETIC_MQTT_URL``       ``mqtt://host:port`` or ``mqtts://host:port`` (default ``mqtt://127.0.0.1:1883``)
+``KINETIC_MQTT_URL``       ``mqtt://host:port`` or ``mqtts://host:port`` (default ``mqtt://127.0.0.1:1883``);
+                           several brokers (the nodes of a cluster) comma-separated,
+                           ``mqtt://h1:1883,mqtt://h2:1883``: a client connects to the first that answers
+                           and fails over to the next when its broker goes away
 ``KINETIC_MQTT_USERNAME``  broker account (optional)
 ``KINETIC_MQTT_PASSWORD``  its password (optional; never put it in a file in the repo)
 ``KINETIC_MQTT_CA_FILE``   CA certificate for ``mqtts://`` (optional)
+
+Reconnecting: after a lost connection or a failed attempt a client waits a capped exponential back-off with
+full jitter (``uniform(0, min(RECONNECT_CAP_S, RECONNECT_FIRST_S * 2**n))``), so a broker that comes back is
+used again within about ``RECONNECT_CAP_S`` and many clients do not reconnect in lockstep; every new attempt
+goes to the next address of the list.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import socket
 import ssl
 import struct
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import cast
@@ -31,6 +41,14 @@ from paho.mqtt.reasoncodes import ReasonCode
 from insole_common.errors import InsoleError
 
 DEFAULT_URL = "mqtt://127.0.0.1:1883"
+#: upper bound of the first reconnect wait (full jitter: the wait is uniform in [0, bound])
+RECONNECT_FIRST_S = 0.25
+#: the bound doubles per failed attempt up to this cap (reset by a successful connection)
+RECONNECT_CAP_S = 1.0
+#: a QoS 1 publication unacknowledged this long on a live connection drops the connection, so that paho sends
+#: it again (DUP) after reconnecting: MQTT 3.1.1 retransmits only then, and a broker may swallow a PUBLISH
+#: it could not store (NATS does when a JetStream write times out during a leader election)
+PUBACK_TIMEOUT_S = 10.0
 
 
 class MqttError(InsoleError):
@@ -47,6 +65,9 @@ class MqttConnectError(MqttError):
 
 @dataclass(frozen=True)
 class MqttSettings:
+    """Where the broker is and how to log in. ``host``/``port`` is the first broker; ``fallbacks`` the other
+    nodes of a cluster, tried in turn when the current one goes away (all with the same TLS and account)."""
+
     host: str = "127.0.0.1"
     port: int = 1883
     tls: bool = False
@@ -54,14 +75,27 @@ class MqttSettings:
     password: str | None = None
     ca_file: str | None = None
     keepalive_s: int = 30
+    fallbacks: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def from_url(cls, url: str, **extra) -> MqttSettings:
-        parsed = urlparse(url)
-        if parsed.scheme not in ("mqtt", "mqtts") or not parsed.hostname:
-            raise MqttError(f"broker URL {url!r} must look like mqtt://host:port or mqtts://host:port")
-        tls = parsed.scheme == "mqtts"
-        return cls(host=parsed.hostname, port=parsed.port or (8883 if tls else 1883), tls=tls, **extra)
+        """``mqtt://host:port`` or several, comma-separated (one scheme for all)."""
+        addresses: list[tuple[str, int]] = []
+        schemes = set()
+        for part in (p.strip() for p in url.split(",")):
+            parsed = urlparse(part)
+            if parsed.scheme not in ("mqtt", "mqtts") or not parsed.hostname:
+                raise MqttError(f"broker URL {part!r} must look like mqtt://host:port or mqtts://host:port")
+            try:
+                port = parsed.port
+            except ValueError as exc:
+                raise MqttError(f"broker URL {part!r} has an invalid port") from exc
+            schemes.add(parsed.scheme)
+            addresses.append((parsed.hostname, port or (8883 if parsed.scheme == "mqtts" else 1883)))
+        if len(schemes) > 1:
+            raise MqttError(f"broker URLs {url!r} mix mqtt:// and mqtts://; use one for all")
+        (host, port), *fallbacks = addresses
+        return cls(host=host, port=port, tls=schemes == {"mqtts"}, fallbacks=tuple(fallbacks), **extra)
 
     @classmethod
     def from_env(cls, url: str | None = None) -> MqttSettings:
@@ -74,11 +108,86 @@ class MqttSettings:
         )
 
     @property
+    def addresses(self) -> tuple[tuple[str, int], ...]:
+        return ((self.host, self.port), *self.fallbacks)
+
+    @property
     def url(self) -> str:
-        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+        scheme = "mqtts" if self.tls else "mqtt"
+        return ",".join(f"{scheme}://{host}:{port}" for host, port in self.addresses)
 
 
-class _BurstReadingClient(paho.Client):
+class _FailoverClient(paho.Client):
+    """A paho client that reconnects with a capped, fully jittered exponential back-off and moves to the
+    next broker address on every new attempt.
+
+    paho's own back-off starts at 1 s and doubles to ``max_delay`` without jitter, and it always returns to
+    the one address given to ``connect``. Here a lost connection is retried after at most
+    ``RECONNECT_FIRST_S`` (on the next node of a cluster), and a broker that is down is polled at least
+    every ``RECONNECT_CAP_S``: data flows again within about that long of its return.
+    """
+
+    addresses: tuple[tuple[str, int], ...] = ()
+    puback_timeout_s = PUBACK_TIMEOUT_S
+    backoff_first_s = RECONNECT_FIRST_S
+    backoff_cap_s = RECONNECT_CAP_S
+    _address_i = 0
+    _attempt_n = 0
+    _started = False
+
+    def connect_async(self, host: str, port: int = 1883, *args, **kwargs) -> None:
+        if (host, port) in self.addresses:
+            self._address_i = self.addresses.index((host, port))
+        self._started = False
+        super().connect_async(host, port, *args, **kwargs)
+
+    def reconnect_delay_set(self, min_delay: float = RECONNECT_FIRST_S, max_delay: float = RECONNECT_CAP_S) -> None:
+        """The back-off bounds: the first wait is at most ``min_delay``, no wait exceeds ``max_delay`` (seconds)."""
+        self.backoff_first_s, self.backoff_cap_s = float(min_delay), float(max(min_delay, max_delay))
+
+    def reconnect(self) -> paho.MQTTErrorCode:
+        # the first call connects where connect()/connect_async() said; each later one (paho calls it after a
+        # lost connection or a failed attempt) goes on to the next address of the list
+        if self._started and len(self.addresses) > 1:
+            self._address_i = (self._address_i + 1) % len(self.addresses)
+            self._host, self._port = self.addresses[self._address_i]
+        self._started = True
+        return super().reconnect()
+
+    def _reconnect_wait(self) -> None:
+        with self._reconnect_delay_mutex:
+            if self._reconnect_delay is None:  # paho clears it on every successful CONNACK
+                self._attempt_n = 0
+            bound_s = min(self.backoff_cap_s, self.backoff_first_s * 2 ** min(self._attempt_n, 16))
+            self._attempt_n += 1
+            self._reconnect_delay = 1  # anything but None until the next CONNACK
+        deadline = time.monotonic() + random.uniform(0.0, bound_s)  # noqa: S311 - jitter, not cryptography
+        while not self._stopped() and time.monotonic() < deadline:
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+
+    def loop_misc(self) -> paho.MQTTErrorCode:
+        rc = super().loop_misc()
+        if rc != paho.MQTTErrorCode.MQTT_ERR_SUCCESS or not self._publish_stalled():
+            return rc
+        self._easy_log(paho.MQTT_LOG_WARNING, "no PUBACK within %.0f s: reconnecting to send again", self.puback_timeout_s)
+        self._sock_close()  # as paho does when a PINGRESP is missing; the loop then reconnects
+        self._state = type(self._state).MQTT_CS_CONNECTION_LOST
+        self._do_on_disconnect(packet_from_broker=False, v1_rc=paho.MQTTErrorCode.MQTT_ERR_KEEPALIVE)
+        return paho.MQTTErrorCode.MQTT_ERR_CONN_LOST
+
+    def _publish_stalled(self) -> bool:
+        oldest = time.monotonic() - self.puback_timeout_s
+        with self._out_message_mutex:
+            return any(m.qos == 1 and m.state == paho.mqtt_ms_wait_for_puback and 0 < m.timestamp < oldest
+                       for m in self._out_messages.values())
+
+    def _stopped(self) -> bool:
+        """disconnect() or loop_stop() was called: stop waiting (as paho's own wait does)."""
+        return self._thread_terminate or getattr(self._state, "name", "") in ("MQTT_CS_DISCONNECTING",
+                                                                              "MQTT_CS_DISCONNECTED")
+
+
+class _BurstReadingClient(_FailoverClient):
     """A paho client whose network thread reads up to ``read_burst_n`` packets per wake-up, through a
     receive buffer.
 
@@ -175,13 +284,14 @@ def make_client(
 
     ``read_burst_n`` > 1 lets the network thread read that many waiting packets per wake-up
     (high-rate consumers such as the processing service)."""
-    client_class: type[paho.Client] = paho.Client if read_burst_n <= 1 else _BurstReadingClient
+    client_class: type[_FailoverClient] = _FailoverClient if read_burst_n <= 1 else _BurstReadingClient
     client = client_class(
         callback_api_version=paho.CallbackAPIVersion.VERSION2,
         client_id=client_id or f"kc-{uuid.uuid4().hex[:12]}",
         clean_session=clean_session,
         protocol=paho.MQTTv311,
     )
+    client.addresses = settings.addresses
     if settings.username:
         client.username_pw_set(settings.username, settings.password)
     if settings.tls:
@@ -191,7 +301,6 @@ def make_client(
         client.will_set(topic, payload, qos=qos, retain=retain)
     if isinstance(client, _BurstReadingClient):
         client.read_burst_n = read_burst_n
-    client.reconnect_delay_set(min_delay=1, max_delay=30)
     client.max_inflight_messages_set(50)
     client.max_queued_messages_set(0)
     return client
@@ -211,10 +320,16 @@ def connect(client: paho.Client, settings: MqttSettings, *, timeout_s: float = 1
 
     previous = client.on_connect
     client.on_connect = on_connect
-    try:
-        client.connect(settings.host, settings.port, keepalive=settings.keepalive_s)
-    except (OSError, ssl.SSLError) as exc:
-        raise MqttConnectError(f"cannot reach the broker at {settings.url}: {exc}") from exc
+    errors = []
+    for host, port in settings.addresses:  # the first broker that accepts the TCP connection
+        try:
+            client.connect(host, port, keepalive=settings.keepalive_s)
+            break
+        except (OSError, ssl.SSLError) as exc:
+            errors.append(f"{host}:{port}: {exc}")
+    else:
+        client.on_connect = previous
+        raise MqttConnectError(f"cannot reach the broker at {settings.url}: {'; '.join(errors)}")
     client.loop_start()
     if not done.wait(timeout_s):
         client.loop_stop()
@@ -250,12 +365,14 @@ def ack_all(client: paho.Client, mids: list[int]) -> None:
 
 
 def broker_reachable(settings: MqttSettings, *, timeout_s: float = 2.0) -> bool:
-    """True when a TCP connection to the broker's port succeeds."""
-    try:
-        with socket.create_connection((settings.host, settings.port), timeout=timeout_s):
-            return True
-    except OSError:
-        return False
+    """True when a TCP connection to one of the broker addresses succeeds."""
+    for address in settings.addresses:
+        try:
+            with socket.create_connection(address, timeout=timeout_s):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def purge_session(settings: MqttSettings, client_id: str, *, timeout_s: float = 5.0) -> None:
