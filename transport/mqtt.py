@@ -46,8 +46,8 @@ RECONNECT_FIRST_S = 0.25
 #: the bound doubles per failed attempt up to this cap (reset by a successful connection)
 RECONNECT_CAP_S = 1.0
 #: a QoS 1 publication unacknowledged this long on a live connection drops the connection, so that paho sends
-#: it again (DUP) after reconnecting: MQTT 3.1.1 retransmits only then, and a broker may swallow a PUBLISH
-#: it could not store (NATS does when a JetStream write times out during a leader election)
+#: it again (DUP) after reconnecting: MQTT 3.1.1 retransmits only then (a safety net for a broker that could
+#: not store a PUBLISH, as NATS logs during a JetStream leader election, and leaves it unanswered)
 PUBACK_TIMEOUT_S = 10.0
 
 
