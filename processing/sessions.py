@@ -63,8 +63,10 @@ class SessionsMixin(ServiceState):
         if msg.ends and self.store.session(sid) is not None:
             self.store.record_session_stop(sid, msg.time_us, reason, dict(msg.ends))
             if sid in self._open.values():  # (a replayed stop keeps waiting from the first)
+                new = sid not in self._stopping
                 self._stopping.setdefault(sid, (msg.time_us, reason, dict(msg.ends), time.monotonic()))
                 if not self._stop_reached(sid):
+                    self.stats.stops_early_n += new
                     return
         self.close_session(sid, msg.time_us, reason)
 
@@ -83,6 +85,7 @@ class SessionsMixin(ServiceState):
         while self._refinish:
             sid = self._refinish.pop()
             log.info("session %s: batches arrived after it was closed; analysing it again", sid)
+            self.stats.sessions_reanalysed_n += 1
             self._finish_contained(sid)
 
     def close_session(self, session_id: str, end_us: int, reason: str) -> None:

@@ -42,6 +42,10 @@ class ServiceStats:
     sessions_failed_n: int = 0
     #: raw batches that arrived more than LATE_S after their last frame (an outbox drained after an outage)
     late_batches_n: int = 0
+    #: session stops that came before the session's last batches (waited for), and closed sessions analysed again
+    #: because batches of theirs came after the close (processing.sessions)
+    stops_early_n: int = 0
+    sessions_reanalysed_n: int = 0
     rejected: Counter = field(default_factory=Counter)
 
     @property
@@ -159,6 +163,10 @@ class ServiceState:
             counter(p + "late_batches_total", f"raw batches that arrived more than {LATE_S:.0f} s after their data",
                     s.late_batches_n),
             counter(p + "sessions_closed_total", "sessions closed", s.sessions_closed_n),
+            counter(p + "stops_early_total", "session stops that came before the session's last batches (waited for)",
+                    s.stops_early_n),
+            counter(p + "sessions_reanalysed_total", "closed sessions analysed again with batches that came late",
+                    s.sessions_reanalysed_n),
             counter(p + "sessions_failed_total", "sessions whose analysis failed (stored as analysis_failed)",
                     s.sessions_failed_n),
             counter(p + "store_retries_total", "message groups retried because the database was unavailable",

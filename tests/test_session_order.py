@@ -96,6 +96,7 @@ def test_a_stop_published_before_the_last_batches_waits_for_them(tmp_path, mqtt_
     assert sessions == [f"s-{patient}"], "the late batches went to another session"
     assert frames_n == ref_frames_n
     assert svc.stats.sessions_closed_n == 1 and svc.stats.rejected_n == 0
+    assert svc.stats.stops_early_n == 1 and svc.stats.sessions_reanalysed_n == 0  # waited, analysed once
     pd.testing.assert_frame_equal(strides, ref_strides)
     assert svc.store.session(f"s-{patient}").state == "closed"
 
@@ -104,7 +105,7 @@ def test_late_batches_after_the_grace_are_added_and_analysed_again(tmp_path, wal
     """The stop's grace runs out before the last batches come: the session is closed with what it has; when they
     come they are added to it (not to an implicit session) and it is analysed again, like an uninterrupted run."""
     patient, messages = walk_messages
-    ref_sessions, ref_strides, ref_frames_n = results(reference(tmp_path, messages), patient)
+    _sessions, ref_strides, ref_frames_n = results(reference(tmp_path, messages), patient)
     svc = ProcessingService(SQLiteStore(tmp_path / "kc.sqlite"))
     reordered = stop_first(messages)
     for topic, payload in reordered[:-LATE_N]:
@@ -115,6 +116,7 @@ def test_late_batches_after_the_grace_are_added_and_analysed_again(tmp_path, wal
     early = results(svc, patient)[1]
     assert len(early) < len(ref_strides)
     svc.handle_group(reordered[-LATE_N:])
+    assert svc.stats.sessions_reanalysed_n == 1  # once for the group, not per batch
     sessions, strides, frames_n = results(svc, patient)
     assert sessions == [f"s-{patient}"] and frames_n == ref_frames_n
     pd.testing.assert_frame_equal(strides, ref_strides)
