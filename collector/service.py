@@ -286,6 +286,8 @@ class Collector:
         msg = SessionMessage(
             event="stop", session_id=self.session_id, patient=self.config.patient, time_us=self.clock_us(),
             devices={s.side: s.device_id for s in self.sources}, reason=reason,
+            ends={st.device_id: st.last_seq + 1 for st in self._sides.values()
+                  if st.device_id is not None and st.last_seq is not None},
         )
         self._enqueue(topics.session_topic(self.config.patient), msg.to_json())
         self.session_id = None

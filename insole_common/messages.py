@@ -38,6 +38,10 @@ class SessionMessage(_Message):
     #: device id per side, e.g. {"L": "kc-0001", "R": "kc-0002"}
     devices: dict[Literal["L", "R"], str] = Field(default_factory=dict)
     reason: str | None = None
+    #: on a stop: device id -> one past the last sequence number sent in the session, so that the processing
+    #: service waits for batches a broker delivers after the stop (NATS orders per subscription only).
+    #: Optional (collectors before it send none); a worker that predates it rejects a stop that carries it.
+    ends: dict[str, Annotated[int, Field(ge=0, le=2**63 - 1)]] | None = Field(default=None, max_length=8)
 
     def model_post_init(self, _ctx) -> None:
         check_patient(self.patient)

@@ -83,10 +83,11 @@ def check_seq_jump(tail: Batch, batch: Batch) -> None:
 class _RawTopic:
     """A raw topic's last fully decoded batch: what the hot path compares the next batches with."""
 
-    __slots__ = ("device_id", "duration_us", "live_spec", "n_frames", "patient", "side", "size", "stream")
+    __slots__ = ("device_id", "duration_us", "live_spec", "n_frames", "patient", "session_id", "side", "size", "stream")
 
-    def __init__(self, patient: str, batch: Batch, payload: bytes) -> None:
+    def __init__(self, patient: str, batch: Batch, payload: bytes, session_id: str) -> None:
         self.patient, self.side, self.device_id = patient, batch.side, batch.device_id
+        self.session_id = session_id  # the session it went into: the hot path takes the next ones only for it
         # every header field but first_seq and the clocks, and the device id (insole_common.codec.peek_header)
         self.stream = peek_header(payload).stream
         self.n_frames = batch.n_frames
@@ -118,10 +119,10 @@ class IngestMixin(ServiceState):
                     batch = decode_batch(payload)
                     if batch.side != info.sub:
                         raise Mismatch(f"batch says side {batch.side} but arrived on the {info.sub} topic")
-                    self._on_batch(info.patient, batch, payload)
+                    session_id = self._on_batch(info.patient, batch, payload)
                     if len(self._raw_topics) > 100_000:
                         self._raw_topics.clear()
-                    self._raw_topics[topic] = _RawTopic(info.patient, batch, payload)
+                    self._raw_topics[topic] = _RawTopic(info.patient, batch, payload, session_id)
                 elif info.kind == "session":
                     msg = parse_message(payload)
                     if not isinstance(msg, SessionMessage) or msg.patient != info.patient:
@@ -138,15 +139,17 @@ class IngestMixin(ServiceState):
             self.warn("internal_error", "internal error on a message on %s", topic, exc_info=True)
             self._undo_message(saved)
             self._reject(topic, "internal_error", f"{type(exc).__name__}: {exc}", payload, now_us)
+        if not self._in_group and (self._stopping or self._refinish):
+            self._settle_sessions()
 
     def _undo_message(self, saved: tuple) -> None:
         """Forget the in-memory effects of a rejected message (its writes were rolled back)."""
         rejected = self.stats.rejected
-        self._open, self._last_data_us, self._last_seen = dict(saved[0]), dict(saved[1]), dict(saved[2])
+        self._restore_maps(saved)
         messages_n = self.stats.messages_n
         self.stats = saved[3]
         self.stats.messages_n, self.stats.rejected = messages_n, rejected
-        del self._outgoing[saved[4]:]  # results queued by earlier messages of the group stay
+        del self._outgoing[saved[6]:]  # results queued by earlier messages of the group stay
         self._live_clear()
         self._device_end.clear()  # re-read from the store when next needed
 
@@ -155,7 +158,22 @@ class IngestMixin(ServiceState):
         self.warn(reason, "rejected message on %s (%s): %s", topic, reason, message)
         self.store.record_rejection(now_us, topic, reason, message, payload)
 
-    def _on_batch(self, patient: str, batch: Batch, payload: bytes | None = None) -> None:
+    def _session_of(self, patient: str, batch: Batch) -> tuple[str, bool]:
+        """The session a batch goes into, and whether that session is closed: the session whose stop said the
+        device's data went past the batch (it arrived after the stop: NATS orders per subscription only), else
+        the patient's open session, else a new implicit one."""
+        late = self.store.stopped_session_holding(patient, batch.device_id, batch.first_seq)
+        if late is not None and late.state != "open":
+            return late.session_id, True
+        session_id = self._open.get(patient)
+        if session_id is None:  # data without a start message: open an implicit session
+            session_id = f"auto-{patient}-{batch.collector_time_us // 1_000_000}"
+            self.store.open_session(session_id, patient, batch.collector_time_us, {batch.side: batch.device_id})
+            self._open[patient] = session_id
+        return session_id, False
+
+    def _on_batch(self, patient: str, batch: Batch, payload: bytes | None = None) -> str:
+        """Store a raw batch (checked); the id of the session it went into."""
         if batch.last_seq >= SEQ_END_MAX:
             raise Implausible(f"sequence numbers up to {batch.last_seq} exceed the store's signed 64-bit range")
         check_time(batch.collector_time_us, "collector_time_us")
@@ -167,11 +185,7 @@ class IngestMixin(ServiceState):
                 if self.store.device_owner(batch.device_id) not in (None, patient):
                     raise DeviceOwnerError(f"device {batch.device_id!r} belongs to another patient") from None
                 raise
-        session_id = self._open.get(patient)
-        if session_id is None:  # data without a start message: open an implicit session
-            session_id = f"auto-{patient}-{batch.collector_time_us // 1_000_000}"
-            self.store.open_session(session_id, patient, batch.collector_time_us, {batch.side: batch.device_id})
-            self._open[patient] = session_id
+        session_id, closed = self._session_of(patient, batch)
         result = self.store.add_raw_batch(batch, patient, session_id, payload=payload)
         end = self.store.raw_end_seq(batch.device_id)
         if end is not None:
@@ -182,6 +196,10 @@ class IngestMixin(ServiceState):
         end_us = batch.collector_time_us + int(batch.n_frames * 1e6 / batch.sample_rate_hz)
         if time.time_ns() // 1000 - end_us > LATE_S * 1e6:
             self.stats.late_batches_n += 1
+        if closed:  # analysed again with it before this transaction commits (processing.sessions)
+            if result.accepted_frames_n:
+                self._refinish.add(session_id)
+            return session_id
         self._last_data_us[session_id] = max(self._last_data_us.get(session_id, 0), end_us)
         self._last_seen[session_id] = time.monotonic()
         if self.live_strides and result.accepted_frames_n:
@@ -189,14 +207,21 @@ class IngestMixin(ServiceState):
             load += batch.n_channels * batch.pressure_offset
             self._live_submit([(session_id, batch.side, _live_spec(batch, None), batch.first_seq,
                                 batch.collector_time_us, load)], {session_id: patient})
+        return session_id
 
     def handle_group(self, messages: list[tuple[str, bytes]]) -> None:
         """Process queued messages in order inside the caller's transaction (see the module docstring)."""
-        for topic, payload in messages:
-            if not self._fast_batch(topic, payload):
-                self._flush_fast()  # keeps the order: what went before is stored first
-                self.handle(topic, payload)
-        self._flush_fast()
+        self._in_group = True
+        try:
+            for topic, payload in messages:
+                if not self._fast_batch(topic, payload):
+                    self._flush_fast()  # keeps the order: what went before is stored first
+                    self.handle(topic, payload)
+            self._flush_fast()
+        finally:
+            self._in_group = False
+        if self._stopping or self._refinish:
+            self._settle_sessions()
 
     def _fast_batch(self, topic: str, payload: bytes) -> bool:
         """Take an in-order batch of a known device of an open session without a savepoint; False: not for here.
@@ -209,7 +234,7 @@ class IngestMixin(ServiceState):
         if known is None or len(payload) != known.size:
             return False
         session_id = self._open.get(known.patient)
-        if session_id is None:
+        if session_id is None or session_id != known.session_id:  # (a new session's first batch: handle())
             return False
         stream, first_seq, time_us = peek_header(payload)
         if stream != known.stream:
@@ -257,9 +282,9 @@ class IngestMixin(ServiceState):
         except Exception as exc:  # noqa: BLE001 - e.g. a frame stored behind our back: isolate per message
             log.warning("group insert of %d batches failed (%s); handling them one by one", len(msgs), exc)
             saved = self._fast_saved  # the state before the first of them (only fast-path messages since)
-            self._open, self._last_data_us, self._last_seen = dict(saved[0]), dict(saved[1]), dict(saved[2])
+            self._restore_maps(saved)
             self.stats = saved[3]
-            del self._outgoing[saved[4]:]
+            del self._outgoing[saved[6]:]
             self._live_clear()
             self._device_end.clear()
             for topic, payload in msgs:

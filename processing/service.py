@@ -88,6 +88,9 @@ class ProcessingService(IngestMixin, LiveStridesMixin, SessionsMixin):
             else:
                 self._last_data_us[sid] = b.collector_time_us + int(b.n_frames * 1e6 / b.sample_rate_hz)
             self._last_seen[sid] = time.monotonic()  # a restart gives open sessions a full grace period
+            stop = self.store.session_stop(sid)
+            if stop is not None:  # stopped, its last batches not yet stored: waits for them as before
+                self._stopping[sid] = (stop.time_us, stop.reason, stop.ends, time.monotonic())
 
     # MQTT --------------------------------------------------------------------------------------
     def run(self, mqtt: MqttSettings, *, client_id: str = "kinetic-processing", stop: threading.Event | None = None,

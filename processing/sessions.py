@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 #: a session longer than this is not put on one grid (memory); it is flagged instead
 MAX_SESSION_S = 12 * 3600
+#: a stopped session whose data has not reached the stop's ``ends`` is closed with what it has after this long
+#: (at most ``inactivity_s``); batches arriving later are still added to it and it is analysed again
+STOP_GRACE_S = 30.0
 _NO_STRIDES = pd.DataFrame(columns=["side", "heel_strike_s"])
 
 
@@ -51,9 +54,45 @@ class SessionsMixin(ServiceState):
             self._last_data_us.setdefault(msg.session_id, msg.time_us)
             self._last_seen[msg.session_id] = time.monotonic()
         else:
-            self.close_session(msg.session_id, msg.time_us, msg.reason or "stopped")
+            self._on_stop(msg)
+
+    def _on_stop(self, msg: SessionMessage) -> None:
+        """A stop that says how far each device's data goes (``ends``) is recorded; the session stays open until its
+        stored data gets there (or ``STOP_GRACE_S``): a broker may deliver it before the session's last batches."""
+        sid, reason = msg.session_id, msg.reason or "stopped"
+        if msg.ends and self.store.session(sid) is not None:
+            self.store.record_session_stop(sid, msg.time_us, reason, dict(msg.ends))
+            if sid in self._open.values():  # (a replayed stop keeps waiting from the first)
+                new = sid not in self._stopping
+                self._stopping.setdefault(sid, (msg.time_us, reason, dict(msg.ends), time.monotonic()))
+                if not self._stop_reached(sid):
+                    self.stats.stops_early_n += new
+                    return
+        self.close_session(sid, msg.time_us, reason)
+
+    def _stop_reached(self, session_id: str) -> bool:
+        """Whether the stopping session's stored data reaches its stop's ``ends`` on every device."""
+        stored = self.store.session_device_ends(session_id)
+        return all(stored.get(device, -1) >= end for device, end in self._stopping[session_id][2].items())
+
+    def _settle_sessions(self) -> None:
+        """At the end of a message group: close the stopping sessions whose data has all arrived, and analyse again
+        the closed sessions that late batches were added to (in the group's transaction: a crash before its commit
+        redelivers the batches, which are added and analysed again)."""
+        for sid, stop in list(self._stopping.items()):
+            if self._stop_reached(sid):
+                self.close_session(sid, stop[0], stop[1])
+        while self._refinish:
+            sid = self._refinish.pop()
+            log.info("session %s: batches arrived after it was closed; analysing it again", sid)
+            self.stats.sessions_reanalysed_n += 1
+            self._finish_contained(sid)
 
     def close_session(self, session_id: str, end_us: int, reason: str) -> None:
+        """Close the session (with its recorded stop's time and reason when it had one) and finish it."""
+        stop = self._stopping.pop(session_id, None)
+        if stop is not None:
+            end_us, reason = stop[0], stop[1]
         closed = self.store.close_session(session_id, end_us, reason)
         for patient, sid in list(self._open.items()):
             if sid == session_id:
@@ -98,6 +137,9 @@ class SessionsMixin(ServiceState):
         """Close sessions that received nothing for ``inactivity_s``, each in its own transaction."""
         now = time.monotonic() if now_monotonic is None else now_monotonic
         idle = [sid for sid, seen in self._last_seen.items() if now - seen > self.inactivity_s]
+        grace_s = min(STOP_GRACE_S, self.inactivity_s)  # stopped: closed once their data is in, or after the grace
+        idle += [sid for sid, stop in self._stopping.items()
+                 if sid not in idle and (now - stop[3] > grace_s or self._stop_reached(sid))]
         if not idle:
             return
         for session_id in idle:  # each in its own transaction: one session's trouble is not another's

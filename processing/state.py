@@ -42,6 +42,10 @@ class ServiceStats:
     sessions_failed_n: int = 0
     #: raw batches that arrived more than LATE_S after their last frame (an outbox drained after an outage)
     late_batches_n: int = 0
+    #: session stops that came before the session's last batches (waited for), and closed sessions analysed again
+    #: because batches of theirs came after the close (processing.sessions)
+    stops_early_n: int = 0
+    sessions_reanalysed_n: int = 0
     rejected: Counter = field(default_factory=Counter)
 
     @property
@@ -64,6 +68,7 @@ class ServiceState:
         def _live_submit(self, items: list[tuple], patients: dict[str, str]) -> None: ...
         def _live_forget(self, session_id: str) -> None: ...
         def flush_outgoing(self, *, all_live: bool = True) -> None: ...
+        def _settle_sessions(self) -> None: ...
 
     def _init_state(self) -> None:
         self.stats = ServiceStats()
@@ -104,14 +109,26 @@ class ServiceState:
         self._last_seen: dict[str, float] = {}
         #: messages to publish once the current transaction has committed (flags, live strides)
         self._outgoing: list = []
+        #: session id -> its stop (time_us, reason, ends, time.monotonic() when it came), for open sessions whose
+        #: stored data had not reached the stop's ``ends`` yet (processing.sessions: closed once it has)
+        self._stopping: dict[str, tuple[int, str, dict[str, int], float]] = {}
+        #: closed sessions that late batches were added to in this transaction: analysed again before its commit
+        self._refinish: set[str] = set()
+        self._in_group = False  # handle_group is running (it settles sessions once, at its end)
 
     def _save_state(self) -> tuple:
         stats = dataclasses.replace(self.stats, rejected=Counter(self.stats.rejected))  # cheap: runs per message
-        return dict(self._open), dict(self._last_data_us), dict(self._last_seen), stats
+        return (dict(self._open), dict(self._last_data_us), dict(self._last_seen), stats, dict(self._stopping),
+                set(self._refinish))
+
+    def _restore_maps(self, saved: tuple) -> None:
+        """The session maps as :meth:`_save_state` saved them (the stats are the caller's to restore)."""
+        self._open, self._last_data_us, self._last_seen = dict(saved[0]), dict(saved[1]), dict(saved[2])
+        self._stopping, self._refinish = dict(saved[4]), set(saved[5])
 
     def _restore_state(self, saved: tuple) -> None:
         """Forget the effects of a group that was rolled back (the store retries are counted on)."""
-        self._open, self._last_data_us, self._last_seen = dict(saved[0]), dict(saved[1]), dict(saved[2])
+        self._restore_maps(saved)
         stats = saved[3]
         stats.store_retries_n = self.stats.store_retries_n
         self.stats = stats
@@ -146,6 +163,10 @@ class ServiceState:
             counter(p + "late_batches_total", f"raw batches that arrived more than {LATE_S:.0f} s after their data",
                     s.late_batches_n),
             counter(p + "sessions_closed_total", "sessions closed", s.sessions_closed_n),
+            counter(p + "stops_early_total", "session stops that came before the session's last batches (waited for)",
+                    s.stops_early_n),
+            counter(p + "sessions_reanalysed_total", "closed sessions analysed again with batches that came late",
+                    s.sessions_reanalysed_n),
             counter(p + "sessions_failed_total", "sessions whose analysis failed (stored as analysis_failed)",
                     s.sessions_failed_n),
             counter(p + "store_retries_total", "message groups retried because the database was unavailable",

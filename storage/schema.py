@@ -17,6 +17,7 @@ state (``flags.active``, ``since_day``, ``cleared_day``) and the detector's thre
 baseline. Migration 9: ``flag_acknowledgements`` (a therapist's acknowledgement of a flag and its note).
 Migration 10: ``accounts.session_epoch`` (sign-out, a password reset and disabling an account end its sessions).
 Migration 11: ``calibrations`` (a patient's walk-ratio calibration, ``kinetic calibrate``).
+Migration 12: ``session_stops`` and ``session_stop_ends`` (a session's stop and how far each device's data goes).
 
 :data:`DASHBOARD_MIGRATIONS` (log ``dashboard_migrations``): the research exports' de-identification
 tables. ``research_subjects``: per patient a random research label (never derived from the pseudonym),
@@ -254,6 +255,24 @@ MIGRATIONS: tuple[str, ...] = (
         detail_json TEXT NOT NULL,
         updated_us BIGINT NOT NULL
     )
+    """,
+    # 12: a session's stop as the collector sent it, with how far each device's data goes (one past its last
+    # sequence number): the processing service closes the session once its stored data reaches that point (or
+    # after a grace period), and attaches batches that arrive later to it (processing/sessions.py). Only
+    # brokers that order per subscription (NATS) deliver a stop before the session's last batches.
+    """
+    CREATE TABLE session_stops (
+        session_id TEXT PRIMARY KEY REFERENCES sessions(session_id),
+        time_us BIGINT NOT NULL,
+        reason TEXT NOT NULL
+    );
+    CREATE TABLE session_stop_ends (
+        session_id TEXT NOT NULL REFERENCES sessions(session_id),
+        device_id TEXT NOT NULL,
+        end_seq BIGINT NOT NULL,
+        PRIMARY KEY (session_id, device_id)
+    );
+    CREATE INDEX session_stop_ends_device ON session_stop_ends (device_id, end_seq)
     """,
 )
 

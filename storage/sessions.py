@@ -21,6 +21,16 @@ class SessionRow:
     state: str  # "open" or "closed"
 
 
+@dataclass(frozen=True)
+class SessionStop:
+    """A session's stop message as recorded (``session_stops``, ``session_stop_ends``)."""
+
+    time_us: int
+    reason: str
+    #: device id -> one past the last sequence number the collector sent in the session
+    ends: dict[str, int]
+
+
 class Sessions(StoreBase):
     """The store's sessions, their results and live strides (a mixin of :class:`storage.store.Store`)."""
 
@@ -43,6 +53,41 @@ class Sessions(StoreBase):
                 (end_us, reason, session_id),
             )
             return cur.rowcount == 1
+
+    def record_session_stop(self, session_id: str, time_us: int, reason: str, ends: dict[str, int]) -> None:
+        """Keep a session's stop message: its time, reason and how far each device's data goes (``ends``: one
+        past the device's last sequence number). A replayed stop keeps the first."""
+        with self._tx() as ex:
+            ex("INSERT INTO session_stops (session_id, time_us, reason) VALUES (?, ?, ?) "
+               "ON CONFLICT (session_id) DO NOTHING", (session_id, time_us, reason))
+            for device_id, end_seq in sorted(ends.items()):
+                ex("INSERT INTO session_stop_ends (session_id, device_id, end_seq) VALUES (?, ?, ?) "
+                   "ON CONFLICT (session_id, device_id) DO NOTHING", (session_id, device_id, end_seq))
+
+    def session_stop(self, session_id: str) -> SessionStop | None:
+        """The session's recorded stop (None when none was recorded)."""
+        rows = self._rows("SELECT time_us, reason FROM session_stops WHERE session_id = ?", (session_id,))
+        if not rows:
+            return None
+        ends = self._rows("SELECT device_id, end_seq FROM session_stop_ends WHERE session_id = ?", (session_id,))
+        return SessionStop(int(rows[0][0]), str(rows[0][1]), {str(d): int(e) for d, e in ends})
+
+    def session_device_ends(self, session_id: str) -> dict[str, int]:
+        """Per device, one past the highest sequence number stored in the session."""
+        return {str(d): int(e) for d, e in self._rows(
+            "SELECT device_id, end_seq FROM raw_session_ranges WHERE session_id = ?", (session_id,))}
+
+    def stopped_session_holding(self, patient: str, device_id: str, first_seq: int) -> SessionRow | None:
+        """The patient's session whose recorded stop says the device's data went past ``first_seq`` and whose stored
+        frames of the device start at or before it: where a batch that arrived after the stop belongs (None: none).
+        Of several, the one whose data ends first (a device's sequence numbers only grow from session to session)."""
+        rows = self._rows(
+            "SELECT s.session_id, s.patient, s.start_us, s.state FROM session_stop_ends e "
+            "JOIN sessions s ON s.session_id = e.session_id "
+            "LEFT JOIN raw_session_ranges r ON r.session_id = e.session_id AND r.device_id = e.device_id "
+            "WHERE e.device_id = ? AND e.end_seq > ? AND (r.first_seq IS NULL OR r.first_seq <= ?) AND s.patient = ? "
+            "ORDER BY e.end_seq LIMIT 1", (device_id, first_seq, first_seq, patient))
+        return _session_row(rows[0]) if rows else None
 
     def session(self, session_id: str) -> SessionRow | None:
         """The session (None when there is none of that id)."""

@@ -25,13 +25,13 @@ from storage.base import RawOverlapError, StoreUnavailableError
 from storage.patients import Patients
 from storage.raw import RawBatches, StoredBatchResult, runs_of, split_raw_rows
 from storage.schema import DASHBOARD_MIGRATIONS, MIGRATIONS, SIGNIN_TABLE_SQL
-from storage.sessions import SessionRow, Sessions
+from storage.sessions import SessionRow, Sessions, SessionStop
 from storage.summaries import Summaries
 
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["MAX_FRAMES", "MIGRATIONS", "PostgresStore", "RawOverlapError", "SQLiteStore", "SessionRow", "Store",
+__all__ = ["MAX_FRAMES", "MIGRATIONS", "PostgresStore", "RawOverlapError", "SQLiteStore", "SessionRow", "SessionStop", "Store",
            "StoreUnavailableError", "StoredBatchResult", "runs_of", "split_raw_rows"]
 
 
