@@ -167,12 +167,14 @@ def test_live_view_updates_from_mqtt(site, browser):
                 "return [...document.querySelectorAll('#feet svg.footmap')]"
                 ".map(f => f.querySelectorAll('circle.cop-now').length)")
             assert feet == [1, 1]
-            assert "hub online" in browser.find_element(By.ID, "live-state").text
+            # read in one go: the view redraws five times a second (an element found first may be gone when read)
+            assert "hub online" in browser.execute_script("return document.getElementById('live-state').textContent")
             scale = browser.execute_script(  # read in one go: the view redraws five times a second
                 "const s = document.querySelector('#feet svg.colour-scale');"
                 "return [s.dataset.unit, [...s.querySelectorAll('text.tick')].map(t => t.textContent)]")
             assert scale[0] == "kPa" and len(scale[1]) >= 3
-            insoles = {li.get_attribute("data-side"): li.text for li in browser.find_elements(By.CSS_SELECTOR, "#insoles li")}
+            insoles = dict(browser.execute_script(
+                "return [...document.querySelectorAll('#insoles li')].map(li => [li.dataset.side, li.textContent])"))
             for side, status in INSOLE_STATUS.items():  # battery and frame loss of the collector's InsoleStatus
                 assert f"battery {status['battery_pct']:.0f} %" in insoles[side]
                 assert f"{100 * status['loss_fraction']:.1f} % of frames lost" in insoles[side]
