@@ -30,8 +30,8 @@ LOW_BATTERY_PCT = 20
 
 
 def _count(n: int) -> str:
-    """1234567 -> "1 234 567" (thin groups, no locale)."""
-    return f"{n:,}".replace(",", " ")
+    """1234567 -> "1 234 567" (groups joined by no-break spaces, so a number never wraps; no locale)."""
+    return f"{n:,}".replace(",", "\u00a0")
 
 
 #: the collector's status fields in words with their units (``None``: nothing worth saying)

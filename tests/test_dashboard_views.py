@@ -303,13 +303,14 @@ def test_hub_status_in_words_with_a_full_disk_and_dropped_frames(site):
         feed.handle(topic, CollectorStatus(online=True, time_us=NOW_US).to_json())
     hub = row["hub"]
     assert hub["text"] == ("hub online · software 1.4.0 · 3 batches waiting to be sent · outbox 12 % full · "
-                           "storage full: recording to memory · 1 234 frames dropped since it started")
+                           "storage full: recording to memory · 1\u00a0234 frames dropped since it started")
     assert hub["storage_full"] is True and hub["dropped_frames_n"] == 1234
     warning = "Hub storage is full: recordings continue in memory, but space must be freed on the hub."
-    assert hub["warnings"] == [warning, "1 234 frames dropped by the hub since it started."]
+    assert hub["warnings"] == [warning, "1\u00a0234 frames dropped by the hub since it started."]
     row_a = text_of(listing[listing.index('data-patient="pat-a"'):listing.index('data-patient="pat-b"')])
     for page in (row_a, text_of(own), text_of(digest_page)):
-        assert hub["text"] in page and warning in page and "1 234 frames dropped by the hub" in page
+        # text_of folds the no-break space that keeps "1 234" on one line
+        assert hub["text"].replace("\u00a0", " ") in page and warning in page and "1 234 frames dropped by the hub" in page
         assert "fill fraction" not in page and "outbox batches n" not in page  # words, not field names
     note = "Home hub storage is full — recordings continue, but please free some space on the hub."
     assert me_api["status"]["hub_notes"][0] == note and note in me_page and "1 234 readings" in me_page
