@@ -145,14 +145,16 @@ class MqttLiveFeed(LiveFeed):
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = lambda _c, _u, m: self.handle(m.topic, bytes(m.payload))
 
-    def _status_filter(self) -> str:
-        return f"{topics.ROOT}/+/+/status/+"
+    @staticmethod
+    def _status_filters() -> list[str]:
+        """Every patient's status topics under the topic root in use (``topics.root()``, KINETIC_TOPIC_ROOT)."""
+        return topics.partition_filters("status/+")
 
     def _on_connect(self, client, _u, _flags, rc, _props) -> None:
         if getattr(rc, "is_failure", False):
             return
         self.connected = True
-        client.subscribe([(self._status_filter(), 1)] + [(t, 0) for p in list(self._watchers) for t in self._raw(p)])
+        client.subscribe([(f, 1) for f in self._status_filters()] + [(t, 0) for p in list(self._watchers) for t in self._raw(p)])
 
     def _on_disconnect(self, *_args) -> None:
         self.connected = False

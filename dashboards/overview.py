@@ -7,14 +7,16 @@ longest without a walk first (never recorded: before all of them); ties by pseud
 
 The collector's status comes from the live feed (:meth:`dashboards.live.LiveFeed.status`): ``status`` below is
 its dict (``broker``, ``collector``, ``L``, ``R``). Recording now = an open session. Battery: the insole's last
-reported ``battery_pct``, else unknown. The collector's own fields are listed as they come
-(:func:`collector_fields`), so a field it adds is shown without a change here.
+reported ``battery_pct``, else unknown. The collector's fields are said in words with their units
+(:data:`HUB_WORDS`, unknown ones left out; :func:`hub_status`), a full disk and dropped frames as warnings; a
+field the collector adds later is shown as "its name: value" without a change here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, timedelta
+from typing import Any
 
 from dashboards import data, flag_text
 from insole_common.calendar import day_of
@@ -27,16 +29,56 @@ SIDES = {"L": "left", "R": "right"}
 LOW_BATTERY_PCT = 20
 
 
+def _count(n: int) -> str:
+    """1234567 -> "1 234 567" (groups joined by no-break spaces, so a number never wraps; no locale)."""
+    return f"{n:,}".replace(",", "\u00a0")
+
+
+#: the collector's status fields in words with their units (``None``: nothing worth saying)
+HUB_WORDS: dict[str, Callable[[Any], str | None]] = {
+    "online": lambda v: "hub online" if v else "hub offline",
+    "software": lambda v: f"software {v}",
+    "outbox_batches_n": lambda v: f"{_count(v)} batch{'' if v == 1 else 'es'} waiting to be sent",
+    "outbox_fill_fraction": lambda v: f"outbox {100 * v:.0f} % full",
+    "storage_full": lambda v: "storage full: recording to memory" if v else "storage has room",
+    "dropped_frames_n": lambda v: f"{_count(v)} frame{'' if v == 1 else 's'} dropped since it started" if v
+    else "no frames dropped",
+}
+#: fields that are the message's own bookkeeping, not the hub's state
+HUB_SKIP = ("received_s", "time_us")
+
+
 def collector_fields(status: dict) -> list[dict]:
-    """The collector's status fields as ``{"name", "value"}`` in words (``outbox_fill_fraction`` -> "outbox fill
-    fraction"; booleans "yes"/"no"); empty without a status."""
+    """The collector's status fields, each ``{"key", "value", "text"}`` in words with units ("outbox 12 % full");
+    unknown (None) fields are left out; a field the collector adds later is said as "its name: value"."""
     out = []
     for key, value in (status.get("collector") or {}).items():
-        if key in ("received_s", "time_us"):
+        if key in HUB_SKIP or value is None:
             continue
-        shown = ("yes" if value else "no") if isinstance(value, bool) else ("–" if value is None else str(value))
-        out.append({"name": key.replace("_", " "), "value": shown})
+        words = HUB_WORDS.get(key)
+        shown = ("yes" if value else "no") if isinstance(value, bool) else value
+        text = words(value) if words else f"{key.replace('_', ' ')}: {shown}"
+        if text:
+            out.append({"key": key, "value": value, "text": text})
     return out
+
+
+def hub_status(status: dict) -> dict:
+    """The home hub (collector) for the therapist: ``text`` ("hub online · software 1.4 · outbox 3 % full · ..."),
+    ``warnings`` in words (storage full, frames dropped, offline), ``storage_full``, ``dropped_frames_n``."""
+    collector = status.get("collector") or {}
+    fields = collector_fields(status)
+    warnings = []
+    if collector and not collector.get("online"):
+        warnings.append("Hub offline: nothing is recorded or sent until it is back.")
+    if collector.get("storage_full"):
+        warnings.append("Hub storage is full: recordings continue in memory, but space must be freed on the hub.")
+    dropped = collector.get("dropped_frames_n")
+    if dropped:
+        warnings.append(f"{_count(dropped)} frame{'' if dropped == 1 else 's'} dropped by the hub since it started.")
+    return {"text": " · ".join(f["text"] for f in fields) if fields else "hub status unknown", "fields": fields,
+            "warnings": warnings, "online": collector.get("online"), "storage_full": collector.get("storage_full"),
+            "dropped_frames_n": dropped}
 
 
 def battery(status: dict) -> dict[str, dict]:
@@ -80,6 +122,7 @@ def patient_row(store: Store, patient: str, display_name: str | None, flags: lis
         "beyond": max((c["change"]["beyond"] or 0.0 for c in cards), default=None),
         "recording": recording, "recording_text": "recording now" if recording else "not recording",
         "hub_online": (status.get("collector") or {}).get("online"), "collector": collector_fields(status),
+        "hub": hub_status(status),
         "battery": battery(status), "last_walk": walk, "last_day": walk and walk["day"],
         "wearing_h": wearing_h, "wearing_h_last_week": before_h,
         "wearing_change_pct": None if before_h == 0 else round(100 * (wearing_h - before_h) / before_h),
@@ -158,10 +201,18 @@ def insole_status(status: dict, recording: bool) -> dict:
         headline, level = "Your insoles are recording now.", "good"
     else:
         headline, level = "Your insoles are ready but not recording right now. They record when you walk.", "good"
+    hub_notes = []
+    if collector.get("storage_full"):
+        hub_notes.append("Home hub storage is full — recordings continue, but please free some space on the hub.")
+    dropped = collector.get("dropped_frames_n")
+    if dropped:
+        hub_notes.append(f"Your hub could not keep {_count(dropped)} reading{'' if dropped == 1 else 's'} from your "
+                         "insoles since it was switched on. If this keeps happening, please tell your therapist.")
     bat = battery(status)
     low = [SIDES[s] for s, b in bat.items() if b["pct"] is not None and b["pct"] < LOW_BATTERY_PCT]
     return {"headline": headline, "level": level, "hub_online": online, "connected": connected,
-            "recording": recording, "recording_text": "Recording now." if recording else "Not recording right now.",
+            "hub_notes": hub_notes, "recording": recording,
+            "recording_text": "Recording now." if recording else "Not recording right now.",
             "battery_pct": {s: b["pct"] for s, b in bat.items()},
             "battery_text": {s: f"{SIDES[s].capitalize()} insole battery: {b['text']}" for s, b in bat.items()},
             "battery_note": f"The battery of your {' and '.join(low)} insole is low; please charge it." if low else None}

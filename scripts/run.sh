@@ -88,8 +88,9 @@ ensure_postgres() {
 
 ensure_chromium() {
   # the dashboard tests drive Debian's headless Chromium through its chromedriver
-  if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then return 0; fi
-  apt_install chromium chromium-driver
+  # and poppler's pdftotext reads back the digest printed to PDF
+  if command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v pdftotext >/dev/null; then return 0; fi
+  apt_install chromium chromium-driver poppler-utils
 }
 
 ensure_deploy_tools() {

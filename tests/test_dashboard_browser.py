@@ -9,10 +9,14 @@ Site and browser: :mod:`tests.fixtures.browser`. Every page at both screen sizes
 
 from __future__ import annotations
 
+import base64
 import io
 import re
+import shutil
+import subprocess
 import time
 import zipfile
+from datetime import date
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -23,7 +27,17 @@ from dashboards import data
 from insole_common import metrics as C
 from research.deid import Subject
 from tests.fixtures import browser as fx
-from tests.fixtures.browser import INSOLE_STATUS, click_and_load, live_walk, ready, sign_in, wait
+from tests.fixtures.browser import (
+    INSOLE_STATUS,
+    PHONE,
+    click_and_load,
+    live_walk,
+    ready,
+    reset_viewport,
+    set_viewport,
+    sign_in,
+    wait,
+)
 
 #: the fixtures (requested by name): the app serving the fixture data, and Chromium
 site, browser = fx.site, fx.browser
@@ -35,6 +49,9 @@ def test_therapist_list_patient_page_and_session(site, browser):
     rows = browser.find_elements(By.CSS_SELECTOR, "#patients tbody tr")
     assert [r.get_attribute("data-patient") for r in rows] == ["pat-a", "pat-b"]  # most urgent first; never pat-c
     assert "Left foot: lateral load higher than baseline" in rows[0].text  # in words (dashboards/flag_text.py)
+    hub = rows[0].find_element(By.CSS_SELECTOR, "td.recording").text  # the hub in words (COLLECTOR_STATUS)
+    assert "hub online · software 1.4.0 · 3 batches waiting to be sent · outbox 2 % full" in hub
+    assert "Hub storage is full" in hub and "1 234 frames dropped by the hub since it started." in hub
 
     click_and_load(browser, browser.find_element(By.LINK_TEXT, "pat-a"))
     charts = browser.find_elements(By.CSS_SELECTOR, "#trends svg.trend")
@@ -104,6 +121,9 @@ def test_patient_page_is_plain(site, browser):
     assert "steps" in browser.find_element(By.ID, "week-total").text
     trend = browser.find_element(By.ID, "trend").text
     assert "outside of your feet" in trend
+    hub = [p.text for p in browser.find_elements(By.CSS_SELECTOR, "#status-card p.hub-note")]  # COLLECTOR_STATUS
+    assert hub[0] == "Home hub storage is full — recordings continue, but please free some space on the hub."
+    assert "1 234 readings" in hub[1]
     page = browser.find_element(By.TAG_NAME, "main").text.lower()
     for jargon in ("cop", "lateral", "fraction", "baseline", "symmetry", "cadence", "flag"):
         assert jargon not in page.split(), jargon
@@ -167,13 +187,13 @@ def test_live_view_updates_from_mqtt(site, browser):
                 "return [...document.querySelectorAll('#feet svg.footmap')]"
                 ".map(f => f.querySelectorAll('circle.cop-now').length)")
             assert feet == [1, 1]
-            # read in one go: the view redraws five times a second (an element found first may be gone when read)
-            assert "hub online" in browser.execute_script("return document.getElementById('live-state').textContent")
+            state = browser.execute_script("return document.getElementById('live-state').textContent")
+            assert "hub online · hub storage full: recording to memory · 1234 frames dropped by the hub" in state
             scale = browser.execute_script(  # read in one go: the view redraws five times a second
                 "const s = document.querySelector('#feet svg.colour-scale');"
                 "return [s.dataset.unit, [...s.querySelectorAll('text.tick')].map(t => t.textContent)]")
             assert scale[0] == "kPa" and len(scale[1]) >= 3
-            insoles = dict(browser.execute_script(
+            insoles = dict(browser.execute_script(  # read in one go: redrawn five times a second
                 "return [...document.querySelectorAll('#insoles li')].map(li => [li.dataset.side, li.textContent])"))
             for side, status in INSOLE_STATUS.items():  # battery and frame loss of the collector's InsoleStatus
                 assert f"battery {status['battery_pct']:.0f} %" in insoles[side]
@@ -267,3 +287,63 @@ def test_patient_week_chart_reads_plainly(site, browser):
     assert tick_texts(svg, "text.axis-y") == ["steps"]
     assert tick_texts(svg, "text.tick-x") == ["Sat 14", "Sun 15", "Mon 16", "Tue 17", "Wed 18", "Thu 19", "Fri 20"]
     assert tick_texts(svg, "text.axis-x") == ["day, 14 Nov – 20 Nov 2026"]
+
+
+# flag cards with their evidence chart (item 3) and the digest printed to PDF (item 2) ----------------------------
+def test_every_flag_card_shows_its_evidence_chart(site, browser):
+    """Beside each active flag's words: the weekly chart of its series with the stored baseline band, the
+    real-change threshold and the flagged span (every week from the first raise to the latest, still open)."""
+    sign_in(browser, site["url"], "ther-1")
+    trends = {m["key"]: m for m in data.trends(site["store"], "pat-a")["metrics"]}
+    try:
+        for size in (None, PHONE):
+            if size:
+                set_viewport(browser, size)
+            browser.get(site["url"] + "/therapist/patients/pat-a")
+            ready(browser)
+            cards = browser.find_elements(By.CSS_SELECTOR, "#flag-cards article.flag-card")
+            assert len(cards) >= 2
+            for card in cards:
+                series = card.get_attribute("data-series")
+                svg = card.find_element(By.CSS_SELECTOR, ".evidence-chart svg.trend")
+                assert svg.get_attribute("data-metric") == series and int(svg.get_attribute("data-points")) == 7
+                assert svg.find_elements(By.CSS_SELECTOR, "rect.baseline-band")
+                assert len(svg.find_elements(By.CSS_SELECTOR, "line.threshold")) == 2
+                assert trends[series]["flag_spans"][-1]["active"]  # still open: shaded up to the latest week
+                flagged_weeks = {date.fromisocalendar(*date.fromisoformat(d).isocalendar()[:2], 1)
+                                 for d in trends[series]["flag_days"]}
+                assert len(svg.find_elements(By.CSS_SELECTOR, "rect.flag-week")) == len(flagged_weeks) >= 2
+                words, chart = card.find_element(By.CSS_SELECTOR, ".flag-words").rect, svg.rect
+                if size is None:  # beside the words on a desktop, below them on a phone; never off the screen
+                    assert chart["x"] >= words["x"] + words["width"] and chart["y"] < words["y"] + words["height"]
+                else:
+                    assert chart["y"] >= words["y"] + words["height"] and chart["x"] + chart["width"] <= PHONE[0]
+    finally:
+        reset_viewport(browser)
+
+
+def test_digest_prints_to_pdf_with_its_numbers(site, browser):
+    """The weekly digest printed by Chromium (DevTools Page.printToPDF, what "Save as PDF" does): the PDF holds
+    the page's numbers and leaves out the navigation, the hint and the forms (print CSS)."""
+    pdftotext = shutil.which("pdftotext")
+    assert pdftotext, "pdftotext (Debian package poppler-utils) is needed to read the printed digest"
+    sign_in(browser, site["url"], "ther-1")
+    browser.get(site["url"] + "/therapist/patients/pat-a/digest")
+    ready(browser)
+    numbers = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".digest-series td.num") if e.text != "–"]
+    steps = browser.find_element(By.CSS_SELECTOR, ".digest-facts td.steps").text
+    flags = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".digest-flags li")]
+    assert len(numbers) >= 20 and flags and "Sign out" in browser.find_element(By.TAG_NAME, "body").text
+    pdf = base64.b64decode(browser.execute_cdp_cmd("Page.printToPDF", {"printBackground": True})["data"])
+    assert pdf.startswith(b"%PDF-")
+    path = site["tmp"] / "digest.pdf"
+    path.write_bytes(pdf)
+    text = " ".join(subprocess.run([pdftotext, "-layout", str(path), "-"], check=True, capture_output=True,
+                                   text=True, timeout=60).stdout.split())
+    assert "Weekly digest: pat-a" in text and steps in text
+    for value in numbers:  # a cell may wrap between its number and its unit in the PDF
+        assert re.search(rf"(^| ){re.escape(value.split()[0])}( |$)", text), value
+    for sentence in flags:  # wrapped across lines in the PDF: compare the words
+        assert " ".join(sentence.split()[:6]) in text, sentence
+    for screen_only in ("Sign out", "My patients", "Save as PDF", "Kinetic Chain"):
+        assert screen_only not in text, screen_only

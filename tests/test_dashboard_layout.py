@@ -164,5 +164,16 @@ def test_phone_layout_keeps_wide_content_inside(site, browser):
         for svg in browser.find_elements(By.CSS_SELECTOR, "#trends svg.trend"):
             box = svg.rect
             assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE[0], svg.get_attribute("data-metric")
+        # the overview: one labelled card per patient, nothing to scroll sideways inside the table either
+        browser.get(site["url"] + "/therapist")
+        ready(browser)
+        table = browser.find_element(By.ID, "patients")
+        assert browser.execute_script("return arguments[0].scrollWidth <= arguments[0].clientWidth", table)
+        row = browser.find_element(By.CSS_SELECTOR, "#patients tbody tr[data-patient=pat-a]")
+        assert row.rect["width"] <= PHONE[0] and "7 active flags" in row.find_element(By.CSS_SELECTOR, "td.urgency").text
+        labels = browser.execute_script(  # each cell says what it is (the header row is hidden on a phone)
+            "return [...arguments[0].querySelectorAll('td[data-label]')]"
+            ".map(td => getComputedStyle(td, '::before').content)", row)
+        assert labels[:2] == ['"Why here: "', '"Active flags: "'] and len(labels) == 7
     finally:
         reset_viewport(browser)

@@ -47,7 +47,7 @@ def site(tmp_path_factory):
         feed.handle(topic, msg.to_json())
     app = create_app(store, secret="v" * 48, feed=feed, today=lambda: TODAY, now_us=lambda: NOW_US)
     with ServerThread(app) as server:
-        yield {"url": server.url, "store": store}
+        yield {"url": server.url, "store": store, "feed": feed}
     store.close()
 
 
@@ -87,7 +87,7 @@ def test_overview_shows_every_active_flag_in_words_and_the_patients_state(site):
     assert rows["pat-b"]["battery"]["L"]["text"] == "unknown"  # no status from pat-b's collector
     assert a["last_walk"]["day"] == TODAY.isoformat() and a["last_walk"]["day_text"] == "20 Nov 2026"
     assert a["wearing_h"] > 0 and a["wearing_h_last_week"] > 0
-    assert {"name": "online", "value": "yes"} in a["collector"]
+    assert {"key": "online", "value": True, "text": "hub online"} in a["collector"]
     # the page says the same
     row_a = page[page.index('data-patient="pat-a"'):page.index('data-patient="pat-b"')]
     assert "left 81 %, right 15 % (low)" in text_of(row_a) and "20 Nov 2026" in row_a and "the week before" in row_a
@@ -285,3 +285,38 @@ def test_patient_feedback_only_where_an_active_flag_backs_it(site, tmp_path):
                    keep_auto_baselines=True)
     assert data.plain_trend(store, "pat-a", TODAY) == ["Your walking this week looks like your usual walking. Keep going!"]
     store.close()
+
+
+# the home hub's state in words (CollectorStatus: storage_full, dropped_frames_n) -------------------------------
+def test_hub_status_in_words_with_a_full_disk_and_dropped_frames(site):
+    topic, feed = topics.collector_status_topic("pat-a"), site["feed"]
+    feed.handle(topic, CollectorStatus(online=True, time_us=NOW_US, software="1.4.0", outbox_batches_n=3,
+                                       outbox_fill_fraction=0.12, storage_full=True, dropped_frames_n=1234).to_json())
+    try:
+        with closing(client(site, "ther-1")) as c:
+            row = next(p for p in c.get("/api/therapist/patients").json()["patients"] if p["patient"] == "pat-a")
+            listing, own, digest_page = c.get("/therapist").text, c.get("/therapist/patients/pat-a").text, \
+                c.get("/therapist/patients/pat-a/digest").text
+        with closing(client(site, "patient-a")) as c:
+            me_api, me_page = c.get("/api/me/overview").json(), text_of(c.get("/me").text)
+    finally:
+        feed.handle(topic, CollectorStatus(online=True, time_us=NOW_US).to_json())
+    hub = row["hub"]
+    assert hub["text"] == ("hub online · software 1.4.0 · 3 batches waiting to be sent · outbox 12 % full · "
+                           "storage full: recording to memory · 1\u00a0234 frames dropped since it started")
+    assert hub["storage_full"] is True and hub["dropped_frames_n"] == 1234
+    warning = "Hub storage is full: recordings continue in memory, but space must be freed on the hub."
+    assert hub["warnings"] == [warning, "1\u00a0234 frames dropped by the hub since it started."]
+    row_a = text_of(listing[listing.index('data-patient="pat-a"'):listing.index('data-patient="pat-b"')])
+    for page in (row_a, text_of(own), text_of(digest_page)):
+        # text_of folds the no-break space that keeps "1 234" on one line
+        assert hub["text"].replace("\u00a0", " ") in page and warning in page and "1 234 frames dropped by the hub" in page
+        assert "fill fraction" not in page and "outbox batches n" not in page  # words, not field names
+    note = "Home hub storage is full — recordings continue, but please free some space on the hub."
+    assert me_api["status"]["hub_notes"][0] == note and note in me_page and "1 234 readings" in me_page
+    # unknown fields are left out, not shown as "–"
+    with closing(client(site, "ther-1")) as c:
+        plain = next(p for p in c.get("/api/therapist/patients").json()["patients"] if p["patient"] == "pat-a")
+    assert plain["hub"] == {**plain["hub"], "text": "hub online", "warnings": []}
+    assert overview.hub_status({})["text"] == "hub status unknown"
+    assert overview.hub_status({"collector": {"online": False}})["warnings"][0].startswith("Hub offline")

@@ -144,7 +144,7 @@
 
   function barChart(rows, key, label, unit, opts) {
     opts = opts || {};
-    const W = opts.width || 460, H = opts.height || 196, L = 14, R = 10, B = 38, T = 22;
+    const W = opts.width || 460, H = opts.height || 196, L = 14, R = 10, B = 38, T = 34;  // T: room for the unit above the tallest bar's label
     const svg = el("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, class: "bars", role: "img" });
     el("title", {}, svg).textContent = label;
     const vmax = Math.max(1, ...rows.map(r => r[key]));

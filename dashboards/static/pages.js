@@ -21,20 +21,6 @@
   const SIDES = { L: "Left", R: "Right" };
   function hours(hh) { const m = Math.round(hh * 60); return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, "0")} min`; }
 
-  async function therapistList() {
-    const d = await api("/api/therapist/patients");
-    document.getElementById("today").textContent = d.today;
-    const tb = document.querySelector("#patients tbody"); tb.textContent = "";
-    if (!d.patients.length) tb.appendChild(h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No patients are assigned to you yet.")));
-    d.patients.forEach(p => {
-      const flags = p.flags.length ? p.flags.map(f => h("span", { class: "tag " + f.state, title: `since ${f.since_day}` }, `${f.metric_label} ${f.state}`)) : [h("span", { class: "muted" }, "none")];
-      tb.appendChild(h("tr", { "data-patient": p.patient },
-        h("td", {}, h("a", { href: "/therapist/patients/" + enc(p.patient) }, p.patient), p.display_name ? h("div", { class: "muted" }, p.display_name) : ""),
-        h("td", {}, flags), h("td", { class: "num" }, hours(p.wearing_h)), h("td", { class: "num" }, p.steps_week),
-        h("td", {}, p.last_day || "–"), h("td", {}, h("a", { href: "/therapist/live/" + enc(p.patient) }, "live"))));
-    });
-  }
-
   function flagBox(f) {
     const ev = Object.entries(f.evidence || {}).map(([k, v]) => [h("dt", {}, k), h("dd", {}, typeof v === "object" ? JSON.stringify(v) : String(v))]);
     return h("div", { class: "flag " + f.state, "data-flag": f.id },
@@ -44,11 +30,21 @@
         h("dt", {}, "days"), h("dd", {}, String(f.days_n)), ev));
   }
 
+  /* each flag card's evidence chart: the trends API entry of the card's series (band, threshold, flagged span) */
+  function evidenceCharts(metrics) {
+    const byKey = {}; metrics.forEach(m => { byKey[m.key] = m; });
+    document.querySelectorAll(".evidence-chart[data-series]").forEach(slot => {
+      const m = byKey[slot.dataset.series]; slot.textContent = "";
+      if (!m) { slot.appendChild(h("p", { class: "muted" }, "No weekly values of this series yet.")); return; }
+      slot.appendChild(window.KC.trendChart(m));
+      slot.appendChild(h("p", { class: "note" }, `${m.label}, weekly median (${m.unit}). Blue band: baseline; dashed red: real-change threshold; shaded weeks: flagged.`));
+    });
+  }
+
   async function therapistPatient() {
     const p = body.dataset.patient, base = "/api/patients/" + enc(p);
     const [facts, tr, fl, notes, sess] = await Promise.all([api(base), api(base + "/trends"), api(base + "/flags"), api(base + "/notes"), api(base + "/sessions?limit=20")]);
-    const st = facts.status.collector ? (facts.status.collector.online ? "hub online" : "hub offline") : "hub status unknown";
-    document.getElementById("facts").textContent = `This week: ${hours(facts.wearing_h)} worn, ${facts.week.reduce((a, d) => a + d.steps, 0)} steps · ${st}`;
+    document.getElementById("facts").textContent = `This week: ${hours(facts.wearing_h)} worn, ${facts.week.reduce((a, d) => a + d.steps, 0)} steps`;
     const box = document.getElementById("trends"); box.textContent = "";
     tr.metrics.forEach(m => {
       const last = (m.weekly || []).filter(w => w.value !== null).slice(-1)[0];
@@ -59,6 +55,7 @@
         h("h3", {}, `${m.label} `, h("span", { class: "latest muted" }, last ? `latest: ${fmt(last.value, m.decimals)} ${m.unit}, week of ${window.KC.day(last.week, true)}` : `(${m.unit})`)),
         window.KC.trendChart(m), h("div", { class: "note" }, note)));
     });
+    evidenceCharts(tr.metrics);
     const flags = document.getElementById("flags"); flags.textContent = ""; flags.className = "";
     if (!fl.flags.length) flags.appendChild(h("p", { class: "muted" }, "No flags."));
     fl.flags.forEach(f => flags.appendChild(flagBox(f)));
@@ -117,7 +114,9 @@
     src.addEventListener("frame", ev => {
       const d = JSON.parse(ev.data); frames += 1;
       const sides = Object.keys(d.feet);
-      const hub = d.status && d.status.collector ? (d.status.collector.online ? "hub online" : "hub offline") : "hub status unknown";
+      const c = d.status && d.status.collector;
+      const hub = c ? (c.online ? "hub online" : "hub offline") + (c.storage_full ? " · hub storage full: recording to memory" : "") +
+        (c.dropped_frames_n ? ` · ${c.dropped_frames_n} frames dropped by the hub since it started` : "") : "hub status unknown";
       state.textContent = sides.length ? `Receiving ${sides.map(s => SIDES[s].toLowerCase()).join(" + ")} · ${hub}` : `Waiting for data from the insoles · ${hub}`;
       insoles.textContent = "";
       ["L", "R"].forEach(side => insoles.appendChild(h("li", { "data-side": side }, insoleLine(side, (d.status || {})[side]))));
@@ -172,7 +171,7 @@
     d.assignments.forEach(a => tb2.appendChild(h("tr", {}, h("td", {}, a.therapist), h("td", {}, a.patient))));
   }
 
-  const PAGES = { "therapist-list": therapistList, "therapist-patient": therapistPatient, "therapist-session": therapistSession, me: me, admin: admin };
+  const PAGES = { "therapist-patient": therapistPatient, "therapist-session": therapistSession, me: me, admin: admin };
   document.addEventListener("DOMContentLoaded", () => {
     if (page === "live") { live(); done(); return; }
     if (page === "research") { research().catch(e => fail("count", e)); return; }
