@@ -145,7 +145,10 @@ def publish_realtime(settings: MqttSettings, insoles: list[Insole], seconds: flo
         if k + 1 < n_batches:
             heapq.heappush(heap, (ins.due_s(k + 1), j, k + 1))
     for info in infos:  # the broker has them all (PUBACK) before we disconnect
-        info.wait_for_publish(10)
+        try:
+            info.wait_for_publish(10)
+        except RuntimeError:  # the connection was dropped (a PUBACK waited too long): stop waiting
+            break
     client.disconnect()
     client.loop_stop()
     return published, np.array(late)
