@@ -6,9 +6,10 @@ Part 1, workers on the cluster (``--workers``; ``--workers ""`` skips it): a pri
 (``tests.fixtures.nats``; JetStream MQTT streams and sessions on all three nodes) is pre-loaded with
 ``--batches`` QoS 1 batches of simulated walking from ``--devices`` insoles (``bench_ingest``'s messages) for
 1, 2 and 3 ``kinetic process`` workers (``--worker I/N``, each its own OS process and SQLite file, worker I
-connected to node I mod 3, as deployed with live strides), stopped (SIGSTOP) while the batches are published
-and timed from SIGCONT until every batch is stored. Printed: batches/s as a ratio to one worker, zero loss,
-and that each device's batches are all in the one worker that owns its partition.
+connected to node I mod 3, as deployed with live strides), which subscribe and stop while the batches are
+published, then start again and are timed from the moment all run until every batch is stored. Printed:
+batches/s as a ratio to one worker, zero loss, and that each device's batches are all in the one worker that
+owns its partition.
 
 Part 2, end to end, for each broker (a private Mosquitto as ``bench_ingest``'s, or a fresh private three-node
 NATS cluster) and each number of insoles: patients (two insoles each) stream for ``--seconds`` at the real rate
