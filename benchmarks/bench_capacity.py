@@ -142,7 +142,8 @@ def drain(nodes: list[MqttSettings], messages, workdir: Path, n: int, timeout_s:
 
     The workers subscribe (persistent sessions) and stop; the backlog is published through all three nodes;
     the workers start again and are timed from the moment all of them are ready (the batches stored before
-    that are not counted). Not SIGSTOP as bench_ingest: a stopped client's connection is dropped by NATS."""
+    that are not counted). Not SIGSTOP as bench_ingest: a stopped client misses its keep-alive during a slow
+    pre-load, and restarting onto a backlog is what a deployed worker does."""
     run = f"scale{n}-{uuid.uuid4().hex[:4]}"
     procs, dbs = workers(nodes, workdir, n, run)
     stop(procs)
