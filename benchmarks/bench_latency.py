@@ -145,10 +145,33 @@ def publish_realtime(settings: MqttSettings, insoles: list[Insole], seconds: flo
         if k + 1 < n_batches:
             heapq.heappush(heap, (ins.due_s(k + 1), j, k + 1))
     for info in infos:  # the broker has them all (PUBACK) before we disconnect
-        info.wait_for_publish(10)
+        try:
+            info.wait_for_publish(10)
+        except RuntimeError:  # the connection was dropped (a PUBACK waited too long): stop waiting
+            break
     client.disconnect()
     client.loop_stop()
     return published, np.array(late)
+
+
+def latencies(published: dict[tuple[str, int], float], raw_seen: dict[tuple[str, int], float],
+              strides_seen: list[tuple[str, str, float, float]], insoles: list[Insole]) -> tuple[np.ndarray, np.ndarray]:
+    """Seconds from publish to stored: of each raw batch seen, and of each stride seen (from the publication of the
+    batch that holds its ending heel strike), as :class:`Poller` notes them for :func:`publish_realtime`'s streams."""
+    by_session = {f"lat-{ins.patient}": ins for ins in insoles if ins.side == "L"}
+    t0 = {ins.device_id: ins.t0_s for ins in insoles}
+    raw_lat = np.array([seen - published[key] for key, seen in raw_seen.items() if key in published])
+    stride_lat = []
+    for session, side, nhs, seen in strides_seen:
+        ins = by_session.get(session)
+        if ins is None:  # another session (an implicit one)
+            continue
+        device = f"{ins.patient}-{side}"
+        k = math.floor((nhs - t0[device]) / BATCH_S + 1e-9)
+        t_pub = published.get((device, k * FRAMES))
+        if t_pub is not None:
+            stride_lat.append(seen - t_pub)
+    return raw_lat, np.array(stride_lat)
 
 
 def pct(x: np.ndarray) -> str:
@@ -205,17 +228,7 @@ def main() -> None:
             twice_n = len(stored_keys) - len(stored)
             rejected_n = conn.execute("SELECT COUNT(*) FROM rejections").fetchone()[0]
         lost = [key for key in published if key not in stored]
-    by_session = {f"lat-{ins.patient}": ins for ins in insoles if ins.side == "L"}
-    t0 = {ins.device_id: ins.t0_s for ins in insoles}
-    raw_lat = np.array([seen - published[key] for key, seen in poller.raw_seen.items() if key in published])
-    stride_lat = []
-    for session, side, nhs, seen in poller.strides_seen:
-        device = f"{by_session[session].patient}-{side}"
-        k = math.floor((nhs - t0[device]) / BATCH_S + 1e-9)
-        t_pub = published.get((device, k * FRAMES))
-        if t_pub is not None:
-            stride_lat.append(seen - t_pub)
-    stride_lat = np.array(stride_lat)
+    raw_lat, stride_lat = latencies(published, poller.raw_seen, poller.strides_seen, insoles)
     missing = len(published) - len(raw_lat)  # stored, but committed after the poller stopped
     print(f"stored {len(published) - len(lost)} of {len(published)} published batches ({len(lost)} lost, "
           f"{twice_n} stored twice, {rejected_n} messages rejected)" + (f"; e.g. {lost[:3]}" if lost else ""))
