@@ -13,12 +13,14 @@ direction, one side when the daily table has per-side columns):
 ================  ==============================================  ==========
 kind              series (first available)                        direction
 ================  ==============================================  ==========
-lateral_shift     ``cop_ml_mean_fw_{L,R}``; else                  up
+lateral_shift     ``lateral_forefoot_load_fraction_{L,R}``;       up
+                  else ``cop_ml_mean_fw_{L,R}``; else
                   ``lateral_load_fraction_{L,R}``
 shortened_stride  ``stride_length_m`` measured (IMU); else from   down
                   the walk-ratio model (``walk_ratio``)
 slowing           ``cadence_steps_per_min`` (when no stride       down
-                  length can be had; stride time is evidence)
+                  length can be had, and next to an IMU one;
+                  stride time is evidence)
 limp              symmetry index 200 (L - R) / (L + R) of         either way
                   ``stance_time_s`` and of ``peak_load`` (else
                   ``peak_heel_load``)
