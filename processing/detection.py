@@ -13,12 +13,14 @@ direction, one side when the daily table has per-side columns):
 ================  ==============================================  ==========
 kind              series (first available)                        direction
 ================  ==============================================  ==========
-lateral_shift     ``cop_ml_mean_fw_{L,R}``; else                  up
+lateral_shift     ``lateral_forefoot_load_fraction_{L,R}``;       up
+                  else ``cop_ml_mean_fw_{L,R}``; else
                   ``lateral_load_fraction_{L,R}``
 shortened_stride  ``stride_length_m`` measured (IMU); else from   down
                   the walk-ratio model (``walk_ratio``)
 slowing           ``cadence_steps_per_min`` (when no stride       down
-                  length can be had; stride time is evidence)
+                  length can be had, and next to an IMU one;
+                  stride time is evidence)
 limp              symmetry index 200 (L - R) / (L + R) of         either way
                   ``stance_time_s`` and of ``peak_load`` (else
                   ``peak_heel_load``)
@@ -78,7 +80,7 @@ from processing.detection_records import (  # noqa: F401  (the detector's record
 )
 from processing.detection_run import SERIES_COLS, Series, day_label, run_series
 from processing.detection_settings import SD_FLOORS, SD_PRIORS, DetectionSettings  # noqa: F401
-from processing.detection_speed import cadence_adjusted, stride_series
+from processing.detection_speed import MEASURED, cadence_adjusted, slowing_series, stride_series
 
 try:  # Python 3.11+
     from typing import Self
@@ -229,13 +231,19 @@ class CompensationDetector:
 
     def _series(self, derived: pd.DataFrame, base_mask: np.ndarray, walk_ratio: WalkRatio | None) -> list[Series]:
         out: list[Series] = []
-        self._per_side(out, derived, base_mask, "lateral_shift", (C.COP_ML_MEAN_FW, C.LATERAL_LOAD_FRACTION),
-                       corroborating=(C.LATERAL_LOAD_FRACTION,))
+        lateral: tuple[str, ...] = (C.COP_ML_MEAN_FW, C.LATERAL_LOAD_FRACTION)
+        if self.settings.lateral_forefoot_first:
+            lateral = (C.LATERAL_FOREFOOT_LOAD_FRACTION, *lateral)
+        self._per_side(out, derived, base_mask, "lateral_shift", lateral,
+                       corroborating=(C.LATERAL_LOAD_FRACTION, C.COP_ML_MEAN_FW, C.LATERAL_FOREFOOT_LOAD_FRACTION))
         stride, why = stride_series(derived, lambda col: self._usable(derived, col, base_mask), walk_ratio)
         if stride is None:
             self.skipped_["shortened_stride"] = why
         else:
             out.append(stride)
+            if (self.settings.slowing_with_imu and stride.extra.get("stride_length") == MEASURED
+                    and self._usable(derived, C.CADENCE_STEPS_PER_MIN, base_mask)):
+                out.append(slowing_series())  # measured stride length and cadence: two measurements of speed
         for metric in (C.STANCE_TIME_S, C.PEAK_LOAD, C.PEAK_HEEL_LOAD):
             col = f"si_{metric}"
             if metric == C.PEAK_HEEL_LOAD and any(s.metric == f"si_{C.PEAK_LOAD}" for s in out):
@@ -246,7 +254,8 @@ class CompensationDetector:
                 out.append(Series("limp", col, col, -1, side="L"))
             elif metric != C.PEAK_HEEL_LOAD:
                 self.skipped_[col] = "no per-side values in the baseline"
-        self._per_side(out, derived, base_mask, "heel_offloading", (C.HEEL_LOAD_FRACTION,))
+        self._per_side(out, derived, base_mask, "heel_offloading", (C.HEEL_LOAD_FRACTION,),
+                       corroborating=(C.REARFOOT_CONTACT_PCT,))
         return out
 
     def _baseline(self, metric, prior_key, values: pd.Series, base_mask, days, source, set_by) -> Baseline | None:

@@ -79,8 +79,8 @@ def _raised(series, base, run: _CusumRun, onset: list[int], days, i, base_mask, 
     current = float(np.mean(x[onset]))
     evidence: dict[str, Any] = {
         "rule": (f"one-sided CUSUM of z = {'+' if series.direction > 0 else '-'}(value - baseline) / "
-                 f"(sd sqrt(1 + 1/n)) with k = {s.cusum_k}, h = {s.cusum_h}, z capped at {s.z_clip}; "
-                 f">= {s.min_days_beyond} days beyond z = {s.z_real_change}"),
+                 f"(sd sqrt(1 + 1/n)) with k = {run.k}, h = {run.h}, z capped at {s.z_clip}; "
+                 f">= {run.days_beyond} days beyond z = {s.z_real_change}"),
         "direction": "up" if series.direction > 0 else "down",
         "side": series.side,
         "baseline_source": base.source,
@@ -135,6 +135,7 @@ class _CusumRun:
     def __init__(self, series: Series, base: Baseline, partner_bases: list[Baseline], derived: pd.DataFrame,
                  settings: DetectionSettings) -> None:
         self.series, self.settings, self.derived = series, settings, derived
+        self.k, self.h, self.days_beyond = settings.cusum_for(series.kind)
         self.comps = [(series.metric, series.direction, base)] + [
             (m, d, pb) for (m, _, d), pb in zip(series.partners, partner_bases, strict=True)]
         self.values = {m: derived[m].to_numpy(dtype=float) for m, _, _ in self.comps}
@@ -151,7 +152,7 @@ class _CusumRun:
         self.recent.append(i)
         for m in self.cusum:
             prev = self.cusum[m]
-            self.cusum[m] = max(0.0, prev + min(self.z[m][i], self.settings.z_clip) - self.settings.cusum_k)
+            self.cusum[m] = max(0.0, prev + min(self.z[m][i], self.settings.z_clip) - self.k)
             if self.cusum[m] == 0.0:
                 self.run_start[m] = None
             elif prev == 0.0 or self.run_start[m] is None:
@@ -164,14 +165,14 @@ class _CusumRun:
         """The days since the estimated onset when every CUSUM is over ``cusum_h`` with enough days beyond
         the real-change threshold, else None."""
         s = self.settings
-        if not all(c > s.cusum_h for c in self.cusum.values()):
+        if not all(c > self.h for c in self.cusum.values()):
             return None
         metric = self.series.metric
         start = self.run_start[metric]
         assert start is not None  # (a CUSUM over cusum_h > 0 has left 0)
         onset = [j for j in self.recent if j >= start]
         beyond = int(sum(self.z[metric][j] >= s.z_real_change for j in onset))
-        return onset if beyond >= s.min_days_beyond else None
+        return onset if beyond >= self.days_beyond else None
 
     def restart(self) -> None:
         for m in self.cusum:

@@ -56,11 +56,25 @@ SD_FLOORS: dict[str, float] = {k: floor for k, (_, floor) in _SD_PRIOR_FLOOR.ite
 #: mean), so the same relative off-load gives the same z whatever the heel sensors' share (docs/detection.md)
 _SD_PRIOR_FLOOR_RELATIVE: dict[str, tuple[float, float]] = {
     C.HEEL_LOAD_FRACTION: (0.10, 0.04),
+    C.LATERAL_FOREFOOT_LOAD_FRACTION: (0.05, 0.02),
 }
 SD_PRIORS_RELATIVE: dict[str, float] = {k: prior for k, (prior, _) in _SD_PRIOR_FLOOR_RELATIVE.items()}
 SD_FLOORS_RELATIVE: dict[str, float] = {k: floor for k, (_, floor) in _SD_PRIOR_FLOOR_RELATIVE.items()}
 _SD_TABLES = {"sd_priors": SD_PRIORS, "sd_floors": SD_FLOORS, "sd_priors_relative": SD_PRIORS_RELATIVE,
               "sd_floors_relative": SD_FLOORS_RELATIVE}
+#: the compensation kinds (processing.detection_records.KINDS; repeated here because the records import the settings)
+_KINDS = ("lateral_shift", "shortened_stride", "slowing", "limp", "heel_offloading")
+#: per-kind CUSUM settings that replace ``cusum_k`` / ``cusum_h`` / ``min_days_beyond`` for that kind's series:
+#: empty by default (every kind uses the general ones); keys are kinds
+_KIND_TABLES = ("cusum_k_by_kind", "cusum_h_by_kind", "min_days_beyond_by_kind")
+#: every table of numbers keyed by name: what a key may be
+_TABLE_KEYS: dict[str, tuple[str, ...]] = {**{k: tuple(v) for k, v in _SD_TABLES.items()},
+                                           **dict.fromkeys(_KIND_TABLES, _KINDS)}
+
+
+#: the defaults of the per-kind tables (docs/detection.md, "Small shifts")
+KIND_DEFAULTS: dict[str, dict[str, float]] = {"cusum_k_by_kind": {}, "cusum_h_by_kind": {},
+                                              "min_days_beyond_by_kind": {}}
 
 
 def _bad(message: str) -> ValidationError:
@@ -99,6 +113,20 @@ class DetectionSettings:
     slope_prior_spm2: float = 36.0
     #: |day cadence - baseline cadence| beyond this (steps/min) is adjusted as if it were this far
     slope_max_spm: float = 15.0
+    #: with a stride length measured by the IMU, watch the cadence as well (kind ``slowing``): two measurements of
+    #: walking speed (without one the stride series is the cadence itself). Issue 19, round 2: 8 %-slower simulated
+    #: patients flagged 10/20 -> 15/20, no more false flags (docs/validation.md)
+    slowing_with_imu: bool = True
+    #: watch lateral shift on the lateral forefoot's share of each foot's impulse first (COP next), not on the COP.
+    #: Issue 19, round 2: one-foot 10 % medial->lateral transfer flagged 11/14 -> 12/14 real walks, 7/20 -> 15/20
+    #: simulated patients, no more false flags (docs/validation.md)
+    lateral_forefoot_first: bool = True
+    #: per kind, the CUSUM reference / decision limit / days beyond the real-change threshold that replace
+    #: ``cusum_k`` / ``cusum_h`` / ``min_days_beyond`` for that kind's series (a change that is small in the
+    #: patient's own SD units is found sooner with a smaller k: docs/detection.md)
+    cusum_k_by_kind: Mapping[str, float] = field(default_factory=dict)
+    cusum_h_by_kind: Mapping[str, float] = field(default_factory=dict)
+    min_days_beyond_by_kind: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name, defaults in _SD_TABLES.items():
@@ -107,7 +135,18 @@ class DetectionSettings:
             if unknown:
                 raise _bad(f"{name} has unknown metrics {unknown}; known: {sorted(defaults)}")
             object.__setattr__(self, name, {**defaults, **{k: float(v) for k, v in given.items()}})
+        for name in _KIND_TABLES:
+            given = {**KIND_DEFAULTS[name], **dict(getattr(self, name) or {})}
+            unknown = sorted(set(given) - set(_KINDS))
+            if unknown:
+                raise _bad(f"{name} has unknown kinds {unknown}; known: {list(_KINDS)}")
+            object.__setattr__(self, name, {k: float(v) for k, v in given.items()})
         self.check()
+
+    def cusum_for(self, kind: str) -> tuple[float, float, int]:
+        """The CUSUM reference k, decision limit h and days beyond the threshold of ``kind``'s series."""
+        return (self.cusum_k_by_kind.get(kind, self.cusum_k), self.cusum_h_by_kind.get(kind, self.cusum_h),
+                int(self.min_days_beyond_by_kind.get(kind, self.min_days_beyond)))
 
     def check(self) -> None:
         """Raise ValidationError (reason ``bad_parameter``) for settings the detector cannot work with."""
@@ -116,11 +155,16 @@ class DetectionSettings:
             (2 <= self.min_baseline_days <= self.baseline_days, "min_baseline_days must be 2..baseline_days"),
             (self.min_strides_n >= 0, "min_strides_n must be >= 0"),
             (self.z_real_change > 0 and self.cusum_h > 0 and self.cusum_k >= 0, "thresholds must be positive"),
-            (self.z_clip > self.cusum_k, "z_clip must exceed cusum_k"),
-            (self.min_days_beyond >= 1 and self.return_days >= 1 and self.clear_days >= 1, "day counts must be >= 1"),
+            (all(self.z_clip > self.cusum_for(k)[0] for k in _KINDS), "z_clip must exceed cusum_k"),
+            (all(self.cusum_for(k)[1] > 0 and self.cusum_for(k)[0] >= 0 for k in _KINDS),
+             "per-kind thresholds must be positive"),
+            (self.min_days_beyond >= 1 and self.return_days >= 1 and self.clear_days >= 1
+             and all(self.cusum_for(k)[2] >= 1 for k in _KINDS), "day counts must be >= 1"),
             (self.prior_weight_days >= 0, "prior_weight_days must be >= 0"),
             (all(v >= 0 and math.isfinite(v) for name in _SD_TABLES for v in getattr(self, name).values()),
              "sd_priors, sd_floors and their relative tables must be finite and >= 0"),
+            (all(math.isfinite(v) for name in _KIND_TABLES for v in getattr(self, name).values()),
+             "per-kind CUSUM settings must be finite"),
             (self.slope_prior_spm2 >= 0 and self.slope_max_spm >= 0, "slope settings must be >= 0"),
         ]
         for ok, msg in checks:
@@ -136,7 +180,7 @@ class DetectionSettings:
         if unknown:
             raise _bad(f"unknown keys {unknown}; known: {sorted(fields)}")
         for key, value in values.items():
-            if key in _SD_TABLES:
+            if key in _TABLE_KEYS:
                 ok = isinstance(value, Mapping) and all(_is_number(v) for v in value.values())
             elif fields[key].type == "bool":
                 ok = isinstance(value, bool)

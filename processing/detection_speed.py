@@ -34,6 +34,8 @@ from processing.detection_settings import DetectionSettings
 
 #: the series kinds that measure walking speed themselves (never adjusted for cadence)
 SPEED_KINDS = ("shortened_stride", "slowing")
+#: ``evidence.stride_length`` of a stride length measured by the foot-mounted IMU
+MEASURED = "measured (IMU)"
 
 
 def stride_series(derived: pd.DataFrame, usable, walk_ratio: WalkRatio | None) -> tuple[Series | None, str]:
@@ -45,7 +47,7 @@ def stride_series(derived: pd.DataFrame, usable, walk_ratio: WalkRatio | None) -
     down = C.DOWN  # the catalogue's direction of stride length and cadence under heel pain
     if usable(C.STRIDE_LENGTH_M):
         return Series("shortened_stride", C.STRIDE_LENGTH_M, C.STRIDE_LENGTH_M, down, corroborating=corr,
-                      extra={"stride_length": "measured (IMU)"}), ""
+                      extra={"stride_length": MEASURED}), ""
     if walk_ratio is not None and C.CADENCE_STEPS_PER_MIN in derived:
         derived[C.STRIDE_LENGTH_M] = walk_ratio.stride_length_m(derived[C.CADENCE_STEPS_PER_MIN].to_numpy(float))
         if usable(C.STRIDE_LENGTH_M):
@@ -55,10 +57,16 @@ def stride_series(derived: pd.DataFrame, usable, walk_ratio: WalkRatio | None) -
             return Series("shortened_stride", C.STRIDE_LENGTH_M, C.STRIDE_LENGTH_M, down, corroborating=corr,
                           extra=extra), ""
     if usable(C.CADENCE_STEPS_PER_MIN):
-        return Series("slowing", C.CADENCE_STEPS_PER_MIN, C.CADENCE_STEPS_PER_MIN, down,
-                      corroborating=(C.STRIDE_TIME_S,),
-                      extra={"stride_length": "none (no IMU, no calibration): cadence watched"}), ""
+        return slowing_series("none (no IMU, no calibration): cadence watched"), ""
     return None, "neither stride length nor cadence in the baseline"
+
+
+def slowing_series(stride_length: str = "measured (IMU), watched as shortened_stride") -> Series:
+    """Cadence watched down (kind ``slowing``; stride time is evidence). Without a stride length it is the stride
+    series; with a measured one (IMU) it is watched as well, because the IMU's stride length and the cadence are
+    two measurements of walking speed and heel pain lowers both (docs/detection.md, "Small shifts")."""
+    return Series("slowing", C.CADENCE_STEPS_PER_MIN, C.CADENCE_STEPS_PER_MIN, C.DOWN,
+                  corroborating=(C.STRIDE_TIME_S,), extra={"stride_length": stride_length})
 
 
 def cadence_adjusted(series: Series, derived: pd.DataFrame, base_mask: np.ndarray,

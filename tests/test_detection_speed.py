@@ -115,3 +115,66 @@ def test_imu_stride_length_within_5_percent_of_the_moticon_report(walk):
 
 def test_stride_series_direction_is_the_catalogues():
     assert C.BY_KEY[C.STRIDE_LENGTH_M].compensation == C.BY_KEY[C.CADENCE_STEPS_PER_MIN].compensation == C.DOWN
+
+
+# ---- issue 19, round 2 (docs/validation.md): the new measures in the detector --------------------------------------
+def test_with_imu_cadence_is_watched_as_slowing_too():
+    """An IMU stride length unchanged while the cadence falls 6 %: slowing (before round 2 only the stride length
+    was watched with an IMU, and this raised nothing); 6 % faster raises nothing."""
+    base = synthetic_daily(32, seed=5)
+    ev = raised(CompensationDetector().detect(_cadence_scaled(base, 15, 0.94)), "slowing")
+    assert len(ev) == 1 and ev[0].metric == "cadence_steps_per_min" and ev[0].current < ev[0].baseline
+    assert raised(CompensationDetector().detect(_cadence_scaled(base, 15, 1.06))) == []
+    assert raised(CompensationDetector(slowing_with_imu=False).detect(_cadence_scaled(base, 15, 0.94))) == []
+
+
+def _with_lateral_forefoot(daily: pd.DataFrame, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    out = daily.copy()
+    for s in ("L", "R"):
+        out[f"lateral_forefoot_load_fraction_{s}"] = 0.30 + 0.01 * rng.normal(size=len(out))
+        out[f"rearfoot_contact_pct_{s}"] = 18.0 + 0.7 * rng.normal(size=len(out))
+    return out
+
+
+def test_lateral_forefoot_share_is_the_lateral_series():
+    """One foot's lateral-forefoot share up by 10 % of itself, COP unchanged: lateral shift on that foot, with the
+    COP as corroborating evidence (before round 2 the COP was watched and this raised nothing)."""
+    daily = _with_lateral_forefoot(synthetic_daily(32, seed=6), seed=6)
+    daily.loc[15:, "lateral_forefoot_load_fraction_R"] += 0.03
+    det = CompensationDetector().detect(daily)
+    ev = raised(det, "lateral_shift")
+    assert [(e.metric, e.evidence["side"]) for e in ev] == [("lateral_forefoot_load_fraction_R", "R")]
+    assert "cop_ml_mean_fw_R" in ev[0].evidence["corroborating"]
+    # the prior SD is relative to the foot's own share (0.05 x 0.30)
+    assert det.baselines_["lateral_forefoot_load_fraction_R"].sd == pytest.approx(0.0118, abs=0.002)
+    assert raised(CompensationDetector(lateral_forefoot_first=False).detect(daily), "lateral_shift") == []
+
+
+def test_rearfoot_contact_corroborates_heel_offloading():
+    daily = _with_lateral_forefoot(synthetic_daily(32, seed=7), seed=7)
+    daily.loc[15:, "heel_load_fraction_L"] *= 0.8
+    daily.loc[15:, "rearfoot_contact_pct_L"] -= 4.0
+    ev = raised(CompensationDetector().detect(daily), "heel_offloading")
+    assert [e.evidence["side"] for e in ev] == ["L"]
+    corr = ev[0].evidence["corroborating"]["rearfoot_contact_pct_L"]
+    assert corr["current"] < corr["baseline"] - 3.0
+
+
+def test_per_kind_cusum_settings(tmp_path):
+    config = tmp_path / "d.toml"
+    config.write_text("[detection]\ncusum_k = 1.0\n[detection.cusum_k_by_kind]\nslowing = 0.5\n"
+                      "[detection.min_days_beyond_by_kind]\nslowing = 1\n")
+    s = DetectionSettings.from_toml(config)
+    assert s.cusum_for("slowing") == (0.5, 4.0, 1) and s.cusum_for("limp") == (1.0, 4.0, 2)
+    assert DetectionSettings.from_json(s.to_json()) == s
+    config.write_text("[detection.cusum_h_by_kind]\nwobble = 3\n")
+    with pytest.raises(ValidationError, match="wobble"):
+        DetectionSettings.from_toml(config)
+    with pytest.raises(ValidationError):
+        DetectionSettings(cusum_k_by_kind={"limp": 9.0})  # k above the z cap
+    # the smaller k finds a ~1-SD slowing (2 %) that the default does not (same days)
+    slow = _cadence_scaled(synthetic_daily(28, seed=9, with_stride_length=False), 15, 0.98)
+    assert raised(CompensationDetector().detect(slow), "slowing") == []
+    ev = raised(CompensationDetector(s).detect(slow), "slowing")
+    assert ev and "k = 0.5" in ev[0].evidence["rule"]
