@@ -82,6 +82,9 @@ def test_sigkill_then_restart_loses_nothing_decoded(tmp_path, patient_id) -> Non
         must_arrive = sent_frames(tmp_path / "sent.jsonl", killed_us - SETTLE_MS * 1000)
         # run 2: recovers what run 1 had staged, drains the outbox, records on; stopped cleanly with SIGTERM
         proc2 = start_collect(tmp_path, patient_id, url, "run2")
+        # SIGTERM only once it runs (it has recovered run 1's journal): a loaded machine starts it slowly
+        assert wait_for(lambda: "recovered" in (tmp_path / "run2.err").read_text(), 60), \
+            (tmp_path / "run2.err").read_text()[-2000:]
         time.sleep(4.0)
         proc2.send_signal(signal.SIGTERM)
         assert proc2.wait(40) == 0
