@@ -89,6 +89,18 @@ def test_several_broker_addresses_parse():
         MqttSettings.from_url("mqtt://a,")
 
 
+def close_all(*parts) -> None:
+    """Close clients and stop brokers, every one of them even when one fails (its error is raised after)."""
+    errors = []
+    for part in parts:
+        try:
+            part.close() if hasattr(part, "close") else part.stop()
+        except Exception as exc:  # noqa: BLE001 - re-raised below, after the others are stopped
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
 def test_client_fails_over_to_the_next_broker(tmp_path):
     a, b = PrivateMosquitto(tmp_path / "a"), PrivateMosquitto(tmp_path / "b")
     a.start()
@@ -103,8 +115,7 @@ def test_client_fails_over_to_the_next_broker(tmp_path):
         a.proc.kill()  # SIGKILL: no goodbye
         assert on_b.gap_after(killed_at, 5, "failover: data through the second broker after the first was killed") < 2.0
     finally:
-        for part in (stream, on_b, a, b):
-            part.close() if hasattr(part, "close") else part.stop()
+        close_all(stream, on_b, a, b)
 
 
 def test_client_resumes_within_2_s_of_the_brokers_return(tmp_path):
@@ -119,5 +130,4 @@ def test_client_resumes_within_2_s_of_the_brokers_return(tmp_path):
         broker.start()
         assert arrivals.gap_after(time.monotonic(), 8, "back-off: data again after the broker listens again") < 2.0
     finally:
-        for part in (stream, arrivals, broker):
-            part.close() if hasattr(part, "close") else part.stop()
+        close_all(stream, arrivals, broker)
