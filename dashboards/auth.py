@@ -21,6 +21,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from insole_common.errors import InsoleError
 from storage import accounts as stored
+from storage.patients import patient_exists
 from storage.store import Store
 
 ROLES = ("therapist", "patient", "researcher", "admin")
@@ -66,7 +67,7 @@ def add_account(store: Store, username: str, role: str, password: str, *, displa
     if role == "patient":
         if not patient:
             raise AccountError("a patient account needs --patient PSEUDONYM")
-        if not stored.patient_exists(store, patient):
+        if not patient_exists(store, patient):
             raise AccountError(f"unknown patient {patient!r}: a patient exists once provisioned "
                                "(kinetic provision patient --db ...) or once a first session was stored")
     elif patient:
@@ -89,7 +90,7 @@ def assign_patient(store: Store, therapist: str, patient: str) -> None:
     acc = stored.account(store, therapist)
     if acc is None or acc.role != "therapist":
         raise AccountError(f"{therapist!r} is not a therapist account")
-    if not stored.patient_exists(store, patient):
+    if not patient_exists(store, patient):
         raise AccountError(f"unknown patient {patient!r}")
     stored.assign(store, therapist, patient)
 

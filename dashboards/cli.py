@@ -26,10 +26,10 @@ import sys
 from dashboards.auth import AccountError, add_account, assign_patient, set_disabled
 from insole_common.errors import ValidationError
 from research import deid
-from storage.accounts import accounts_n, patient_exists
+from storage.accounts import accounts_n
 from storage.archive import RawArchive
 from storage.open import DatabaseMissingError, open_store as _open_store
-from storage.patients import set_patient_time_zone
+from storage.patients import patient_exists, set_patient_time_zone
 from storage.store import Store
 
 

@@ -102,7 +102,7 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def _known(store, patient: str) -> None:
-    if patient not in patients.pseudonyms(store) and not flag_store.flags(store, patient):
+    if not patients.patient_exists(store, patient) and not flag_store.flags(store, patient):
         raise ValidationError(f"unknown patient {patient!r} in this database", reason="unknown_patient")
 
 

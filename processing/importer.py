@@ -71,7 +71,7 @@ def check_day(day: str) -> str:
 def check_patient_known(store: Store, patient: str) -> None:
     """ValidationError (reason ``unknown_patient``) when ``patient`` is not registered in ``store``."""
     topics.check_patient(patient)
-    if patient not in patients.pseudonyms(store):
+    if not patients.patient_exists(store, patient):
         raise ValidationError(f"unknown patient {patient!r}: not registered in this database (kinetic provision "
                               f"patient --db ..., or pass --new-patient to register it)", reason="unknown_patient")
 

@@ -74,16 +74,6 @@ def accounts(store: Store) -> list[dict]:
              "disabled": int(d), "created_us": int(c)} for u, r, n, p, d, c in rows.itertuples(index=False, name=None)]
 
 
-def patient_exists(store: Store, patient: str) -> bool:
-    return not store.query("SELECT 1 AS x FROM patients WHERE pseudonym = ?", (patient,)).empty
-
-
-def ensure_patient(store: Store, patient: str, created_us: int) -> None:
-    """Create the patient ``patient`` unless it exists."""
-    store.execute("INSERT INTO patients (pseudonym, created_us) VALUES (?, ?) ON CONFLICT (pseudonym) DO NOTHING",
-                  (patient, created_us))
-
-
 def assign(store: Store, therapist: str, patient: str) -> None:
     store.execute("INSERT INTO therapist_patients (therapist, patient) VALUES (?, ?) ON CONFLICT DO NOTHING",
                   (therapist, patient))

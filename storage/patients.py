@@ -19,6 +19,11 @@ def pseudonyms(store: StoreBase) -> set[str]:
     return set(store.query("SELECT pseudonym FROM patients")["pseudonym"].astype(str))
 
 
+def patient_exists(store: StoreBase, patient: str) -> bool:
+    """Whether ``patient`` is registered (one indexed lookup)."""
+    return not store.query("SELECT 1 AS x FROM patients WHERE pseudonym = ?", (patient,)).empty
+
+
 def register_patient(store: StoreBase, pseudonym: str, created_us: int) -> bool:
     """Register ``pseudonym`` (created at ``created_us``); False when it was registered already."""
     return store.execute("INSERT INTO patients (pseudonym, created_us) VALUES (?, ?) ON CONFLICT (pseudonym) DO NOTHING",
