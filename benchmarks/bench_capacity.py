@@ -63,6 +63,7 @@ from tests.fixtures.nats import NatsCluster, nats_available
 from transport.mqtt import MqttSettings
 
 STARTED: list[int] = []  # pids of every process this run started (the watchdog's list)
+PUBLISHER_CPUS: set[int] | None = None  # --pin-publishers: the cores the publishers run on (inherited through fork())
 _INSOLES: list[Insole] = []  # the publishers' share of it is inherited through fork()
 
 
@@ -192,6 +193,8 @@ def scale_workers(args, workdir: Path) -> None:
 def publisher(j: int, first: int, last: int, settings: MqttSettings, seconds: float, out: Path) -> None:
     """A publisher process (forked): the insoles ``first:last`` of ``_INSOLES`` at their real rate."""
     signal.alarm(int(seconds + 60))  # ends itself whatever the broker does
+    if PUBLISHER_CPUS is not None:
+        os.sched_setaffinity(0, PUBLISHER_CPUS)
     cpu0 = time.process_time()
     published, late = publish_realtime(settings, _INSOLES[first:last], seconds)
     out.write_bytes(pickle.dumps((published, late, time.process_time() - cpu0)))
@@ -363,6 +366,18 @@ def watchdog(deadline_s: float) -> None:
     t.start()
 
 
+def pin_publishers() -> None:
+    """Publishers on the last core, this process and everything it starts later (brokers, workers and their
+    helpers inherit it) on the others."""
+    global PUBLISHER_CPUS  # noqa: PLW0603 - read by the forked publishers
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        raise SystemExit("--pin-publishers needs at least 2 cores")
+    PUBLISHER_CPUS = {cores[-1]}
+    os.sched_setaffinity(0, set(cores[:-1]))
+    print(f"pinned: publishers on core {cores[-1]}; brokers, workers and the reader on {cores[:-1]}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--insoles", default="500,2000,5000", help="insoles per end-to-end run, comma-separated")
@@ -376,12 +391,18 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=20_000, help="part 1's backlog")
     ap.add_argument("--devices", type=int, default=64, help="part 1's insoles")
     ap.add_argument("--workdir", help="keep brokers' and workers' files and logs here (default: a temporary folder)")
+    ap.add_argument("--pin-publishers", action="store_true",
+                    help="run the publishers on the last core only and everything else this run starts (brokers, "
+                         "workers, the reader) on the other cores: what the server side does with the cores left "
+                         "to it, whatever the simulated gateways cost (Linux)")
     ap.add_argument("--deadline-s", type=float, default=1800.0, help="the whole run, then everything is stopped")
     args = ap.parse_args()
     kinds = [k for k in args.broker.split(",") if k]
     if "nats" in kinds or args.workers:
         assert nats_available(), "nats-server is not installed"
     watchdog(args.deadline_s)
+    if args.pin_publishers:
+        pin_publishers()
     print(f"{os.cpu_count()} cores; load average at the start {os.getloadavg()[0]:.1f} (a shared machine)")
     with (nullcontext(tempfile.mkdtemp(dir=args.workdir)) if args.workdir else tempfile.TemporaryDirectory()) as tmp:
         scale_workers(args, Path(tmp))
