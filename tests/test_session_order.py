@@ -74,6 +74,26 @@ def reference(tmp_path, messages) -> ProcessingService:
     return svc
 
 
+def through_broker(tmp_path, mqtt_settings, patient: str, ordered: list[tuple[str, bytes]],
+                   frames_n: int) -> ProcessingService:
+    """A service on its own SQLite store, fed ``ordered`` through the real broker (one connection, QoS 1: the broker
+    keeps this order) until the collector's session is closed with results and ``frames_n`` frames are stored."""
+    svc = ProcessingService(SQLiteStore(tmp_path / "kc.sqlite"))
+    publisher = make_client(mqtt_settings, client_id=f"pub-{uuid.uuid4().hex[:6]}")
+    connect(publisher, mqtt_settings)
+    publisher.loop_start()
+    try:
+        with running_service(svc, mqtt_settings):
+            for topic, payload in ordered:
+                publisher.publish(topic, payload, qos=1).wait_for_publish(10)
+            assert wait_for(lambda: svc.stats.sessions_closed_n >= 1 and svc.store.session_has_results(f"s-{patient}")
+                            and svc.stats.frames_accepted_n >= frames_n, 30), svc.stats
+    finally:
+        publisher.loop_stop()
+        publisher.disconnect()
+    return svc
+
+
 def results(svc: ProcessingService, patient: str) -> tuple[list[str], pd.DataFrame, int]:
     """The patient's sessions, the strides of the day and the frames of the collector's session."""
     sessions = [s["session_id"] for s in patient_sessions(svc.store, patient, limit=100, offset=0)]
@@ -88,19 +108,7 @@ def test_a_stop_published_before_the_last_batches_waits_for_them(tmp_path, mqtt_
     ref_sessions, ref_strides, ref_frames_n = results(ref, patient)
     assert ref_sessions == [f"s-{patient}"] and len(ref_strides) > 10
 
-    svc = ProcessingService(SQLiteStore(tmp_path / "kc.sqlite"))
-    publisher = make_client(mqtt_settings, client_id=f"pub-{uuid.uuid4().hex[:6]}")
-    connect(publisher, mqtt_settings)
-    publisher.loop_start()
-    try:
-        with running_service(svc, mqtt_settings):
-            for topic, payload in stop_first(messages):  # one connection, QoS 1: the broker keeps this order
-                publisher.publish(topic, payload, qos=1).wait_for_publish(10)
-            assert wait_for(lambda: svc.stats.sessions_closed_n >= 1 and svc.store.session_has_results(f"s-{patient}")
-                            and svc.stats.frames_accepted_n >= ref.stats.frames_accepted_n, 30), svc.stats
-    finally:
-        publisher.loop_stop()
-        publisher.disconnect()
+    svc = through_broker(tmp_path, mqtt_settings, patient, stop_first(messages), ref.stats.frames_accepted_n)
     sessions, strides, frames_n = results(svc, patient)
     assert sessions == [f"s-{patient}"], "the late batches went to another session"
     assert frames_n == ref_frames_n
@@ -170,19 +178,7 @@ def test_a_start_published_after_the_first_batches_takes_them(tmp_path, mqtt_set
     patient, messages = walk_messages
     ref = reference(tmp_path, messages)
     ref_sessions, ref_strides, ref_frames_n = results(ref, patient)
-    svc = ProcessingService(SQLiteStore(tmp_path / "kc.sqlite"))
-    publisher = make_client(mqtt_settings, client_id=f"pub-{uuid.uuid4().hex[:6]}")
-    connect(publisher, mqtt_settings)
-    publisher.loop_start()
-    try:
-        with running_service(svc, mqtt_settings):
-            for topic, payload in start_late(messages):
-                publisher.publish(topic, payload, qos=1).wait_for_publish(10)
-            assert wait_for(lambda: svc.stats.sessions_closed_n >= 1 and svc.store.session_has_results(f"s-{patient}")
-                            and svc.stats.frames_accepted_n >= ref.stats.frames_accepted_n, 30), svc.stats
-    finally:
-        publisher.loop_stop()
-        publisher.disconnect()
+    svc = through_broker(tmp_path, mqtt_settings, patient, start_late(messages), ref.stats.frames_accepted_n)
     sessions, strides, frames_n = results(svc, patient)
     assert sessions == ref_sessions == [f"s-{patient}"], "the first batches stayed in an implicit session"
     assert frames_n == ref_frames_n and svc.stats.starts_late_n == 1 and svc.stats.rejected_n == 0
