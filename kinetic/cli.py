@@ -12,6 +12,7 @@ import logging
 import re
 import sys
 
+from insole_common.errors import InsoleError
 from kinetic import __version__
 
 #: every subcommand -> the module that defines it (each module defines register(subparsers));
@@ -91,7 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    result = args.func(args)
+    try:
+        result = args.func(args)
+    except InsoleError as exc:  # bad input, configuration or an unreachable service: what was wrong, no traceback
+        if args.verbose:
+            raise
+        print(f"kinetic {_command_of(argv) or ''}: {exc}".replace("  ", " "), file=sys.stderr)
+        return 2
     return int(result or 0)
 
 

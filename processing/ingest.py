@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 #: group while the worker commits this one.
 GROUP_COMMIT_N = 512
 
+#: the id of a session opened by data without a start message begins with this (``auto-{patient}-{unix s}``)
+IMPLICIT_PREFIX = "auto-"
 #: plausible collector times: 2000-01-01 .. 2100-01-01 (us since the Unix epoch)
 TIME_RANGE_US = (946_684_800_000_000, 4_102_444_800_000_000)
 #: one past the highest sequence number the store can keep (its end, first_seq + n_frames, is a signed 64-bit value)
@@ -167,7 +169,7 @@ class IngestMixin(ServiceState):
             return late.session_id, True
         session_id = self._open.get(patient)
         if session_id is None:  # data without a start message: open an implicit session
-            session_id = f"auto-{patient}-{batch.collector_time_us // 1_000_000}"
+            session_id = f"{IMPLICIT_PREFIX}{patient}-{batch.collector_time_us // 1_000_000}"
             self.store.open_session(session_id, patient, batch.collector_time_us, {batch.side: batch.device_id})
             self._open[patient] = session_id
         return session_id, False

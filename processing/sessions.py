@@ -20,7 +20,7 @@ from insole_common.messages import SessionMessage
 from insole_common.recording import FootRecording, Recording
 from processing.analytics import analyze
 from processing.flags import update_flags
-from processing.ingest import Implausible, check_time
+from processing.ingest import IMPLICIT_PREFIX, Implausible, check_time
 from processing.state import ServiceState
 from processing.summaries import update_daily_summary, update_weekly_summary
 from storage.store import StoreUnavailableError
@@ -32,6 +32,9 @@ MAX_SESSION_S = 12 * 3600
 #: a stopped session whose data has not reached the stop's ``ends`` is closed with what it has after this long
 #: (at most ``inactivity_s``); batches arriving later are still added to it and it is analysed again
 STOP_GRACE_S = 30.0
+#: a start message adopts an implicit session whose data began at most this long before the start's time
+#: (the collector stamps both with its own clock; the slack covers a batch stamped a little early)
+ADOPT_SLACK_US = 1_000_000
 _NO_STRIDES = pd.DataFrame(columns=["side", "heel_strike_s"])
 
 
@@ -43,6 +46,8 @@ class SessionsMixin(ServiceState):
         if msg.event == "start":
             previous = self._open.get(msg.patient)
             if previous is not None and previous != msg.session_id:
+                if self._adopt(previous, msg):
+                    return
                 self.close_session(previous, msg.time_us, "superseded")
             created = self.store.open_session(msg.session_id, msg.patient, msg.time_us,
                                               {str(side): dev for side, dev in msg.devices.items()})
@@ -55,6 +60,29 @@ class SessionsMixin(ServiceState):
             self._last_seen[msg.session_id] = time.monotonic()
         else:
             self._on_stop(msg)
+
+    def _adopt(self, previous: str, msg: SessionMessage) -> bool:
+        """A start that arrives after its session's first batches (brokers that order per subscription only, e.g.
+        NATS, deliver the session topic and the raw topics independently) finds them in an implicit session
+        that began no earlier than the start and holds only the start's devices: that session becomes the
+        announced one, as if the start had come first. True when it did."""
+        stored = self.store.session(previous)
+        if stored is None or stored.state != "open" or not previous.startswith(IMPLICIT_PREFIX):
+            return False
+        devices = {str(side): dev for side, dev in msg.devices.items()}
+        held = set(self.store.session_device_ends(previous))
+        if stored.start_us < msg.time_us - ADOPT_SLACK_US or not held <= set(devices.values()):
+            return False  # data from before the start, or from another device: a walk of its own
+        self.store.adopt_session(previous, msg.session_id, msg.patient, msg.time_us, devices)
+        self._live_forget(previous)
+        self._open[msg.patient] = msg.session_id
+        self._last_data_us[msg.session_id] = max(self._last_data_us.pop(previous, msg.time_us), msg.time_us)
+        self._last_seen.pop(previous, None)
+        self._last_seen[msg.session_id] = time.monotonic()
+        self.stats.starts_late_n += 1
+        log.info("session %s: its start came after its first batches; they move from %s into it", msg.session_id,
+                 previous)
+        return True
 
     def _on_stop(self, msg: SessionMessage) -> None:
         """A stop that says how far each device's data goes (``ends``) is recorded; the session stays open until its

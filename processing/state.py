@@ -46,6 +46,8 @@ class ServiceStats:
     #: because batches of theirs came after the close (processing.sessions)
     stops_early_n: int = 0
     sessions_reanalysed_n: int = 0
+    #: session starts that came after the session's first batches (the implicit session they were in adopted)
+    starts_late_n: int = 0
     rejected: Counter = field(default_factory=Counter)
 
     @property
@@ -165,6 +167,8 @@ class ServiceState:
             counter(p + "sessions_closed_total", "sessions closed", s.sessions_closed_n),
             counter(p + "stops_early_total", "session stops that came before the session's last batches (waited for)",
                     s.stops_early_n),
+            counter(p + "starts_late_total", "session starts that came after the session's first batches (adopted)",
+                    s.starts_late_n),
             counter(p + "sessions_reanalysed_total", "closed sessions analysed again with batches that came late",
                     s.sessions_reanalysed_n),
             counter(p + "sessions_failed_total", "sessions whose analysis failed (stored as analysis_failed)",

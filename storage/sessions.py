@@ -45,6 +45,20 @@ class Sessions(StoreBase):
             )
             return cur.rowcount == 1
 
+    def adopt_session(self, implicit_id: str, session_id: str, patient: str, start_us: int,
+                      devices: dict[str, str]) -> None:
+        """Make the open implicit session ``implicit_id`` (data that came before its start message) the session
+        ``session_id`` that the start announced: the new session takes its raw batches and sequence ranges, its
+        provisional strides are dropped (recomputed from the next batches) and the implicit session is gone."""
+        with self._tx() as ex:
+            self._ensure_patient(ex, patient, start_us)
+            ex("INSERT INTO sessions (session_id, patient, start_us, state, devices_json) VALUES (?, ?, ?, 'open', ?) "
+               "ON CONFLICT (session_id) DO NOTHING", (session_id, patient, start_us, json.dumps(devices, sort_keys=True)))
+            for table in ("raw_batches", "raw_session_ranges"):
+                ex(f"UPDATE {table} SET session_id = ? WHERE session_id = ?", (session_id, implicit_id))  # noqa: S608 - table names are ours
+            ex("DELETE FROM live_strides WHERE session_id = ?", (implicit_id,))
+            ex("DELETE FROM sessions WHERE session_id = ? AND state = 'open'", (implicit_id,))
+
     def close_session(self, session_id: str, end_us: int, reason: str) -> bool:
         """Close an open session; True when it was open."""
         with self._tx() as ex:

@@ -127,3 +127,20 @@ def test_collect_with_emulated_insoles_needs_no_paired_addresses(tmp_path, mqtt_
     assert "no insoles paired" not in run.stderr
     assert "everything was delivered to the broker" in run.stdout
     assert re.search(r"L[^\n]*\d+ Hz|frames", run.stderr), run.stderr[-1000:]  # the status lines report data
+
+
+def test_bad_configuration_and_unreachable_services_say_what_is_wrong_without_a_traceback(tmp_path):
+    """A deployment's mistakes (an impossible detection setting, a broker address with nothing behind it) end the
+    command with exit status 2 and one line naming what was wrong; ``-v`` keeps the traceback for developers."""
+    bad = tmp_path / "detection.toml"
+    bad.write_text("[detection]\ncusum_h = -3\n")
+    db = tmp_path / "kc.sqlite"
+    run = kinetic("process", "--db", db, env={"KINETIC_DETECTION_CONFIG": str(bad)})
+    assert run.returncode == 2, run.stderr
+    assert "detection settings" in run.stderr and "Traceback" not in run.stderr
+    verbose = kinetic("-v", "process", "--db", db, env={"KINETIC_DETECTION_CONFIG": str(bad)})
+    assert verbose.returncode != 0 and "Traceback" in verbose.stderr
+    unreachable = kinetic("process", "--db", db, "--mqtt-url", "mqtt://127.0.0.1:1",
+                          env={"KINETIC_DETECTION_CONFIG": None})
+    assert unreachable.returncode == 2
+    assert "cannot reach the broker at mqtt://127.0.0.1:1" in unreachable.stderr and "Traceback" not in unreachable.stderr

@@ -1,6 +1,6 @@
-"""A session's stop delivered before its last raw batches (NATS orders messages per subscription only, and the
-processing worker subscribes to raw and session topics separately): the session still gets all its frames and
-strides, and no implicit ``auto-`` session appears for the late batches.
+"""A session's stop delivered before its last raw batches, or its start after its first ones (NATS orders messages
+per subscription only, and the processing worker subscribes to raw and session topics separately): the session
+still gets all its frames and strides, and no implicit ``auto-`` session is left for the batches out of order.
 
 The messages are the collector's own (its outbox after a run with no broker), published through the real
 Mosquitto in a changed order; the reference is the same messages handled in the collector's order.
@@ -12,6 +12,7 @@ import asyncio
 import uuid
 
 import pandas as pd
+import psycopg
 import pytest
 
 from collector.service import Collector, CollectorConfig
@@ -23,7 +24,8 @@ from simulator import SimulationParams, simulate
 from simulator.source import SimulatedInsoleSource
 from storage.dashboard import patient_sessions
 from storage.outbox import Outbox
-from storage.store import SQLiteStore
+from storage.store import PostgresStore, SQLiteStore
+from tests.conftest import PG_DSN
 from tests.helpers import running_service, wait_for
 from transport.mqtt import MqttSettings, connect, make_client
 
@@ -58,10 +60,37 @@ def stop_first(messages: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
     return [*body[:-LATE_N], stop, *body[-LATE_N:]]
 
 
+def start_late(messages: list[tuple[str, bytes]], after_n: int = LATE_N) -> list[tuple[str, bytes]]:
+    """The messages with the session's start moved after the first ``after_n`` raw batches."""
+    start = messages[0]
+    assert start[0].endswith("/session") and parse_message(start[1]).event == "start"
+    return [*messages[1 : 1 + after_n], start, *messages[1 + after_n :]]
+
+
 def reference(tmp_path, messages) -> ProcessingService:
     svc = ProcessingService(SQLiteStore(tmp_path / "ref.sqlite"))
     for topic, payload in messages:
         svc.handle(topic, payload)
+    return svc
+
+
+def through_broker(tmp_path, mqtt_settings, patient: str, ordered: list[tuple[str, bytes]],
+                   frames_n: int) -> ProcessingService:
+    """A service on its own SQLite store, fed ``ordered`` through the real broker (one connection, QoS 1: the broker
+    keeps this order) until the collector's session is closed with results and ``frames_n`` frames are stored."""
+    svc = ProcessingService(SQLiteStore(tmp_path / "kc.sqlite"))
+    publisher = make_client(mqtt_settings, client_id=f"pub-{uuid.uuid4().hex[:6]}")
+    connect(publisher, mqtt_settings)
+    publisher.loop_start()
+    try:
+        with running_service(svc, mqtt_settings):
+            for topic, payload in ordered:
+                publisher.publish(topic, payload, qos=1).wait_for_publish(10)
+            assert wait_for(lambda: svc.stats.sessions_closed_n >= 1 and svc.store.session_has_results(f"s-{patient}")
+                            and svc.stats.frames_accepted_n >= frames_n, 30), svc.stats
+    finally:
+        publisher.loop_stop()
+        publisher.disconnect()
     return svc
 
 
@@ -79,19 +108,7 @@ def test_a_stop_published_before_the_last_batches_waits_for_them(tmp_path, mqtt_
     ref_sessions, ref_strides, ref_frames_n = results(ref, patient)
     assert ref_sessions == [f"s-{patient}"] and len(ref_strides) > 10
 
-    svc = ProcessingService(SQLiteStore(tmp_path / "kc.sqlite"))
-    publisher = make_client(mqtt_settings, client_id=f"pub-{uuid.uuid4().hex[:6]}")
-    connect(publisher, mqtt_settings)
-    publisher.loop_start()
-    try:
-        with running_service(svc, mqtt_settings):
-            for topic, payload in stop_first(messages):  # one connection, QoS 1: the broker keeps this order
-                publisher.publish(topic, payload, qos=1).wait_for_publish(10)
-            assert wait_for(lambda: svc.stats.sessions_closed_n >= 1 and svc.store.session_has_results(f"s-{patient}")
-                            and svc.stats.frames_accepted_n >= ref.stats.frames_accepted_n, 30), svc.stats
-    finally:
-        publisher.loop_stop()
-        publisher.disconnect()
+    svc = through_broker(tmp_path, mqtt_settings, patient, stop_first(messages), ref.stats.frames_accepted_n)
     sessions, strides, frames_n = results(svc, patient)
     assert sessions == [f"s-{patient}"], "the late batches went to another session"
     assert frames_n == ref_frames_n
@@ -153,3 +170,42 @@ def test_a_stop_without_ends_still_closes_at_once(tmp_path, walk_messages):
     assert stop.ends  # the collector says how far each device's data goes
     svc.handle(messages[-1][0], stop.model_copy(update={"ends": None}).to_json())
     assert svc.store.session(f"s-{patient}").state == "closed" and svc.store.session_has_results(f"s-{patient}")
+
+
+def test_a_start_published_after_the_first_batches_takes_them(tmp_path, mqtt_settings, walk_messages):
+    """The first batches open an implicit session; the start, when it comes, makes that session the announced one:
+    one session, the same frames and strides as in the collector's order (through the real Mosquitto)."""
+    patient, messages = walk_messages
+    ref = reference(tmp_path, messages)
+    ref_sessions, ref_strides, ref_frames_n = results(ref, patient)
+    svc = through_broker(tmp_path, mqtt_settings, patient, start_late(messages), ref.stats.frames_accepted_n)
+    sessions, strides, frames_n = results(svc, patient)
+    assert sessions == ref_sessions == [f"s-{patient}"], "the first batches stayed in an implicit session"
+    assert frames_n == ref_frames_n and svc.stats.starts_late_n == 1 and svc.stats.rejected_n == 0
+    pd.testing.assert_frame_equal(strides, ref_strides)
+
+
+def test_a_start_adopts_on_postgres_too_but_never_an_earlier_walk(walk_messages):
+    """The adoption is one transaction of the store (PostgreSQL here); data stamped before the start by more than
+    the slack is a walk of its own and keeps its implicit session, which the start closes."""
+    patient, messages = walk_messages
+    start = parse_message(messages[0][1])
+    later = SessionMessage(event="start", session_id=start.session_id, patient=patient,
+                           time_us=start.time_us + 5_000_000, devices=dict(start.devices))
+    for order, expected, adopted_n in ((start_late(messages), 1, 1), ([*messages[1:4], (messages[0][0], later.to_json())],
+                                                                      2, 0)):
+        schema = f"t_{uuid.uuid4().hex[:10]}"
+        store = PostgresStore(PG_DSN, schema=schema)
+        try:
+            store.migrate()
+            svc = ProcessingService(store)
+            for topic, payload in order:
+                svc.handle(topic, payload)
+            held = [s["session_id"] for s in patient_sessions(store, patient, limit=10, offset=0)]
+            assert len(held) == expected and f"s-{patient}" in held and svc.stats.starts_late_n == adopted_n, held
+            assert sum(b.n_frames for b in store.session_batches(f"s-{patient}")) == (
+                sum(b.n_frames for s in held for b in store.session_batches(s)) if adopted_n else 0)
+        finally:
+            store.close()
+            with psycopg.connect(PG_DSN, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
