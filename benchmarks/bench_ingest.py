@@ -159,7 +159,8 @@ def child_pids(pid: int) -> list[int]:
 def start_worker(settings: MqttSettings, db: Path, *, worker: str, client_id: str, live: bool,
                  log_path: Path) -> subprocess.Popen:
     """A ``kinetic process`` worker process; returns once it is subscribed."""
-    env = dict(os.environ, KINETIC_MQTT_URL=settings.url, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, KINETIC_MQTT_URL=settings.url, PYTHONUNBUFFERED="1",
+               KINETIC_MQTT_SESSION_PER_SUBSCRIPTION="1" if settings.session_per_subscription else "0")
     args = [sys.executable, "-m", "kinetic", "process", "--db", str(db), "--archive", str(db.parent / "archive"),
             "--worker", worker, "--client-id", client_id, "--inactivity-s", "3600"] + ([] if live else ["--no-live"])
     log = open(log_path, "w")  # noqa: SIM115 - closed with the process

@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 from insole_common import topics
 from insole_common.messages import StridesMessage
@@ -101,10 +102,10 @@ class ProcessingService(IngestMixin, LiveStridesMixin, SessionsMixin):
         for the worker while it is down); one-off runs and tests pass False.
         """
         stop = stop or threading.Event()
-        # paho's thread appends, this one takes groups; a deque and an event cost less per message than a Queue
+        # paho's threads append, this one takes groups; a deque and an event cost less per message than a Queue
         inbox: deque = deque()
         arrived = threading.Event()
-        client = self._subscribed_client(mqtt, client_id, persistent, stop, inbox, arrived)
+        clients = self._subscribed_clients(mqtt, client_id, persistent, stop, inbox, arrived)
         self.inbox_depth = inbox.__len__
         self.live_write_every_s = LIVE_ANNOUNCE_S
         if self.live_strides and self.live_process and self._live_proc is None:
@@ -113,62 +114,96 @@ class ProcessingService(IngestMixin, LiveStridesMixin, SessionsMixin):
         if ready is not None:
             ready.set()
         try:
-            self._consume(client, stop, inbox, arrived)
+            self._consume(stop, inbox, arrived)
         finally:
             self._write_live_now()  # live strides held back under load
-            client.disconnect()
-            client.loop_stop()
+            for client in clients:
+                client.disconnect()
+                client.loop_stop()
             if self._live_proc is not None:
                 self._live_proc.close()
                 self._live_proc = None
 
-    def _subscribed_client(self, mqtt: MqttSettings, client_id: str, persistent: bool, stop: threading.Event,
-                           inbox: deque, arrived: threading.Event):
-        """A paho client connected and subscribed to this worker's partitions, appending messages to ``inbox``;
-        the service's announcements (live strides, flags) are published through it."""
-        client = make_client(mqtt, client_id=client_id, clean_session=not persistent, read_burst_n=self.group_commit_n)
-        client.manual_ack_set(True)
-        filters = [f for kind in ("raw/+", "session") for f in topics.partition_filters(kind, self.partitions)]
+    def _sessions(self, client_id: str, session_per_subscription: bool) -> list[tuple[str, list[str]]]:
+        """The broker sessions of this worker, each as (client id, topic filters): one session with every filter of
+        the worker's partitions, or one session per filter (``MqttSettings.session_per_subscription``, for NATS:
+        there a session may hold only as many unacknowledged messages as one of its subscriptions, and what goes
+        beyond waits for ``ack_wait``; docs/scale.md, "Workers on the cluster")."""
+        kinds = (("raw", "raw/+"), ("session", "session"))
+        if not session_per_subscription:
+            return [(client_id, [f for _name, kind in kinds for f in topics.partition_filters(kind, self.partitions)])]
+        parts = ["all"] if self.partitions is None else [f"{p:02d}" for p in self.partitions]
+        return [(f"{client_id}-{name}-{part}", [f]) for name, kind in kinds
+                for part, f in zip(parts, topics.partition_filters(kind, self.partitions), strict=True)]
 
-        subscribed = threading.Event()
+    def _subscribed_clients(self, mqtt: MqttSettings, client_id: str, persistent: bool, stop: threading.Event,
+                            inbox: deque, arrived: threading.Event) -> list:
+        """Paho clients connected (at once) and subscribed to this worker's partitions, one per broker session
+        (:meth:`_sessions`), all appending ``(topic, payload, mid, qos, client)`` to ``inbox``; the service's
+        announcements (live strides, flags) are published through the first."""
+        sessions = self._sessions(client_id, mqtt.session_per_subscription)
 
-        def on_connect(c, _u, _flags, rc, _props):
-            if not getattr(rc, "is_failure", False):
-                c.subscribe([(f, 1) for f in filters])
-
-        def on_subscribe(_c, _u, _mid, reason_codes, _props):
-            failed = [rc for rc in reason_codes if getattr(rc, "is_failure", False)]
-            if failed:
-                log.error("the broker refused subscriptions: %s", failed)
-            subscribed.set()
-
-        def on_message(_c, _u, message):
-            inbox.append((message.topic, message.payload, message.mid, message.qos))
+        def on_message(c, _u, message):
+            inbox.append((message.topic, message.payload, message.mid, message.qos, c))
             if not arrived.is_set():
                 arrived.set()
             while len(inbox) > INBOX_MAX_N and not stop.is_set():  # back-pressure: paho stops reading
                 time.sleep(0.005)
+
+        def subscribed_client(session: tuple[str, list[str]]):
+            sid, filters = session
+            client = make_client(mqtt, client_id=sid, clean_session=not persistent, read_burst_n=self.group_commit_n)
+            client.manual_ack_set(True)
+            subscribed = threading.Event()
+
+            def on_connect(c, _u, _flags, rc, _props):
+                if not getattr(rc, "is_failure", False):
+                    c.subscribe([(f, 1) for f in filters])
+
+            def on_subscribe(_c, _u, _mid, reason_codes, _props):
+                failed = [rc for rc in reason_codes if getattr(rc, "is_failure", False)]
+                if failed:
+                    log.error("the broker refused subscriptions of %s: %s", sid, failed)
+                subscribed.set()
+
+            client.on_connect = on_connect
+            client.on_subscribe = on_subscribe
+            client.on_message = on_message
+            connect(client, mqtt)
+            if not subscribed.wait(10):
+                log.warning("no SUBACK from the broker within 10 s for %s; continuing", sid)
+            return client
+
+        with ThreadPoolExecutor(max_workers=min(len(sessions), 16)) as pool:  # (a NATS session takes ~0.1 s to set up)
+            futures = [pool.submit(subscribed_client, session) for session in sessions]
+        clients, errors = [], []
+        for future in futures:
+            try:
+                clients.append(future.result())
+            except Exception as exc:  # noqa: BLE001 - the clients already connected are closed, then it is raised
+                errors.append(exc)
+        if errors:
+            for client in clients:
+                client.disconnect()
+                client.loop_stop()
+            raise errors[0]
+        publisher = clients[0]
 
         def publish_strides(patient: str, session_id: str, strides: list[tuple[str, OnlineStride]]) -> None:
             # times on the collector time base (Unix seconds), as the contract says
             # (validated from plain dicts in one call: cheaper than a StrideRecord per stride)
             msg = StridesMessage.model_validate({"session_id": session_id, "strides": [
                 dict(zip(OnlineStride._fields, st, strict=False), side=side) for side, st in strides]})
-            client.publish(topics.strides_topic(patient), msg.to_json(), qos=1)
+            publisher.publish(topics.strides_topic(patient), msg.to_json(), qos=1)
 
         self.on_live_strides = publish_strides
-        self.on_flag = lambda patient, msg: client.publish(topics.flags_topic(patient), msg.to_json(), qos=1)
-        client.on_connect = on_connect
-        client.on_subscribe = on_subscribe
-        client.on_message = on_message
-        connect(client, mqtt)
-        if not subscribed.wait(10):
-            log.warning("no SUBACK from the broker within 10 s; continuing")
-        return client
+        self.on_flag = lambda patient, msg: publisher.publish(topics.flags_topic(patient), msg.to_json(), qos=1)
+        return clients
 
-    def _consume(self, client, stop: threading.Event, inbox: deque, arrived: threading.Event) -> None:
-        """The ingest loop: groups of queued messages, each in one transaction, acknowledged after its commit;
-        a group the database could not take is retried (with back-off) until it can."""
+    def _consume(self, stop: threading.Event, inbox: deque, arrived: threading.Event) -> None:
+        """The ingest loop: groups of queued messages, each in one transaction, acknowledged after its commit (each
+        on the client, i.e. the broker session, it came from); a group the database could not take is retried (with
+        back-off) until it can."""
         retry: list | None = None
         backoff_s = 0.5
         next_idle_check = time.monotonic() + 1.0
@@ -200,22 +235,27 @@ class ProcessingService(IngestMixin, LiveStridesMixin, SessionsMixin):
                 continue
             retry, backoff_s = None, 0.5
             self.flush_outgoing(all_live=not inbox)  # announced only after the commit
-            # acknowledged only after the commit
-            ack_all(client, [mid for _t, _p, mid, qos in group if qos == 1])
-            for _t, _p, mid, qos in group:
+            # acknowledged only after the commit, each on its own client
+            acks: dict = {}
+            for _t, _p, mid, qos, client in group:
+                if qos == 1:
+                    acks.setdefault(client, []).append(mid)
+            for client, mids in acks.items():
+                ack_all(client, mids)
+            for _t, _p, mid, qos, client in group:
                 if qos == 2:
                     client.ack(mid, qos)
             if not inbox and self.live_outstanding_n:  # idle: store what the live analysis has finished
                 self._collect_live_or_drop(LIVE_WAIT_S)
 
     def _commit_group(self, group: list[tuple], *, more_waiting: bool) -> StoreUnavailableError | None:
-        """Handle a group of ``(topic, payload, mid, qos)`` in one transaction (group commit). When the database
+        """Handle a group of ``(topic, payload, mid, qos, client)`` in one transaction (group commit). When the database
         was unavailable (returned): nothing of the group was committed and its effects are forgotten (it stays
         unacknowledged for a retry; paho stops reading once the inbox is full)."""
         saved = self._save_state()
         try:
             with self.store.transaction():
-                self.handle_group([(topic, payload) for topic, payload, _mid, _qos in group])
+                self.handle_group([(m[0], m[1]) for m in group])
                 self._write_live(force=not more_waiting)
         except StoreUnavailableError as exc:
             self._restore_state(saved)

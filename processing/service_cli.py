@@ -43,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--client-id", default=None,
                    help="MQTT client id of this worker's persistent session (default: a single worker's broker username, "
                    "as the shipped secure broker binds client ids to accounts; else kinetic-processing-I-of-N); "
-                   "keep it stable across restarts so that queued messages are delivered")
+                   "keep it stable across restarts so that queued messages are delivered; with "
+                   "KINETIC_MQTT_SESSION_PER_SUBSCRIPTION=1 (NATS) the sessions are ID-raw-PP and ID-session-PP per partition")
     p.add_argument("--no-live", action="store_true",
                    help="do not publish provisional strides while sessions run (saves CPU; final results are "
                    "computed at session close either way)")

@@ -81,11 +81,12 @@ def test_services_health_checks_and_restart_policies(config):
 def test_clustered_broker_profile(tmp_path):
     """``--profile cluster``: three NATS nodes routed to each other, each with its own configuration and volume,
     the MQTT listener replicating sessions and messages on all three; the services stay on Mosquitto unless
-    KINETIC_MQTT_URL names the nodes."""
+    KINETIC_MQTT_URL names the nodes (and the worker holds a session per subscription when told, as NATS needs)."""
     env_file = tmp_path / "compose.env"
     url = "mqtts://nats-1:8883,mqtts://nats-2:8883,mqtts://nats-3:8883"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in {**SECRETS, "KINETIC_SECRETS_DIR": "/srv/kc-secrets",
-                                                           "KINETIC_MQTT_URL": url}.items()))
+                                                           "KINETIC_MQTT_URL": url,
+                                                           "KINETIC_MQTT_SESSION_PER_SUBSCRIPTION": "1"}.items()))
     done = compose_config(env_file, "--profile", "cluster")
     assert done.returncode == 0, done.stderr
     services = yaml.safe_load(done.stdout)["services"]
@@ -100,6 +101,7 @@ def test_clustered_broker_profile(tmp_path):
         assert services[name]["healthcheck"]["retries"] >= 3
     for name in ("processing", "dashboard"):
         assert services[name]["environment"]["KINETIC_MQTT_URL"] == url
+    assert services["processing"]["environment"]["KINETIC_MQTT_SESSION_PER_SUBSCRIPTION"] == "1"
     if shutil.which("nats-server") or os.access("/usr/sbin/nats-server", os.X_OK):  # the node files parse
         conf = (ROOT / "deploy" / "nats" / "nats-1.conf").read_text()
         (tmp_path / "users.conf").write_text("authorization { users = [{user: a, password: b}] }\n")

@@ -13,6 +13,10 @@ Settings come from the environment (or arguments):
 ``KINETIC_MQTT_USERNAME``  broker account (optional)
 ``KINETIC_MQTT_PASSWORD``  its password (optional; never put it in a file in the repo)
 ``KINETIC_MQTT_CA_FILE``   CA certificate for ``mqtts://`` (optional)
+``KINETIC_MQTT_SESSION_PER_SUBSCRIPTION``
+                           ``1`` on NATS (its MQTT listener): a consumer of several QoS 1 topic filters holds one
+                           broker session per filter (:attr:`MqttSettings.session_per_subscription`); unset or ``0``
+                           on Mosquitto (one session per client, as its secure listener requires)
 
 Reconnecting: after a lost connection or a failed attempt a client waits a capped exponential back-off with
 full jitter (``uniform(0, min(RECONNECT_CAP_S, RECONNECT_FIRST_S * 2**n))``), so a broker that comes back is
@@ -76,6 +80,13 @@ class MqttSettings:
     ca_file: str | None = None
     keepalive_s: int = 30
     fallbacks: tuple[tuple[str, int], ...] = ()
+    #: a consumer of several QoS 1 topic filters subscribes to each in a session (client id) of its own. Needed on
+    #: NATS: its MQTT listener lets each QoS 1 subscription (a JetStream consumer) have ``max_ack_pending`` messages
+    #: unacknowledged but the whole session only as many, and silently drops a delivery beyond that until the
+    #: consumer's ``ack_wait`` sends it again (nats-server ``server/mqtt.go``, ``trackPending``): with k filters
+    #: carrying a backlog, all but one window waits ``ack_wait`` (docs/scale.md, "Workers on the cluster").
+    #: Off for Mosquitto, whose secure listener makes the account name the client id (one connection per account).
+    session_per_subscription: bool = False
 
     @classmethod
     def from_url(cls, url: str, **extra) -> MqttSettings:
@@ -105,6 +116,8 @@ class MqttSettings:
             username=env.get("KINETIC_MQTT_USERNAME") or None,
             password=env.get("KINETIC_MQTT_PASSWORD") or None,
             ca_file=env.get("KINETIC_MQTT_CA_FILE") or None,
+            session_per_subscription=_flag(env.get("KINETIC_MQTT_SESSION_PER_SUBSCRIPTION", ""),
+                                           "KINETIC_MQTT_SESSION_PER_SUBSCRIPTION"),
         )
 
     @property
@@ -115,6 +128,14 @@ class MqttSettings:
     def url(self) -> str:
         scheme = "mqtts" if self.tls else "mqtt"
         return ",".join(f"{scheme}://{host}:{port}" for host, port in self.addresses)
+
+
+def _flag(value: str, name: str) -> bool:
+    if value.strip().lower() in ("", "0", "false", "no", "off"):
+        return False
+    if value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    raise MqttError(f"{name}={value!r} must be 1 or 0")
 
 
 class _FailoverClient(paho.Client):
