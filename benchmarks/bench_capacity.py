@@ -214,8 +214,8 @@ def make_insoles(n_insoles: int, walks: list, start_s: float) -> list[Insole]:
 class CpuMeter:
     """CPU seconds of groups of processes (with their children) and of the whole machine, between two marks."""
 
-    def __init__(self, groups: dict[str, list[int]]) -> None:
-        self.groups = groups
+    def __init__(self, groups: dict[str, list[int]], alone: tuple[str, ...] = ("reader",)) -> None:
+        self.groups, self.alone = groups, alone  # alone: groups counted without their children
         self.t0, self.cpu0, self.box0 = time.time(), self._read(), self._box()
 
     @staticmethod
@@ -231,7 +231,7 @@ class CpuMeter:
                 try:
                     p = psutil.Process(pid)
                     total += sum(p.cpu_times()[:2])
-                    if name != "reader":  # (the reader's children are the other groups)
+                    if name not in self.alone:  # (e.g. the reader's children are the other groups)
                         total += sum(sum(c.cpu_times()[:2]) for c in p.children(recursive=True))
                 except psutil.Error:
                     pass
@@ -277,7 +277,9 @@ def stream(kind: str, n_insoles: int, walks: list, args, workdir: Path) -> None:
             time.sleep(max(0.0, start_s - time.time()))
             stored0 = sum(stored_batches_n(db) for db in dbs)
             meter = CpuMeter({"broker": broker_pids, "workers": [p.pid for p in procs],
-                              "publishers": [p.pid for p in pub_procs if p.pid], "reader": [os.getpid()]})
+                              "live helpers": [c for p in procs for c in child_pids(p.pid)],
+                              "publishers": [p.pid for p in pub_procs if p.pid], "reader": [os.getpid()]},
+                             alone=("reader", "workers"))
             time.sleep(args.seconds)
             cpu, box, wall = meter.percent()  # over the streaming window only
             window = (meter.t0, wall, sum(stored_batches_n(db) for db in dbs) - stored0)
@@ -347,10 +349,10 @@ def cost_per_message(cpu: dict[str, float], wall: float, published_n: int, store
     message published). It falls as the rate grows: the worker stores more messages per commit."""
     if not published_n or not stored_n:
         return "CPU per message: nothing published or stored in the window"
-    per = {k: v / 100 * wall / (stored_n if k == "workers" else published_n) * 1e6 for k, v in cpu.items()
-           if k != "reader"}
+    per = {k: v / 100 * wall / (stored_n if k in ("workers", "live helpers") else published_n) * 1e6
+           for k, v in cpu.items() if k != "reader"}
     return ("CPU ms per 1,000 messages at this rate: " + ", ".join(f"{k} {v:.0f}" for k, v in per.items())
-            + f" (workers: per message stored, {stored_n} in the window)")
+            + f" (workers and their helpers: per message stored, {stored_n} in the window)")
 
 
 def watchdog(deadline_s: float) -> None:
@@ -370,7 +372,7 @@ def pin_publishers() -> None:
     """Publishers on the last core, this process and everything it starts later (brokers, workers and their
     helpers inherit it) on the others."""
     global PUBLISHER_CPUS  # noqa: PLW0603 - read by the forked publishers
-    cores = sorted(os.sched_getaffinity(0))
+    cores = list(range(os.cpu_count() or 1))
     if len(cores) < 2:
         raise SystemExit("--pin-publishers needs at least 2 cores")
     PUBLISHER_CPUS = {cores[-1]}
