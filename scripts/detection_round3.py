@@ -21,15 +21,20 @@ Run (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import math
 import pickle
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
+from processing import detection_run
 from processing.detection import CompensationDetector
+from processing.detection_run import _CusumRun
 from processing.flags import stored_walk_ratio
 from processing.readers.auto import read_any
 from processing.summaries import daily_table
@@ -119,6 +124,170 @@ def score_records(records: list[dict], detector: CompensationDetector) -> tuple[
     return V.summarise(rows), rows
 
 
+# ---- variants ----------------------------------------------------------------------------------------------
+class _WindowRun(_CusumRun):
+    """The CUSUM of :mod:`processing.detection_run` plus a windowed-mean rule on the kinds in ``WINDOW``: raise also
+    when the mean of the last ``m`` valid days since the last restart is beyond ``c`` sd sqrt(1/m + 1/n)."""
+
+    WINDOW: ClassVar[dict[str, tuple[int, float]]] = {}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.since = 0
+
+    def restart(self) -> None:
+        super().restart()
+        self.since = len(self.recent)
+
+    def alarm(self) -> list[int] | None:
+        onset = super().alarm()
+        rule = self.WINDOW.get(self.series.kind)
+        if onset is not None or rule is None:
+            return onset
+        m, c = rule
+        idx = self.recent[self.since:]
+        if len(idx) < m:
+            return None
+        last = idx[-m:]
+        metric, direction, base = self.comps[0]
+        stat = direction * (float(np.mean(self.values[metric][last])) - base.mean) / (
+            base.sd * math.sqrt(1.0 / m + 1.0 / base.days_n))
+        return last if stat > c else None
+
+
+@contextlib.contextmanager
+def window_rule(rules: dict[str, tuple[int, float]]):
+    """Score with the windowed-mean rule of ``rules`` (kind -> (m, c)) next to the CUSUM."""
+    saved = detection_run._CusumRun  # noqa: SLF001 (the study swaps the detector's CUSUM run for a variant)
+    _WindowRun.WINDOW = rules
+    detection_run._CusumRun = _WindowRun  # noqa: SLF001 (as above)
+    try:
+        yield
+    finally:
+        detection_run._CusumRun = saved  # noqa: SLF001 (as above)
+        _WindowRun.WINDOW = {}
+
+
+#: t(0.975, 9) / 1.96: the prediction SD of a 10-day baseline with a small-sample (t) correction, applied by
+#: scaling every threshold of z (k, h, the cap, the real-change threshold) by it -- identical for n = 10
+T10 = 2.262157 / 1.96
+SPEED, LATERAL = ("shortened_stride", "slowing"), ("lateral_shift",)
+VARIANTS: dict[str, dict] = {
+    "current": {},
+    "a1 window m=10 c=2.4 speed": {"window": dict.fromkeys(SPEED, (10, 2.4))},
+    "a2 window m=10 c=2.6 lateral": {"window": dict.fromkeys(LATERAL, (10, 2.6))},
+    "a3 window speed c=2.4 + lateral c=2.6": {"window": {**dict.fromkeys(SPEED, (10, 2.4)),
+                                                        **dict.fromkeys(LATERAL, (10, 2.6))}},
+    "b1 z_clip 2.5": {"z_clip": 2.5},
+    "b2 z_clip 2.0": {"z_clip": 2.0},
+    "c1 t-corrected SD (x1.154)": {"cusum_k": T10, "cusum_h": 4.0 * T10, "z_clip": 3.5 * T10,
+                                   "z_real_change": 2.262157},
+}
+
+
+def detector_for(variant: dict) -> tuple[CompensationDetector, dict]:
+    overrides = {k: v for k, v in variant.items() if k != "window"}
+    return CompensationDetector(**overrides), variant.get("window", {})
+
+
+def score_variant(records: list[dict], variant: dict) -> tuple[dict, list[dict]]:
+    detector, rules = detector_for(variant)
+    with window_rule(rules):
+        return score_records(records, detector)
+
+
+def line(name: str, real: dict | None, sim: dict | None) -> str:
+    def part(s: dict | None, extra: bool) -> str:
+        if s is None:
+            return "-"
+        st = s["stable"]
+        out = (f"stable {st['false_weeks_n']}/{st['weeks_n']} lat {s['lateral']['found_n']} heel {s['heel']['found_n']} "
+               f"slow {s['slower']['found_n']} fast {s['faster']['found_n']} wrong {s['all']['wrong_n']}")
+        return out + (f" | +50: {s['extra_fw']}/{s['extra_w']}" if extra else "")
+    return f"{name:42s} real: {part(real, False)} || sim: {part(sim, True)}"
+
+
+def score_all(sim: list[dict] | None, real: list[dict] | None, names: list[str]) -> None:
+    for name in names:
+        variant = VARIANTS[name]
+        rs = score_variant(real, variant)[0] if real else None
+        ss = None
+        if sim:
+            ss, _ = score_variant([r for r in sim if r["source"] == "sim"], variant)
+            _, extra = score_variant([r for r in sim if r["source"] == "sim_extra"], variant)
+            ss["extra_fw"] = ss["stable"]["false_weeks_n"] + sum(r["false_weeks_n"] for r in extra)
+            ss["extra_w"] = ss["stable"]["weeks_n"] + sum(r["weeks_n"] for r in extra)
+        print(line(name, rs, ss), flush=True)
+
+
+# ---- question 2: the simulated false flags ------------------------------------------------------------------
+class OracleSD(CompensationDetector):
+    """The detector with each series' day SD (and, with ``mean=True``, its mean) taken from ALL the patient's valid
+    days instead of the 10 baseline days: on a stable patient, the day SD the detector would use if 10 days
+    estimated it exactly (the test of "SD underestimated from 10 days")."""
+
+    def __init__(self, *, mean: bool = False, **kw) -> None:
+        super().__init__(**kw)
+        self.oracle_mean = mean
+
+    def detect(self, daily, **kw):
+        table = daily.sort_index()
+        self._valid_all = table["strides_n"].to_numpy(float) >= self.settings.min_strides_n
+        return super().detect(daily, **kw)
+
+    def _baseline(self, metric, prior_key, values, base_mask, days, source, set_by):
+        base = super()._baseline(metric, prior_key, values, base_mask, days, source, set_by)
+        if base is None:
+            return None
+        v = values.to_numpy(dtype=float)
+        allv = v[self._valid_all & np.isfinite(v)]
+        base = dataclasses.replace(base, sd=float(allv.std(ddof=1)),
+                                   mean=float(allv.mean()) if self.oracle_mean else base.mean)
+        self.baselines_[metric] = base
+        return base
+
+
+def causes(sim: list[dict]) -> None:
+    """Every raise on the simulated stable arms (seed 19 + the extra patients): the series, its days, its z, the
+    SD used against the sample SD and the SD over all the patient's days, the cadence z of the onset days (a slow
+    speed day has cadence z < -1.5), and the counts with the oracle SD / mean."""
+    stable = [r for r in sim if r["arm"] == "stable"]
+    det = CompensationDetector()
+    n_weeks = sum(V.score([], outcome(r, det)[1], "stable", r["side"], r["n_days"])["weeks_n"] for r in stable)
+    for name, detector in (("current", det), ("oracle SD", OracleSD()), ("oracle SD + mean", OracleSD(mean=True))):
+        fw = 0
+        kinds: dict[str, int] = {}
+        for rec in stable:
+            raised, valid, d = outcome(rec, detector)
+            row = V.score(raised, valid, "stable", rec["side"], rec["n_days"])
+            fw += row["false_weeks_n"]
+            for e in d.flags_:
+                if e.state == "raised":
+                    kinds[e.metric] = kinds.get(e.metric, 0) + 1
+                    if name == "current":
+                        _describe(rec, e, d)
+        print(f"{name}: false weeks {fw}/{n_weeks}; raises by series {kinds}")
+
+
+def _describe(rec: dict, e, d: CompensationDetector) -> None:
+    b = d.baselines_[e.metric]
+    ser = d.series_[(d.series_["metric"] == e.metric)]
+    v = rec["daily"].get(e.metric)
+    valid = rec["daily"]["strides_n"] >= 20
+    sd_all = float(v[valid].std(ddof=1)) if v is not None else float("nan")
+    cad = rec["daily"]["cadence_steps_per_min"]
+    cb = d.baselines_.get("cadence_steps_per_min")
+    cz = [round(float((cad[int(x)] - cb.mean) / cb.prediction_sd), 1) if cb is not None else None
+          for x in e.evidence["days"]]
+    print(f"  {rec['patient']} {e.kind} {e.metric} day {e.day}: onset days {e.evidence['days']} z {e.evidence['z']} "
+          f"(beyond {e.evidence['days_beyond_n']}); sd used {b.sd:.4g}, baseline sample {b.sd_sample:.4g}, "
+          f"all days (raw) {sd_all:.4g}; cadence z of those days {cz}; series rows {len(ser)}")
+
+
+def load(path: str | None) -> list[dict] | None:
+    return pickle.loads(Path(path).read_bytes()) if path else None  # noqa: S301 (the study's own cache in /tmp)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -135,7 +304,19 @@ def main() -> None:
     r.add_argument("--seed", type=int, default=19)
     r.add_argument("--workers", type=int, default=2)
     r.add_argument("--out", required=True)
+    c = sub.add_parser("score")
+    c.add_argument("--sim", default=None)
+    c.add_argument("--real", default=None)
+    c.add_argument("--variants", nargs="*", default=list(VARIANTS))
+    q = sub.add_parser("causes")
+    q.add_argument("--sim", required=True)
     args = ap.parse_args()
+    if args.cmd == "causes":
+        causes(load(args.sim) or [])
+        return
+    if args.cmd == "score":
+        score_all(load(args.sim), load(args.real), args.variants)
+        return
     if args.cmd == "cache-sim":
         recs = cache_sim(args.patients, args.seed, args.extra_stable, args.extra_seed, args.workers)
     else:
