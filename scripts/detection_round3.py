@@ -178,6 +178,9 @@ VARIANTS: dict[str, dict] = {
     "a2 window m=10 c=2.6 lateral": {"window": dict.fromkeys(LATERAL, (10, 2.6))},
     "a3 window speed c=2.4 + lateral c=2.6": {"window": {**dict.fromkeys(SPEED, (10, 2.4)),
                                                         **dict.fromkeys(LATERAL, (10, 2.6))}},
+    # c from the bound at a 0.5 % false-week share per kind (m = 10, SD estimated: 3.3 speed, 3.2 lateral two feet)
+    "a4 window speed c=3.3 + lateral c=3.2": {"window": {**dict.fromkeys(SPEED, (10, 3.3)),
+                                                        **dict.fromkeys(LATERAL, (10, 3.2))}},
     "b1 z_clip 2.5": {"z_clip": 2.5},
     "b2 z_clip 2.0": {"z_clip": 2.0},
     "c1 t-corrected SD (x1.154)": {"cusum_k": T10, "cusum_h": 4.0 * T10, "z_clip": 3.5 * T10,
