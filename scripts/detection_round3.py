@@ -185,12 +185,38 @@ VARIANTS: dict[str, dict] = {
     "b2 z_clip 2.0": {"z_clip": 2.0},
     "c1 t-corrected SD (x1.154)": {"cusum_k": T10, "cusum_h": 4.0 * T10, "z_clip": 3.5 * T10,
                                    "z_real_change": 2.262157},
+    # from question 2 (the 10-day SD is too small in the patients with false raises): declared before scoring
+    "e1 prior weight 10 days": {"prior_weight_days": 10.0},
+    "e2 SD never below the prior": {"prior_floor": True},
+    "e3 prior floor + window speed c=2.4 + lateral c=2.6": {"prior_floor": True, "window": {
+        **dict.fromkeys(SPEED, (10, 2.4)), **dict.fromkeys(LATERAL, (10, 2.6))}},
+    "e4 prior floor + window speed c=3.3 + lateral c=3.2": {"prior_floor": True, "window": {
+        **dict.fromkeys(SPEED, (10, 3.3)), **dict.fromkeys(LATERAL, (10, 3.2))}},
 }
 
 
+class PriorFloor(CompensationDetector):
+    """Variant e2: the day SD used is never below the typical free-living SD (the prior): a quiet 10-day baseline
+    (often one without a slow or fast day, 0.85^10 = 20 % of patients) can no longer make the SD smaller than it."""
+
+    def _baseline(self, metric, prior_key, values, base_mask, days, source, set_by):
+        base = super()._baseline(metric, prior_key, values, base_mask, days, source, set_by)
+        if base is None:
+            return None
+        s = self.settings
+        if prior_key in s.sd_priors_relative:
+            prior = s.sd_priors_relative[prior_key] * abs(base.mean)
+        else:
+            prior = s.sd_priors.get(prior_key, s.sd_floors.get(prior_key, 0.0))
+        base = dataclasses.replace(base, sd=max(base.sd, prior))
+        self.baselines_[metric] = base
+        return base
+
+
 def detector_for(variant: dict) -> tuple[CompensationDetector, dict]:
-    overrides = {k: v for k, v in variant.items() if k != "window"}
-    return CompensationDetector(**overrides), variant.get("window", {})
+    overrides = {k: v for k, v in variant.items() if k not in ("window", "prior_floor")}
+    cls = PriorFloor if variant.get("prior_floor") else CompensationDetector
+    return cls(**overrides), variant.get("window", {})
 
 
 def score_variant(records: list[dict], variant: dict) -> tuple[dict, list[dict]]:
