@@ -192,6 +192,9 @@ VARIANTS: dict[str, dict] = {
         **dict.fromkeys(SPEED, (10, 2.4)), **dict.fromkeys(LATERAL, (10, 2.6))}},
     "e4 prior floor + window speed c=3.3 + lateral c=3.2": {"prior_floor": True, "window": {
         **dict.fromkeys(SPEED, (10, 3.3)), **dict.fromkeys(LATERAL, (10, 3.2))}},
+    # post hoc (declared after the scores above, before its own): a4 with b1's lower cap
+    "f1 a4 + z_clip 2.5": {"z_clip": 2.5, "window": {**dict.fromkeys(SPEED, (10, 3.3)),
+                                                     **dict.fromkeys(LATERAL, (10, 3.2))}},
 }
 
 
