@@ -173,7 +173,8 @@ def window_rule(rules: dict[str, tuple[int, float]]):
 T10 = 2.262157 / 1.96
 SPEED, LATERAL = ("shortened_stride", "slowing"), ("lateral_shift",)
 VARIANTS: dict[str, dict] = {
-    "current": {},
+    "current": {},  # the round-2 detector
+    "defaults now": {"defaults": True},
     "a1 window m=10 c=2.4 speed": {"window": dict.fromkeys(SPEED, (10, 2.4))},
     "a2 window m=10 c=2.6 lateral": {"window": dict.fromkeys(LATERAL, (10, 2.6))},
     "a3 window speed c=2.4 + lateral c=2.6": {"window": {**dict.fromkeys(SPEED, (10, 2.4)),
@@ -217,7 +218,11 @@ class PriorFloor(CompensationDetector):
 
 
 def detector_for(variant: dict) -> tuple[CompensationDetector, dict]:
-    overrides = {k: v for k, v in variant.items() if k not in ("window", "prior_floor")}
+    """The variant on top of the round-2 detector (no mean rule; the study's own ``_WindowRun`` adds it), or the
+    detector's defaults as they are now (``defaults``)."""
+    if variant.get("defaults"):
+        return CompensationDetector(), {}
+    overrides = {"mean_rule_z_by_kind": {}, **{k: v for k, v in variant.items() if k not in ("window", "prior_floor")}}
     cls = PriorFloor if variant.get("prior_floor") else CompensationDetector
     return cls(**overrides), variant.get("window", {})
 
