@@ -194,15 +194,17 @@ class _CusumRun:
 
     def _mean_alarm(self) -> list[int] | None:
         """The mean of the last ``mean_rule_days`` valid days (since the last restart) of every component beyond
-        ``mean_z`` sd sqrt(1/m + 1/n) in the compensation direction: those days."""
+        ``mean_z`` sd sqrt(1/m + 1/n) in the compensation direction, each day's deviation capped at ``z_clip``
+        prediction SDs: those days."""
         m = self.settings.mean_rule_days
         days = self.recent[self.since:]
         if len(days) < m or self.mean_z is None:
             return None
         last = days[-m:]
         for metric, direction, base in self.comps:
-            level = direction * (float(np.mean(self.values[metric][last])) - base.mean)
-            if not level > self.mean_z * base.sd * math.sqrt(1.0 / m + 1.0 / base.days_n):
+            # each day capped at z_clip prediction SDs, as in the CUSUM: one day can never raise a flag
+            dev = np.minimum(direction * (self.values[metric][last] - base.mean), self.settings.z_clip * base.prediction_sd)
+            if not float(np.mean(dev)) > self.mean_z * base.sd * math.sqrt(1.0 / m + 1.0 / base.days_n):
                 return None
         return last
 

@@ -130,6 +130,7 @@ class _WindowRun(_CusumRun):
     when the mean of the last ``m`` valid days since the last restart is beyond ``c`` sd sqrt(1/m + 1/n)."""
 
     WINDOW: ClassVar[dict[str, tuple[int, float]]] = {}
+    CAP: ClassVar[bool] = False
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -150,22 +151,24 @@ class _WindowRun(_CusumRun):
             return None
         last = idx[-m:]
         metric, direction, base = self.comps[0]
-        stat = direction * (float(np.mean(self.values[metric][last])) - base.mean) / (
-            base.sd * math.sqrt(1.0 / m + 1.0 / base.days_n))
+        dev = direction * (self.values[metric][last] - base.mean)
+        if self.CAP:  # each day capped at z_clip prediction SDs, as the CUSUM's days (as implemented in processing)
+            dev = np.minimum(dev, self.settings.z_clip * base.prediction_sd)
+        stat = float(np.mean(dev)) / (base.sd * math.sqrt(1.0 / m + 1.0 / base.days_n))
         return last if stat > c else None
 
 
 @contextlib.contextmanager
-def window_rule(rules: dict[str, tuple[int, float]]):
-    """Score with the windowed-mean rule of ``rules`` (kind -> (m, c)) next to the CUSUM."""
+def window_rule(rules: dict[str, tuple[int, float]], cap: bool = False):
+    """Score with the windowed-mean rule of ``rules`` (kind -> (m, c)) next to the CUSUM (``cap``: days capped)."""
     saved = detection_run._CusumRun  # noqa: SLF001 (the study swaps the detector's CUSUM run for a variant)
-    _WindowRun.WINDOW = rules
+    _WindowRun.WINDOW, _WindowRun.CAP = rules, cap
     detection_run._CusumRun = _WindowRun  # noqa: SLF001 (as above)
     try:
         yield
     finally:
         detection_run._CusumRun = saved  # noqa: SLF001 (as above)
-        _WindowRun.WINDOW = {}
+        _WindowRun.WINDOW, _WindowRun.CAP = {}, False
 
 
 #: t(0.975, 9) / 1.96: the prediction SD of a 10-day baseline with a small-sample (t) correction, applied by
@@ -193,9 +196,13 @@ VARIANTS: dict[str, dict] = {
         **dict.fromkeys(SPEED, (10, 2.4)), **dict.fromkeys(LATERAL, (10, 2.6))}},
     "e4 prior floor + window speed c=3.3 + lateral c=3.2": {"prior_floor": True, "window": {
         **dict.fromkeys(SPEED, (10, 3.3)), **dict.fromkeys(LATERAL, (10, 3.2))}},
+    # a4 as implemented in processing: each day capped at z_clip prediction SDs (the detector's one-day rule)
+    "a4c a4, days capped": {"cap": True, "window": {**dict.fromkeys(SPEED, (10, 3.3)), **dict.fromkeys(LATERAL, (10, 3.2))}},
     # post hoc (declared after the scores above, before its own): a4 with b1's lower cap
     "f1 a4 + z_clip 2.5": {"z_clip": 2.5, "window": {**dict.fromkeys(SPEED, (10, 3.3)),
                                                      **dict.fromkeys(LATERAL, (10, 3.2))}},
+    "f1c f1, days capped": {"z_clip": 2.5, "cap": True, "window": {**dict.fromkeys(SPEED, (10, 3.3)),
+                                                                  **dict.fromkeys(LATERAL, (10, 3.2))}},
 }
 
 
@@ -217,19 +224,20 @@ class PriorFloor(CompensationDetector):
         return base
 
 
-def detector_for(variant: dict) -> tuple[CompensationDetector, dict]:
+def detector_for(variant: dict) -> tuple[CompensationDetector, dict, bool]:
     """The variant on top of the round-2 detector (no mean rule; the study's own ``_WindowRun`` adds it), or the
     detector's defaults as they are now (``defaults``)."""
     if variant.get("defaults"):
-        return CompensationDetector(), {}
-    overrides = {"mean_rule_z_by_kind": {}, **{k: v for k, v in variant.items() if k not in ("window", "prior_floor")}}
+        return CompensationDetector(), {}, False
+    skip = ("window", "prior_floor", "cap")
+    overrides = {"mean_rule_z_by_kind": {}, **{k: v for k, v in variant.items() if k not in skip}}
     cls = PriorFloor if variant.get("prior_floor") else CompensationDetector
-    return cls(**overrides), variant.get("window", {})
+    return cls(**overrides), variant.get("window", {}), bool(variant.get("cap"))
 
 
 def score_variant(records: list[dict], variant: dict) -> tuple[dict, list[dict]]:
-    detector, rules = detector_for(variant)
-    with window_rule(rules):
+    detector, rules, cap = detector_for(variant)
+    with window_rule(rules, cap):
         return score_records(records, detector)
 
 
