@@ -77,10 +77,16 @@ def _raised(series, base, run: _CusumRun, onset: list[int], days, i, base_mask, 
     s = run.settings
     x, z = run.values[series.metric], run.z[series.metric]
     current = float(np.mean(x[onset]))
+    sign = "+" if series.direction > 0 else "-"
+    if run.last_rule == "mean":
+        rule = (f"mean of the last {s.mean_rule_days} valid days: {sign}(mean - baseline) beyond {run.mean_z} "
+                f"sd sqrt(1/m + 1/n)")
+    else:
+        rule = (f"one-sided CUSUM of z = {sign}(value - baseline) / (sd sqrt(1 + 1/n)) with k = {run.k}, h = {run.h}, "
+                f"z capped at {s.z_clip}; >= {run.days_beyond} days beyond z = {s.z_real_change}")
     evidence: dict[str, Any] = {
-        "rule": (f"one-sided CUSUM of z = {'+' if series.direction > 0 else '-'}(value - baseline) / "
-                 f"(sd sqrt(1 + 1/n)) with k = {run.k}, h = {run.h}, z capped at {s.z_clip}; "
-                 f">= {run.days_beyond} days beyond z = {s.z_real_change}"),
+        "rule": rule,
+        "rule_kind": run.last_rule,
         "direction": "up" if series.direction > 0 else "down",
         "side": series.side,
         "baseline_source": base.source,
@@ -143,6 +149,9 @@ class _CusumRun:
         self.cusum = {m: 0.0 for m, _, _ in self.comps}
         self.run_start: dict[str, int | None] = {m: None for m, _, _ in self.comps}  # first index after leaving 0
         self.recent: list[int] = []  # indices of valid monitored days with a value, newest last
+        self.since = 0  # the mean rule's days start at recent[since:] (moved on at each restart)
+        self.mean_z = settings.mean_rule_z_by_kind.get(series.kind)
+        self.last_rule = "cusum"  # the rule that made the last alarm
         self.rows: list[tuple] = []  # the series_ rows
 
     def step(self, i: int, day: Any) -> bool:
@@ -162,8 +171,17 @@ class _CusumRun:
         return True
 
     def alarm(self) -> list[int] | None:
-        """The days since the estimated onset when every CUSUM is over ``cusum_h`` with enough days beyond
-        the real-change threshold, else None."""
+        """The days since the estimated onset when the CUSUM rule or the mean rule alarms, else None."""
+        onset = self._cusum_alarm()
+        self.last_rule = "cusum"
+        if onset is None and self.mean_z is not None:
+            onset = self._mean_alarm()
+            self.last_rule = "mean"
+        return onset
+
+    def _cusum_alarm(self) -> list[int] | None:
+        """Every CUSUM over ``cusum_h`` with enough days beyond the real-change threshold: the days since the
+        estimated onset."""
         s = self.settings
         if not all(c > self.h for c in self.cusum.values()):
             return None
@@ -174,9 +192,26 @@ class _CusumRun:
         beyond = int(sum(self.z[metric][j] >= s.z_real_change for j in onset))
         return onset if beyond >= self.days_beyond else None
 
+    def _mean_alarm(self) -> list[int] | None:
+        """The mean of the last ``mean_rule_days`` valid days (since the last restart) of every component beyond
+        ``mean_z`` sd sqrt(1/m + 1/n) in the compensation direction, each day's deviation capped at ``z_clip``
+        prediction SDs: those days."""
+        m = self.settings.mean_rule_days
+        days = self.recent[self.since:]
+        if len(days) < m or self.mean_z is None:
+            return None
+        last = days[-m:]
+        for metric, direction, base in self.comps:
+            # each day capped at z_clip prediction SDs, as in the CUSUM: one day can never raise a flag
+            dev = np.minimum(direction * (self.values[metric][last] - base.mean), self.settings.z_clip * base.prediction_sd)
+            if not float(np.mean(dev)) > self.mean_z * base.sd * math.sqrt(1.0 / m + 1.0 / base.days_n):
+                return None
+        return last
+
     def restart(self) -> None:
         for m in self.cusum:
             self.cusum[m], self.run_start[m] = 0.0, None
+        self.since = len(self.recent)
 
 
 def day_label(day: Any) -> Any:

@@ -66,7 +66,7 @@ _SD_TABLES = {"sd_priors": SD_PRIORS, "sd_floors": SD_FLOORS, "sd_priors_relativ
 _KINDS = ("lateral_shift", "shortened_stride", "slowing", "limp", "heel_offloading")
 #: per-kind CUSUM settings that replace ``cusum_k`` / ``cusum_h`` / ``min_days_beyond`` for that kind's series:
 #: empty by default (every kind uses the general ones); keys are kinds
-_KIND_TABLES = ("cusum_k_by_kind", "cusum_h_by_kind", "min_days_beyond_by_kind")
+_KIND_TABLES = ("cusum_k_by_kind", "cusum_h_by_kind", "min_days_beyond_by_kind", "mean_rule_z_by_kind")
 #: every table of numbers keyed by name: what a key may be
 _TABLE_KEYS: dict[str, tuple[str, ...]] = {**{k: tuple(v) for k, v in _SD_TABLES.items()},
                                            **dict.fromkeys(_KIND_TABLES, _KINDS)}
@@ -74,7 +74,12 @@ _TABLE_KEYS: dict[str, tuple[str, ...]] = {**{k: tuple(v) for k, v in _SD_TABLES
 
 #: the defaults of the per-kind tables (docs/detection.md, "Small shifts")
 KIND_DEFAULTS: dict[str, dict[str, float]] = {"cusum_k_by_kind": {}, "cusum_h_by_kind": {},
-                                              "min_days_beyond_by_kind": {}}
+                                              "min_days_beyond_by_kind": {}, "mean_rule_z_by_kind": {}}
+#: the windowed-mean rule's threshold per kind (docs/detection.md, "Small shifts"; issue 19 round 3): the walking-speed
+#: series and lateral shift, the two ~1-1.5-SD changes of docs/validation.md. The values are the bound of one series
+#: at a 0.5 % share of false-flag weeks (scripts/detection_power_bound.py, m = 10, SD estimated from 10 days).
+#: A deployment's table replaces this one (a kind left out has no mean rule).
+MEAN_RULE_DEFAULTS: dict[str, float] = {"shortened_stride": 3.3, "slowing": 3.3, "lateral_shift": 3.2}
 
 
 def _bad(message: str) -> ValidationError:
@@ -127,6 +132,12 @@ class DetectionSettings:
     cusum_k_by_kind: Mapping[str, float] = field(default_factory=dict)
     cusum_h_by_kind: Mapping[str, float] = field(default_factory=dict)
     min_days_beyond_by_kind: Mapping[str, float] = field(default_factory=dict)
+    #: the windowed-mean rule next to the CUSUM: a kind in this table is also raised when the mean of its last
+    #: ``mean_rule_days`` valid days (since the series last improved) is beyond this many
+    #: sd sqrt(1/m + 1/n) from the baseline mean, in the direction heel pain moves it. Issue 19, round 3: lateral
+    #: shift found 12/14 -> 13/14 real walks, 15/20 -> 16/20 simulated, no more false flags (docs/validation.md)
+    mean_rule_z_by_kind: Mapping[str, float] = field(default_factory=lambda: dict(MEAN_RULE_DEFAULTS))
+    mean_rule_days: int = 10
 
     def __post_init__(self) -> None:
         for name, defaults in _SD_TABLES.items():
@@ -165,6 +176,8 @@ class DetectionSettings:
              "sd_priors, sd_floors and their relative tables must be finite and >= 0"),
             (all(math.isfinite(v) for name in _KIND_TABLES for v in getattr(self, name).values()),
              "per-kind CUSUM settings must be finite"),
+            (self.mean_rule_days >= 2 and all(v > 0 for v in self.mean_rule_z_by_kind.values()),
+             "mean_rule_days must be >= 2 and the mean rule's thresholds positive"),
             (self.slope_prior_spm2 >= 0 and self.slope_max_spm >= 0, "slope settings must be >= 0"),
         ]
         for ok, msg in checks:

@@ -178,3 +178,44 @@ def test_per_kind_cusum_settings(tmp_path):
     assert raised(CompensationDetector().detect(slow), "slowing") == []
     ev = raised(CompensationDetector(s).detect(slow), "slowing")
     assert ev and "k = 0.5" in ev[0].evidence["rule"]
+
+
+def _cadence_days(after: float, *, n_after: int = 12) -> pd.DataFrame:
+    """Cadence only (no IMU, no calibration: the `slowing` series): 10 baseline days alternating 97.5 / 102.5
+    steps/min (mean 100, SD used 2.59 after the prior), then ``n_after`` days at ``after``."""
+    cadence = [97.5, 102.5] * 5 + [after] * n_after
+    return pd.DataFrame({"strides_n": 60, "cadence_steps_per_min": cadence,
+                         "stride_time_s": [120.0 / c for c in cadence]}, index=pd.RangeIndex(len(cadence), name="day"))
+
+
+def test_mean_rule_finds_a_sustained_small_slowing_that_the_cusum_misses():
+    """4.5 steps/min slower every day: z = 1.65 per day, never beyond 1.96, so the CUSUM's two-days-beyond rule
+    never raises; the mean of 10 such days is 3.9 sd sqrt(1/10 + 1/10) below the baseline (> 3.3): the mean rule
+    raises on the 10th day. Walking faster by as much never raises (heel pain slows walking: Phillips & McClinton
+    2017; Cervera-Garvi et al. 2023)."""
+    slower = _cadence_days(95.5)
+    det = CompensationDetector().detect(slower)
+    assert det.baselines_["cadence_steps_per_min"].sd == pytest.approx(2.594, abs=0.001)
+    ev = raised(det, "slowing")
+    assert [(e.day, e.evidence["rule_kind"], e.days_n) for e in ev] == [(19, "mean", 10)]
+    assert "mean of the last 10 valid days" in ev[0].evidence["rule"] and ev[0].current < ev[0].baseline
+    assert raised(CompensationDetector(mean_rule_z_by_kind={}).detect(slower)) == []  # the CUSUM alone: nothing
+    assert raised(CompensationDetector().detect(_cadence_days(104.5))) == []
+    # 9 days are not a window of 10; 3 steps/min slower (mean 2.6 < 3.3) is within the rule
+    assert raised(CompensationDetector().detect(_cadence_days(95.5, n_after=9))) == []
+    assert raised(CompensationDetector().detect(_cadence_days(97.0))) == []
+
+
+def test_mean_rule_settings(tmp_path):
+    s = DetectionSettings()
+    assert s.mean_rule_days == 10 and set(s.mean_rule_z_by_kind) == {"shortened_stride", "slowing", "lateral_shift"}
+    config = tmp_path / "d.toml"
+    config.write_text("[detection]\nmean_rule_days = 7\n[detection.mean_rule_z_by_kind]\nlimp = 3.0\n")
+    loaded = DetectionSettings.from_toml(config)
+    assert loaded.mean_rule_days == 7 and loaded.mean_rule_z_by_kind == {"limp": 3.0}  # the table replaces the default
+    assert DetectionSettings.from_json(loaded.to_json()) == loaded
+    for bad in ("[detection]\nmean_rule_days = 1\n", "[detection.mean_rule_z_by_kind]\nslowing = -1\n",
+                "[detection.mean_rule_z_by_kind]\nwobble = 3\n"):
+        config.write_text(bad)
+        with pytest.raises(ValidationError):
+            DetectionSettings.from_toml(config)
