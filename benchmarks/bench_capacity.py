@@ -63,6 +63,7 @@ from tests.fixtures.nats import NatsCluster, nats_available
 from transport.mqtt import MqttSettings
 
 STARTED: list[int] = []  # pids of every process this run started (the watchdog's list)
+PUBLISHER_CPUS: set[int] | None = None  # --pin-publishers: the cores the publishers run on (inherited through fork())
 _INSOLES: list[Insole] = []  # the publishers' share of it is inherited through fork()
 
 
@@ -192,6 +193,8 @@ def scale_workers(args, workdir: Path) -> None:
 def publisher(j: int, first: int, last: int, settings: MqttSettings, seconds: float, out: Path) -> None:
     """A publisher process (forked): the insoles ``first:last`` of ``_INSOLES`` at their real rate."""
     signal.alarm(int(seconds + 60))  # ends itself whatever the broker does
+    if PUBLISHER_CPUS is not None:
+        os.sched_setaffinity(0, PUBLISHER_CPUS)
     cpu0 = time.process_time()
     published, late = publish_realtime(settings, _INSOLES[first:last], seconds)
     out.write_bytes(pickle.dumps((published, late, time.process_time() - cpu0)))
@@ -211,8 +214,8 @@ def make_insoles(n_insoles: int, walks: list, start_s: float) -> list[Insole]:
 class CpuMeter:
     """CPU seconds of groups of processes (with their children) and of the whole machine, between two marks."""
 
-    def __init__(self, groups: dict[str, list[int]]) -> None:
-        self.groups = groups
+    def __init__(self, groups: dict[str, list[int]], alone: tuple[str, ...] = ("reader",)) -> None:
+        self.groups, self.alone = groups, alone  # alone: groups counted without their children
         self.t0, self.cpu0, self.box0 = time.time(), self._read(), self._box()
 
     @staticmethod
@@ -228,7 +231,7 @@ class CpuMeter:
                 try:
                     p = psutil.Process(pid)
                     total += sum(p.cpu_times()[:2])
-                    if name != "reader":  # (the reader's children are the other groups)
+                    if name not in self.alone:  # (e.g. the reader's children are the other groups)
                         total += sum(sum(c.cpu_times()[:2]) for c in p.children(recursive=True))
                 except psutil.Error:
                     pass
@@ -274,7 +277,9 @@ def stream(kind: str, n_insoles: int, walks: list, args, workdir: Path) -> None:
             time.sleep(max(0.0, start_s - time.time()))
             stored0 = sum(stored_batches_n(db) for db in dbs)
             meter = CpuMeter({"broker": broker_pids, "workers": [p.pid for p in procs],
-                              "publishers": [p.pid for p in pub_procs if p.pid], "reader": [os.getpid()]})
+                              "live helpers": [c for p in procs for c in child_pids(p.pid)],
+                              "publishers": [p.pid for p in pub_procs if p.pid], "reader": [os.getpid()]},
+                             alone=("reader", "workers"))
             time.sleep(args.seconds)
             cpu, box, wall = meter.percent()  # over the streaming window only
             window = (meter.t0, wall, sum(stored_batches_n(db) for db in dbs) - stored0)
@@ -344,10 +349,10 @@ def cost_per_message(cpu: dict[str, float], wall: float, published_n: int, store
     message published). It falls as the rate grows: the worker stores more messages per commit."""
     if not published_n or not stored_n:
         return "CPU per message: nothing published or stored in the window"
-    per = {k: v / 100 * wall / (stored_n if k == "workers" else published_n) * 1e6 for k, v in cpu.items()
-           if k != "reader"}
+    per = {k: v / 100 * wall / (stored_n if k in ("workers", "live helpers") else published_n) * 1e6
+           for k, v in cpu.items() if k != "reader"}
     return ("CPU ms per 1,000 messages at this rate: " + ", ".join(f"{k} {v:.0f}" for k, v in per.items())
-            + f" (workers: per message stored, {stored_n} in the window)")
+            + f" (workers and their helpers: per message stored, {stored_n} in the window)")
 
 
 def watchdog(deadline_s: float) -> None:
@@ -363,6 +368,18 @@ def watchdog(deadline_s: float) -> None:
     t.start()
 
 
+def pin_publishers() -> None:
+    """Publishers on the last core, this process and everything it starts later (brokers, workers and their
+    helpers inherit it) on the others."""
+    global PUBLISHER_CPUS  # noqa: PLW0603 - read by the forked publishers
+    cores = list(range(os.cpu_count() or 1))
+    if len(cores) < 2:
+        raise SystemExit("--pin-publishers needs at least 2 cores")
+    PUBLISHER_CPUS = {cores[-1]}
+    os.sched_setaffinity(0, set(cores[:-1]))
+    print(f"pinned: publishers on core {cores[-1]}; brokers, workers and the reader on {cores[:-1]}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--insoles", default="500,2000,5000", help="insoles per end-to-end run, comma-separated")
@@ -376,12 +393,18 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=20_000, help="part 1's backlog")
     ap.add_argument("--devices", type=int, default=64, help="part 1's insoles")
     ap.add_argument("--workdir", help="keep brokers' and workers' files and logs here (default: a temporary folder)")
+    ap.add_argument("--pin-publishers", action="store_true",
+                    help="run the publishers on the last core only and everything else this run starts (brokers, "
+                         "workers, the reader) on the other cores: what the server side does with the cores left "
+                         "to it, whatever the simulated gateways cost (Linux)")
     ap.add_argument("--deadline-s", type=float, default=1800.0, help="the whole run, then everything is stopped")
     args = ap.parse_args()
     kinds = [k for k in args.broker.split(",") if k]
     if "nats" in kinds or args.workers:
         assert nats_available(), "nats-server is not installed"
     watchdog(args.deadline_s)
+    if args.pin_publishers:
+        pin_publishers()
     print(f"{os.cpu_count()} cores; load average at the start {os.getloadavg()[0]:.1f} (a shared machine)")
     with (nullcontext(tempfile.mkdtemp(dir=args.workdir)) if args.workdir else tempfile.TemporaryDirectory()) as tmp:
         scale_workers(args, Path(tmp))

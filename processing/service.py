@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 INBOX_MAX_N = 10_000
 #: while the live-analysis helper still owes replies, an idle worker looks for them this often (s)
 LIVE_POLL_S = 0.05
+#: a group smaller than ``group_commit_n`` waits this long for more messages before it is handled (s): each
+#: transaction, acknowledgement and hand-over to the live analysis has a fixed cost, which dominates when messages
+#: trickle in one or two at a time (docs/benchmarks.md, "Capacity on one box"); a backlog is never held back
+GROUP_WAIT_S = 0.01
 #: when the inbox is empty, wait this long for the helper process's live strides before going on
 LIVE_WAIT_S = 0.25
 
@@ -57,6 +61,7 @@ class ProcessingService(IngestMixin, LiveStridesMixin, SessionsMixin):
         analyze_on_close: bool = True,
         archive: RawArchive | None = None,
         group_commit_n: int = GROUP_COMMIT_N,
+        group_wait_s: float = GROUP_WAIT_S,
         live_strides: bool = True,
         live_process: bool = False,
         detection_settings: DetectionSettings | None = None,
@@ -68,6 +73,7 @@ class ProcessingService(IngestMixin, LiveStridesMixin, SessionsMixin):
         self.archive = archive
         #: at most this many queued messages are handled in one transaction and acknowledged together
         self.group_commit_n = group_commit_n
+        self.group_wait_s = group_wait_s
         self.live_strides = live_strides
         self.inactivity_s = inactivity_s
         self.partitions = partitions
@@ -211,6 +217,8 @@ class ProcessingService(IngestMixin, LiveStridesMixin, SessionsMixin):
             if retry is None:
                 if not inbox:  # (a shorter nap while the live analysis still owes replies)
                     arrived.wait(LIVE_POLL_S if self.live_outstanding_n else 0.5)
+                if inbox and len(inbox) < self.group_commit_n and self.group_wait_s > 0:
+                    stop.wait(self.group_wait_s)  # let a trickle gather into one transaction
                 arrived.clear()  # before taking: a message appended from now on sets it again
                 group = [inbox.popleft() for _ in range(min(len(inbox), self.group_commit_n))]
             else:
@@ -234,6 +242,7 @@ class ProcessingService(IngestMixin, LiveStridesMixin, SessionsMixin):
                 backoff_s = min(backoff_s * 2, 10.0)
                 continue
             retry, backoff_s = None, 0.5
+            self.stats.groups_n += 1
             self.flush_outgoing(all_live=not inbox)  # announced only after the commit
             # acknowledged only after the commit, each on its own client
             acks: dict = {}

@@ -31,6 +31,8 @@ LATE_S = 60.0
 @dataclass
 class ServiceStats:
     messages_n: int = 0
+    #: message groups committed, each in one transaction (messages_n / groups_n: messages per transaction)
+    groups_n: int = 0
     batches_n: int = 0
     frames_accepted_n: int = 0
     frames_duplicate_n: int = 0
@@ -155,6 +157,7 @@ class ServiceState:
         s, p = self.stats, "kinetic_processing_"
         return [
             counter(p + "messages_total", "MQTT messages handled (committed)", s.messages_n),
+            counter(p + "groups_committed_total", "message groups committed, each in one transaction", s.groups_n),
             counter(p + "batches_stored_total", "raw batches stored", s.batches_n),
             counter(p + "frames_stored_total", "raw frames stored (exactly once per device and sequence number)",
                     s.frames_accepted_n),
