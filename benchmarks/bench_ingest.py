@@ -39,6 +39,7 @@ import numpy as np
 from insole_common import topics
 from insole_common.codec import Batch, PressureUnit, encode_batch, peek_header, split_payloads
 from processing.service import GROUP_COMMIT_N
+from tests.fixtures.broker import publish_all
 from transport.mqtt import MqttSettings, connect, make_client
 
 FRAMES = 50
@@ -88,17 +89,6 @@ def make_messages(n_batches: int, n_devices: int) -> list[tuple[str, bytes]]:
         streams.append([(topics.raw_topic(patient, side), encode_batch(b)) for b in batches])
     out = [s[k] for k in range(per_device) for s in streams if k < len(s)]
     return out[:n_batches]
-
-
-def publish_all(settings: MqttSettings, messages) -> None:
-    client = make_client(settings)
-    client.max_inflight_messages_set(200)
-    connect(client, settings)
-    infos = [client.publish(t, p, qos=1) for t, p in messages]
-    for info in infos:
-        info.wait_for_publish(120)
-    client.disconnect()
-    client.loop_stop()
 
 
 def drain_bare(settings: MqttSettings, messages, *, read_burst_n: int = 1) -> float:
