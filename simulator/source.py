@@ -24,8 +24,8 @@ class SimulatedInsoleSource(InsoleSource):
     """Streams one foot of a :class:`simulator.Simulation`.
 
     ``start_time_us`` is the collector time of the recording's t = 0.
-    ``realtime`` paces notifications at the true rate; otherwise they are
-    produced as fast as the pipeline takes them, with synthetic arrival times.
+    ``realtime`` paces notifications at the true rate, ``speedup`` at that many times the true rate; otherwise
+    they are produced as fast as the pipeline takes them, with synthetic arrival times.
     """
 
     def __init__(
@@ -36,6 +36,7 @@ class SimulatedInsoleSource(InsoleSource):
         device_id: str | None = None,
         start_time_us: int | None = None,
         realtime: bool = False,
+        speedup: float | None = None,
         frames_per_notification: int = 5,
         latency_ms: tuple[float, float] = (8.0, 40.0),
         seq_offset: int = 0,
@@ -52,6 +53,7 @@ class SimulatedInsoleSource(InsoleSource):
         self.layout_id = get_layout(foot.layout.name).wire_id if foot.layout else 0
         self.start_time_us = time.time_ns() // 1000 if start_time_us is None else start_time_us
         self.realtime = realtime
+        self.speedup = speedup if speedup is not None else (1.0 if realtime else None)
         self.frames_per_notification = frames_per_notification
         self.latency_ms = latency_ms
         #: added to the simulation's frame counter (which starts at 0), so that a device that keeps
@@ -68,8 +70,8 @@ class SimulatedInsoleSource(InsoleSource):
                 self._device.device_blocks(self.sim, self.side, frames_per_block=self.frames_per_notification)
             ):
                 true_end_s = (block.first_seq + block.pressure_counts.shape[0] - 1) / self.sample_rate_hz
-                if self.realtime:
-                    delay = true_end_s - (time.monotonic() - wall0)
+                if self.speedup:
+                    delay = true_end_s / self.speedup - (time.monotonic() - wall0)
                     if delay > 0:
                         await asyncio.sleep(delay)
                 elif n_yielded % 50 == 0:
