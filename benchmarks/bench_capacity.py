@@ -175,7 +175,7 @@ def drain(nodes: list[MqttSettings], messages, workdir: Path, n: int, timeout_s:
 
 
 def scale_workers(args, workdir: Path) -> None:
-    counts = [int(x) for x in args.workers.split(",") if x]
+    counts = args.workers
     if not counts:
         return
     messages = make_messages(args.batches, args.devices)
@@ -368,6 +368,24 @@ def watchdog(deadline_s: float) -> None:
     t.start()
 
 
+def counts(text: str) -> list[int]:
+    """A comma-separated list of positive whole numbers ('' = none), for argparse."""
+    try:
+        out = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of whole numbers") from None
+    if any(n < 1 for n in out):
+        raise argparse.ArgumentTypeError(f"{text!r}: every number must be at least 1")
+    return out
+
+
+def brokers(text: str) -> list[str]:
+    out = [k.strip() for k in text.split(",") if k.strip()]
+    if unknown := [k for k in out if k not in ("mosquitto", "nats")]:
+        raise argparse.ArgumentTypeError(f"unknown broker {unknown[0]!r}: use mosquitto and/or nats")
+    return out
+
+
 def pin_publishers() -> None:
     """Publishers on the last core, this process and everything it starts later (brokers, workers and their
     helpers inherit it) on the others."""
@@ -382,14 +400,14 @@ def pin_publishers() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--insoles", default="500,2000,5000", help="insoles per end-to-end run, comma-separated")
-    ap.add_argument("--broker", default="mosquitto,nats", help="mosquitto and/or nats (a three-node cluster)")
+    ap.add_argument("--insoles", type=counts, default="500,2000,5000", help="insoles per end-to-end run, comma-separated")
+    ap.add_argument("--broker", type=brokers, default="mosquitto,nats", help="mosquitto and/or nats (a three-node cluster)")
     ap.add_argument("--seconds", type=float, default=20.0, help="real-time streaming per run")
     ap.add_argument("--per-publisher", type=int, default=500, help="insoles per publisher process")
     ap.add_argument("--e2e-workers", type=int, default=1)
     ap.add_argument("--settle-s", type=float, default=10.0, help="wait after streaming for the backlog")
     ap.add_argument("--poll-ms", type=float, default=20.0)
-    ap.add_argument("--workers", default="1,2,3", help="worker counts on the cluster, part 1 ('' skips it)")
+    ap.add_argument("--workers", type=counts, default="1,2,3", help="worker counts on the cluster, part 1 ('' skips it)")
     ap.add_argument("--batches", type=int, default=20_000, help="part 1's backlog")
     ap.add_argument("--devices", type=int, default=64, help="part 1's insoles")
     ap.add_argument("--workdir", help="keep brokers' and workers' files and logs here (default: a temporary folder)")
@@ -399,7 +417,7 @@ def main() -> None:
                          "to it, whatever the simulated gateways cost (Linux)")
     ap.add_argument("--deadline-s", type=float, default=1800.0, help="the whole run, then everything is stopped")
     args = ap.parse_args()
-    kinds = [k for k in args.broker.split(",") if k]
+    kinds = args.broker
     if "nats" in kinds or args.workers:
         assert nats_available(), "nats-server is not installed"
     watchdog(args.deadline_s)
@@ -408,7 +426,7 @@ def main() -> None:
     print(f"{os.cpu_count()} cores; load average at the start {os.getloadavg()[0]:.1f} (a shared machine)")
     with (nullcontext(tempfile.mkdtemp(dir=args.workdir)) if args.workdir else tempfile.TemporaryDirectory()) as tmp:
         scale_workers(args, Path(tmp))
-        sizes = [int(x) for x in args.insoles.split(",") if x]
+        sizes = args.insoles
         if sizes:
             walks = simulated_walks(WALKS_N, args.seconds + 30)
         for kind in kinds:
